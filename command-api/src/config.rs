@@ -1,0 +1,27 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_kit::kafka::KafkaArgs;
+
+/// command-api settings; every flag has an environment variable.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "command-api", about = "Accepts submissions and appends them to Kafka")]
+pub struct Config {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "COMMAND_API_LISTEN", default_value = "0.0.0.0:8001")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Largest accepted content, in bytes of UTF-8.
+    #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = 64 * 1024)]
+    pub max_content_bytes: usize,
+    /// How long to wait for Kafka's acknowledgement before answering 503.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}

@@ -1,0 +1,55 @@
+//! Every way a command can fail, and the HTTP answer for each.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use service_kit::http_error::{error_response, unavailable};
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not acceptable JSON (syntax, content type, size): axum says which.
+    #[error(transparent)]
+    Json(#[from] JsonRejection),
+    #[error("content must not be empty")]
+    EmptyContent,
+    #[error("content must not contain NUL characters")]
+    NulInContent,
+    #[error("content is {actual} bytes; the limit is {limit} bytes")]
+    ContentTooLarge { actual: usize, limit: usize },
+    #[error("the event log did not acknowledge the submission: {0}")]
+    BrokerUnavailable(#[source] rdkafka::error::KafkaError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            ApiError::Json(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                    _ => "malformed_json",
+                };
+                error_response(status, code, rejection.body_text())
+            }
+            ApiError::EmptyContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "empty_content", message),
+            ApiError::NulInContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_content", message),
+            ApiError::ContentTooLarge { .. } => {
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, "content_too_large", message)
+            }
+            ApiError::BrokerUnavailable(ref error) => {
+                tracing::warn!(%error, "answering 503: broker did not acknowledge");
+                unavailable(
+                    "broker_unavailable",
+                    "the event log is unavailable; nothing was stored, try again later",
+                    RETRY_AFTER_SECS,
+                )
+            }
+        }
+    }
+}

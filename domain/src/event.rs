@@ -1,0 +1,164 @@
+//! Events and their wire format.
+//!
+//! Every record on the submission topic is one [`Envelope`] serialised as JSON:
+//!
+//! ```json
+//! {"event_id":"…","submission_id":"…","schema_version":1,"occurred_at":"2026-11-25T10:00:00Z",
+//!  "correlation_id":"…","event_type":"SubmissionFailed","payload":{"reasons":["too_short"]}}
+//! ```
+//!
+//! The format is pinned by tests in `tests/wire_format.rs`; change it only in a
+//! backward-compatible way and bump the event's schema version.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Identity of one submission; also the Kafka record key, so all of a submission's events land
+/// on one partition, in order.
+pub type SubmissionId = Uuid;
+/// Identity of one logical event. Derived, never random: see [`Envelope::new`].
+pub type EventId = Uuid;
+
+/// The schema version this code writes. It reads every version up to this one.
+pub const CURRENT_SCHEMA_VERSION: u16 = 1;
+
+/// Namespace for deriving event ids (UUID v5). Never change it: stored ids depend on it.
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f0b_3c2e_8a41_4d7e_9f52_1c7a_0e3d_b845);
+
+/// Why content failed the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Fewer than [`crate::rule::MIN_CHARS`] characters.
+    TooShort,
+    /// No ASCII digit.
+    NoDigit,
+}
+
+impl FailureReason {
+    /// The wire name, also used in the read model.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::TooShort => "too_short",
+            FailureReason::NoDigit => "no_digit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "too_short" => Some(FailureReason::TooShort),
+            "no_digit" => Some(FailureReason::NoDigit),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to a submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum Event {
+    SubmissionCreated { content: String },
+    ProcessingStarted {},
+    SubmissionPassed {},
+    SubmissionFailed { reasons: Vec<FailureReason> },
+}
+
+impl Event {
+    /// The `event_type` field on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::SubmissionCreated { .. } => "SubmissionCreated",
+            Event::ProcessingStarted {} => "ProcessingStarted",
+            Event::SubmissionPassed {} => "SubmissionPassed",
+            Event::SubmissionFailed { .. } => "SubmissionFailed",
+        }
+    }
+
+    /// The step of a submission's life this event records. Passed and Failed share one step:
+    /// a submission gets one verdict, so both derive the same event id and a second, different
+    /// verdict can never slip in as a "new" event.
+    fn step(&self) -> &'static str {
+        match self {
+            Event::SubmissionCreated { .. } => "created",
+            Event::ProcessingStarted {} => "processing-started",
+            Event::SubmissionPassed {} | Event::SubmissionFailed { .. } => "verdict",
+        }
+    }
+}
+
+/// The metadata every event carries, around the event itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub event_id: EventId,
+    pub submission_id: SubmissionId,
+    pub schema_version: u16,
+    pub occurred_at: DateTime<Utc>,
+    /// Ties every event of one request together across services (the HTTP request id).
+    pub correlation_id: Uuid,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A record that is not a readable event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a valid event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("{event_type} has schema version {version}; this build reads up to {CURRENT_SCHEMA_VERSION}")]
+    UnsupportedVersion { event_type: &'static str, version: u16 },
+}
+
+impl Envelope {
+    /// Wraps an event. The event id is derived from the submission id and the step the event
+    /// records, so a producer that emits the same step twice (a retry, a validator replaying
+    /// after a crash) emits the same id, and consumers can recognise the duplicate.
+    pub fn new(
+        submission_id: SubmissionId,
+        event: Event,
+        occurred_at: DateTime<Utc>,
+        correlation_id: Uuid,
+    ) -> Self {
+        Envelope {
+            event_id: derive_event_id(submission_id, event.step()),
+            submission_id,
+            schema_version: CURRENT_SCHEMA_VERSION,
+            occurred_at,
+            correlation_id,
+            event,
+        }
+    }
+
+    /// An event that follows this one for the same submission and request.
+    pub fn follow_up(&self, event: Event, occurred_at: DateTime<Utc>) -> Self {
+        Envelope::new(self.submission_id, event, occurred_at, self.correlation_id)
+    }
+
+    /// The Kafka record key: the submission id as text.
+    pub fn key(&self) -> String {
+        self.submission_id.to_string()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).expect("an envelope always serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        if envelope.schema_version == 0 || envelope.schema_version > CURRENT_SCHEMA_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                event_type: envelope.event.type_name(),
+                version: envelope.schema_version,
+            });
+        }
+        Ok(envelope)
+    }
+}
+
+fn derive_event_id(submission_id: SubmissionId, step: &str) -> EventId {
+    let mut name = Vec::with_capacity(16 + step.len());
+    name.extend_from_slice(submission_id.as_bytes());
+    name.extend_from_slice(step.as_bytes());
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
+}

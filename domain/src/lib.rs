@@ -1,0 +1,13 @@
+//! The heart of content-processor: what happened (events), what it means (the fold) and how
+//! content is judged (the rule). Pure code with no I/O, so every other crate can trust it and
+//! every property of it can be tested in microseconds.
+
+pub mod event;
+pub mod fold;
+pub mod rule;
+
+pub use event::{
+    DecodeError, Envelope, Event, EventId, FailureReason, SubmissionId, CURRENT_SCHEMA_VERSION,
+};
+pub use fold::{Applied, Status, Submission, TransitionError};
+pub use rule::{judge, Verdict};

@@ -1,0 +1,224 @@
+//! Kafka connection settings and clients, configured once for every service.
+//!
+//! Producers are idempotent with `acks=all`: a record counts as written only when every
+//! in-sync replica has it, and a retried send never duplicates it in the log. Records are keyed
+//! by submission id and partitioned with murmur2, as Java clients do, so one submission's events
+//! stay in order on one partition whoever produces them.
+
+use std::time::Duration;
+
+use domain::Envelope;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+/// Where the event log lives. Every service takes these flags (or the environment variables).
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+    /// The topic holding every submission event.
+    #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", default_value = "submission-events")]
+    pub topic: String,
+    /// Partitions to create the topic with when it is missing (the unit of parallelism).
+    #[arg(long = "kafka-partitions", env = "KAFKA_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor to create the topic with when it is missing.
+    #[arg(long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Consumer group session timeout: how long a silent group member keeps its partitions.
+    #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("cannot create a Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {source}")]
+    CreateTopic { topic: String, source: KafkaError },
+    #[error("topic {topic} is not visible after creating it: {source}")]
+    TopicMissing { topic: String, source: KafkaError },
+}
+
+impl KafkaArgs {
+    /// Settings for a broker at `brokers` with every other value at its default.
+    pub fn for_brokers(brokers: impl Into<String>) -> Self {
+        KafkaArgs {
+            brokers: brokers.into(),
+            topic: "submission-events".into(),
+            partitions: 6,
+            replication_factor: 1,
+            session_timeout_ms: 10_000,
+        }
+    }
+
+    fn base_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            // Reconnect quickly once a broker is back, instead of backing off for 10 s.
+            .set("reconnect.backoff.max.ms", "1000");
+        config
+    }
+
+    /// An idempotent `acks=all` producer whose deliveries fail after `delivery_timeout`
+    /// instead of waiting forever for an unreachable broker.
+    pub fn producer(&self, delivery_timeout: Duration) -> Result<FutureProducer, KafkaSetupError> {
+        let timeout_ms = delivery_timeout.as_millis().max(1).to_string();
+        self.base_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("linger.ms", "2")
+            .create()
+            .map_err(KafkaSetupError::Client)
+    }
+
+    /// Consumer settings shared by the validator and the projector: offsets are committed
+    /// (or stored) by hand, only after the work they cover is durable.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut config = self.base_config();
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            // Waits at most this long for more records before handing over a small batch.
+            .set("fetch.wait.max.ms", "10");
+        config
+    }
+
+    /// Creates the topic when it is missing and returns its partition count.
+    pub async fn ensure_topic(&self) -> Result<i32, KafkaSetupError> {
+        if let Ok(count) = self.partition_count().await {
+            return Ok(count);
+        }
+        let admin: AdminClient<DefaultClientContext> =
+            self.base_config().create().map_err(KafkaSetupError::Client)?;
+        let topic = NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(self.replication_factor));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(|source| KafkaSetupError::CreateTopic { topic: self.topic.clone(), source })?;
+        for result in results {
+            match result {
+                Ok(_) => tracing::info!(topic = %self.topic, partitions = self.partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(KafkaSetupError::CreateTopic {
+                        topic: self.topic.clone(),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        self.partition_count()
+            .await
+            .map_err(|source| KafkaSetupError::TopicMissing { topic: self.topic.clone(), source })
+    }
+
+    /// The topic's partition count as the cluster reports it now.
+    pub async fn partition_count(&self) -> Result<i32, KafkaError> {
+        let config = self.base_config();
+        let topic = self.topic.clone();
+        blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))
+        })
+        .await
+    }
+}
+
+/// Reads the partition count of `topic` from cluster metadata (blocking).
+pub fn topic_partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
+        Some(t) => Err(KafkaError::MetadataFetch(
+            t.error().map(RDKafkaErrorCode::from).unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition),
+        )),
+        None => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
+    }
+}
+
+/// Runs a blocking librdkafka call off the async workers.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+}
+
+/// Where Kafka stored a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Appends events to the submission topic and waits for the broker's acknowledgement.
+#[derive(Clone)]
+pub struct EventPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl EventPublisher {
+    pub fn new(kafka: &KafkaArgs, delivery_timeout: Duration) -> Result<Self, KafkaSetupError> {
+        Ok(EventPublisher { producer: kafka.producer(delivery_timeout)?, topic: kafka.topic.clone() })
+    }
+
+    /// Resolves once Kafka has durably stored the event (acks=all), or with the reason it will
+    /// not: the broker did not acknowledge within the delivery timeout, or refused the record.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<Position, KafkaError> {
+        let key = envelope.key();
+        let payload = envelope.encode();
+        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        // Timeout::Never only concerns a full local queue; delivery itself is bounded by
+        // message.timeout.ms, after which the send resolves with an error.
+        match self.producer.send(record, Timeout::Never).await {
+            Ok(delivery) => Ok(Position { partition: delivery.partition, offset: delivery.offset }),
+            Err((error, _)) => Err(error),
+        }
+    }
+
+    /// Publishes several events at once and waits for all acknowledgements. Events with the same
+    /// key keep their order: the idempotent producer never reorders within a partition.
+    pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<(), KafkaError> {
+        let sends = envelopes.iter().map(|envelope| self.publish(envelope));
+        for outcome in futures_util::future::join_all(sends).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster answers a metadata request for the topic in time.
+    pub async fn probe(&self) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        blocking(move || topic_partition_count(producer.client(), &topic, Duration::from_secs(2)).map(|_| ()))
+            .await
+            .map_err(|error| format!("kafka unreachable: {error}"))
+    }
+
+    /// Waits until everything queued is acknowledged or `timeout` passes (for shutdown).
+    pub async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+    }
+}

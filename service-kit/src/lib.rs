@@ -1,0 +1,12 @@
+//! Plumbing every service shares, kept out of the services so each of them reads as its own
+//! job: Kafka clients and topic set-up ([`kafka`]), `/healthz` and `/readyz` ([`health`]),
+//! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]) and logging
+//! ([`telemetry`]).
+
+pub mod embedded_broker;
+pub mod health;
+pub mod http_error;
+pub mod http_server;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
