@@ -1,1 +1,73 @@
-pub fn x(){}
+//! The read side: serves the PostgreSQL read model over REST and pushes status changes over
+//! server-sent events.
+//!
+//! Everything it serves comes from the database the projector writes. Live updates come from
+//! the same tables: the projector NOTIFYs after each commit, [`changes::ChangeHub`] reads the
+//! new rows by `seq` and fans them out, so what SSE pushes is always already visible over REST.
+
+pub mod changes;
+pub mod config;
+pub mod error;
+pub mod http;
+
+use std::time::Duration;
+
+use axum::Router;
+use service_kit::health::{self, ReadinessCheck};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use changes::ChangeHub;
+pub use config::Config;
+pub use error::ApiError;
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub changes: ChangeHub,
+    /// Ends open SSE streams when the service shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Connects lazily: the service starts, and answers 503, while the database is down.
+    pub fn connect(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(&config.database_url)?;
+        let changes = ChangeHub::start(pool.clone(), shutdown.clone());
+        Ok(AppState { pool, changes, shutdown })
+    }
+}
+
+/// The API routes (`/api/submissions...`, `/api/stream`), without health routes or layers.
+pub fn router(state: AppState) -> Router {
+    http::routes(state)
+}
+
+/// What `/readyz` checks for this service: the read model answers.
+pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
+    let pool = state.pool.clone();
+    vec![ReadinessCheck::new("database", move || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT 1 FROM submissions LIMIT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|error| format!("read model unavailable: {error}"))
+        }
+    })]
+}
+
+/// Runs the service as its own process until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = AppState::connect(&config, shutdown.clone())?;
+    let app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
+    let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
+    tracing::info!(%addr, "query-api listening");
+    service_kit::http_server::serve(listener, app, shutdown).await
+}

@@ -1,1 +1,20 @@
-pub fn x(){}
+//! The judge: consumes `SubmissionCreated`, emits `ProcessingStarted` and then the verdict.
+//!
+//! Instances share one consumer group, so they split the topic's partitions between them.
+//! Offsets are committed only after the events a batch produced are acknowledged by Kafka; a
+//! validator that dies in between re-judges those records after restart and re-emits the same
+//! events with the same (derived) event ids, which the projector recognises as duplicates.
+
+pub mod config;
+mod judge;
+mod worker;
+
+pub use config::Config;
+pub use worker::Validator;
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs one validator instance until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Validator::start(&config).await?.run(shutdown).await
+}

@@ -1,0 +1,293 @@
+//! The read model in PostgreSQL: loading state and positions, and writing one batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::fold::apply;
+use domain::{Applied, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Channel on which every commit announces the highest `seq` it wrote.
+pub const NOTIFY_CHANNEL: &str = "submission_events";
+
+/// Advisory lock taken by every write transaction: one writer at a time per database, so
+/// `seq` is assigned in commit order even if two projectors are started by mistake.
+const WRITER_LOCK: i64 = 0x636f_6e74_656e_7401;
+
+pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(database_url)
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(pool).await
+}
+
+/// Next offset to read per partition, as committed with the rows they produced.
+pub async fn load_positions(pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM projector_positions WHERE topic = $1")
+            .bind(topic)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// One decoded record from the topic.
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub envelope: Envelope,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    pub duplicates: usize,
+    /// Records the fold refused, by index into the batch, with the reason.
+    pub refused: Vec<(usize, TransitionError)>,
+}
+
+/// Applies `records` and moves the positions to `next_offsets` in one transaction.
+pub async fn apply_batch(
+    pool: &PgPool,
+    topic: &str,
+    records: &[Record],
+    next_offsets: &BTreeMap<i32, i64>,
+) -> Result<BatchOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+    let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events")
+        .fetch_one(&mut *tx)
+        .await?;
+
+    let mut states = load_states(&mut tx, records).await?;
+    let mut outcome = BatchOutcome::default();
+    let mut events = EventRows::default();
+    let mut changed: Vec<SubmissionId> = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let envelope = &record.envelope;
+        let state = states.entry(envelope.submission_id).or_default();
+        match apply(state, envelope) {
+            Ok(Applied::Changed) => {
+                let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
+                events.push(last_seq + 1 + events.len() as i64, record, status);
+                changed.push(envelope.submission_id);
+                outcome.applied += 1;
+            }
+            Ok(Applied::AlreadyApplied) => outcome.duplicates += 1,
+            Err(refusal) => outcome.refused.push((index, refusal)),
+        }
+    }
+
+    if !events.is_empty() {
+        events.insert(&mut tx).await?;
+        upsert_submissions(&mut tx, &states, &changed, &events).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind((last_seq + events.len() as i64).to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    store_positions(&mut tx, topic, next_offsets).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[derive(sqlx::FromRow)]
+struct SubmissionRow {
+    id: SubmissionId,
+    content: String,
+    status: String,
+    reasons: Vec<String>,
+    created_at: DateTime<Utc>,
+    processing_started_at: Option<DateTime<Utc>>,
+    processed_at: Option<DateTime<Utc>>,
+}
+
+impl SubmissionRow {
+    fn into_submission(self) -> Result<Submission, sqlx::Error> {
+        let corrupt = |what: String| sqlx::Error::Decode(what.into());
+        Ok(Submission {
+            id: self.id,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt(format!("unknown status {}", self.status)))?,
+            reasons: self
+                .reasons
+                .iter()
+                .map(|r| FailureReason::parse(r).ok_or_else(|| corrupt(format!("unknown reason {r}"))))
+                .collect::<Result<_, _>>()?,
+            content: self.content,
+            created_at: self.created_at,
+            processing_started_at: self.processing_started_at,
+            processed_at: self.processed_at,
+        })
+    }
+}
+
+/// Current state of every submission the batch touches (absent ones map to `None` later).
+async fn load_states(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[Record],
+) -> Result<HashMap<SubmissionId, Option<Submission>>, sqlx::Error> {
+    let mut ids: Vec<SubmissionId> = records.iter().map(|r| r.envelope.submission_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<SubmissionRow> = sqlx::query_as(
+        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at
+         FROM submissions WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.id, Some(row.into_submission()?))))
+        .collect()
+}
+
+/// The batch's new event rows, column by column, for one multi-row insert.
+#[derive(Default)]
+struct EventRows {
+    seq: Vec<i64>,
+    event_id: Vec<uuid::Uuid>,
+    submission_id: Vec<SubmissionId>,
+    event_type: Vec<&'static str>,
+    schema_version: Vec<i16>,
+    status: Vec<&'static str>,
+    occurred_at: Vec<DateTime<Utc>>,
+    correlation_id: Vec<uuid::Uuid>,
+    payload: Vec<String>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+    /// Highest seq per submission in this batch.
+    last_seq_of: HashMap<SubmissionId, i64>,
+}
+
+impl EventRows {
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    fn push(&mut self, seq: i64, record: &Record, status: Status) {
+        let envelope = &record.envelope;
+        self.seq.push(seq);
+        self.event_id.push(envelope.event_id);
+        self.submission_id.push(envelope.submission_id);
+        self.event_type.push(envelope.event.type_name());
+        self.schema_version.push(envelope.schema_version as i16);
+        self.status.push(status.as_str());
+        self.occurred_at.push(envelope.occurred_at);
+        self.correlation_id.push(envelope.correlation_id);
+        self.payload.push(payload_json(envelope));
+        self.partition.push(record.partition);
+        self.offset.push(record.offset);
+        self.last_seq_of.insert(envelope.submission_id, seq);
+    }
+
+    async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO submission_events (seq, event_id, submission_id, event_type, schema_version,
+                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset)
+             SELECT seq, event_id, submission_id, event_type, schema_version,
+                 status, occurred_at, correlation_id, payload::jsonb, kafka_partition, kafka_offset
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+                 $6::text[], $7::timestamptz[], $8::uuid[], $9::text[], $10::int[], $11::bigint[])
+               AS t(seq, event_id, submission_id, event_type, schema_version,
+                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset)",
+        )
+        .bind(&self.seq)
+        .bind(&self.event_id)
+        .bind(&self.submission_id)
+        .bind(&self.event_type)
+        .bind(&self.schema_version)
+        .bind(&self.status)
+        .bind(&self.occurred_at)
+        .bind(&self.correlation_id)
+        .bind(&self.payload)
+        .bind(&self.partition)
+        .bind(&self.offset)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The event's `payload` object as stored for history (the wire format's payload field).
+fn payload_json(envelope: &Envelope) -> String {
+    let mut tagged = serde_json::to_value(&envelope.event).unwrap_or_default();
+    tagged.get_mut("payload").map(serde_json::Value::take).unwrap_or_default().to_string()
+}
+
+/// Writes the new state of every submission the batch changed.
+async fn upsert_submissions(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &HashMap<SubmissionId, Option<Submission>>,
+    changed: &[SubmissionId],
+    events: &EventRows,
+) -> Result<(), sqlx::Error> {
+    let mut ids = changed.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<&Submission> = ids.iter().filter_map(|id| states.get(id)?.as_ref()).collect();
+    let reasons: Vec<String> = rows
+        .iter()
+        .map(|s| s.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))
+        .collect();
+    sqlx::query(
+        "INSERT INTO submissions (id, content, status, reasons, created_at, processing_started_at,
+             processed_at, last_event_seq)
+         SELECT id, content, status, string_to_array(reasons, ','), created_at, processing_started_at,
+             processed_at, last_event_seq
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+             $6::timestamptz[], $7::timestamptz[], $8::bigint[])
+           AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq)
+         ON CONFLICT (id) DO UPDATE SET
+             status = EXCLUDED.status,
+             reasons = EXCLUDED.reasons,
+             processing_started_at = EXCLUDED.processing_started_at,
+             processed_at = EXCLUDED.processed_at,
+             last_event_seq = EXCLUDED.last_event_seq",
+    )
+    .bind(rows.iter().map(|s| s.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.content.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+    .bind(&reasons)
+    .bind(rows.iter().map(|s| s.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.processing_started_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.processed_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| events.last_seq_of[&s.id]).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn store_positions(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    next_offsets: &BTreeMap<i32, i64>,
+) -> Result<(), sqlx::Error> {
+    let partitions: Vec<i32> = next_offsets.keys().copied().collect();
+    let offsets: Vec<i64> = next_offsets.values().copied().collect();
+    // GREATEST: positions never move backwards, even if two writers overlap.
+    sqlx::query(
+        "INSERT INTO projector_positions (topic, partition, next_offset)
+         SELECT $1, partition, next_offset FROM UNNEST($2::int[], $3::bigint[]) AS t(partition, next_offset)
+         ON CONFLICT (topic, partition) DO UPDATE
+             SET next_offset = GREATEST(projector_positions.next_offset, EXCLUDED.next_offset)",
+    )
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&offsets)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

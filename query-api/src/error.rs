@@ -1,0 +1,53 @@
+//! Every way a query can fail, and the HTTP answer for each.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use service_kit::http_error::{error_response, unavailable};
+
+const RETRY_AFTER_SECS: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no submission with id {0}")]
+    NotFound(uuid::Uuid),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("the read model is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        let undefined_table = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"));
+        match error {
+            _ if undefined_table => ApiError::Unavailable(error),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                ApiError::Unavailable(error)
+            }
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
+            ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
+            ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::Unavailable(ref error) => {
+                tracing::warn!(%error, "answering 503: read model unavailable");
+                unavailable("read_model_unavailable", "the read model is unavailable; try again shortly", RETRY_AFTER_SECS)
+            }
+            ApiError::Internal(ref error) => {
+                tracing::error!(%error, "query failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}

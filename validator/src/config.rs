@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use service_kit::kafka::KafkaArgs;
+
+/// validator settings; every flag has an environment variable.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "validator", about = "Judges submissions and emits the verdicts")]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Consumer group shared by all validator instances.
+    #[arg(long, env = "VALIDATOR_GROUP_ID", default_value = "validator")]
+    pub group_id: String,
+    /// Pause between ProcessingStarted and the verdict, to make PROCESSING visible in demos.
+    #[arg(long, env = "PROCESSING_DELAY_MS", default_value_t = 0)]
+    pub processing_delay_ms: u64,
+    /// Most records judged per batch (one acknowledgement wait and one commit per batch).
+    #[arg(long, env = "VALIDATOR_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+    /// How long to wait for Kafka to acknowledge output before retrying the batch.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn new(kafka: KafkaArgs) -> Self {
+        Config {
+            kafka,
+            group_id: "validator".into(),
+            processing_delay_ms: 0,
+            batch_size: 500,
+            publish_timeout_ms: 5_000,
+        }
+    }
+
+    pub fn processing_delay(&self) -> Duration {
+        Duration::from_millis(self.processing_delay_ms)
+    }
+}
