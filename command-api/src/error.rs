@@ -13,6 +13,8 @@ pub enum ApiError {
     /// The body is not acceptable JSON (syntax, content type, size): axum says which.
     #[error(transparent)]
     Json(#[from] JsonRejection),
+    #[error("{0}")]
+    InvalidBody(&'static str),
     #[error("content must not be empty")]
     EmptyContent,
     #[error("content must not contain NUL characters")]
@@ -37,6 +39,7 @@ impl IntoResponse for ApiError {
                 };
                 error_response(status, code, rejection.body_text())
             }
+            ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             ApiError::EmptyContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "empty_content", message),
             ApiError::NulInContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_content", message),
             ApiError::ContentTooLarge { .. } => {

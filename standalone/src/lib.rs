@@ -35,6 +35,9 @@ pub struct Config {
     /// Pause between PROCESSING and the verdict, to watch the states change in a demo.
     #[arg(long, env = "PROCESSING_DELAY_MS", default_value_t = 0)]
     pub processing_delay_ms: u64,
+    /// Validator instances to run (they share one consumer group and split the partitions).
+    #[arg(long, env = "VALIDATORS", default_value_t = 1)]
+    pub validators: usize,
     /// How long the command API waits for Kafka before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
@@ -112,7 +115,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
-    let validator = validator::Validator::start(&validator_config).await?;
+    let mut validators = Vec::with_capacity(config.validators);
+    for _ in 0..config.validators {
+        validators.push(validator::Validator::start(&validator_config).await?);
+    }
 
     let command_config = command_api::Config {
         listen: config.listen,
@@ -132,7 +138,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));
-    tasks.spawn(validator.run(shutdown.clone()));
+    for validator in validators {
+        tasks.spawn(validator.run(shutdown.clone()));
+    }
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         service_kit::http_server::serve(listener, app, http_shutdown).await?;

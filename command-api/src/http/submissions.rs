@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{Envelope, Event, Status, SubmissionId};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -26,11 +27,6 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct NewSubmission {
-    pub content: String,
-}
-
 /// The answer to an accepted submission; the same fields the query side serves.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Accepted {
@@ -41,12 +37,19 @@ pub struct Accepted {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
+/// Takes the body as a JSON object and checks `content` by hand: a derived struct would also
+/// accept a JSON array (`["text"]`) as a positional form of the object.
 async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<NewSubmission>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Map<String, Value>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(NewSubmission { content }) = body?;
+    let Json(mut body) = body?;
+    let content = match body.remove("content") {
+        Some(Value::String(content)) => content,
+        Some(_) => return Err(ApiError::InvalidBody("`content` must be a string")),
+        None => return Err(ApiError::InvalidBody("`content` is required")),
+    };
     check_content(&content, state.max_content_bytes)?;
 
     let id = Uuid::new_v4();

@@ -1,0 +1,165 @@
+//! Test harness: the real system (embedded broker over TCP, PostgreSQL on 127.0.0.1) in this
+//! process, on a fresh database per test. Every wait here has a deadline, so no test can hang.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::time::{Duration, Instant};
+
+use content_processor::{Config, Running};
+use futures_util::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use reqwest::StatusCode;
+use serde_json::Value;
+use service_kit::kafka::KafkaArgs;
+use sqlx::migrate::MigrateDatabase;
+use tokio_util::sync::CancellationToken;
+
+/// How long any condition in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A database of its own for one test, dropped by [`TestDb::drop_database`].
+pub struct TestDb {
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = format!("cp_test_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{name}", admin_url());
+        sqlx::Postgres::create_database(&url).await.expect("PostgreSQL must be running for integration tests");
+        TestDb { url }
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url).await.expect("connect to test database")
+    }
+
+    pub async fn drop_database(self) {
+        let _ = sqlx::Postgres::force_drop_database(&self.url).await;
+    }
+}
+
+/// The whole system running in this process.
+pub struct TestSystem {
+    pub running: Running,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    pub shutdown: CancellationToken,
+}
+
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::new(&db.url);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.publish_timeout_ms = 2_000;
+    config
+}
+
+impl TestSystem {
+    pub async fn start() -> TestSystem {
+        let db = TestDb::create().await;
+        let config = test_config(&db);
+        TestSystem::start_with(db, config).await
+    }
+
+    pub async fn start_with(db: TestDb, config: Config) -> TestSystem {
+        service_kit::telemetry::init("warn");
+        let shutdown = CancellationToken::new();
+        let running = content_processor::start(config, shutdown.clone()).await.expect("system starts");
+        let base = format!("http://{}", running.addr);
+        TestSystem { running, base, http: reqwest::Client::new(), db, shutdown }
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await.expect("clean shutdown");
+        self.db.drop_database().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs `{"content": content}`; returns the status and the JSON body.
+    pub async fn submit(&self, content: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/api/submissions"))
+            .json(&serde_json::json!({ "content": content }))
+            .send()
+            .await
+            .expect("POST reaches the server");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET reaches the server");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Polls the submission until it has a verdict; returns it as the API shows it.
+    pub async fn wait_for_verdict(&self, id: &str) -> Value {
+        eventually(&format!("submission {id} gets a verdict"), || async {
+            let (status, body) = self.get_json(&format!("/api/submissions/{id}")).await;
+            (status == StatusCode::OK && matches!(body["status"].as_str(), Some("PASSED" | "FAILED"))).then_some(body)
+        })
+        .await
+    }
+
+    /// Total records in the topic: the sum of high watermarks over its partitions.
+    pub fn records_in_topic(&self) -> i64 {
+        records_in_topic(&self.running.kafka)
+    }
+}
+
+pub fn records_in_topic(kafka: &KafkaArgs) -> i64 {
+    let consumer: BaseConsumer = kafka.consumer_config("watermarks").create().unwrap();
+    (0..kafka.partitions)
+        .map(|p| consumer.fetch_watermarks(&kafka.topic, p, Duration::from_secs(5)).unwrap().1)
+        .sum()
+}
+
+/// Retries `probe` until it yields a value; fails the test at [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads `count` SSE events from `url` (sending `last_event_id` when given): (id, data) pairs.
+pub async fn read_sse(
+    http: &reqwest::Client,
+    url: &str,
+    last_event_id: Option<&str>,
+    count: usize,
+) -> Vec<(String, Value)> {
+    let mut request = http.get(url);
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.send().await.expect("SSE request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
+    let mut received = Vec::new();
+    let read = async {
+        while received.len() < count {
+            let event = events.next().await.expect("stream stays open").expect("well-formed SSE");
+            received.push((event.id, serde_json::from_str(&event.data).expect("JSON data")));
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.expect("SSE events arrive in time");
+    received
+}
