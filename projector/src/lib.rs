@@ -12,7 +12,7 @@ mod worker;
 
 pub use config::Config;
 pub use store::{connect, migrate, NOTIFY_CHANNEL};
-pub use worker::Projector;
+pub use worker::{Projector, Stats};
 
 use tokio_util::sync::CancellationToken;
 

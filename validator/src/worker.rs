@@ -74,9 +74,11 @@ impl Validator {
         })
     }
 
-    /// The partitions this instance currently owns.
-    pub fn assigned_partitions(&self) -> Vec<i32> {
-        self.consumer.context().partitions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A view of the partitions this instance owns, usable while it runs (it is moved into
+    /// [`Validator::run`]).
+    pub fn assignment_probe(&self) -> Box<dyn Fn() -> Vec<i32> + Send + Sync> {
+        let owned = self.consumer.context().partitions.clone();
+        Box::new(move || owned.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     /// A counter of submissions this instance has judged (output acknowledged), shared live.

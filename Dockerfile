@@ -1,0 +1,17 @@
+# One image holds every service binary; docker-compose.yml picks one per container.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked \
+        -p command-api -p validator -p projector -p query-api -p content-processor \
+    && mkdir /out \
+    && cp target/release/command-api target/release/validator target/release/projector \
+          target/release/query-api target/release/content-processor /out/
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 app
+COPY --from=build /out/ /usr/local/bin/
+USER app
+ENV LOG_FORMAT=json

@@ -1,0 +1,66 @@
+# Shared by scripts/run and scripts/test: make sure what the project needs is installed and
+# running on this machine. Safe to run again; it only acts when something is missing.
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=
+apt_install() {
+    local missing=()
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        say "please install: ${missing[*]} (no apt-get here)"
+        return 1
+    fi
+    say "installing ${missing[*]}"
+    if [ -z "$apt_updated" ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A C toolchain for librdkafka (built from source by the rdkafka crate) and the Rust toolchain.
+ensure_build_tools() {
+    apt_install build-essential pkg-config zlib1g-dev ca-certificates
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    if ! command -v cargo >/dev/null; then
+        # No rustup here: Debian's rustc-web is a recent enough Rust from the package registry.
+        apt_install rustc-web
+    fi
+}
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth for local connections (the default DATABASE_URL).
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        return 0
+    fi
+    apt_install postgresql postgresql-client
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$version" ]; then
+        say "PostgreSQL is installed but has no cluster; create one with pg_createcluster"
+        return 1
+    fi
+    say "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 1
+    done
+    pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL did not start"; return 1; }
+    # Local TCP connections as postgres without a password, as the default DATABASE_URL expects.
+    if ! psql -h 127.0.0.1 -U postgres -c 'SELECT 1' >/dev/null 2>&1; then
+        local hba
+        hba="/etc/postgresql/$version/main/pg_hba.conf"
+        say "allowing trusted local connections in $hba"
+        as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    fi
+}
