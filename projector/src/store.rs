@@ -54,50 +54,68 @@ pub struct BatchOutcome {
     pub refused: Vec<(usize, TransitionError)>,
 }
 
-/// Applies `records` and moves the positions to `next_offsets` in one transaction.
-pub async fn apply_batch(
-    pool: &PgPool,
-    topic: &str,
-    records: &[Record],
-    next_offsets: &BTreeMap<i32, i64>,
-) -> Result<BatchOutcome, sqlx::Error> {
+/// One batch being written: everything in it commits together or not at all.
+pub struct BatchTransaction {
+    tx: Transaction<'static, Postgres>,
+    /// Highest seq before this batch.
+    last_seq: i64,
+    /// Events this batch inserted.
+    written: i64,
+}
+
+/// Starts a batch: takes the writer lock and reads where `seq` stands.
+pub async fn begin_batch(pool: &PgPool) -> Result<BatchTransaction, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
     let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events")
         .fetch_one(&mut *tx)
         .await?;
+    Ok(BatchTransaction { tx, last_seq, written: 0 })
+}
 
-    let mut states = load_states(&mut tx, records).await?;
-    let mut outcome = BatchOutcome::default();
-    let mut events = EventRows::default();
-    let mut changed: Vec<SubmissionId> = Vec::new();
-    for (index, record) in records.iter().enumerate() {
-        let envelope = &record.envelope;
-        let state = states.entry(envelope.submission_id).or_default();
-        match apply(state, envelope) {
-            Ok(Applied::Changed) => {
-                let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
-                events.push(last_seq + 1 + events.len() as i64, record, status);
-                changed.push(envelope.submission_id);
-                outcome.applied += 1;
+impl BatchTransaction {
+    /// Folds `records` into the read model (not yet committed).
+    pub async fn apply(&mut self, records: &[Record]) -> Result<BatchOutcome, sqlx::Error> {
+        let mut states = load_states(&mut self.tx, records).await?;
+        let mut outcome = BatchOutcome::default();
+        let mut events = EventRows::default();
+        let mut changed: Vec<SubmissionId> = Vec::new();
+        let first_seq = self.last_seq + self.written + 1;
+        for (index, record) in records.iter().enumerate() {
+            let envelope = &record.envelope;
+            let state = states.entry(envelope.submission_id).or_default();
+            match apply(state, envelope) {
+                Ok(Applied::Changed) => {
+                    let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
+                    events.push(first_seq + events.len() as i64, record, status);
+                    changed.push(envelope.submission_id);
+                    outcome.applied += 1;
+                }
+                Ok(Applied::AlreadyApplied) => outcome.duplicates += 1,
+                Err(refusal) => outcome.refused.push((index, refusal)),
             }
-            Ok(Applied::AlreadyApplied) => outcome.duplicates += 1,
-            Err(refusal) => outcome.refused.push((index, refusal)),
         }
+        if !events.is_empty() {
+            events.insert(&mut self.tx).await?;
+            upsert_submissions(&mut self.tx, &states, &changed, &events).await?;
+            self.written += events.len() as i64;
+        }
+        Ok(outcome)
     }
 
-    if !events.is_empty() {
-        events.insert(&mut tx).await?;
-        upsert_submissions(&mut tx, &states, &changed, &events).await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind((last_seq + events.len() as i64).to_string())
-            .execute(&mut *tx)
-            .await?;
+    /// Moves the positions to `next_offsets`, announces the new rows and commits.
+    pub async fn commit(mut self, topic: &str, next_offsets: &BTreeMap<i32, i64>) -> Result<(), sqlx::Error> {
+        store_positions(&mut self.tx, topic, next_offsets).await?;
+        if self.written > 0 {
+            // Delivered by PostgreSQL only when the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind((self.last_seq + self.written).to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.tx.commit().await
     }
-    store_positions(&mut tx, topic, next_offsets).await?;
-    tx.commit().await?;
-    Ok(outcome)
 }
 
 #[derive(sqlx::FromRow)]

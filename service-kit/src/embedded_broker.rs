@@ -13,11 +13,12 @@ pub struct EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts a one-broker cluster on a random local port and creates the topic in `kafka`
+    /// Starts a one-broker cluster on a random local port and creates the topics in `kafka`
     /// (the mock cluster does not serve the CreateTopics admin request).
     pub fn start(kafka: &KafkaArgs) -> KafkaResult<Self> {
         let cluster = MockCluster::new(1)?;
         cluster.create_topic(&kafka.topic, kafka.partitions, 1)?;
+        cluster.create_topic(&kafka.dead_letter_topic(), kafka.partitions, 1)?;
         Ok(EmbeddedBroker { cluster })
     }
 

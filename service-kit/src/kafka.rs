@@ -13,6 +13,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -31,6 +32,9 @@ pub struct KafkaArgs {
     /// Replication factor to create the topic with when it is missing.
     #[arg(long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
     pub replication_factor: i32,
+    /// Where records the projector cannot use go, with the reason (default: TOPIC.dead-letter).
+    #[arg(long = "kafka-dead-letter-topic", env = "KAFKA_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
     /// Consumer group session timeout: how long a silent group member keeps its partitions.
     #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u32,
@@ -54,8 +58,13 @@ impl KafkaArgs {
             topic: "submission-events".into(),
             partitions: 6,
             replication_factor: 1,
+            dead_letter_topic: None,
             session_timeout_ms: 10_000,
         }
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dead-letter", self.topic))
     }
 
     fn base_config(&self) -> ClientConfig {
@@ -96,40 +105,45 @@ impl KafkaArgs {
         config
     }
 
-    /// Creates the topic when it is missing and returns its partition count.
+    /// Creates the submission topic when it is missing and returns its partition count.
     pub async fn ensure_topic(&self) -> Result<i32, KafkaSetupError> {
-        if let Ok(count) = self.partition_count().await {
+        self.ensure_topic_named(&self.topic).await
+    }
+
+    /// Creates `topic` (with this configuration's partitions and replication) when missing.
+    pub async fn ensure_topic_named(&self, topic: &str) -> Result<i32, KafkaSetupError> {
+        if let Ok(count) = self.partition_count(topic).await {
             return Ok(count);
         }
         let admin: AdminClient<DefaultClientContext> =
             self.base_config().create().map_err(KafkaSetupError::Client)?;
-        let topic = NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(self.replication_factor));
+        let new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
-            .create_topics([&topic], &options)
+            .create_topics([&new_topic], &options)
             .await
-            .map_err(|source| KafkaSetupError::CreateTopic { topic: self.topic.clone(), source })?;
+            .map_err(|source| KafkaSetupError::CreateTopic { topic: topic.to_owned(), source })?;
         for result in results {
             match result {
-                Ok(_) => tracing::info!(topic = %self.topic, partitions = self.partitions, "created topic"),
+                Ok(_) => tracing::info!(topic, partitions = self.partitions, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
                     return Err(KafkaSetupError::CreateTopic {
-                        topic: self.topic.clone(),
+                        topic: topic.to_owned(),
                         source: KafkaError::AdminOp(code),
                     })
                 }
             }
         }
-        self.partition_count()
+        self.partition_count(topic)
             .await
-            .map_err(|source| KafkaSetupError::TopicMissing { topic: self.topic.clone(), source })
+            .map_err(|source| KafkaSetupError::TopicMissing { topic: topic.to_owned(), source })
     }
 
-    /// The topic's partition count as the cluster reports it now.
-    pub async fn partition_count(&self) -> Result<i32, KafkaError> {
+    /// `topic`'s partition count as the cluster reports it now.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, KafkaError> {
         let config = self.base_config();
-        let topic = self.topic.clone();
+        let topic = topic.to_owned();
         blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
             topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))
@@ -164,6 +178,17 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or(Err(KafkaError::Canceled))
 }
 
+/// A record that could not be used, with where it was and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub reason: String,
+}
+
 /// Where Kafka stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -195,6 +220,26 @@ impl EventPublisher {
             Ok(delivery) => Ok(Position { partition: delivery.partition, offset: delivery.offset }),
             Err((error, _)) => Err(error),
         }
+    }
+
+    /// Parks a record the projector cannot use on the dead-letter topic: its original key and
+    /// value, with the reason and where it came from in headers. Resolves once acknowledged.
+    pub async fn publish_dead_letter(&self, topic: &str, letter: &DeadLetter) -> Result<(), KafkaError> {
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "dead-letter.reason", value: Some(letter.reason.as_str()) })
+            .insert(Header { key: "dead-letter.topic", value: Some(letter.topic.as_str()) })
+            .insert(Header { key: "dead-letter.partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "dead-letter.offset", value: Some(offset.as_str()) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &letter.value {
+            record = record.payload(value.as_slice());
+        }
+        self.producer.send(record, Timeout::Never).await.map(|_| ()).map_err(|(error, _)| error)
     }
 
     /// Publishes several events at once and waits for all acknowledgements. Events with the same

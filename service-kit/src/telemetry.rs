@@ -13,3 +13,9 @@ pub fn init(default_filter: &str) {
         builder.try_init()
     };
 }
+
+/// For tests: logs go through the test harness's capture, shown only for failing tests.
+pub fn init_for_tests(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}

@@ -1,13 +1,58 @@
-use clap::Parser;
+//! `content-processor`: the whole system in one process (no subcommand), or one role of it.
+//! The per-role subcommands run the same code as the per-service binaries; they exist so one
+//! binary can play every part, as the process-level tests do.
+
+use clap::{Parser, Subcommand};
 use content_processor::Config;
+use service_kit::embedded_broker::EmbeddedBroker;
+use service_kit::kafka::KafkaArgs;
+
+#[derive(Parser)]
+#[command(name = "content-processor", about = "Runs content-processor: everything in one process, or one role")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+    #[command(flatten)]
+    all_in_one: Config,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Only the command API.
+    CommandApi(command_api::Config),
+    /// Only a validator instance.
+    Validator(validator::Config),
+    /// Only the projector.
+    Projector(projector::Config),
+    /// Only the query API.
+    QueryApi(query_api::Config),
+    /// Only an embedded (in-memory) broker; prints `bootstrap.servers=HOST:PORT` when ready.
+    Broker(KafkaArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service_kit::telemetry::init("info,rdkafka=warn,sqlx=warn");
-    let config = Config::parse();
+    let cli = Cli::parse();
     let shutdown = service_kit::shutdown::on_signal();
-    let running = content_processor::start(config.clone(), shutdown).await?;
+    match cli.role {
+        None => run_all(cli.all_in_one, shutdown).await,
+        Some(Role::CommandApi(config)) => command_api::run(config, shutdown).await,
+        Some(Role::Validator(config)) => validator::run(config, shutdown).await,
+        Some(Role::Projector(config)) => projector::run(config, shutdown).await,
+        Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
+        Some(Role::Broker(kafka)) => {
+            let broker = EmbeddedBroker::start(&kafka)?;
+            println!("bootstrap.servers={}", broker.bootstrap_servers());
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+}
 
+async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let running = content_processor::start(config.clone(), shutdown).await?;
     println!();
     println!("content-processor is running: open http://{}", running.addr);
     match running.embedded_broker() {
@@ -21,6 +66,5 @@ async fn main() -> anyhow::Result<()> {
     println!("  PostgreSQL: {}", config.database_url);
     println!("  Stop with Ctrl-C.");
     println!();
-
     running.wait().await
 }

@@ -5,12 +5,8 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use domain::{Envelope, Event};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use service_kit::kafka::KafkaArgs;
 use support::{eventually, TestDb, TestSystem};
@@ -78,26 +74,10 @@ async fn two_validators_split_the_partitions_and_each_submission_gets_one_verdic
     system.stop().await;
 }
 
-/// Every record of the topic, from the beginning to the current end.
+/// Every event of the topic, from the beginning to the current end.
 fn read_whole_topic(kafka: &KafkaArgs) -> Vec<Envelope> {
-    let consumer: BaseConsumer = kafka.consumer_config("reader").create().unwrap();
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0;
-    for partition in 0..kafka.partitions {
-        let (_, high) = consumer.fetch_watermarks(&kafka.topic, partition, Duration::from_secs(5)).unwrap();
-        remaining += high;
-        assignment.add_partition_offset(&kafka.topic, partition, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut envelopes = Vec::new();
-    let deadline = std::time::Instant::now() + support::DEADLINE;
-    while remaining > 0 {
-        assert!(std::time::Instant::now() < deadline, "topic read in time");
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            envelopes.push(Envelope::decode(message.payload().unwrap()).unwrap());
-            remaining -= 1;
-        }
-    }
-    envelopes
+    support::read_topic(kafka, &kafka.topic)
+        .iter()
+        .map(|record| Envelope::decode(record.value.as_deref().unwrap()).unwrap())
+        .collect()
 }

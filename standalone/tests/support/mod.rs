@@ -66,7 +66,7 @@ impl TestSystem {
     }
 
     pub async fn start_with(db: TestDb, config: Config) -> TestSystem {
-        service_kit::telemetry::init("warn");
+        service_kit::telemetry::init_for_tests("warn");
         let shutdown = CancellationToken::new();
         let running = content_processor::start(config, shutdown.clone()).await.expect("system starts");
         let base = format!("http://{}", running.addr);
@@ -162,4 +162,51 @@ pub async fn read_sse(
     };
     tokio::time::timeout(DEADLINE, read).await.expect("SSE events arrive in time");
     received
+}
+
+/// A record as read back from a topic.
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+/// Every record of `topic` from the beginning to its current end.
+pub fn read_topic(kafka: &KafkaArgs, topic: &str) -> Vec<ReadRecord> {
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = kafka.consumer_config("reader").create().unwrap();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0;
+    for partition in 0..kafka.partitions {
+        remaining += consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).unwrap().1;
+        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut records = Vec::new();
+    while remaining > 0 {
+        assert!(Instant::now() < deadline, "topic {topic} read in time");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(ReadRecord {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+        remaining -= 1;
+    }
+    records
 }
