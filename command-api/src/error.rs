@@ -1,6 +1,6 @@
 //! Every way a command can fail, and the HTTP answer for each.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use service_kit::http_error::{error_response, unavailable};
@@ -10,7 +10,12 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not acceptable JSON (syntax, content type, size): axum says which.
+    /// The body could not be read (over the size limit, or the connection failed).
+    #[error(transparent)]
+    Body(#[from] BytesRejection),
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is not acceptable JSON (syntax or shape): axum says which.
     #[error(transparent)]
     Json(#[from] JsonRejection),
     #[error("{0}")]
@@ -29,14 +34,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            ApiError::Body(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "unreadable_body" };
+                error_response(status, code, rejection.body_text())
+            }
+            ApiError::UnsupportedMediaType => {
+                error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+            }
             ApiError::Json(rejection) => {
                 let status = rejection.status();
-                let code = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-                    _ => "malformed_json",
-                };
+                let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid_body" } else { "malformed_json" };
                 error_response(status, code, rejection.body_text())
             }
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),

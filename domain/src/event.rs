@@ -10,7 +10,7 @@
 //! The format is pinned by tests in `tests/wire_format.rs`; change it only in a
 //! backward-compatible way and bump the event's schema version.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -113,6 +113,8 @@ impl Envelope {
     /// Wraps an event. The event id is derived from the submission id and the step the event
     /// records, so a producer that emits the same step twice (a retry, a validator replaying
     /// after a crash) emits the same id, and consumers can recognise the duplicate.
+    /// Times are kept to the microsecond, what PostgreSQL stores, so a read model and a fold of
+    /// the log agree exactly.
     pub fn new(
         submission_id: SubmissionId,
         event: Event,
@@ -123,7 +125,7 @@ impl Envelope {
             event_id: derive_event_id(submission_id, event.step()),
             submission_id,
             schema_version: CURRENT_SCHEMA_VERSION,
-            occurred_at,
+            occurred_at: occurred_at.trunc_subsecs(6),
             correlation_id,
             event,
         }

@@ -103,3 +103,10 @@ fn refuses_unknown_schema_versions_and_garbage() {
     let unknown_type = fixture("submission_passed").replace("SubmissionPassed", "SubmissionExploded");
     assert!(matches!(Envelope::decode(unknown_type.as_bytes()), Err(DecodeError::Malformed(_))));
 }
+
+#[test]
+fn times_are_kept_to_the_microsecond() {
+    let at: DateTime<Utc> = "2026-11-25T10:00:00.123456789Z".parse().unwrap();
+    let envelope = Envelope::new(Uuid::nil(), Event::ProcessingStarted {}, at, Uuid::nil());
+    assert_eq!(envelope.occurred_at.to_rfc3339(), "2026-11-25T10:00:00.123456+00:00");
+}

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{judge, Envelope, Event, Verdict};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use service_kit::embedded_broker::EmbeddedBroker;
 use service_kit::kafka::{EventPublisher, KafkaArgs};
 use sqlx::PgPool;
@@ -99,7 +98,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let stop = CancellationToken::new();
     let last = projector::Projector::start(&config, pool.clone()).await.unwrap();
     let task = tokio::spawn(last.run(stop.clone()));
-    let ends = partition_ends(&kafka);
+    let ends = support::partition_ends(&kafka);
     eventually("positions reach the end of every partition", || async {
         let positions: Vec<(i32, i64)> =
             sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition")
@@ -139,10 +138,3 @@ async fn wait_until_applied(stats: &projector::Stats, at_least: u64) {
     }
 }
 
-/// (partition, high watermark) for every partition.
-fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
-    let consumer: BaseConsumer = kafka.consumer_config("ends").create().unwrap();
-    (0..kafka.partitions)
-        .map(|p| (p, consumer.fetch_watermarks(&kafka.topic, p, Duration::from_secs(5)).unwrap().1))
-        .collect()
-}

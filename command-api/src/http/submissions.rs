@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use domain::{Envelope, Event, Status, SubmissionId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -37,14 +39,20 @@ pub struct Accepted {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
-/// Takes the body as a JSON object and checks `content` by hand: a derived struct would also
-/// accept a JSON array (`["text"]`) as a positional form of the object.
+/// Reads the whole body before judging it, even one with the wrong content type: a refusal
+/// that leaves the body unread makes the server close the connection, and a client reusing it
+/// would see a broken pipe instead of the answer. `content` is checked by hand because a derived
+/// struct would also accept a JSON array (`["text"]`) as a positional form of the object.
 async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<Map<String, Value>>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(mut body) = body?;
+    let body = body?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let Json(mut body) = Json::<Map<String, Value>>::from_bytes(&body)?;
     let content = match body.remove("content") {
         Some(Value::String(content)) => content,
         Some(_) => return Err(ApiError::InvalidBody("`content` must be a string")),
@@ -58,9 +66,8 @@ async fn create(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(Uuid::new_v4);
-    // Microseconds: what PostgreSQL stores, so both sides show the same instant.
-    let created_at = Utc::now().trunc_subsecs(6);
-    let envelope = Envelope::new(id, Event::SubmissionCreated { content: content.clone() }, created_at, correlation_id);
+    let envelope = Envelope::new(id, Event::SubmissionCreated { content: content.clone() }, Utc::now(), correlation_id);
+    let created_at = envelope.occurred_at;
 
     let span = tracing::info_span!("submission", submission_id = %id);
     async {
@@ -74,6 +81,15 @@ async fn create(
     let location = format!("/api/submissions/{id}");
     let body = Accepted { id, content, status: Status::Pending, created_at, processed_at: None };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// `application/json` or any `application/*+json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn check_content(content: &str, limit: usize) -> Result<(), ApiError> {

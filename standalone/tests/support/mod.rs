@@ -2,6 +2,8 @@
 //! process, on a fresh database per test. Every wait here has a deadline, so no test can hang.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use content_processor::{Config, Running};
@@ -23,6 +25,7 @@ pub fn admin_url() -> String {
 /// A database of its own for one test, dropped by [`TestDb::drop_database`].
 pub struct TestDb {
     pub url: String,
+    pub name: String,
 }
 
 impl TestDb {
@@ -30,7 +33,12 @@ impl TestDb {
         let name = format!("cp_test_{}", uuid::Uuid::new_v4().simple());
         let url = format!("{}/{name}", admin_url());
         sqlx::Postgres::create_database(&url).await.expect("PostgreSQL must be running for integration tests");
-        TestDb { url }
+        TestDb { url, name }
+    }
+
+    /// The URL of this database through a proxy (or another server) at `addr`.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        format!("postgres://postgres@{addr}/{}", self.name)
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {
@@ -117,10 +125,15 @@ impl TestSystem {
 }
 
 pub fn records_in_topic(kafka: &KafkaArgs) -> i64 {
+    partition_ends(kafka).iter().map(|(_, end)| end).sum()
+}
+
+/// (partition, high watermark) for every partition of the submission topic.
+pub fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
     let consumer: BaseConsumer = kafka.consumer_config("watermarks").create().unwrap();
     (0..kafka.partitions)
-        .map(|p| consumer.fetch_watermarks(&kafka.topic, p, Duration::from_secs(5)).unwrap().1)
-        .sum()
+        .map(|p| (p, consumer.fetch_watermarks(&kafka.topic, p, Duration::from_secs(5)).unwrap().1))
+        .collect()
 }
 
 /// Retries `probe` until it yields a value; fails the test at [`DEADLINE`].
@@ -209,4 +222,44 @@ pub fn read_topic(kafka: &KafkaArgs, topic: &str) -> Vec<ReadRecord> {
         remaining -= 1;
     }
     records
+}
+
+/// A TCP proxy the test can cut: every open connection is dropped and new ones are refused
+/// until it is restored. Stands between a component and PostgreSQL to simulate an outage
+/// without stopping the server other tests share.
+pub struct CuttableProxy {
+    pub addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue; // dropped: connection refused in effect
+                }
+                let mut cut = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|is_cut| *is_cut) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
 }

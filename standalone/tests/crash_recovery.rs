@@ -1,0 +1,260 @@
+//! Nothing lost, nothing twice, whatever crashes and when.
+//!
+//! The components run as separate OS processes against a broker process that outlives them.
+//! While a client sends a stream of submissions, the validator, the projector and the command
+//! API are killed with SIGKILL at random moments and started again. Afterwards: every
+//! submission that got a 202 is in the read model with the right verdict, none has two
+//! verdicts or duplicate history rows, and the read model equals a fold of the whole topic.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use domain::fold::apply;
+use domain::{judge, Envelope, Submission, Verdict};
+use reqwest::StatusCode;
+use service_kit::kafka::KafkaArgs;
+use sqlx::PgPool;
+use support::process::{free_port, log_dir, BrokerProcess, Component};
+use support::{read_topic, TestDb};
+use uuid::Uuid;
+
+const SUBMISSIONS: usize = 2_000;
+const CLIENTS: usize = 4;
+/// Pause between one client's requests: spreads the stream over several seconds of chaos.
+const PACE: Duration = Duration::from_millis(16);
+const PARTITIONS: i32 = 6;
+
+#[derive(Default)]
+struct Outcomes {
+    acknowledged: Vec<(Uuid, String)>,
+    rejected_503: usize,
+    failed_otherwise: usize,
+}
+
+fn content(i: usize) -> String {
+    match i % 7 {
+        0 => "short".to_owned(),
+        1 => format!("no digit here {}", "x".repeat(i % 5)).replace(char::is_numeric, ""),
+        _ => format!("submission number {i}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() {
+    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("crash test seed: {seed} (rerun with CRASH_SEED={seed})");
+    let mut rng = fastrand::Rng::with_seed(seed);
+
+    let logs = log_dir("crash");
+    let broker = BrokerProcess::start(PARTITIONS, &logs).await;
+    let db = TestDb::create().await;
+    let brokers = broker.bootstrap_servers.clone();
+    let command_port = free_port();
+    let kafka_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec!["--kafka-brokers".into(), brokers.clone()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let mut command_api = Component::new(
+        "command-api",
+        kafka_args(&["--listen", &format!("127.0.0.1:{command_port}"), "--publish-timeout-ms", "3000"]),
+        &logs,
+    );
+    let mut validator = Component::new("validator", kafka_args(&["--kafka-session-timeout-ms", "6000"]), &logs);
+    let mut projector = Component::new("projector", kafka_args(&["--database-url", &db.url]), &logs);
+    for component in [&mut command_api, &mut validator, &mut projector] {
+        component.start();
+    }
+
+    let url = format!("http://127.0.0.1:{command_port}/api/submissions");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    wait_until_accepting(&http, &url).await;
+
+    // The client: CLIENTS workers share the numbered submissions.
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, url, outcomes, next) = (http.clone(), url.clone(), outcomes.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= SUBMISSIONS {
+                    return;
+                }
+                let content = content(i);
+                let sent = http.post(&url).json(&serde_json::json!({"content": content})).send().await;
+                let accepted = match sent {
+                    Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                        response.json::<serde_json::Value>().await.ok()
+                    }
+                    Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                        outcomes.lock().unwrap().rejected_503 += 1;
+                        continue;
+                    }
+                    _ => None,
+                };
+                {
+                    let mut outcomes = outcomes.lock().unwrap();
+                    match accepted.and_then(|body| body["id"].as_str()?.parse().ok()) {
+                        Some(id) => outcomes.acknowledged.push((id, content)),
+                        None => outcomes.failed_otherwise += 1,
+                    }
+                }
+                tokio::time::sleep(PACE).await;
+            }
+        }));
+    }
+
+    // The chaos: while the client sends, kill a random component and start it again.
+    let mut kills: HashMap<&str, u32> = HashMap::new();
+    while !clients.iter().all(|c| c.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..1200))).await;
+        let victim = match rng.u8(0..3) {
+            0 => &mut validator,
+            1 => &mut projector,
+            _ => &mut command_api,
+        };
+        victim.kill().await;
+        *kills.entry(victim.role).or_default() += 1;
+        // Sometimes it comes straight back, sometimes after a while.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..500))).await;
+        victim.start();
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let outcomes = Arc::try_unwrap(outcomes).ok().unwrap().into_inner().unwrap();
+
+    let pool = db.pool().await;
+    let kafka = KafkaArgs { partitions: PARTITIONS, ..KafkaArgs::for_brokers(&brokers) };
+    wait_for_projection_to_finish(&pool, &kafka, &outcomes.acknowledged).await;
+
+    // 1. Every 202 is in the read model with the right verdict.
+    let rows = read_model(&pool).await;
+    for (id, content) in &outcomes.acknowledged {
+        let row = rows.get(id).unwrap_or_else(|| panic!("acknowledged submission {id} is missing"));
+        let (status, reasons) = match judge(content) {
+            Verdict::Passed => ("PASSED", vec![]),
+            Verdict::Failed(reasons) => ("FAILED", reasons.iter().map(|r| r.as_str().to_owned()).collect()),
+        };
+        assert_eq!((row.status.as_str(), &row.reasons), (status, &reasons), "{id}: {content:?}");
+        assert_eq!(&row.content, content);
+    }
+    // 2. No submission has two verdicts or duplicate history rows.
+    let repeated: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "SELECT submission_id, CASE WHEN event_type IN ('SubmissionPassed', 'SubmissionFailed') THEN 'verdict' ELSE event_type END AS step, COUNT(*)
+         FROM submission_events GROUP BY 1, 2 HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(repeated.is_empty(), "repeated history rows: {repeated:?}");
+    // 3. The read model equals the fold of the whole topic from scratch.
+    let folded = fold_topic(&kafka);
+    assert_eq!(rows.len(), folded.len(), "same submissions in the read model and the log");
+    for (id, submission) in &folded {
+        assert_eq!(rows.get(id), Some(&Row::from(submission)), "{id}");
+    }
+
+    println!(
+        "crash test: sent {SUBMISSIONS}, acknowledged {}, rejected with 503 {}, failed otherwise (connection lost) {}, verified {}; \
+         kills {kills:?}; log records {}",
+        outcomes.acknowledged.len(),
+        outcomes.rejected_503,
+        outcomes.failed_otherwise,
+        outcomes.acknowledged.len(),
+        read_topic(&kafka, &kafka.topic).len(),
+    );
+    assert!(outcomes.acknowledged.len() > SUBMISSIONS / 2, "most submissions got through the chaos");
+    assert!(kills.values().sum::<u32>() >= 5, "the chaos did kill: {kills:?}");
+
+    pool.close().await;
+    db.drop_database().await;
+}
+
+async fn wait_until_accepting(http: &reqwest::Client, url: &str) {
+    support::eventually("the command API accepts", || async {
+        let sent = http.post(url).json(&serde_json::json!({"content": "warm-up 0000"})).send().await;
+        sent.ok().filter(|r| r.status() == StatusCode::ACCEPTED).map(|_| ())
+    })
+    .await;
+}
+
+/// Waits until every acknowledged submission has its verdict and the projector has read the
+/// whole topic (so the fold of the log can be compared with the read model).
+async fn wait_for_projection_to_finish(pool: &PgPool, kafka: &KafkaArgs, acknowledged: &[(Uuid, String)]) {
+    let ids: Vec<Uuid> = acknowledged.iter().map(|(id, _)| *id).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (judged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submissions WHERE id = ANY($1) AND status IN ('PASSED', 'FAILED')")
+            .bind(&ids)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let ends = support::records_in_topic(kafka);
+        let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if judged == ids.len() as i64 && read == Some(ends) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "recovered in time: {judged}/{} judged, {read:?}/{ends} records projected", ids.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Row {
+    content: String,
+    status: String,
+    reasons: Vec<String>,
+    created_at: DateTime<Utc>,
+    processing_started_at: Option<DateTime<Utc>>,
+    processed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Submission> for Row {
+    fn from(s: &Submission) -> Row {
+        Row {
+            content: s.content.clone(),
+            status: s.status.as_str().to_owned(),
+            reasons: s.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+            created_at: s.created_at,
+            processing_started_at: s.processing_started_at,
+            processed_at: s.processed_at,
+        }
+    }
+}
+
+async fn read_model(pool: &PgPool) -> HashMap<Uuid, Row> {
+    #[derive(sqlx::FromRow)]
+    struct Keyed {
+        id: Uuid,
+        #[sqlx(flatten)]
+        row: Row,
+    }
+    let rows: Vec<Keyed> = sqlx::query_as(
+        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at FROM submissions",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|k| (k.id, k.row)).collect()
+}
+
+/// Folds every event of the topic from scratch, as a new read model would.
+fn fold_topic(kafka: &KafkaArgs) -> HashMap<Uuid, Submission> {
+    let mut states: HashMap<Uuid, Option<Submission>> = HashMap::new();
+    for record in read_topic(kafka, &kafka.topic) {
+        let envelope = Envelope::decode(record.value.as_deref().unwrap()).expect("only valid events in this log");
+        let state = states.entry(envelope.submission_id).or_default();
+        apply(state, &envelope).unwrap_or_else(|e| panic!("the log holds an impossible transition: {e}"));
+    }
+    states.into_iter().filter_map(|(id, s)| Some((id, s?))).collect()
+}

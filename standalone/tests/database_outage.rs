@@ -1,0 +1,56 @@
+//! While the database is unreachable the projector pauses without skipping or losing events and
+//! the query API answers 503; both recover by themselves when it returns.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::{eventually, CuttableProxy, TestDb, TestSystem};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projector_pauses_and_queries_answer_503_until_the_database_returns() {
+    let db = TestDb::create().await;
+    let direct = db.pool().await;
+    let proxy = CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut config = support::test_config(&db);
+    config.database_url = db.url_via(proxy.addr);
+    let system = TestSystem::start_with(db, config).await;
+
+    let (_, before) = system.submit("before the outage 1").await;
+    let before = before["id"].as_str().unwrap().to_owned();
+    system.wait_for_verdict(&before).await;
+
+    proxy.cut();
+    let started = Instant::now();
+    let (status, body) = system.get_json("/api/submissions").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "read_model_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(10), "503 within a bounded time: {:?}", started.elapsed());
+    let (status, ready) = system.get_json("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["kafka"], "ok");
+
+    // Commands still go to the log; the projector holds them.
+    let mut during = Vec::new();
+    for content in ["during the outage 2", "short"] {
+        let (status, accepted) = system.submit(content).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        during.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submissions").fetch_one(&direct).await.unwrap();
+    assert_eq!(stored, 1, "nothing was projected while the database was unreachable");
+
+    proxy.restore();
+    eventually("queries recover", || async { (system.get_json("/readyz").await.0 == StatusCode::OK).then_some(()) }).await;
+    assert_eq!(system.wait_for_verdict(&during[0]).await["status"], "PASSED");
+    assert_eq!(system.wait_for_verdict(&during[1]).await["status"], "FAILED");
+    for id in during.iter().chain([&before]) {
+        let (_, history) = system.get_json(&format!("/api/submissions/{id}/events")).await;
+        assert_eq!(history["events"].as_array().unwrap().len(), 3, "{id}: nothing lost, nothing twice");
+    }
+    direct.close().await;
+    system.stop().await;
+}
