@@ -15,6 +15,9 @@ pub struct Config {
     /// Largest accepted content, in bytes of UTF-8.
     #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = 64 * 1024)]
     pub max_content_bytes: usize,
+    /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     /// How long to wait for Kafka's acknowledgement before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,

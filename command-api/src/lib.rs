@@ -53,7 +53,12 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 /// Runs the service as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config).await?;
-    let app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
+    let mut app = router(state.clone())
+        .merge(health::routes(readiness_checks(&state)))
+        .fallback(service_kit::http_error::not_found_fallback);
+    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
+        app = app.layer(cors);
+    }
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
     service_kit::http_server::serve(listener, app, shutdown).await?;

@@ -40,8 +40,9 @@ impl Status {
         }
     }
 
-    /// Position in the life cycle; PASSED and FAILED are both the last step.
-    fn step(self) -> u8 {
+    /// Position in the life cycle; PASSED and FAILED are both the last step. A status with a
+    /// higher step is newer news about a submission than one with a lower step.
+    pub fn step(self) -> u8 {
         match self {
             Status::Pending => 0,
             Status::Processing => 1,

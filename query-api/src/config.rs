@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// query-api settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]
@@ -10,6 +11,15 @@ pub struct Config {
     /// PostgreSQL holding the read model (written by the projector).
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/content_processor")]
     pub database_url: String,
+    /// The built browser UI (scripts/build-ui), served at `/`.
+    #[arg(long, env = "UI_DIR", default_value = "ui/dist")]
+    pub ui_dir: PathBuf,
+    /// Where the UI sends submissions, when the command API is on another origin.
+    #[arg(long, env = "UI_COMMAND_API_URL", default_value = "")]
+    pub ui_command_api_url: String,
+    /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     /// Connections in the pool (SSE streams hold none while idle).
     #[arg(long, env = "QUERY_API_MAX_CONNECTIONS", default_value_t = 8)]
     pub max_connections: u32,
@@ -17,6 +27,13 @@ pub struct Config {
 
 impl Config {
     pub fn new(database_url: impl Into<String>) -> Self {
-        Config { listen: ([0, 0, 0, 0], 8002).into(), database_url: database_url.into(), max_connections: 8 }
+        Config {
+            listen: ([0, 0, 0, 0], 8002).into(),
+            database_url: database_url.into(),
+            ui_dir: "ui/dist".into(),
+            ui_command_api_url: String::new(),
+            cors_allowed_origins: Vec::new(),
+            max_connections: 8,
+        }
     }
 }

@@ -29,6 +29,7 @@ pub struct AppState {
     pub changes: ChangeHub,
     /// Ends open SSE streams when the service shuts down.
     pub shutdown: CancellationToken,
+    pub ui: http::ui::UiSettings,
 }
 
 impl AppState {
@@ -39,11 +40,13 @@ impl AppState {
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(&config.database_url)?;
         let changes = ChangeHub::start(pool.clone(), shutdown.clone());
-        Ok(AppState { pool, changes, shutdown })
+        let ui = http::ui::UiSettings::new(&config.ui_dir, &config.ui_command_api_url);
+        Ok(AppState { pool, changes, shutdown, ui })
     }
 }
 
-/// The API routes (`/api/submissions...`, `/api/stream`), without health routes or layers.
+/// The API routes (`/api/submissions...`, `/api/stream`) and the UI (`/`, and a JSON 404 for
+/// anything else), without health routes or layers.
 pub fn router(state: AppState) -> Router {
     http::routes(state)
 }
@@ -66,7 +69,10 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 /// Runs the service as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config, shutdown.clone())?;
-    let app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
+    let mut app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
+    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
+        app = app.layer(cors);
+    }
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "query-api listening");
     service_kit::http_server::serve(listener, app, shutdown).await

@@ -3,21 +3,20 @@
 
 use std::net::SocketAddr;
 
-use axum::http::{HeaderName, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::http_error::not_found_fallback;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds the layers every service wants to `router`.
 pub fn with_common_layers(router: Router) -> Router {
     router
-        .fallback(not_found_fallback)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request
@@ -31,6 +30,25 @@ pub fn with_common_layers(router: Router) -> Router {
         // Outermost: the id exists before the trace span is made, and goes back to the client.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Cross-origin access for the browser UI when it is served from another origin than this API.
+/// `None` when no origin is configured: same-origin only, the default.
+pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if allowed_origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = allowed_origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o.trim()).map_err(|_| anyhow::anyhow!("invalid CORS origin {o:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+            .expose_headers([header::LOCATION, header::RETRY_AFTER]),
+    ))
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the listener with its real address.

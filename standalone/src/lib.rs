@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "content-processor", about = "Runs the whole content-processor system in one process")]
 pub struct Config {
-    /// Address serving both APIs (and, later, the UI).
+    /// Address serving both APIs and the UI.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
     /// PostgreSQL for the read model; the database is created when missing.
@@ -35,6 +35,9 @@ pub struct Config {
     /// Pause between PROCESSING and the verdict, to watch the states change in a demo.
     #[arg(long, env = "PROCESSING_DELAY_MS", default_value_t = 0)]
     pub processing_delay_ms: u64,
+    /// The built browser UI (scripts/build-ui builds it; scripts/run does so when it is stale).
+    #[arg(long, env = "UI_DIR", default_value = "ui/dist")]
+    pub ui_dir: std::path::PathBuf,
     /// Validator instances to run (they share one consumer group and split the partitions).
     #[arg(long, env = "VALIDATORS", default_value_t = 1)]
     pub validators: usize,
@@ -125,9 +128,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         kafka: kafka.clone(),
         max_content_bytes: 64 * 1024,
         publish_timeout_ms: config.publish_timeout_ms,
+        cors_allowed_origins: Vec::new(),
     };
     let commands = command_api::AppState::connect(&command_config).await?;
-    let queries = query_api::AppState::connect(&query_api::Config::new(&config.database_url), shutdown.clone())?;
+    let query_config = query_api::Config { ui_dir: config.ui_dir.clone(), ..query_api::Config::new(&config.database_url) };
+    let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
 
     let mut checks = command_api::readiness_checks(&commands);
     checks.extend(query_api::readiness_checks(&queries));

@@ -2,6 +2,7 @@
 
 mod stream;
 mod submissions;
+pub mod ui;
 
 use axum::Router;
 
@@ -11,5 +12,6 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(submissions::routes())
         .merge(stream::routes())
+        .merge(ui::routes(&state.ui))
         .with_state(state)
 }

@@ -1,0 +1,180 @@
+//! The UI in a real browser (Debian's Chromium through chromedriver) against the running system
+//! with the real broker and database: submit valid and invalid content and watch the statuses
+//! change without a reload, while a second page sees the same submissions appear live.
+//! Saves a screenshot to `artifacts/ui-e2e.png`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use support::process::free_port;
+use support::{TestDb, TestSystem, DEADLINE};
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Starts chromedriver and a headless Chromium session on `url`.
+async fn open_browser(port: u16, url: &str) -> Client {
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1280,900"],
+        }
+    });
+    let Value::Object(capabilities) = capabilities else { unreachable!() };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session through chromedriver");
+    client.goto(url).await.unwrap();
+    client
+}
+
+/// Records, in the page, every status each submission has shown, in order; and marks the page so
+/// a reload would be noticed.
+const WATCH_STATUSES: &str = r#"
+    window.__notReloaded = true;
+    window.__seen = {};
+    const record = () => document.querySelectorAll('li.submission').forEach(li => {
+        const seen = (window.__seen[li.dataset.id] ||= []);
+        if (seen[seen.length - 1] !== li.dataset.status) seen.push(li.dataset.status);
+    });
+    new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['data-status']});
+    record();
+"#;
+
+async fn seen(client: &Client) -> Value {
+    client.execute("return [window.__seen, window.__notReloaded === true];", vec![]).await.unwrap()
+}
+
+/// Waits until the page has shown the submission with `content` reaching `status`; returns the
+/// statuses it showed on the way.
+async fn wait_for_status(client: &Client, content: &str, status: &str) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = client
+            .execute(
+                "const li = [...document.querySelectorAll('li.submission')].find(li => li.querySelector('.content').textContent === arguments[0]);
+                 return li ? [li.dataset.id, li.dataset.status] : null;",
+                vec![json!(content)],
+            )
+            .await
+            .unwrap();
+        if let Some([id, shown]) = found.as_array().map(|a| [a[0].clone(), a[1].clone()]) {
+            if shown == status {
+                let all = seen(client).await;
+                assert_eq!(all[1], true, "the page was not reloaded");
+                return serde_json::from_value(all[0][id.as_str().unwrap()].clone()).unwrap_or_default();
+            }
+        }
+        assert!(Instant::now() < deadline, "the page showed {content:?} as {status} in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn submit(client: &Client, content: &str) {
+    let area = client.find(Locator::Css("textarea#content")).await.unwrap();
+    area.send_keys(content).await.unwrap();
+    client.find(Locator::Css("form.submit-form button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_watch_submissions_change_status_live_in_a_real_browser() {
+    let ui_dir = repository().join("ui/dist");
+    assert!(ui_dir.join("index.html").is_file(), "the UI is not built: run scripts/build-ui (scripts/test does)");
+    let db = TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.ui_dir = ui_dir;
+    config.processing_delay_ms = 700; // long enough for every state to be on screen
+    let system = TestSystem::start_with(db, config).await;
+
+    let driver_port = free_port();
+    let _driver = tokio::process::Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()))
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver (Debian package chromium-driver; scripts/test installs it)");
+    support::eventually("chromedriver listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", driver_port)).await.ok().map(|_| ())
+    })
+    .await;
+
+    let page = open_browser(driver_port, &system.base).await;
+    let other = open_browser(driver_port, &system.base).await;
+    for client in [&page, &other] {
+        client.wait().for_element(Locator::Css("p.connection.live")).await.expect("the page connects live");
+        client.execute(WATCH_STATUSES, vec![]).await.unwrap();
+    }
+
+    let valid = "my first valid text 42";
+    submit(&page, valid).await;
+    let shown = wait_for_status(&page, valid, "PASSED").await;
+    assert_eq!(shown, ["PENDING", "PROCESSING", "PASSED"], "PENDING, then PROCESSING, then PASSED, live");
+
+    let invalid = "nope";
+    submit(&page, invalid).await;
+    let shown = wait_for_status(&page, invalid, "FAILED").await;
+    assert_eq!(shown.first().map(String::as_str), Some("PENDING"));
+    let reasons = page.find(Locator::Css("li.submission[data-status=FAILED] .reasons")).await.unwrap().text().await.unwrap();
+    assert!(reasons.contains("too short") && reasons.contains("no digit"), "{reasons}");
+
+    // The other page, open all along, saw both appear and change, without a reload.
+    assert_eq!(wait_for_status(&other, valid, "PASSED").await.last().map(String::as_str), Some("PASSED"));
+    let other_shown = wait_for_status(&other, invalid, "FAILED").await;
+    assert!(other_shown.contains(&"PENDING".to_owned()) || other_shown.contains(&"PROCESSING".to_owned()), "{other_shown:?}");
+
+    // Text is shown as text, never as markup.
+    let markup = "<img src=x onerror=\"window.__xss=1\"> 12345";
+    submit(&page, markup).await;
+    wait_for_status(&page, markup, "PASSED").await;
+    assert_eq!(page.execute("return window.__xss === undefined;", vec![]).await.unwrap(), true);
+
+    // The broker goes away: the user is told in words, and what they typed stays.
+    let broker = system.running.embedded_broker().unwrap();
+    broker.cluster().broker_down(1).unwrap();
+    let during_outage = "typed during the outage 7";
+    submit(&page, during_outage).await;
+    let error = page.wait().at_most(DEADLINE).for_element(Locator::Css("form.submit-form p.error")).await.unwrap();
+    let message = error.text().await.unwrap();
+    assert!(message.contains("unavailable") && message.contains("try again"), "{message}");
+    let kept = page.find(Locator::Css("textarea#content")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some(during_outage));
+    broker.cluster().broker_up(1).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        page.find(Locator::Css("form.submit-form button[type=submit]")).await.unwrap().click().await.unwrap();
+        // The text area is disabled while sending; wait for the answer.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page.wait().at_most(DEADLINE).for_element(Locator::Css("textarea#content:not([disabled])")).await.unwrap();
+        let failed = page.execute("return document.querySelector('form.submit-form p.error') !== null;", vec![]).await.unwrap();
+        if failed == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retry is accepted once the broker is back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for_status(&page, during_outage, "PASSED").await;
+
+    // The detail view shows the timeline.
+    page.find(Locator::Css("li.submission[data-status=FAILED] button.open")).await.unwrap().click().await.unwrap();
+    let timeline = page.wait().for_element(Locator::Css("ol.timeline li:nth-child(3)")).await.unwrap();
+    assert!(timeline.text().await.unwrap().contains("SubmissionFailed"));
+
+    let artifacts = repository().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("ui-e2e.png"), page.screenshot().await.unwrap()).unwrap();
+
+    page.close().await.unwrap();
+    other.close().await.unwrap();
+    system.stop().await;
+}

@@ -1,0 +1,148 @@
+//! The page: form, connection state, list with "load more", and the detail of the selected
+//! submission. It opens the live feed first and loads the first page each time the feed
+//! (re)connects; merging only moves statuses forward, so the order of the two never matters.
+
+use std::rc::Rc;
+
+use yew::prelude::*;
+
+use super::detail::Detail;
+use super::form::SubmitForm;
+use super::list::SubmissionList;
+use crate::api::{self, Endpoints};
+use crate::live::{Connection, LiveFeed};
+use crate::model::{Board, Page, StatusChange, SubmissionView};
+
+/// Every change to the list goes through here.
+pub enum BoardAction {
+    Page { page: Page, first: bool },
+    Accepted(SubmissionView),
+    Live(StatusChange),
+}
+
+#[derive(Default, PartialEq)]
+pub struct BoardState(pub Board);
+
+impl Reducible for BoardState {
+    type Action = BoardAction;
+
+    fn reduce(self: Rc<Self>, action: BoardAction) -> Rc<Self> {
+        let mut board = self.0.clone();
+        match action {
+            BoardAction::Page { page, first } => board.merge_page(page, first),
+            BoardAction::Accepted(view) => board.upsert(view),
+            BoardAction::Live(change) => board.apply(change),
+        }
+        Rc::new(BoardState(board))
+    }
+}
+
+#[function_component(App)]
+pub fn app() -> Html {
+    let endpoints = use_state(|| None::<Endpoints>);
+    let board = use_reducer(BoardState::default);
+    let connection = use_state(|| Connection::Connecting);
+    let selected = use_state(|| None::<String>);
+    let load_error = use_state(|| None::<String>);
+
+    // Where the APIs are, once.
+    {
+        let endpoints = endpoints.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move { endpoints.set(Some(Endpoints::load().await)) });
+        });
+    }
+
+    // The live feed, and the first page each time it (re)connects.
+    {
+        let (board, connection, load_error) = (board.dispatcher(), connection.setter(), load_error.setter());
+        use_effect_with((*endpoints).clone(), move |endpoints| {
+            let feed = endpoints.clone().and_then(|endpoints| {
+                let on_change = {
+                    let board = board.clone();
+                    Callback::from(move |change| board.dispatch(BoardAction::Live(change)))
+                };
+                let stream_url = endpoints.stream_url();
+                let on_state = Callback::from(move |state: Connection| {
+                    connection.set(state);
+                    if state == Connection::Live {
+                        let (board, load_error, endpoints) = (board.clone(), load_error.clone(), endpoints.clone());
+                        wasm_bindgen_futures::spawn_local(async move {
+                            match api::page(&endpoints, None).await {
+                                Ok(page) => {
+                                    load_error.set(None);
+                                    board.dispatch(BoardAction::Page { page, first: true });
+                                }
+                                Err(message) => load_error.set(Some(message)),
+                            }
+                        });
+                    }
+                });
+                LiveFeed::open(&stream_url, on_change, on_state)
+            });
+            move || drop(feed)
+        });
+    }
+
+    let Some(endpoints) = (*endpoints).clone() else {
+        return html! { <main><p>{ "Loading…" }</p></main> };
+    };
+
+    let on_accepted = {
+        let board = board.dispatcher();
+        Callback::from(move |view| board.dispatch(BoardAction::Accepted(view)))
+    };
+    let on_select = {
+        let selected = selected.clone();
+        Callback::from(move |id: String| selected.set(Some(id)))
+    };
+    let on_close = {
+        let selected = selected.clone();
+        Callback::from(move |()| selected.set(None))
+    };
+    let load_more = board.0.next_cursor.clone().map(|cursor| {
+        let (board, load_error, endpoints) = (board.dispatcher(), load_error.clone(), endpoints.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (board, load_error, endpoints, cursor) = (board.clone(), load_error.clone(), endpoints.clone(), cursor.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::page(&endpoints, Some(&cursor)).await {
+                    Ok(page) => board.dispatch(BoardAction::Page { page, first: false }),
+                    Err(message) => load_error.set(Some(message)),
+                }
+            });
+        })
+    });
+    let detail = selected.as_ref().and_then(|id| board.0.get(id)).cloned();
+    let connection_class = format!("connection {}", format!("{:?}", *connection).to_lowercase());
+
+    html! {
+        <main>
+            <header>
+                <h1>{ "Content processor" }</h1>
+                <p class={connection_class} role="status" aria-live="polite">
+                    <span aria-hidden="true">{ "● " }</span>{ connection.label() }
+                </p>
+            </header>
+            <SubmitForm endpoints={endpoints.clone()} {on_accepted} />
+            if let Some(message) = &*load_error {
+                <p class="error" role="alert">{ message }</p>
+            }
+            <div class="panes">
+                <section class="list" aria-labelledby="list-heading">
+                    <h2 id="list-heading">{ "Submissions" }</h2>
+                    if board.0.loaded {
+                        <SubmissionList entries={board.0.entries.clone()} selected={(*selected).clone()} {on_select} />
+                    } else {
+                        <p>{ "Loading…" }</p>
+                    }
+                    if let Some(onclick) = load_more {
+                        <button type="button" class="load-more" {onclick}>{ "Load more" }</button>
+                    }
+                </section>
+                if let Some(submission) = detail {
+                    <Detail endpoints={endpoints.clone()} {submission} {on_close} />
+                }
+            </div>
+        </main>
+    }
+}

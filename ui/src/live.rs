@@ -1,0 +1,75 @@
+//! The live feed: one `EventSource` on `/api/stream`.
+//!
+//! The browser reconnects by itself after a network error and sends `Last-Event-ID`, and the
+//! server resumes right after that event, so a reconnect neither loses nor repeats a change.
+
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{Event, EventSource, MessageEvent};
+use yew::Callback;
+
+use crate::model::StatusChange;
+
+/// What the user is told about the live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    Reconnecting,
+    /// The browser gave up (the server refused the stream); only a reload helps.
+    Closed,
+}
+
+impl Connection {
+    pub fn label(self) -> &'static str {
+        match self {
+            Connection::Connecting => "Connecting…",
+            Connection::Live => "Live",
+            Connection::Reconnecting => "Connection lost, reconnecting…",
+            Connection::Closed => "Disconnected: reload the page to reconnect",
+        }
+    }
+}
+
+/// An open feed; dropping it closes the connection.
+pub struct LiveFeed {
+    source: EventSource,
+    _on_status: Closure<dyn FnMut(MessageEvent)>,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_error: Closure<dyn FnMut(Event)>,
+}
+
+impl LiveFeed {
+    pub fn open(url: &str, on_change: Callback<StatusChange>, on_state: Callback<Connection>) -> Option<LiveFeed> {
+        let source = EventSource::new(url).ok()?;
+        let on_status = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            let Some(data) = message.data().as_string() else { return };
+            if let Ok(change) = serde_json::from_str::<StatusChange>(&data) {
+                on_change.emit(change);
+            }
+        });
+        source.add_event_listener_with_callback("status", on_status.as_ref().unchecked_ref()).ok()?;
+
+        let opened = on_state.clone();
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened.emit(Connection::Live));
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+
+        let watched = source.clone();
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |_| {
+            let state = if watched.ready_state() == EventSource::CLOSED {
+                Connection::Closed
+            } else {
+                Connection::Reconnecting
+            };
+            on_state.emit(state);
+        });
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        Some(LiveFeed { source, _on_status: on_status, _on_open: on_open, _on_error: on_error })
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
