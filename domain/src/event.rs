@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The format is pinned by tests in `tests/wire_format.rs`; change it only in a
-//! backward-compatible way and bump the event's schema version.
+//! backward-compatible way and bump the event's schema version (see [`Event::schema_version`]).
+//! Recorded fixtures of every version stay in `tests/fixtures/`, and a log holding several
+//! versions must fold and replay the same.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,8 +22,6 @@ pub type SubmissionId = Uuid;
 /// Identity of one logical event. Derived, never random: see [`Envelope::new`].
 pub type EventId = Uuid;
 
-/// The schema version this code writes. It reads every version up to this one.
-pub const CURRENT_SCHEMA_VERSION: u16 = 1;
 
 /// Namespace for deriving event ids (UUID v5). Never change it: stored ids depend on it.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f0b_3c2e_8a41_4d7e_9f52_1c7a_0e3d_b845);
@@ -61,10 +61,39 @@ pub enum Event {
     SubmissionCreated { content: String },
     ProcessingStarted {},
     SubmissionPassed {},
-    SubmissionFailed { reasons: Vec<FailureReason> },
+    SubmissionFailed {
+        reasons: Vec<FailureReason>,
+        /// Since version 2: the length the rule measured, in characters. Absent in version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        char_count: Option<u32>,
+    },
 }
 
 impl Event {
+    /// The schema version this code writes for this event type; it reads every version from 1
+    /// up to this one.
+    ///
+    /// History: `SubmissionFailed` 2 added `char_count` (optional, so version 1 records read as
+    /// `None`). Every other event is at version 1.
+    pub fn schema_version(&self) -> u16 {
+        match self {
+            Event::SubmissionFailed { .. } => 2,
+            Event::SubmissionCreated { .. } | Event::ProcessingStarted {} | Event::SubmissionPassed {} => 1,
+        }
+    }
+
+    /// The verdict event for `content`: judged by [`crate::rule::judge`], with the length
+    /// the rule measured when it fails.
+    pub fn verdict_for(content: &str) -> Event {
+        match crate::rule::judge(content) {
+            crate::Verdict::Passed => Event::SubmissionPassed {},
+            crate::Verdict::Failed(reasons) => Event::SubmissionFailed {
+                reasons,
+                char_count: Some(u32::try_from(crate::rule::char_count(content)).unwrap_or(u32::MAX)),
+            },
+        }
+    }
+
     /// The `event_type` field on the wire.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -105,8 +134,8 @@ pub struct Envelope {
 pub enum DecodeError {
     #[error("not a valid event: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("{event_type} has schema version {version}; this build reads up to {CURRENT_SCHEMA_VERSION}")]
-    UnsupportedVersion { event_type: &'static str, version: u16 },
+    #[error("{event_type} has schema version {version}; this build reads versions 1 to {supported}")]
+    UnsupportedVersion { event_type: &'static str, version: u16, supported: u16 },
 }
 
 impl Envelope {
@@ -124,7 +153,7 @@ impl Envelope {
         Envelope {
             event_id: derive_event_id(submission_id, event.step()),
             submission_id,
-            schema_version: CURRENT_SCHEMA_VERSION,
+            schema_version: event.schema_version(),
             occurred_at: occurred_at.trunc_subsecs(6),
             correlation_id,
             event,
@@ -148,10 +177,12 @@ impl Envelope {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let envelope: Envelope = serde_json::from_slice(bytes)?;
-        if envelope.schema_version == 0 || envelope.schema_version > CURRENT_SCHEMA_VERSION {
+        let supported = envelope.event.schema_version();
+        if envelope.schema_version == 0 || envelope.schema_version > supported {
             return Err(DecodeError::UnsupportedVersion {
                 event_type: envelope.event.type_name(),
                 version: envelope.schema_version,
+                supported,
             });
         }
         Ok(envelope)

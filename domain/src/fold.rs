@@ -139,7 +139,7 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
             }
         }
         Event::SubmissionPassed {} => give_verdict(current, Status::Passed, &[], at, event_type),
-        Event::SubmissionFailed { reasons } => {
+        Event::SubmissionFailed { reasons, .. } => {
             give_verdict(current, Status::Failed, reasons, at, event_type)
         }
     }

@@ -8,16 +8,21 @@ use uuid::Uuid;
 const SUBMISSION: &str = "0b5a9e3c-1f2d-4e6a-8b7c-9d0e1f2a3b4c";
 const CORRELATION: &str = "5f3e2d1c-0b9a-4876-9543-210fedcba987";
 
+/// A recorded event: `name` is `v1/submission_created` and so on.
 fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/v1/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn envelope(event_id: &str, at: &str, event: Event) -> Envelope {
+    envelope_v(1, event_id, at, event)
+}
+
+fn envelope_v(schema_version: u16, event_id: &str, at: &str, event: Event) -> Envelope {
     Envelope {
         event_id: event_id.parse().unwrap(),
         submission_id: SUBMISSION.parse().unwrap(),
-        schema_version: 1,
+        schema_version,
         occurred_at: at.parse::<DateTime<Utc>>().unwrap(),
         correlation_id: CORRELATION.parse().unwrap(),
         event,
@@ -36,7 +41,7 @@ fn assert_pinned(name: &str, expected: Envelope) {
 #[test]
 fn submission_created() {
     assert_pinned(
-        "submission_created",
+        "v1/submission_created",
         envelope(
             "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:00.123456Z",
@@ -48,7 +53,7 @@ fn submission_created() {
 #[test]
 fn processing_started() {
     assert_pinned(
-        "processing_started",
+        "v1/processing_started",
         envelope("b7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:01Z", Event::ProcessingStarted {}),
     );
 }
@@ -56,21 +61,62 @@ fn processing_started() {
 #[test]
 fn submission_passed() {
     assert_pinned(
-        "submission_passed",
+        "v1/submission_passed",
         envelope("c7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:02Z", Event::SubmissionPassed {}),
     );
 }
 
 #[test]
-fn submission_failed() {
+fn submission_failed_version_1_reads_without_char_count() {
     assert_pinned(
-        "submission_failed",
+        "v1/submission_failed",
         envelope(
             "d7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:02Z",
-            Event::SubmissionFailed { reasons: vec![FailureReason::TooShort, FailureReason::NoDigit] },
+            Event::SubmissionFailed { reasons: vec![FailureReason::TooShort, FailureReason::NoDigit], char_count: None },
         ),
     );
+}
+
+#[test]
+fn submission_failed_version_2_carries_char_count() {
+    assert_pinned(
+        "v2/submission_failed",
+        envelope_v(
+            2,
+            "e7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
+            "2026-11-25T10:00:02Z",
+            Event::SubmissionFailed { reasons: vec![FailureReason::TooShort, FailureReason::NoDigit], char_count: Some(4) },
+        ),
+    );
+}
+
+#[test]
+fn new_events_are_written_at_the_current_version() {
+    let failed = Envelope::new(Uuid::nil(), Event::verdict_for("abc"), Utc::now(), Uuid::nil());
+    assert_eq!(failed.schema_version, 2);
+    assert!(matches!(failed.event, Event::SubmissionFailed { char_count: Some(3), .. }));
+    let passed = Envelope::new(Uuid::nil(), Event::verdict_for("abcdefghi1"), Utc::now(), Uuid::nil());
+    assert_eq!(passed.schema_version, 1);
+}
+
+#[test]
+fn a_log_mixing_versions_folds_the_same_as_either_version_alone() {
+    let history = |failed: &str| -> Vec<Envelope> {
+        ["v1/submission_created", "v1/processing_started", failed]
+            .iter()
+            .map(|name| Envelope::decode(fixture(name).trim().as_bytes()).unwrap())
+            .collect()
+    };
+    let with_v1 = domain::Submission::fold(&history("v1/submission_failed")).unwrap().unwrap();
+    let with_v2 = domain::Submission::fold(&history("v2/submission_failed")).unwrap().unwrap();
+    assert_eq!(with_v1.status, domain::Status::Failed);
+    assert_eq!(with_v1.reasons, vec![FailureReason::TooShort, FailureReason::NoDigit]);
+    // The version 2 verdict is the same verdict: equal state, and a duplicate of the other.
+    assert_eq!(with_v1.reasons, with_v2.reasons);
+    let mut state = Some(with_v1);
+    let v2 = Envelope::decode(fixture("v2/submission_failed").trim().as_bytes()).unwrap();
+    assert_eq!(domain::fold::apply(&mut state, &v2), Ok(domain::Applied::AlreadyApplied));
 }
 
 #[test]
@@ -84,7 +130,7 @@ fn event_ids_are_derived_from_submission_and_step() {
 
     let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
     let passed = created.follow_up(Event::SubmissionPassed {}, Utc::now());
-    let failed = created.follow_up(Event::SubmissionFailed { reasons: vec![] }, Utc::now());
+    let failed = created.follow_up(Event::SubmissionFailed { reasons: vec![], char_count: None }, Utc::now());
     assert_ne!(started.event_id, created.event_id);
     assert_ne!(passed.event_id, started.event_id);
     // One verdict per submission: both kinds share the verdict's identity.
@@ -94,13 +140,17 @@ fn event_ids_are_derived_from_submission_and_step() {
 
 #[test]
 fn refuses_unknown_schema_versions_and_garbage() {
-    let future = fixture("submission_passed").replace("\"schema_version\":1", "\"schema_version\":99");
+    let future = fixture("v1/submission_passed").replace("\"schema_version\":1", "\"schema_version\":2");
     assert!(matches!(
         Envelope::decode(future.as_bytes()),
-        Err(DecodeError::UnsupportedVersion { version: 99, .. })
+        Err(DecodeError::UnsupportedVersion { version: 2, supported: 1, .. })
     ));
+    let future = fixture("v2/submission_failed").replace("\"schema_version\":2", "\"schema_version\":3");
+    assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::UnsupportedVersion { version: 3, .. })));
+    let zero = fixture("v1/submission_passed").replace("\"schema_version\":1", "\"schema_version\":0");
+    assert!(matches!(Envelope::decode(zero.as_bytes()), Err(DecodeError::UnsupportedVersion { .. })));
     assert!(matches!(Envelope::decode(b"not json"), Err(DecodeError::Malformed(_))));
-    let unknown_type = fixture("submission_passed").replace("SubmissionPassed", "SubmissionExploded");
+    let unknown_type = fixture("v1/submission_passed").replace("SubmissionPassed", "SubmissionExploded");
     assert!(matches!(Envelope::decode(unknown_type.as_bytes()), Err(DecodeError::Malformed(_))));
 }
 

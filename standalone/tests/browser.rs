@@ -5,11 +5,13 @@
 
 mod support;
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use support::process::free_port;
 use support::{TestDb, TestSystem, DEADLINE};
@@ -111,39 +113,51 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
 
     let page = open_browser(driver_port, &system.base).await;
     let other = open_browser(driver_port, &system.base).await;
-    for client in [&page, &other] {
+    // Close the browsers whatever happens: chromedriver does not take them down with it.
+    let outcome = AssertUnwindSafe(scenario(&system, &page, &other)).catch_unwind().await;
+    let _ = page.close().await;
+    let _ = other.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    system.stop().await;
+}
+
+/// Two pages open on the UI; the first one types and submits, both watch.
+async fn scenario(system: &TestSystem, page: &Client, other: &Client) {
+    for client in [page, other] {
         client.wait().for_element(Locator::Css("p.connection.live")).await.expect("the page connects live");
         client.execute(WATCH_STATUSES, vec![]).await.unwrap();
     }
 
     let valid = "my first valid text 42";
-    submit(&page, valid).await;
-    let shown = wait_for_status(&page, valid, "PASSED").await;
+    submit(page, valid).await;
+    let shown = wait_for_status(page, valid, "PASSED").await;
     assert_eq!(shown, ["PENDING", "PROCESSING", "PASSED"], "PENDING, then PROCESSING, then PASSED, live");
 
     let invalid = "nope";
-    submit(&page, invalid).await;
-    let shown = wait_for_status(&page, invalid, "FAILED").await;
+    submit(page, invalid).await;
+    let shown = wait_for_status(page, invalid, "FAILED").await;
     assert_eq!(shown.first().map(String::as_str), Some("PENDING"));
     let reasons = page.find(Locator::Css("li.submission[data-status=FAILED] .reasons")).await.unwrap().text().await.unwrap();
     assert!(reasons.contains("too short") && reasons.contains("no digit"), "{reasons}");
 
     // The other page, open all along, saw both appear and change, without a reload.
-    assert_eq!(wait_for_status(&other, valid, "PASSED").await.last().map(String::as_str), Some("PASSED"));
-    let other_shown = wait_for_status(&other, invalid, "FAILED").await;
+    assert_eq!(wait_for_status(other, valid, "PASSED").await.last().map(String::as_str), Some("PASSED"));
+    let other_shown = wait_for_status(other, invalid, "FAILED").await;
     assert!(other_shown.contains(&"PENDING".to_owned()) || other_shown.contains(&"PROCESSING".to_owned()), "{other_shown:?}");
 
     // Text is shown as text, never as markup.
     let markup = "<img src=x onerror=\"window.__xss=1\"> 12345";
-    submit(&page, markup).await;
-    wait_for_status(&page, markup, "PASSED").await;
+    submit(page, markup).await;
+    wait_for_status(page, markup, "PASSED").await;
     assert_eq!(page.execute("return window.__xss === undefined;", vec![]).await.unwrap(), true);
 
     // The broker goes away: the user is told in words, and what they typed stays.
     let broker = system.running.embedded_broker().unwrap();
     broker.cluster().broker_down(1).unwrap();
     let during_outage = "typed during the outage 7";
-    submit(&page, during_outage).await;
+    submit(page, during_outage).await;
     let error = page.wait().at_most(DEADLINE).for_element(Locator::Css("form.submit-form p.error")).await.unwrap();
     let message = error.text().await.unwrap();
     assert!(message.contains("unavailable") && message.contains("try again"), "{message}");
@@ -163,7 +177,7 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
         assert!(Instant::now() < deadline, "the retry is accepted once the broker is back");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    wait_for_status(&page, during_outage, "PASSED").await;
+    wait_for_status(page, during_outage, "PASSED").await;
 
     // The detail view shows the timeline.
     page.find(Locator::Css("li.submission[data-status=FAILED] button.open")).await.unwrap().click().await.unwrap();
@@ -174,7 +188,4 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("ui-e2e.png"), page.screenshot().await.unwrap()).unwrap();
 
-    page.close().await.unwrap();
-    other.close().await.unwrap();
-    system.stop().await;
 }

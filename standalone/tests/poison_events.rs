@@ -26,7 +26,7 @@ async fn poison_records_are_dead_lettered_and_the_pipeline_carries_on() {
     let never_created = Uuid::new_v4();
     let contradiction = Envelope::new(
         judged,
-        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit] },
+        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None },
         Utc::now(),
         Uuid::new_v4(),
     );

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::{judge, Envelope, Event, Verdict};
+use domain::{Envelope, Event};
 use service_kit::embedded_broker::EmbeddedBroker;
 use service_kit::kafka::{EventPublisher, KafkaArgs};
 use sqlx::PgPool;
@@ -28,10 +28,8 @@ fn histories(n: usize) -> (Vec<Envelope>, HashMap<Uuid, &'static str>) {
     for i in 0..n {
         let content = if i % 3 == 0 { format!("short{}", i % 10) } else { format!("long enough content {i}") };
         let created = Envelope::new(Uuid::new_v4(), Event::SubmissionCreated { content: content.clone() }, Utc::now(), Uuid::new_v4());
-        let (verdict, status) = match judge(&content) {
-            Verdict::Passed => (Event::SubmissionPassed {}, "PASSED"),
-            Verdict::Failed(reasons) => (Event::SubmissionFailed { reasons }, "FAILED"),
-        };
+        let verdict = Event::verdict_for(&content);
+        let status = if matches!(verdict, Event::SubmissionPassed {}) { "PASSED" } else { "FAILED" };
         let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
         let verdict = created.follow_up(verdict, Utc::now());
         expected.insert(created.submission_id, status);

@@ -1,7 +1,7 @@
 //! Turning one `SubmissionCreated` into the two events that follow it.
 
 use chrono::Utc;
-use domain::{judge, Envelope, Event, Verdict};
+use domain::{Envelope, Event};
 
 /// The events the validator emits for one created submission.
 pub struct Judgement {
@@ -16,11 +16,8 @@ pub fn judgement_for(created: &Envelope) -> Option<Judgement> {
         return None;
     };
     let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
-    let verdict = match judge(content) {
-        Verdict::Passed => Event::SubmissionPassed {},
-        Verdict::Failed(reasons) => Event::SubmissionFailed { reasons },
-    };
     // The verdict's time is taken after the judgement, so it never precedes ProcessingStarted.
+    let verdict = Event::verdict_for(content);
     let verdict = created.follow_up(verdict, Utc::now());
     Some(Judgement { started, verdict })
 }

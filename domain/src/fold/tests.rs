@@ -3,7 +3,6 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::{judge, Verdict};
 
 fn at(second: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap()
@@ -17,10 +16,7 @@ fn history(id: SubmissionId, content: &str) -> Vec<Envelope> {
         at(0),
         Uuid::nil(),
     );
-    let verdict = match judge(content) {
-        Verdict::Passed => Event::SubmissionPassed {},
-        Verdict::Failed(reasons) => Event::SubmissionFailed { reasons },
-    };
+    let verdict = Event::verdict_for(content);
     let started = created.follow_up(Event::ProcessingStarted {}, at(1));
     let verdict = created.follow_up(verdict, at(2));
     vec![created, started, verdict]
@@ -65,7 +61,7 @@ fn a_verdict_never_changes() {
     let events = history(id, "abcdefghi1");
     let mut state = Submission::fold(&events).unwrap();
     let contrary = events[0].follow_up(
-        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit] },
+        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None },
         at(3),
     );
     let before = state.clone();

@@ -100,7 +100,7 @@ pub fn rule_hint(props: &HintProps) -> Html {
     };
     let length_ok = !reasons.contains(&FailureReason::TooShort);
     let digit_ok = !reasons.contains(&FailureReason::NoDigit);
-    let characters = props.content.chars().count();
+    let characters = domain::rule::char_count(&props.content);
     let rule = |ok: bool, text: String| {
         let (class, mark, word) = if ok { ("rule ok", "✓", "met") } else { ("rule missing", "✗", "not met") };
         html! { <li class={class}><span aria-hidden="true">{ mark }</span>{ " " }{ text }<span class="visually-hidden">{ format!(" ({word})") }</span></li> }
