@@ -14,10 +14,30 @@ pub struct Config {
     /// Most records applied in one transaction.
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
+    /// What to do when the stored positions are beyond the end of the topic (the topic was
+    /// recreated, or an in-memory broker restarted): stop with an error, or rebuild the read
+    /// model from what the topic holds now.
+    #[arg(long, env = "ON_TOPIC_RESET", value_enum, default_value_t = TopicResetPolicy::Stop)]
+    pub on_topic_reset: TopicResetPolicy,
+    /// Serve the admin endpoints (POST/GET /admin/rebuild) and health checks on this address.
+    #[arg(long, env = "PROJECTOR_ADMIN_LISTEN")]
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicResetPolicy {
+    Stop,
+    Rebuild,
 }
 
 impl Config {
     pub fn new(database_url: impl Into<String>, kafka: KafkaArgs) -> Self {
-        Config { database_url: database_url.into(), kafka, batch_size: 1000 }
+        Config {
+            database_url: database_url.into(),
+            kafka,
+            batch_size: 1000,
+            on_topic_reset: TopicResetPolicy::Stop,
+            admin_listen: None,
+        }
     }
 }

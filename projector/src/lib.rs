@@ -4,21 +4,45 @@
 //! `submission_events` and moves `projector_positions` forward, so the read model and the
 //! positions it was built from can never disagree. On start the projector resumes from those
 //! positions, not from Kafka consumer-group offsets. After each commit it sends a NOTIFY so
-//! the query side can push changes at once.
+//! the query side can push changes at once. The read model comes in generations
+//! ([`generations`]) so it can be rebuilt from the topic without downtime ([`rebuild`]).
 
+pub mod admin;
 pub mod config;
+pub mod generations;
+pub mod rebuild;
 mod store;
 mod worker;
 
-pub use config::Config;
-pub use store::{connect, migrate, NOTIFY_CHANNEL};
-pub use worker::{Projector, Stats};
+use service_kit::health::{self, ReadinessCheck};
+pub use config::{Config, TopicResetPolicy};
+pub use store::{connect, NOTIFY_CHANNEL};
+pub use worker::{Projector, Stats, Target};
 
 use tokio_util::sync::CancellationToken;
 
-/// Runs the projector until `shutdown` is cancelled.
+/// Runs the projector until `shutdown` is cancelled, with its admin endpoints when configured.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = connect(&config.database_url).await?;
-    migrate(&pool).await?;
-    Projector::start(&config, pool).await?.run(shutdown).await
+    generations::prepare(&pool).await?;
+    let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
+    if let Some(addr) = config.admin_listen {
+        let admin = admin::AdminState { config: config.clone(), pool: pool.clone(), progress: Default::default(), shutdown: shutdown.clone() };
+        let app = admin::routes(admin)
+            .merge(health::routes(readiness_checks(&pool)))
+            .fallback(service_kit::http_error::not_found_fallback);
+        let (listener, addr) = service_kit::http_server::bind(addr).await?;
+        tracing::info!(%addr, "projector admin listening");
+        tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
+    }
+    projector.run(shutdown).await
+}
+
+/// What `/readyz` checks for the projector: the database answers.
+pub fn readiness_checks(pool: &sqlx::PgPool) -> Vec<ReadinessCheck> {
+    let pool = pool.clone();
+    vec![ReadinessCheck::new("database", move || {
+        let pool = pool.clone();
+        async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| format!("database unreachable: {e}")) }
+    })]
 }

@@ -9,12 +9,14 @@ use domain::{Applied, Envelope, FailureReason, Status, Submission, SubmissionId,
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::generations::{self, Generation};
+
 /// Channel on which every commit announces the highest `seq` it wrote.
 pub const NOTIFY_CHANNEL: &str = "submission_events";
 
-/// Advisory lock taken by every write transaction: one writer at a time per database, so
-/// `seq` is assigned in commit order even if two projectors are started by mistake.
-const WRITER_LOCK: i64 = 0x636f_6e74_656e_7401;
+/// Advisory lock taken by every write transaction, one per generation: one writer at a time per
+/// read model, so `seq` is assigned in commit order even if two projectors run by mistake.
+const WRITER_LOCK_BASE: i64 = 0x636f_6e74_656e_7500;
 
 pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
@@ -24,18 +26,10 @@ pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
         .await
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(pool).await
-}
-
-/// Next offset to read per partition, as committed with the rows they produced.
-pub async fn load_positions(pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> =
-        sqlx::query_as("SELECT partition, next_offset FROM projector_positions WHERE topic = $1")
-            .bind(topic)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
+/// Next offset to read per partition of `generation`, as committed with the rows they produced.
+pub async fn load_positions(pool: &PgPool, generation: Generation, topic: &str) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    generations::positions(&mut tx, generation, topic).await
 }
 
 /// One decoded record from the topic.
@@ -63,14 +57,28 @@ pub struct BatchTransaction {
     written: i64,
 }
 
-/// Starts a batch: takes the writer lock and reads where `seq` stands.
-pub async fn begin_batch(pool: &PgPool) -> Result<BatchTransaction, sqlx::Error> {
+/// Starts a batch in `generation`: checks it is still being written (not retired by a switch,
+/// which waits for this transaction), takes the writer lock and reads where `seq` stands.
+/// `None` when the generation was retired: the caller must move to the live one.
+pub async fn begin_batch(pool: &PgPool, generation: Generation) -> Result<Option<BatchTransaction>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1 FOR SHARE")
+            .bind(generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if !matches!(state.as_deref(), Some("live" | "building")) {
+        return Ok(None);
+    }
+    sqlx::query(&format!("SET LOCAL search_path TO {}", generations::schema(generation))).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITER_LOCK_BASE + i64::from(generation))
+        .execute(&mut *tx)
+        .await?;
     let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events")
         .fetch_one(&mut *tx)
         .await?;
-    Ok(BatchTransaction { tx, last_seq, written: 0 })
+    Ok(Some(BatchTransaction { tx, last_seq, written: 0 }))
 }
 
 impl BatchTransaction {

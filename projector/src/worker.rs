@@ -1,21 +1,32 @@
-//! The consume -> fold -> commit loop.
+//! The consume -> fold -> commit loop, for the live generation or for one being rebuilt.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use domain::Envelope;
 use futures_util::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use service_kit::kafka::{DeadLetter, EventPublisher, KafkaArgs};
 use sqlx::PgPool;
-use service_kit::kafka::{DeadLetter, EventPublisher};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TopicResetPolicy;
+use crate::generations::{self, Generation, SwitchWhen};
+use crate::rebuild::Progress;
 use crate::store::{self, BatchOutcome, Record};
 use crate::Config;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the dead-letter topic may take to acknowledge before the batch is retried.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a rebuild waits for records before checking whether it has caught up.
+const REBUILD_IDLE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 enum CommitError {
@@ -25,11 +36,7 @@ enum CommitError {
     DeadLetter(#[from] rdkafka::error::KafkaError),
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How long the dead-letter topic may take to acknowledge before the batch is retried.
-const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Counters a running projector exposes (logs, tests, later metrics).
+/// Counters a running projector exposes (logs, tests, the rebuild progress).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Events applied to the read model.
@@ -40,61 +47,175 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
 }
 
+/// Which generation a projector writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Whichever generation is live; after a switch, the new one.
+    Live,
+    /// This generation, being built from the beginning of the topic.
+    Rebuild(Generation),
+}
+
 pub struct Projector {
     consumer: StreamConsumer,
     pool: PgPool,
-    topic: String,
+    kafka: KafkaArgs,
     dead_letter_topic: String,
     publisher: EventPublisher,
     batch_size: usize,
+    on_topic_reset: TopicResetPolicy,
+    target: Target,
+    generation: Generation,
     stats: Arc<Stats>,
 }
 
+/// What became of a batch.
+enum Committed {
+    Yes(BatchOutcome),
+    /// The generation was retired by a switch; nothing of the batch was stored.
+    Retired,
+    /// Shutdown came while the batch could not be stored; nothing of it was.
+    Interrupted,
+}
+
 impl Projector {
-    /// Assigns every partition of the topic at the position stored in the read model
-    /// (from the beginning where none is stored: an empty database replays the whole topic).
-    pub async fn start(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
-        let partitions = config.kafka.ensure_topic().await?;
+    /// Connects and assigns every partition at the position stored in the target generation
+    /// (the beginning where none is stored: an empty generation replays the whole topic).
+    pub async fn start(config: &Config, pool: PgPool, target: Target) -> anyhow::Result<Self> {
+        config.kafka.ensure_topic().await?;
         let dead_letter_topic = config.kafka.dead_letter_topic();
         config.kafka.ensure_topic_named(&dead_letter_topic).await?;
-        let publisher = EventPublisher::new(&config.kafka, DEAD_LETTER_TIMEOUT)?;
-        let positions = store::load_positions(&pool, &config.kafka.topic).await?;
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions {
-            let offset = positions.get(&partition).map_or(Offset::Beginning, |&next| Offset::Offset(next));
-            assignment.add_partition_offset(&config.kafka.topic, partition, offset)?;
-        }
-        // Positions live in PostgreSQL, so the group id only names the client to the broker.
-        let consumer: StreamConsumer = config.kafka.consumer_config("projector").create()?;
-        consumer.assign(&assignment)?;
-        tracing::info!(topic = %config.kafka.topic, partitions, resumed = positions.len(), "projector assigned");
-        Ok(Projector {
-            consumer,
+        let mut consumer_config = config.kafka.consumer_config("projector");
+        // Positions live in PostgreSQL; a position the broker no longer has is a reset topic,
+        // to be noticed, never silently replaced by another offset.
+        consumer_config.set("auto.offset.reset", "error");
+        let mut projector = Projector {
+            consumer: consumer_config.create()?,
             pool,
-            topic: config.kafka.topic.clone(),
+            kafka: config.kafka.clone(),
+            publisher: EventPublisher::new(&config.kafka, DEAD_LETTER_TIMEOUT)?,
             dead_letter_topic,
-            publisher,
             batch_size: config.batch_size.max(1),
+            on_topic_reset: config.on_topic_reset,
+            target,
+            generation: 0,
             stats: Arc::default(),
-        })
+        };
+        projector.attach().await?;
+        Ok(projector)
     }
 
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }
 
-    /// Projects until `shutdown`. The batch in hand is committed (or, if the database is down,
-    /// left for the next start to read again) before returning.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// The generation this projector writes now.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Picks the generation to write, checks its positions still exist in the topic, and
+    /// assigns the partitions there.
+    async fn attach(&mut self) -> anyhow::Result<()> {
+        let mut generation = match self.target {
+            Target::Rebuild(generation) => generation,
+            Target::Live => generations::live(&self.pool).await?.context("no live read model")?,
+        };
+        let topic = self.kafka.topic.clone();
+        let mut positions = store::load_positions(&self.pool, generation, &topic).await?;
+        let ends = self.kafka.partition_ends().await?;
+        if let Some(problem) = topic_reset(&positions, &ends) {
+            match (self.on_topic_reset, self.target) {
+                (TopicResetPolicy::Rebuild, Target::Live) => {
+                    tracing::warn!(generation, %problem, "topic reset: rebuilding the read model from what the topic holds now");
+                    let fresh = generations::create(&self.pool).await?;
+                    generations::switch(&self.pool, generation, fresh, &topic, SwitchWhen::Unconditionally).await?;
+                    generations::drop_generation(&self.pool, generation).await?;
+                    generation = fresh;
+                    positions.clear();
+                }
+                _ => anyhow::bail!(
+                    "topic reset detected on {topic}: {problem}. The read model (generation {generation}) no longer \
+                     matches the log. Point the projector at the right cluster, or rebuild with --on-topic-reset rebuild"
+                ),
+            }
+        }
+        let mut assignment = TopicPartitionList::new();
+        for &partition in ends.keys() {
+            let offset = positions.get(&partition).map_or(Offset::Beginning, |&next| Offset::Offset(next));
+            assignment.add_partition_offset(&topic, partition, offset)?;
+        }
+        self.consumer.assign(&assignment)?;
+        self.generation = generation;
+        tracing::info!(%topic, generation, partitions = ends.len(), resumed = positions.len(), "projector attached");
+        Ok(())
+    }
+
+    /// Projects into the live generation until `shutdown`. The batch in hand is committed (or,
+    /// if the database is down, left for the next start to read again) before returning.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        while let Some(batch) = self.next_batch(&shutdown, None).await? {
+            match self.commit(&batch, &shutdown).await {
+                Committed::Yes(_) => {}
+                Committed::Retired => self.attach().await?,
+                Committed::Interrupted => break,
+            }
+        }
+        tracing::info!("projector stopped");
+        Ok(())
+    }
+
+    /// Builds the target generation until it has caught up with `live` and replaced it.
+    /// Returns false if `shutdown` came first.
+    pub(crate) async fn rebuild(mut self, live: Generation, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<bool> {
+        let topic = self.kafka.topic.clone();
         loop {
+            let batch = self.next_batch(&shutdown, Some(REBUILD_IDLE)).await?;
+            let drained = match batch {
+                None if shutdown.is_cancelled() => return Ok(false),
+                None => true,
+                Some(batch) => match self.commit(&batch, &shutdown).await {
+                    Committed::Yes(outcome) => {
+                        progress.record(outcome.applied, &batch.next_offsets);
+                        batch.len < self.batch_size
+                    }
+                    Committed::Retired => anyhow::bail!("generation {} was retired during its rebuild", self.generation),
+                    Committed::Interrupted => return Ok(false),
+                },
+            };
+            if drained {
+                progress.set_ends(self.kafka.partition_ends().await?);
+                if generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// The next batch: waits for one record (at most `idle`, when given), then takes whatever
+    /// else is already fetched. `None` on shutdown or when `idle` passed without a record.
+    async fn next_batch(&mut self, shutdown: &CancellationToken, idle: Option<Duration>) -> anyhow::Result<Option<Batch>> {
+        loop {
+            let wait = async {
+                match idle {
+                    Some(idle) => tokio::time::timeout(idle, self.consumer.recv()).await.ok(),
+                    None => Some(self.consumer.recv().await),
+                }
+            };
             let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = self.consumer.recv() => received,
+                _ = shutdown.cancelled() => return Ok(None),
+                received = wait => received,
             };
             let mut batch = Batch::default();
             match first {
-                Ok(message) => batch.add(&message),
-                Err(error) => {
+                None => return Ok(None),
+                Some(Ok(message)) => batch.add(&message),
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
+                    // The topic no longer holds our position: decide as at start.
+                    self.attach().await?;
+                    continue;
+                }
+                Some(Err(error)) => {
                     tracing::warn!(%error, "consume failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
@@ -106,21 +227,16 @@ impl Projector {
                     _ => break,
                 }
             }
-            if !self.commit(&batch, &shutdown).await {
-                break;
-            }
+            return Ok(Some(batch));
         }
-        tracing::info!("projector stopped");
-        Ok(())
     }
 
     /// Commits the batch, retrying while the database or the dead-letter topic is unavailable.
-    /// Returns false when shutdown interrupted the retries (nothing of the batch is stored then).
-    async fn commit(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+    async fn commit(&self, batch: &Batch, shutdown: &CancellationToken) -> Committed {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.try_commit(batch).await {
-                Ok(outcome) => {
+                Ok(Some(outcome)) => {
                     let Stats { applied, duplicates, dead_lettered } = &*self.stats;
                     applied.fetch_add(outcome.applied as u64, Ordering::Relaxed);
                     duplicates.fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
@@ -129,12 +245,13 @@ impl Projector {
                         let total = dead_lettered.fetch_add(parked as u64, Ordering::Relaxed) + parked as u64;
                         tracing::warn!(parked, total, topic = %self.dead_letter_topic, "records sent to the dead-letter topic");
                     }
-                    return true;
+                    return Committed::Yes(outcome);
                 }
+                Ok(None) => return Committed::Retired,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "batch not committed; keeping it and retrying");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return false,
+                        _ = shutdown.cancelled() => return Committed::Interrupted,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -144,9 +261,12 @@ impl Projector {
     }
 
     /// One attempt: fold the batch, park what cannot be used on the dead-letter topic (and wait
-    /// for Kafka to hold it), then commit rows and positions together.
-    async fn try_commit(&self, batch: &Batch) -> Result<BatchOutcome, CommitError> {
-        let mut tx = store::begin_batch(&self.pool).await?;
+    /// for Kafka to hold it), then commit rows and positions together. `None` if the generation
+    /// was retired.
+    async fn try_commit(&self, batch: &Batch) -> Result<Option<BatchOutcome>, CommitError> {
+        let Some(mut tx) = store::begin_batch(&self.pool, self.generation).await? else {
+            return Ok(None);
+        };
         let outcome = tx.apply(&batch.records).await?;
         let refused = outcome.refused.iter().map(|(index, refusal)| {
             let record = &batch.records[*index];
@@ -158,7 +278,7 @@ impl Projector {
                 "event refused by the fold"
             );
             DeadLetter {
-                topic: self.topic.clone(),
+                topic: self.kafka.topic.clone(),
                 partition: record.partition,
                 offset: record.offset,
                 key: Some(record.envelope.key().into_bytes()),
@@ -171,9 +291,18 @@ impl Projector {
         for sent in futures_util::future::join_all(sends).await {
             sent?;
         }
-        tx.commit(&self.topic, &batch.next_offsets).await?;
-        Ok(outcome)
+        tx.commit(&self.kafka.topic, &batch.next_offsets).await?;
+        Ok(Some(outcome))
     }
+}
+
+/// Why the stored positions cannot belong to this topic, if they cannot.
+fn topic_reset(positions: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<String> {
+    positions.iter().find_map(|(partition, &next)| match ends.get(partition) {
+        None => Some(format!("partition {partition} no longer exists")),
+        Some(&end) if next > end => Some(format!("stored position {next} is beyond the end ({end}) of partition {partition}")),
+        Some(_) => None,
+    })
 }
 
 /// Records read since the last commit and the positions they bring the projector to.

@@ -152,6 +152,22 @@ impl KafkaArgs {
     }
 }
 
+impl KafkaArgs {
+    /// The end (high watermark) of every partition of the submission topic.
+    pub async fn partition_ends(&self) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+        let config = self.base_config();
+        let topic = self.topic.clone();
+        blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            let partitions = topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))?;
+            (0..partitions)
+                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, Duration::from_secs(5))?.1)))
+                .collect()
+        })
+        .await
+    }
+}
+
 /// Reads the partition count of `topic` from cluster metadata (blocking).
 pub fn topic_partition_count<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,

@@ -41,6 +41,10 @@ pub struct Config {
     /// Validator instances to run (they share one consumer group and split the partitions).
     #[arg(long, env = "VALIDATORS", default_value_t = 1)]
     pub validators: usize,
+    /// What the projector does when the read model is ahead of the topic (the embedded broker
+    /// forgets everything when the process stops): rebuild it from what the topic holds, or stop.
+    #[arg(long, env = "ON_TOPIC_RESET", value_enum, default_value_t = projector::TopicResetPolicy::Rebuild)]
+    pub on_topic_reset: projector::TopicResetPolicy,
     /// How long the command API waits for Kafka before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
@@ -113,8 +117,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
 
     let pool = projector::connect(&config.database_url).await?;
-    projector::migrate(&pool).await?;
-    let projector = projector::Projector::start(&projector::Config::new(&config.database_url, kafka.clone()), pool).await?;
+    projector::generations::prepare(&pool).await?;
+    let projector_config = projector::Config {
+        on_topic_reset: config.on_topic_reset,
+        ..projector::Config::new(&config.database_url, kafka.clone())
+    };
+    let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
+    let admin = projector::admin::AdminState {
+        config: projector_config,
+        pool,
+        progress: Default::default(),
+        shutdown: shutdown.clone(),
+    };
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
@@ -138,6 +152,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     checks.extend(query_api::readiness_checks(&queries));
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
+        .merge(projector::admin::routes(admin))
         .merge(health::routes(checks));
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
 

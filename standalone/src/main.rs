@@ -27,6 +27,8 @@ enum Role {
     Projector(projector::Config),
     /// Only the query API.
     QueryApi(query_api::Config),
+    /// Rebuild the read model from the topic next to the live one, switch when caught up, exit.
+    Rebuild(projector::Config),
     /// Only an embedded (in-memory) broker; prints `bootstrap.servers=HOST:PORT` when ready.
     Broker(KafkaArgs),
 }
@@ -42,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Validator(config)) => validator::run(config, shutdown).await,
         Some(Role::Projector(config)) => projector::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
+        Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
         Some(Role::Broker(kafka)) => {
             let broker = EmbeddedBroker::start(&kafka)?;
             println!("bootstrap.servers={}", broker.bootstrap_servers());
@@ -49,6 +52,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Rebuilds in the foreground, printing progress every second.
+async fn rebuild(config: projector::Config, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let pool = projector::connect(&config.database_url).await?;
+    projector::generations::prepare(&pool).await?;
+    let progress = projector::rebuild::Progress::default();
+    progress.try_begin();
+    let watched = progress.clone();
+    let reporter = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let status = watched.snapshot();
+            let read: i64 = status.positions.values().sum();
+            let end: i64 = status.topic_ends.values().sum();
+            println!("rebuilding generation {:?}: {} events applied, {read} of {end} records read", status.to_generation, status.events_applied);
+        }
+    });
+    let outcome = projector::rebuild::rebuild(&config, &pool, &progress, shutdown).await;
+    reporter.abort();
+    let generation = outcome?;
+    println!("done: generation {generation} is live; the previous one was dropped");
+    Ok(())
 }
 
 async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {

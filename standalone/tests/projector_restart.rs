@@ -68,10 +68,10 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let mut config = projector::Config::new(&db.url, kafka.clone());
     config.batch_size = 10; // many small transactions, so a stop lands mid-stream
     let pool = projector::connect(&db.url).await.unwrap();
-    projector::migrate(&pool).await.unwrap();
+    projector::generations::prepare(&pool).await.unwrap();
 
     // 1. Crash: the task is dropped wherever it is, possibly inside a transaction.
-    let crashed = projector::Projector::start(&config, pool.clone()).await.unwrap();
+    let crashed = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
     let stats = crashed.stats();
     let task = tokio::spawn(crashed.run(CancellationToken::new()));
     wait_until_applied(&stats, STOP_AFTER).await;
@@ -82,7 +82,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
 
     // 2. Graceful stop, again mid-stream.
     let stop = CancellationToken::new();
-    let stopped = projector::Projector::start(&config, pool.clone()).await.unwrap();
+    let stopped = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
     let stats = stopped.stats();
     let task = tokio::spawn(stopped.run(stop.clone()));
     wait_until_applied(&stats, STOP_AFTER).await;
@@ -94,7 +94,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
 
     // 3. Run to the end of the topic.
     let stop = CancellationToken::new();
-    let last = projector::Projector::start(&config, pool.clone()).await.unwrap();
+    let last = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
     let task = tokio::spawn(last.run(stop.clone()));
     let ends = support::partition_ends(&kafka);
     eventually("positions reach the end of every partition", || async {

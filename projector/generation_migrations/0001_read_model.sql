@@ -1,4 +1,5 @@
--- The read model: current state per submission, every applied event, and how far into each
+-- One generation of the read model (created in schema read_model_<generation>): current state per
+-- submission, every applied event, and how far into each
 -- partition of the topic the projector has read. All three change in one transaction.
 
 CREATE TABLE submissions (

@@ -1,0 +1,48 @@
+//! Admin endpoints: `POST /admin/rebuild` starts a zero-downtime rebuild of the read model and
+//! `GET /admin/rebuild` shows its progress. They change the whole read model: expose them only
+//! where operators can reach them (the defaults listen on localhost).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use service_kit::http_error::error_response;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::rebuild::{rebuild, Progress};
+use crate::Config;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub config: Config,
+    pub pool: PgPool,
+    pub progress: Progress,
+    /// Cancels a running rebuild when the process shuts down.
+    pub shutdown: CancellationToken,
+}
+
+pub fn routes(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/rebuild", get(status).post(start))
+        .with_state(state)
+}
+
+async fn status(State(state): State<AdminState>) -> Response {
+    Json(state.progress.snapshot()).into_response()
+}
+
+async fn start(State(state): State<AdminState>) -> Response {
+    if !state.progress.try_begin() {
+        return error_response(StatusCode::CONFLICT, "rebuild_running", "a rebuild is already running; see GET /admin/rebuild");
+    }
+    let task_state = state.clone();
+    tokio::spawn(async move {
+        let AdminState { config, pool, progress, shutdown } = task_state;
+        if let Err(error) = rebuild(&config, &pool, &progress, shutdown).await {
+            tracing::error!(error = %format!("{error:#}"), "rebuild did not complete");
+        }
+    });
+    (StatusCode::ACCEPTED, [(header::LOCATION, "/admin/rebuild")], Json(state.progress.snapshot())).into_response()
+}

@@ -1,0 +1,207 @@
+//! Read-model generations: complete read models side by side, one of them live.
+//!
+//! Generation `n` lives in schema `read_model_n` (tables from `generation_migrations/`). The
+//! views `public.submissions`, `public.submission_events` (with a `generation` column) and
+//! `public.projector_positions` show the live generation, so readers never name a generation. A rebuild fills a new generation from the beginning of the
+//! topic while the live one keeps serving and receiving events; [`switch`] then flips the
+//! control rows and the views in one transaction, but only once the new generation has read at
+//! least as far as the live one on every partition, so no reader ever sees the read model go
+//! backwards.
+
+use std::collections::BTreeMap;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+pub type Generation = i32;
+
+static CONTROL: Migrator = sqlx::migrate!("./migrations");
+static GENERATION: Migrator = sqlx::migrate!("./generation_migrations");
+
+/// Serialises changes to the set of generations (creating, switching) across processes.
+const CONTROL_LOCK: i64 = 0x636f_6e74_656e_7400;
+
+pub fn schema(generation: Generation) -> String {
+    format!("read_model_{generation}")
+}
+
+/// Applies the control-plane migrations and makes sure a live generation exists (generation 1 on
+/// an empty database, which the projector then fills from the beginning of the topic).
+pub async fn prepare(pool: &PgPool) -> Result<Generation, sqlx::Error> {
+    CONTROL.run(pool).await?;
+    if let Some(live) = live(pool).await? {
+        return Ok(live);
+    }
+    let generation = create(pool).await?;
+    let mut tx = pool.begin().await?;
+    lock_control(&mut tx).await?;
+    // Someone else may have made one live meanwhile.
+    if let Some(live) = live(&mut *tx).await? {
+        return Ok(live);
+    }
+    make_live(&mut tx, None, generation).await?;
+    tx.commit().await?;
+    Ok(generation)
+}
+
+/// The live generation, if any.
+pub async fn live<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'live'")
+        .fetch_optional(executor)
+        .await
+}
+
+/// Creates an empty generation in state `building`, with its schema and tables.
+pub async fn create(pool: &PgPool) -> Result<Generation, sqlx::Error> {
+    let generation: Generation = {
+        let mut tx = pool.begin().await?;
+        lock_control(&mut tx).await?;
+        let next = sqlx::query_scalar(
+            "INSERT INTO public.read_models (generation, state)
+             SELECT COALESCE(MAX(generation), 0) + 1, 'building' FROM public.read_models
+             RETURNING generation",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        next
+    };
+    let schema = schema(generation);
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(pool).await?;
+    // A pool of one connection of its own whose search_path points into the new schema, so
+    // the migrations (and their bookkeeping table) land there.
+    let search_path = format!("SET search_path TO {schema}");
+    let in_schema = PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let search_path = search_path.clone();
+            Box::pin(async move { sqlx::query(&search_path).execute(conn).await.map(|_| ()) })
+        })
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let migrated = GENERATION.run(&in_schema).await;
+    in_schema.close().await;
+    migrated?;
+    tracing::info!(generation, "created read-model generation");
+    Ok(generation)
+}
+
+/// When a switch may happen.
+pub enum SwitchWhen {
+    /// The new generation has read at least as far as `from` on every partition.
+    CaughtUpWithLive,
+    /// Now: `from` no longer matches the log (the topic was reset), so waiting for the new
+    /// generation to catch up with it would be waiting for a lie.
+    Unconditionally,
+}
+
+/// Makes `to` live in place of `from`, in one transaction, if `when` allows. Returns whether it
+/// switched.
+pub async fn switch(
+    pool: &PgPool,
+    from: Generation,
+    to: Generation,
+    topic: &str,
+    when: SwitchWhen,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_control(&mut tx).await?;
+    // Waits for any batch either writer has open (batches hold these rows FOR SHARE).
+    sqlx::query("SELECT generation FROM public.read_models WHERE generation IN ($1, $2) ORDER BY generation FOR UPDATE")
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    if live(&mut *tx).await? != Some(from) {
+        return Ok(false);
+    }
+    if let SwitchWhen::CaughtUpWithLive = when {
+        let old = positions(&mut tx, from, topic).await?;
+        let new = positions(&mut tx, to, topic).await?;
+        let behind = old.iter().any(|(partition, &offset)| new.get(partition).copied().unwrap_or(0) < offset);
+        if behind {
+            return Ok(false);
+        }
+    }
+    make_live(&mut tx, Some(from), to).await?;
+    tx.commit().await?;
+    tracing::info!(from, to, "read model switched to the new generation");
+    Ok(true)
+}
+
+/// Drops a retired generation's schema. Readers are already on the views of the live one.
+pub async fn drop_generation(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1")
+        .bind(generation)
+        .fetch_optional(pool)
+        .await?;
+    if state.as_deref() == Some("live") {
+        return Err(sqlx::Error::Protocol(format!("refusing to drop live generation {generation}")));
+    }
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema(generation))).execute(pool).await?;
+    tracing::info!(generation, "dropped retired read-model generation");
+    Ok(())
+}
+
+/// Next offset per partition stored in `generation`.
+pub async fn positions(
+    tx: &mut Transaction<'_, Postgres>,
+    generation: Generation,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT partition, next_offset FROM {}.projector_positions WHERE topic = $1",
+        schema(generation)
+    ))
+    .bind(topic)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn lock_control(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CONTROL_LOCK).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Flips the states and points the views at `to`; announces it to LISTENers on commit.
+async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>, to: Generation) -> Result<(), sqlx::Error> {
+    if let Some(from) = from {
+        sqlx::query("UPDATE public.read_models SET state = 'retired' WHERE generation = $1")
+            .bind(from)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE public.read_models SET state = 'live', live_since = now() WHERE generation = $1")
+        .bind(to)
+        .execute(&mut **tx)
+        .await?;
+    let schema = schema(to);
+    sqlx::query(&format!("CREATE OR REPLACE VIEW public.submissions AS SELECT * FROM {schema}.submissions"))
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE OR REPLACE VIEW public.submission_events AS
+         SELECT e.*, {to}::int AS generation FROM {schema}.submission_events e"
+    ))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!("CREATE OR REPLACE VIEW public.projector_positions AS SELECT * FROM {schema}.projector_positions"))
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, 'switch')")
+        .bind(crate::store::NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives up a generation that was being built: retires it and drops its schema.
+pub async fn abandon(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE public.read_models SET state = 'retired' WHERE generation = $1 AND state = 'building'")
+        .bind(generation)
+        .execute(pool)
+        .await?;
+    drop_generation(pool, generation).await
+}

@@ -1,0 +1,134 @@
+//! Rebuilding the read model with zero downtime: a new generation is built from the beginning
+//! of the topic next to the live one, which keeps serving reads and receiving events; when the
+//! new one has caught up it replaces the live one atomically and the old one is dropped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::generations::{self, Generation};
+use crate::worker::{Projector, Target};
+use crate::Config;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildState {
+    #[default]
+    Idle,
+    Running,
+    Switched,
+    Cancelled,
+    Failed,
+}
+
+/// What `GET /admin/rebuild` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildStatus {
+    pub state: RebuildState,
+    pub from_generation: Option<Generation>,
+    pub to_generation: Option<Generation>,
+    /// Events applied to the new generation so far.
+    pub events_applied: u64,
+    /// Next offset per partition the new generation has read...
+    pub positions: BTreeMap<i32, i64>,
+    /// ...and the end of each partition when last looked at.
+    pub topic_ends: BTreeMap<i32, i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// The progress of the current (or last) rebuild, shared with whoever watches it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<RebuildStatus>>);
+
+impl Progress {
+    pub fn snapshot(&self) -> RebuildStatus {
+        self.lock().clone()
+    }
+
+    /// Marks a rebuild as started; false if one is already running.
+    pub fn try_begin(&self) -> bool {
+        let mut status = self.lock();
+        if status.state == RebuildState::Running {
+            return false;
+        }
+        *status = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
+        true
+    }
+
+    pub(crate) fn record(&self, applied: usize, next_offsets: &BTreeMap<i32, i64>) {
+        let mut status = self.lock();
+        status.events_applied += applied as u64;
+        status.positions.extend(next_offsets);
+    }
+
+    pub(crate) fn set_ends(&self, ends: BTreeMap<i32, i64>) {
+        self.lock().topic_ends = ends;
+    }
+
+    fn set_generations(&self, from: Generation, to: Generation) {
+        let mut status = self.lock();
+        status.from_generation = Some(from);
+        status.to_generation = Some(to);
+    }
+
+    fn finish(&self, state: RebuildState, error: Option<String>) {
+        let mut status = self.lock();
+        status.state = state;
+        status.error = error;
+        status.finished_at = Some(Utc::now());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RebuildStatus> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs one rebuild to its end; `progress` must have been begun with [`Progress::try_begin`].
+/// Returns the new live generation.
+pub async fn rebuild(config: &Config, pool: &PgPool, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<Generation> {
+    let outcome = build_and_switch(config, pool, progress, shutdown).await;
+    match &outcome {
+        Ok(_) => progress.finish(RebuildState::Switched, None),
+        Err(error) if error.is::<Cancelled>() => progress.finish(RebuildState::Cancelled, None),
+        Err(error) => progress.finish(RebuildState::Failed, Some(format!("{error:#}"))),
+    }
+    outcome
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the rebuild was cancelled by shutdown; the live read model is unchanged")]
+struct Cancelled;
+
+async fn build_and_switch(config: &Config, pool: &PgPool, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<Generation> {
+    let live = generations::live(pool).await?.context("no live read model to rebuild")?;
+    let fresh = generations::create(pool).await?;
+    progress.set_generations(live, fresh);
+    tracing::info!(live, fresh, "rebuilding the read model from the beginning of the topic");
+    let built = match Projector::start(config, pool.clone(), Target::Rebuild(fresh)).await {
+        Ok(projector) => projector.rebuild(live, progress, shutdown).await,
+        Err(error) => Err(error),
+    };
+    match built {
+        Ok(true) => {
+            generations::drop_generation(pool, live).await?;
+            Ok(fresh)
+        }
+        Ok(false) => {
+            generations::abandon(pool, fresh).await?;
+            Err(Cancelled.into())
+        }
+        Err(error) => {
+            if let Err(cleanup) = generations::abandon(pool, fresh).await {
+                tracing::warn!(%cleanup, generation = fresh, "could not drop the abandoned generation");
+            }
+            Err(error)
+        }
+    }
+}
