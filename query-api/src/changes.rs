@@ -4,9 +4,12 @@
 //! the last `seq` it saw and broadcasts them. Notifications are only a nudge: rows are always
 //! read from the table by `seq`, so a notification lost while the connection was down costs
 //! latency, never an event (a periodic tick catches up regardless).
+//!
+//! `seq` orders changes within one read-model generation. When a rebuild makes another
+//! generation live, the hub broadcasts [`Update::Reset`]: positions in the old generation mean
+//! nothing in the new one, and clients must reload the state over REST.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,10 +29,51 @@ pub const PAGE: i64 = 500;
 /// Changes buffered per subscriber before it lags and has to catch up from the database.
 const BUFFER: usize = 4096;
 
+/// A place in the stream of changes: a generation of the read model and a `seq` in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub generation: i32,
+    pub seq: i64,
+}
+
+impl Position {
+    /// The SSE event id: `generation-seq`.
+    pub fn event_id(self) -> String {
+        format!("{}-{}", self.generation, self.seq)
+    }
+
+    /// Parses an SSE event id as [`Position::event_id`] writes it.
+    pub fn parse(id: &str) -> Option<Position> {
+        let (generation, seq) = id.trim().split_once('-')?;
+        Some(Position { generation: generation.parse().ok()?, seq: seq.parse().ok().filter(|s: &i64| *s >= 0)? })
+    }
+}
+
+/// The live generation and the newest `seq` in it, read in one statement.
+pub async fn live_position(pool: &PgPool) -> Result<Position, sqlx::Error> {
+    let (generation, seq): (Option<i32>, i64) = sqlx::query_as(
+        "SELECT (SELECT generation FROM read_models WHERE state = 'live'), COALESCE(MAX(seq), 0) FROM submission_events",
+    )
+    .fetch_one(pool)
+    .await?;
+    let generation = generation.ok_or_else(|| sqlx::Error::Protocol("no live read model yet".into()))?;
+    Ok(Position { generation, seq })
+}
+
+/// What the hub broadcasts.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Change(Arc<StatusChange>),
+    /// Another generation became live; the stream continues after this position in it.
+    Reset(Position),
+}
+
 /// One status change of one submission: what every SSE event carries.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StatusChange {
-    /// Read-model order; the SSE event id.
+    /// The read-model generation `seq` belongs to.
+    pub generation: i32,
+    /// Read-model order within the generation.
     pub seq: i64,
     pub submission_id: Uuid,
     pub event_type: String,
@@ -51,7 +95,7 @@ pub async fn fetch_changes(
     limit: i64,
 ) -> Result<Vec<StatusChange>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT seq, submission_id, event_type, status, occurred_at,
+        "SELECT generation, seq, submission_id, event_type, status, occurred_at,
                 payload->>'content' AS content,
                 ARRAY(SELECT jsonb_array_elements_text(COALESCE(payload->'reasons', '[]'::jsonb))) AS reasons
          FROM submission_events
@@ -66,31 +110,41 @@ pub async fn fetch_changes(
     .await
 }
 
+impl StatusChange {
+    pub fn position(&self) -> Position {
+        Position { generation: self.generation, seq: self.seq }
+    }
+}
+
 /// Fans status changes out to subscribers.
 #[derive(Clone)]
 pub struct ChangeHub {
-    sender: broadcast::Sender<Arc<StatusChange>>,
-    last_seq: Arc<AtomicI64>,
+    sender: broadcast::Sender<Update>,
+    /// The last position broadcast; `None` until the database was first read.
+    position: Arc<Mutex<Option<Position>>>,
 }
 
 impl ChangeHub {
     /// Starts the listening task; it ends with `shutdown`.
     pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
         let (sender, _) = broadcast::channel(BUFFER);
-        let hub = ChangeHub { sender, last_seq: Arc::new(AtomicI64::new(-1)) };
+        let hub = ChangeHub { sender, position: Arc::default() };
         tokio::spawn(hub.clone().listen(pool, shutdown));
         hub
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StatusChange>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
         self.sender.subscribe()
     }
 
-    /// The newest `seq` broadcast so far ("now" for a client that asks for no history), or
-    /// `None` before the hub has read the database once.
-    pub fn last_seq(&self) -> Option<i64> {
-        let seq = self.last_seq.load(Ordering::Acquire);
-        (seq >= 0).then_some(seq)
+    /// The last position broadcast ("now" for a client that asks for no history), or `None`
+    /// before the hub has read the database once.
+    pub fn position(&self) -> Option<Position> {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_position(&self, position: Position) {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
     }
 
     async fn listen(self, pool: PgPool, shutdown: CancellationToken) {
@@ -127,19 +181,27 @@ impl ChangeHub {
     }
 
     async fn catch_up(&self, pool: &PgPool) {
-        let Some(mut after) = self.last_seq() else {
-            // First contact: "now" is the newest seq in the database. History is served from
-            // the table to those who ask for it, not replayed through the hub.
-            if let Ok((max,)) = sqlx::query_as::<_, (i64,)>("SELECT COALESCE(MAX(seq), 0) FROM submission_events")
-                .fetch_one(pool)
-                .await
-            {
-                self.last_seq.store(max, Ordering::Release);
+        let live = match live_position(pool).await {
+            Ok(live) => live,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the live position; will retry");
+                return;
             }
+        };
+        let Some(mut at) = self.position() else {
+            // First contact: "now". History is served from the table to those who ask for it,
+            // not replayed through the hub.
+            self.set_position(live);
             return;
         };
+        if at.generation != live.generation {
+            tracing::info!(from = at.generation, to = live.generation, "read model switched; telling subscribers to reload");
+            self.set_position(live);
+            let _ = self.sender.send(Update::Reset(live));
+            return;
+        }
         loop {
-            let page = match fetch_changes(pool, after, None, PAGE).await {
+            let page = match fetch_changes(pool, at.seq, None, PAGE).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::debug!(%error, "cannot read changes; will retry");
@@ -148,10 +210,13 @@ impl ChangeHub {
             };
             let full = page.len() as i64 == PAGE;
             for change in page {
-                after = change.seq;
-                self.last_seq.store(after, Ordering::Release);
+                if change.generation != at.generation {
+                    return; // switched between the two reads: the next round resets
+                }
+                at = change.position();
+                self.set_position(at);
                 // No subscribers is not an error: nobody is watching right now.
-                let _ = self.sender.send(Arc::new(change));
+                let _ = self.sender.send(Update::Change(Arc::new(change)));
             }
             if !full {
                 return;

@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use domain::fold::apply;
-use domain::{judge, Envelope, Submission, Verdict};
+use domain::{judge, Verdict};
 use reqwest::StatusCode;
 use service_kit::kafka::KafkaArgs;
 use sqlx::PgPool;
@@ -135,7 +133,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     wait_for_projection_to_finish(&pool, &kafka, &outcomes.acknowledged).await;
 
     // 1. Every 202 is in the read model with the right verdict.
-    let rows = read_model(&pool).await;
+    let rows = support::read_model(&pool).await;
     for (id, content) in &outcomes.acknowledged {
         let row = rows.get(id).unwrap_or_else(|| panic!("acknowledged submission {id} is missing"));
         let (status, reasons) = match judge(content) {
@@ -155,11 +153,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     .unwrap();
     assert!(repeated.is_empty(), "repeated history rows: {repeated:?}");
     // 3. The read model equals the fold of the whole topic from scratch.
-    let folded = fold_topic(&kafka);
-    assert_eq!(rows.len(), folded.len(), "same submissions in the read model and the log");
-    for (id, submission) in &folded {
-        assert_eq!(rows.get(id), Some(&Row::from(submission)), "{id}");
-    }
+    support::assert_read_model_equals_fold_of_topic(&pool, &kafka).await;
 
     println!(
         "crash test: sent {SUBMISSIONS}, acknowledged {}, rejected with 503 {}, failed otherwise (connection lost) {}, verified {}; \
@@ -207,54 +201,4 @@ async fn wait_for_projection_to_finish(pool: &PgPool, kafka: &KafkaArgs, acknowl
         assert!(Instant::now() < deadline, "recovered in time: {judged}/{} judged, {read:?}/{ends} records projected", ids.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-#[derive(Debug, PartialEq, sqlx::FromRow)]
-struct Row {
-    content: String,
-    status: String,
-    reasons: Vec<String>,
-    created_at: DateTime<Utc>,
-    processing_started_at: Option<DateTime<Utc>>,
-    processed_at: Option<DateTime<Utc>>,
-}
-
-impl From<&Submission> for Row {
-    fn from(s: &Submission) -> Row {
-        Row {
-            content: s.content.clone(),
-            status: s.status.as_str().to_owned(),
-            reasons: s.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
-            created_at: s.created_at,
-            processing_started_at: s.processing_started_at,
-            processed_at: s.processed_at,
-        }
-    }
-}
-
-async fn read_model(pool: &PgPool) -> HashMap<Uuid, Row> {
-    #[derive(sqlx::FromRow)]
-    struct Keyed {
-        id: Uuid,
-        #[sqlx(flatten)]
-        row: Row,
-    }
-    let rows: Vec<Keyed> = sqlx::query_as(
-        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at FROM submissions",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|k| (k.id, k.row)).collect()
-}
-
-/// Folds every event of the topic from scratch, as a new read model would.
-fn fold_topic(kafka: &KafkaArgs) -> HashMap<Uuid, Submission> {
-    let mut states: HashMap<Uuid, Option<Submission>> = HashMap::new();
-    for record in read_topic(kafka, &kafka.topic) {
-        let envelope = Envelope::decode(record.value.as_deref().unwrap()).expect("only valid events in this log");
-        let state = states.entry(envelope.submission_id).or_default();
-        apply(state, &envelope).unwrap_or_else(|e| panic!("the log holds an impossible transition: {e}"));
-    }
-    states.into_iter().filter_map(|(id, s)| Some((id, s?))).collect()
 }

@@ -80,11 +80,11 @@ async fn sse_delivers_pending_processing_and_the_verdict_in_order() {
     let id = accepted["id"].as_str().unwrap();
     let events = read_sse(&system.http, &system.url(&format!("/api/submissions/{id}/stream")), None, 3).await;
 
-    let statuses: Vec<&str> = events.iter().map(|(_, data)| data["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = events.iter().map(|e| e.data["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["PENDING", "PROCESSING", "PASSED"]);
-    let ids: Vec<i64> = events.iter().map(|(id, _)| id.parse().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids order the stream: {ids:?}");
-    assert!(events.iter().all(|(_, data)| data["submission_id"] == id));
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "event ids order the stream: {seqs:?}");
+    assert!(events.iter().all(|e| e.event == "status" && e.data["submission_id"] == id));
 
     // What SSE pushed is already visible over REST.
     let (_, now) = system.get_json(&format!("/api/submissions/{id}")).await;
@@ -107,16 +107,16 @@ async fn the_all_submissions_stream_shows_new_submissions_live() {
     let of = |id: &serde_json::Value| -> Vec<String> {
         events
             .iter()
-            .filter(|(_, data)| data["submission_id"] == *id)
-            .map(|(_, data)| data["status"].as_str().unwrap().to_owned())
+            .filter(|e| e.data["submission_id"] == *id)
+            .map(|e| e.data["status"].as_str().unwrap().to_owned())
             .collect()
     };
     assert_eq!(of(&first["id"]), ["PENDING", "PROCESSING", "PASSED"]);
     assert_eq!(of(&second["id"]), ["PENDING", "PROCESSING", "FAILED"]);
-    let created = events.iter().find(|(_, d)| d["submission_id"] == second["id"]).unwrap();
-    assert_eq!(created.1["content"], "second");
-    let failed = events.iter().find(|(_, d)| d["status"] == "FAILED").unwrap();
-    assert_eq!(failed.1["reasons"], serde_json::json!(["too_short", "no_digit"]));
+    let created = events.iter().find(|e| e.data["submission_id"] == second["id"]).unwrap();
+    assert_eq!(created.data["content"], "second");
+    let failed = events.iter().find(|e| e.data["status"] == "FAILED").unwrap();
+    assert_eq!(failed.data["reasons"], serde_json::json!(["too_short", "no_digit"]));
     system.stop().await;
 }
 

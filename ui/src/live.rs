@@ -35,12 +35,19 @@ impl Connection {
 pub struct LiveFeed {
     source: EventSource,
     _on_status: Closure<dyn FnMut(MessageEvent)>,
+    _on_reset: Closure<dyn FnMut(MessageEvent)>,
     _on_open: Closure<dyn FnMut(Event)>,
     _on_error: Closure<dyn FnMut(Event)>,
 }
 
 impl LiveFeed {
-    pub fn open(url: &str, on_change: Callback<StatusChange>, on_state: Callback<Connection>) -> Option<LiveFeed> {
+    /// `on_reset` is called when the server says the read model was rebuilt: reload over REST.
+    pub fn open(
+        url: &str,
+        on_change: Callback<StatusChange>,
+        on_state: Callback<Connection>,
+        on_reset: Callback<()>,
+    ) -> Option<LiveFeed> {
         let source = EventSource::new(url).ok()?;
         let on_status = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
             let Some(data) = message.data().as_string() else { return };
@@ -49,6 +56,8 @@ impl LiveFeed {
             }
         });
         source.add_event_listener_with_callback("status", on_status.as_ref().unchecked_ref()).ok()?;
+        let on_reset = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_reset.emit(()));
+        source.add_event_listener_with_callback("reset", on_reset.as_ref().unchecked_ref()).ok()?;
 
         let opened = on_state.clone();
         let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened.emit(Connection::Live));
@@ -64,7 +73,7 @@ impl LiveFeed {
             on_state.emit(state);
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Some(LiveFeed { source, _on_status: on_status, _on_open: on_open, _on_error: on_error })
+        Some(LiveFeed { source, _on_status: on_status, _on_reset: on_reset, _on_open: on_open, _on_error: on_error })
     }
 }
 

@@ -53,10 +53,24 @@ impl TestDb {
 /// The whole system running in this process.
 pub struct TestSystem {
     pub running: Running,
-    pub base: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     pub db: TestDb,
     pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for TestSystem {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// HTTP access to a running system; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
 }
 
 pub fn test_config(db: &TestDb) -> Config {
@@ -77,8 +91,8 @@ impl TestSystem {
         service_kit::telemetry::init_for_tests("warn");
         let shutdown = CancellationToken::new();
         let running = content_processor::start(config, shutdown.clone()).await.expect("system starts");
-        let base = format!("http://{}", running.addr);
-        TestSystem { running, base, http: reqwest::Client::new(), db, shutdown }
+        let api = Api { base: format!("http://{}", running.addr), http: reqwest::Client::new() };
+        TestSystem { running, api, db, shutdown }
     }
 
     pub async fn stop(self) {
@@ -86,6 +100,13 @@ impl TestSystem {
         self.db.drop_database().await;
     }
 
+    /// Total records in the topic: the sum of high watermarks over its partitions.
+    pub fn records_in_topic(&self) -> i64 {
+        records_in_topic(&self.running.kafka)
+    }
+}
+
+impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -117,11 +138,6 @@ impl TestSystem {
         })
         .await
     }
-
-    /// Total records in the topic: the sum of high watermarks over its partitions.
-    pub fn records_in_topic(&self) -> i64 {
-        records_in_topic(&self.running.kafka)
-    }
 }
 
 pub fn records_in_topic(kafka: &KafkaArgs) -> i64 {
@@ -152,13 +168,33 @@ where
     }
 }
 
-/// Reads `count` SSE events from `url` (sending `last_event_id` when given): (id, data) pairs.
-pub async fn read_sse(
+/// One server-sent event as a client sees it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+impl SseEvent {
+    /// The `seq` part of the `generation-seq` id.
+    pub fn seq(&self) -> i64 {
+        self.id.split_once('-').and_then(|(_, seq)| seq.parse().ok()).expect("a generation-seq id")
+    }
+}
+
+/// Reads `count` SSE events from `url` (sending `last_event_id` when given).
+pub async fn read_sse(http: &reqwest::Client, url: &str, last_event_id: Option<&str>, count: usize) -> Vec<SseEvent> {
+    read_sse_until(http, url, last_event_id, |events| events.len() >= count).await
+}
+
+/// Reads SSE events from one connection to `url` until `done` says so.
+pub async fn read_sse_until(
     http: &reqwest::Client,
     url: &str,
     last_event_id: Option<&str>,
-    count: usize,
-) -> Vec<(String, Value)> {
+    done: impl Fn(&[SseEvent]) -> bool,
+) -> Vec<SseEvent> {
     let mut request = http.get(url);
     if let Some(id) = last_event_id {
         request = request.header("Last-Event-ID", id);
@@ -168,13 +204,75 @@ pub async fn read_sse(
     let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
     let mut received = Vec::new();
     let read = async {
-        while received.len() < count {
+        while !done(&received) {
             let event = events.next().await.expect("stream stays open").expect("well-formed SSE");
-            received.push((event.id, serde_json::from_str(&event.data).expect("JSON data")));
+            received.push(SseEvent { event: event.event, id: event.id, data: serde_json::from_str(&event.data).expect("JSON data") });
         }
     };
     tokio::time::timeout(DEADLINE, read).await.expect("SSE events arrive in time");
     received
+}
+
+/// A submission row as the read model holds it, comparable with a fold of the topic.
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+pub struct Row {
+    pub content: String,
+    pub status: String,
+    pub reasons: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub processing_started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<&domain::Submission> for Row {
+    fn from(s: &domain::Submission) -> Row {
+        Row {
+            content: s.content.clone(),
+            status: s.status.as_str().to_owned(),
+            reasons: s.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+            created_at: s.created_at,
+            processing_started_at: s.processing_started_at,
+            processed_at: s.processed_at,
+        }
+    }
+}
+
+/// Every submission in the live read model.
+pub async fn read_model(pool: &sqlx::PgPool) -> std::collections::HashMap<uuid::Uuid, Row> {
+    #[derive(sqlx::FromRow)]
+    struct Keyed {
+        id: uuid::Uuid,
+        #[sqlx(flatten)]
+        row: Row,
+    }
+    let rows: Vec<Keyed> = sqlx::query_as(
+        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at FROM submissions",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|k| (k.id, k.row)).collect()
+}
+
+/// Folds every event of the topic from scratch, as a new read model would.
+pub fn fold_topic(kafka: &KafkaArgs) -> std::collections::HashMap<uuid::Uuid, domain::Submission> {
+    let mut states: std::collections::HashMap<uuid::Uuid, Option<domain::Submission>> = Default::default();
+    for record in read_topic(kafka, &kafka.topic) {
+        let envelope = domain::Envelope::decode(record.value.as_deref().unwrap()).expect("only valid events in this log");
+        let state = states.entry(envelope.submission_id).or_default();
+        domain::fold::apply(state, &envelope).unwrap_or_else(|e| panic!("the log holds an impossible transition: {e}"));
+    }
+    states.into_iter().filter_map(|(id, s)| Some((id, s?))).collect()
+}
+
+/// Asserts that the live read model is exactly the fold of the whole topic.
+pub async fn assert_read_model_equals_fold_of_topic(pool: &sqlx::PgPool, kafka: &KafkaArgs) {
+    let rows = read_model(pool).await;
+    let folded = fold_topic(kafka);
+    assert_eq!(rows.len(), folded.len(), "same submissions in the read model and the log");
+    for (id, submission) in &folded {
+        assert_eq!(rows.get(id), Some(&Row::from(submission)), "{id}");
+    }
 }
 
 /// A record as read back from a topic.

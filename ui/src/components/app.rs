@@ -1,6 +1,7 @@
 //! The page: form, connection state, list with "load more", and the detail of the selected
 //! submission. It opens the live feed first and loads the first page each time the feed
-//! (re)connects; merging only moves statuses forward, so the order of the two never matters.
+//! (re)connects or the server says the read model was rebuilt; merging only moves statuses
+//! forward, so the order of the two never matters.
 
 use std::rc::Rc;
 
@@ -63,22 +64,30 @@ pub fn app() -> Html {
                     Callback::from(move |change| board.dispatch(BoardAction::Live(change)))
                 };
                 let stream_url = endpoints.stream_url();
-                let on_state = Callback::from(move |state: Connection| {
-                    connection.set(state);
-                    if state == Connection::Live {
-                        let (board, load_error, endpoints) = (board.clone(), load_error.clone(), endpoints.clone());
-                        wasm_bindgen_futures::spawn_local(async move {
-                            match api::page(&endpoints, None).await {
-                                Ok(page) => {
-                                    load_error.set(None);
-                                    board.dispatch(BoardAction::Page { page, first: true });
-                                }
-                                Err(message) => load_error.set(Some(message)),
+                // The first page, again on every (re)connect and after a rebuild: merging only
+                // moves entries forward, so reloading never loses or duplicates one.
+                let reload = Callback::from(move |()| {
+                    let (board, load_error, endpoints) = (board.clone(), load_error.clone(), endpoints.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match api::page(&endpoints, None).await {
+                            Ok(page) => {
+                                load_error.set(None);
+                                board.dispatch(BoardAction::Page { page, first: true });
                             }
-                        });
-                    }
+                            Err(message) => load_error.set(Some(message)),
+                        }
+                    });
                 });
-                LiveFeed::open(&stream_url, on_change, on_state)
+                let on_state = {
+                    let reload = reload.clone();
+                    Callback::from(move |state: Connection| {
+                        connection.set(state);
+                        if state == Connection::Live {
+                            reload.emit(());
+                        }
+                    })
+                };
+                LiveFeed::open(&stream_url, on_change, on_state, reload)
             });
             move || drop(feed)
         });

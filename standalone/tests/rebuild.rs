@@ -1,0 +1,139 @@
+//! A rebuild runs while a client reads continuously and new submissions arrive: no read fails,
+//! comes back empty or partial, or goes backwards; the new read model switches in atomically,
+//! equals the old one plus the new events (the fold of the whole topic), and the old one is
+//! dropped.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::Status;
+use reqwest::StatusCode;
+use support::{read_sse_until, TestSystem, DEADLINE};
+
+const SEEDED: usize = 300;
+const DURING: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
+    let system = TestSystem::start().await;
+    let mut seeded = Vec::new();
+    for i in 0..SEEDED {
+        let content = if i % 4 == 0 { "short".to_owned() } else { format!("seeded submission {i}") };
+        let (status, accepted) = system.submit(&content).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        seeded.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    for id in &seeded {
+        system.wait_for_verdict(id).await;
+    }
+
+    // A reader that never stops looking while the rebuild runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (api, stop) = (system.api.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut problems = Vec::new();
+            let mut reads = 0usize;
+            let mut last_count = 0usize;
+            let mut seen: HashMap<String, u8> = HashMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, page) = api.get_json("/api/submissions?limit=500").await;
+                reads += 1;
+                if status != StatusCode::OK {
+                    problems.push(format!("read {reads}: {status} {page}"));
+                    continue;
+                }
+                let items = page["items"].as_array().unwrap();
+                if items.len() < last_count {
+                    problems.push(format!("read {reads}: {} items after {last_count}", items.len()));
+                }
+                last_count = items.len();
+                for item in items {
+                    let step = serde_json::from_value::<Status>(item["status"].clone()).unwrap().step();
+                    let before = seen.insert(item["id"].as_str().unwrap().to_owned(), step).unwrap_or(0);
+                    if step < before {
+                        problems.push(format!("read {reads}: {} went backwards", item["id"]));
+                    }
+                }
+            }
+            (reads, problems)
+        })
+    };
+    // A live client, which must be told to reload when the switch happens.
+    let sse = {
+        let (http, url) = (system.http.clone(), system.url("/api/stream"));
+        tokio::spawn(async move {
+            let events = read_sse_until(&http, &url, None, |events| events.last().is_some_and(|e| e.event == "reset")).await;
+            events.last().cloned().unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A writer that keeps submitting during the rebuild.
+    let writer = {
+        let api = system.api.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..DURING {
+                let (status, accepted) = api.submit(&format!("during the rebuild {i}")).await;
+                assert_eq!(status, StatusCode::ACCEPTED);
+                ids.push(accepted["id"].as_str().unwrap().to_owned());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ids
+        })
+    };
+
+    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["location"], "/admin/rebuild");
+    let started: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(started["state"], "running");
+
+    let deadline = Instant::now() + DEADLINE;
+    let mut watched_running = 0;
+    let finished = loop {
+        let (_, status) = system.get_json("/admin/rebuild").await;
+        match status["state"].as_str() {
+            Some("running") => watched_running += 1,
+            Some("switched") => break status,
+            other => panic!("rebuild ended as {other:?}: {status}"),
+        }
+        assert!(Instant::now() < deadline, "the rebuild finished in time: {status}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let during = writer.await.unwrap();
+    for id in &during {
+        system.wait_for_verdict(id).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, problems) = reader.await.unwrap();
+    println!("rebuild: {reads} reads during it, progress seen running {watched_running} times, final {finished}");
+    assert!(problems.is_empty(), "reads during the rebuild: {problems:#?}");
+    assert!(reads > 10, "the reader really read during the rebuild ({reads})");
+
+    assert_eq!((finished["from_generation"].as_i64(), finished["to_generation"].as_i64()), (Some(1), Some(2)));
+    let read: i64 = finished["positions"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    assert!(finished["events_applied"].as_u64().unwrap() >= (SEEDED * 3) as u64, "{finished}");
+    assert!(read >= (SEEDED * 3) as i64, "progress shows the positions read: {finished}");
+
+    let reset = tokio::time::timeout(DEADLINE, sse).await.expect("the live client is told").unwrap();
+    assert_eq!(reset.data["generation"], 2);
+
+    let pool = system.db.pool().await;
+    let live: i32 = sqlx::query_scalar("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
+    assert_eq!(live, 2);
+    let old_schema: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'read_model_1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(old_schema, 0, "the old generation was dropped");
+    support::assert_read_model_equals_fold_of_topic(&pool, &system.running.kafka).await;
+    let (_, list) = system.get_json("/api/submissions?limit=500").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), SEEDED + DURING);
+    pool.close().await;
+    system.stop().await;
+}

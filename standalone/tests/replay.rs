@@ -1,0 +1,153 @@
+//! Kafka is the source of truth: a projector on an empty database rebuilds the exact same read
+//! model; a log mixing event schema versions replays correctly; a topic that no longer holds
+//! what the read model was built from is noticed, never silently served.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::producer::FutureRecord;
+use service_kit::embedded_broker::EmbeddedBroker;
+use service_kit::kafka::KafkaArgs;
+use sqlx::PgPool;
+use support::{eventually, TestDb, TestSystem};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Runs a live projector on `pool` until its positions reach the end of the topic.
+async fn project_everything(kafka: &KafkaArgs, db: &TestDb, pool: &PgPool) {
+    projector::generations::prepare(pool).await.unwrap();
+    let config = projector::Config::new(&db.url, kafka.clone());
+    let projector = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(projector.run(stop.clone()));
+    let ends = support::partition_ends(kafka);
+    eventually("the projector reaches the end of the topic", || async {
+        let positions: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM projector_positions")
+            .fetch_all(pool)
+            .await
+            .ok()?;
+        ends.iter().filter(|(_, end)| *end > 0).all(|p| positions.contains(p)).then_some(())
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_on_an_empty_database_rebuilds_the_exact_same_read_model() {
+    let system = TestSystem::start().await;
+    for i in 0..40 {
+        let content = if i % 3 == 0 { format!("x{i}") } else { format!("replayable content {i}") };
+        let (_, accepted) = system.submit(&content).await;
+        system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+    }
+    let original = system.db.pool().await;
+
+    let empty = TestDb::create().await;
+    let replayed = empty.pool().await;
+    project_everything(&system.running.kafka, &empty, &replayed).await;
+
+    assert_eq!(support::read_model(&replayed).await, support::read_model(&original).await);
+    let history = |pool: PgPool| async move {
+        let mut rows: Vec<(Uuid, Uuid, String, String, i32, i64)> = sqlx::query_as(
+            "SELECT event_id, submission_id, event_type, status, kafka_partition, kafka_offset FROM submission_events",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        rows.sort();
+        rows
+    };
+    assert_eq!(history(replayed.clone()).await, history(original.clone()).await);
+
+    replayed.close().await;
+    original.close().await;
+    empty.drop_database().await;
+    system.stop().await;
+}
+
+/// A recorded fixture of the domain crate, re-keyed to a new submission.
+fn fixture(name: &str, submission: Uuid) -> String {
+    let path = format!("{}/../domain/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // Fresh event ids too: derived ids are per submission, and these fixtures share theirs.
+    let event_id = Uuid::new_v5(&submission, name.as_bytes());
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    text.trim()
+        .replace(value["submission_id"].as_str().unwrap(), &submission.to_string())
+        .replace(value["event_id"].as_str().unwrap(), &event_id.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_mixing_schema_versions_replays_correctly() {
+    let mut kafka = KafkaArgs::for_brokers("");
+    kafka.partitions = 2;
+    let broker = EmbeddedBroker::start(&kafka).unwrap();
+    kafka.brokers = broker.bootstrap_servers();
+    let producer = kafka.producer(Duration::from_secs(5)).unwrap();
+    let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+    for (submission, verdict) in [(old, "v1/submission_failed"), (new, "v2/submission_failed")] {
+        for name in ["v1/submission_created", "v1/processing_started", verdict] {
+            let key = submission.to_string();
+            let value = fixture(name, submission);
+            producer
+                .send(FutureRecord::to(&kafka.topic).key(&key).payload(&value), Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+    }
+
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    project_everything(&kafka, &db, &pool).await;
+
+    let rows = support::read_model(&pool).await;
+    for submission in [old, new] {
+        assert_eq!(rows[&submission].status, "FAILED");
+        assert_eq!(rows[&submission].reasons, ["too_short", "no_digit"]);
+    }
+    let versions: Vec<(Uuid, i16, serde_json::Value)> = sqlx::query_as(
+        "SELECT submission_id, schema_version, payload FROM submission_events WHERE event_type = 'SubmissionFailed'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let of = |id: Uuid| versions.iter().find(|(s, _, _)| *s == id).unwrap();
+    assert_eq!(of(old).1, 1);
+    assert!(of(old).2.get("char_count").is_none());
+    assert_eq!((of(new).1, &of(new).2["char_count"]), (2, &serde_json::json!(4)));
+    support::assert_read_model_equals_fold_of_topic(&pool, &kafka).await;
+    pool.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_topic_is_detected_and_stops_or_rebuilds_as_configured() {
+    // A read model built from one broker...
+    let system = TestSystem::start().await;
+    for i in 0..3 {
+        let (_, accepted) = system.submit(&format!("from the first log {i}")).await;
+        system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+    }
+    let pool = system.db.pool().await;
+
+    // ...pointed at a fresh broker holding a shorter log (as after an in-memory broker restart).
+    let mut kafka = KafkaArgs::for_brokers("");
+    let other = EmbeddedBroker::start(&kafka).unwrap();
+    kafka.brokers = other.bootstrap_servers();
+    let mut config = projector::Config::new(&system.db.url, kafka.clone());
+
+    let refused = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await;
+    let message = format!("{:#}", refused.err().expect("the projector refuses to go on"));
+    assert!(message.contains("topic reset detected") && message.contains("beyond the end"), "{message}");
+    assert_eq!(support::read_model(&pool).await.len(), 3, "stop changes nothing");
+
+    config.on_topic_reset = projector::TopicResetPolicy::Rebuild;
+    let rebuilt = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
+    assert_eq!(rebuilt.generation(), 2);
+    assert!(support::read_model(&pool).await.is_empty(), "the read model now matches the (empty) log");
+    drop(rebuilt);
+    pool.close().await;
+    system.stop().await;
+}

@@ -1,0 +1,84 @@
+//! A client that drops its SSE connection and reconnects with `Last-Event-ID` gets exactly the
+//! events it missed, then live ones: every event once, in order. An id it cannot resume from
+//! gets a `reset` telling it to reload over REST.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{read_sse, TestSystem};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
+    let system = TestSystem::start().await;
+    let url = system.url("/api/stream");
+
+    // First connection: sees the start of the stream, then drops.
+    let (http, first_url) = (system.http.clone(), url.clone());
+    let first = tokio::spawn(async move { read_sse(&http, &first_url, None, 4).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..3 {
+        system.submit(&format!("before the drop {i}")).await;
+    }
+    let first = first.await.unwrap();
+    let last_seen = first.last().unwrap().id.clone();
+
+    // Missed while disconnected.
+    let mut missed_ids = Vec::new();
+    for i in 0..2 {
+        let (_, accepted) = system.submit(&format!("while away {i}")).await;
+        missed_ids.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    for id in &missed_ids {
+        system.wait_for_verdict(id).await;
+    }
+
+    // Reconnect: 5 submissions x 3 events = 15, 4 seen, 11 missed; then 3 live ones.
+    let (http, again_url, resume_from) = (system.http.clone(), url.clone(), last_seen.clone());
+    let second = tokio::spawn(async move { read_sse(&http, &again_url, Some(&resume_from), 11 + 3).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    system.submit("after the reconnect 1").await;
+    let second = second.await.unwrap();
+
+    let pool = system.db.pool().await;
+    let all: Vec<(i32, i64, String)> = sqlx::query_as("SELECT generation, seq, status FROM submission_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let expected: Vec<(String, String)> = all.iter().map(|(g, s, status)| (format!("{g}-{s}"), status.clone())).collect();
+    let received: Vec<(String, String)> = first
+        .iter()
+        .chain(&second)
+        .map(|e| (e.id.clone(), e.data["status"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(second.iter().all(|e| e.event == "status"));
+    assert_eq!(received, expected, "every event exactly once, in order, across the reconnect");
+    pool.close().await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_from_another_read_model_generation_gets_a_reset_then_the_live_stream() {
+    let system = TestSystem::start().await;
+    let (_, accepted) = system.submit("some history 1").await;
+    system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+
+    let (http, url) = (system.http.clone(), system.url("/api/stream"));
+    let reader = tokio::spawn(async move { read_sse(&http, &url, Some("7-2"), 1 + 3).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, live) = system.submit("after the reset 2").await;
+    let events = reader.await.unwrap();
+
+    assert_eq!(events[0].event, "reset");
+    assert_eq!(events[0].data["generation"], 1);
+    assert_eq!(events[0].id, "1-3", "the reset carries a position the client can resume from");
+    assert!(events[1..].iter().all(|e| e.event == "status" && e.data["submission_id"] == live["id"]));
+
+    // For one submission, a stale id means: reset, then its whole history again.
+    let id = accepted["id"].as_str().unwrap();
+    let events = read_sse(&system.http, &system.url(&format!("/api/submissions/{id}/stream")), Some("7-2"), 4).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["reset", "status", "status", "status"]);
+    assert_eq!(events[0].id, "1-0");
+    system.stop().await;
+}
