@@ -31,6 +31,8 @@ pub fn schema(generation: Generation) -> String {
 pub async fn prepare(pool: &PgPool) -> Result<Generation, sqlx::Error> {
     CONTROL.run(pool).await?;
     if let Some(live) = live(pool).await? {
+        // Migrations added since the live generation was created apply to it too.
+        migrate(pool, live).await?;
         return Ok(live);
     }
     let generation = create(pool).await?;
@@ -67,6 +69,13 @@ pub async fn create(pool: &PgPool) -> Result<Generation, sqlx::Error> {
         tx.commit().await?;
         next
     };
+    migrate(pool, generation).await?;
+    tracing::info!(generation, "created read-model generation");
+    Ok(generation)
+}
+
+/// Creates `generation`'s schema if needed and applies the generation migrations in it.
+async fn migrate(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
     let schema = schema(generation);
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(pool).await?;
     // A pool of one connection of its own whose search_path points into the new schema, so
@@ -82,9 +91,7 @@ pub async fn create(pool: &PgPool) -> Result<Generation, sqlx::Error> {
         .await?;
     let migrated = GENERATION.run(&in_schema).await;
     in_schema.close().await;
-    migrated?;
-    tracing::info!(generation, "created read-model generation");
-    Ok(generation)
+    Ok(migrated?)
 }
 
 /// When a switch may happen.
@@ -178,16 +185,25 @@ async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>,
         .execute(&mut **tx)
         .await?;
     let schema = schema(to);
-    sqlx::query(&format!("CREATE OR REPLACE VIEW public.submissions AS SELECT * FROM {schema}.submissions"))
+    sqlx::query(&format!(
+        "CREATE OR REPLACE VIEW public.submissions AS
+         SELECT id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq
+         FROM {schema}.submissions"
+    ))
         .execute(&mut **tx)
         .await?;
+    // Explicit columns: a column added to a generation must not reshape the view under readers.
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.submission_events AS
-         SELECT e.*, {to}::int AS generation FROM {schema}.submission_events e"
+         SELECT seq, event_id, submission_id, event_type, schema_version, status, occurred_at,
+                correlation_id, payload, kafka_partition, kafka_offset, {to}::int AS generation
+         FROM {schema}.submission_events"
     ))
     .execute(&mut **tx)
     .await?;
-    sqlx::query(&format!("CREATE OR REPLACE VIEW public.projector_positions AS SELECT * FROM {schema}.projector_positions"))
+    sqlx::query(&format!(
+        "CREATE OR REPLACE VIEW public.projector_positions AS SELECT topic, partition, next_offset FROM {schema}.projector_positions"
+    ))
         .execute(&mut **tx)
         .await?;
     sqlx::query("SELECT pg_notify($1, 'switch')")

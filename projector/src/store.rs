@@ -60,8 +60,15 @@ pub struct BatchTransaction {
 /// Starts a batch in `generation`: checks it is still being written (not retired by a switch,
 /// which waits for this transaction), takes the writer lock and reads where `seq` stands.
 /// `None` when the generation was retired: the caller must move to the live one.
-pub async fn begin_batch(pool: &PgPool, generation: Generation) -> Result<Option<BatchTransaction>, sqlx::Error> {
+///
+/// A batch that is not `durable` commits without waiting for the WAL flush. That is only for a
+/// generation being built: nobody reads it yet, its rows and positions still commit together,
+/// and the switch that makes it live is a synchronous commit, which flushes all before it.
+pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool) -> Result<Option<BatchTransaction>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if !durable {
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    }
     let state: Option<String> =
         sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1 FOR SHARE")
             .bind(generation)
@@ -183,6 +190,7 @@ struct EventRows {
     event_id: Vec<uuid::Uuid>,
     submission_id: Vec<SubmissionId>,
     event_type: Vec<&'static str>,
+    step: Vec<i16>,
     schema_version: Vec<i16>,
     status: Vec<&'static str>,
     occurred_at: Vec<DateTime<Utc>>,
@@ -209,6 +217,7 @@ impl EventRows {
         self.event_id.push(envelope.event_id);
         self.submission_id.push(envelope.submission_id);
         self.event_type.push(envelope.event.type_name());
+        self.step.push(i16::from(status.step()));
         self.schema_version.push(envelope.schema_version as i16);
         self.status.push(status.as_str());
         self.occurred_at.push(envelope.occurred_at);
@@ -222,13 +231,13 @@ impl EventRows {
     async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO submission_events (seq, event_id, submission_id, event_type, schema_version,
-                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset)
+                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset, step)
              SELECT seq, event_id, submission_id, event_type, schema_version,
-                 status, occurred_at, correlation_id, payload::jsonb, kafka_partition, kafka_offset
+                 status, occurred_at, correlation_id, payload::jsonb, kafka_partition, kafka_offset, step
              FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
-                 $6::text[], $7::timestamptz[], $8::uuid[], $9::text[], $10::int[], $11::bigint[])
+                 $6::text[], $7::timestamptz[], $8::uuid[], $9::text[], $10::int[], $11::bigint[], $12::smallint[])
                AS t(seq, event_id, submission_id, event_type, schema_version,
-                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset)",
+                 status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset, step)",
         )
         .bind(&self.seq)
         .bind(&self.event_id)
@@ -241,6 +250,7 @@ impl EventRows {
         .bind(&self.payload)
         .bind(&self.partition)
         .bind(&self.offset)
+        .bind(&self.step)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -57,7 +57,9 @@ pub enum Target {
 }
 
 pub struct Projector {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
+    /// Fetches and decodes the next batch while the current one commits.
+    reader: Option<Reader>,
     pool: PgPool,
     kafka: KafkaArgs,
     dead_letter_topic: String,
@@ -90,12 +92,17 @@ impl Projector {
         // to be noticed, never silently replaced by another offset.
         consumer_config.set("auto.offset.reset", "error");
         let mut projector = Projector {
-            consumer: consumer_config.create()?,
+            consumer: Arc::new(consumer_config.create()?),
+            reader: None,
             pool,
             kafka: config.kafka.clone(),
             publisher: EventPublisher::new(&config.kafka, DEAD_LETTER_TIMEOUT)?,
             dead_letter_topic,
-            batch_size: config.batch_size.max(1),
+            batch_size: match target {
+                Target::Live => config.batch_size,
+                Target::Rebuild(_) => config.rebuild_batch_size,
+            }
+            .max(1),
             on_topic_reset: config.on_topic_reset,
             target,
             generation: 0,
@@ -117,13 +124,24 @@ impl Projector {
     /// Picks the generation to write, checks its positions still exist in the topic, and
     /// assigns the partitions there.
     async fn attach(&mut self) -> anyhow::Result<()> {
+        // Whatever the reader holds was read from the old assignment: drop it.
+        self.stop_reader();
         let mut generation = match self.target {
             Target::Rebuild(generation) => generation,
             Target::Live => generations::live(&self.pool).await?.context("no live read model")?,
         };
         let topic = self.kafka.topic.clone();
         let mut positions = store::load_positions(&self.pool, generation, &topic).await?;
-        let ends = self.kafka.partition_ends().await?;
+        let bounds = self.kafka.partition_bounds().await?;
+        if let Some(gap) = history_lost(&positions, &bounds) {
+            // Rebuilding would throw away what the read model still holds: an operator decides.
+            anyhow::bail!(
+                "the topic {topic} lost records the read model (generation {generation}) has not read: {gap}. \
+                 They were deleted by the broker's retention and cannot be projected; an event log needs \
+                 unlimited retention (the embedded broker keeps about 5 MiB per partition)"
+            );
+        }
+        let ends: BTreeMap<i32, i64> = bounds.iter().map(|(&p, &(_, end))| (p, end)).collect();
         if let Some(problem) = topic_reset(&positions, &ends) {
             match (self.on_topic_reset, self.target) {
                 (TopicResetPolicy::Rebuild, Target::Live) => {
@@ -147,6 +165,7 @@ impl Projector {
         }
         self.consumer.assign(&assignment)?;
         self.generation = generation;
+        self.reader = Some(Reader::start(self.consumer.clone(), self.batch_size));
         tracing::info!(%topic, generation, partitions = ends.len(), resumed = positions.len(), "projector attached");
         Ok(())
     }
@@ -161,8 +180,15 @@ impl Projector {
                 Committed::Interrupted => break,
             }
         }
+        self.stop_reader();
         tracing::info!("projector stopped");
         Ok(())
+    }
+
+    fn stop_reader(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.task.abort();
+        }
     }
 
     /// Builds the target generation until it has caught up with `live` and replaced it.
@@ -184,50 +210,42 @@ impl Projector {
                 },
             };
             if drained {
-                progress.set_ends(self.kafka.partition_ends().await?);
-                if generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
+                // Caught up with the end of the topic as it was a moment ago; the switch itself
+                // then checks it is not behind the live writer either.
+                let ends: BTreeMap<i32, i64> =
+                    self.kafka.partition_bounds().await?.into_iter().map(|(p, (_, end))| (p, end)).collect();
+                progress.set_ends(ends.clone());
+                let read = progress.snapshot().positions;
+                let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
+                if at_end && generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
                     return Ok(true);
                 }
             }
         }
     }
 
-    /// The next batch: waits for one record (at most `idle`, when given), then takes whatever
-    /// else is already fetched. `None` on shutdown or when `idle` passed without a record.
+    /// The next batch from the reader: waits at most `idle` when given. `None` on shutdown or
+    /// when `idle` passed without a record.
     async fn next_batch(&mut self, shutdown: &CancellationToken, idle: Option<Duration>) -> anyhow::Result<Option<Batch>> {
         loop {
+            let reader = self.reader.as_mut().context("the projector is not attached")?;
             let wait = async {
                 match idle {
-                    Some(idle) => tokio::time::timeout(idle, self.consumer.recv()).await.ok(),
-                    None => Some(self.consumer.recv().await),
+                    Some(idle) => tokio::time::timeout(idle, reader.batches.recv()).await.ok(),
+                    None => Some(reader.batches.recv().await),
                 }
             };
-            let first = tokio::select! {
+            let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(None),
-                received = wait => received,
+                read = wait => read,
             };
-            let mut batch = Batch::default();
-            match first {
+            match read {
                 None => return Ok(None),
-                Some(Ok(message)) => batch.add(&message),
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
-                    // The topic no longer holds our position: decide as at start.
-                    self.attach().await?;
-                    continue;
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "consume failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
+                Some(Some(Read::Batch(batch))) => return Ok(Some(batch)),
+                // The topic no longer holds our position: decide as at start.
+                Some(Some(Read::OffsetOutOfRange)) => self.attach().await?,
+                Some(None) => anyhow::bail!("the projector's reader stopped"),
             }
-            while batch.len < self.batch_size {
-                match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.add(&message),
-                    _ => break,
-                }
-            }
-            return Ok(Some(batch));
         }
     }
 
@@ -264,7 +282,8 @@ impl Projector {
     /// for Kafka to hold it), then commit rows and positions together. `None` if the generation
     /// was retired.
     async fn try_commit(&self, batch: &Batch) -> Result<Option<BatchOutcome>, CommitError> {
-        let Some(mut tx) = store::begin_batch(&self.pool, self.generation).await? else {
+        let durable = self.target == Target::Live;
+        let Some(mut tx) = store::begin_batch(&self.pool, self.generation, durable).await? else {
             return Ok(None);
         };
         let outcome = tx.apply(&batch.records).await?;
@@ -296,6 +315,15 @@ impl Projector {
     }
 }
 
+/// Which records the topic deleted before they were read, if any: a position (0 when none is
+/// stored) below the partition's first offset.
+fn history_lost(positions: &BTreeMap<i32, i64>, bounds: &BTreeMap<i32, (i64, i64)>) -> Option<String> {
+    bounds.iter().find_map(|(partition, &(start, _))| {
+        let next = positions.get(partition).copied().unwrap_or(0);
+        (next < start).then(|| format!("partition {partition} now starts at offset {start}, the read model is at {next}"))
+    })
+}
+
 /// Why the stored positions cannot belong to this topic, if they cannot.
 fn topic_reset(positions: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<String> {
     positions.iter().find_map(|(partition, &next)| match ends.get(partition) {
@@ -303,6 +331,59 @@ fn topic_reset(positions: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Opt
         Some(&end) if next > end => Some(format!("stored position {next} is beyond the end ({end}) of partition {partition}")),
         Some(_) => None,
     })
+}
+
+/// What the reader hands over.
+enum Read {
+    Batch(Batch),
+    OffsetOutOfRange,
+}
+
+/// A task that fetches records and decodes them into batches, one batch ahead of the commits.
+struct Reader {
+    batches: tokio::sync::mpsc::Receiver<Read>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(consumer: Arc<StreamConsumer>, batch_size: usize) -> Reader {
+        // One batch waiting while another commits: the overlap, with bounded memory.
+        let (sender, batches) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut batch = Batch::default();
+                match consumer.recv().await {
+                    Ok(message) => batch.add(&message),
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
+                        let _ = sender.send(Read::OffsetOutOfRange).await;
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "consume failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+                // Take whatever else is already fetched, without waiting.
+                while batch.len < batch_size {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(message)) => batch.add(&message),
+                        _ => break,
+                    }
+                }
+                if sender.send(Read::Batch(batch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Reader { batches, task }
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        self.stop_reader();
+    }
 }
 
 /// Records read since the last commit and the positions they bring the projector to.

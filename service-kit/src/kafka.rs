@@ -117,7 +117,10 @@ impl KafkaArgs {
         }
         let admin: AdminClient<DefaultClientContext> =
             self.base_config().create().map_err(KafkaSetupError::Client)?;
-        let new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor));
+        // An event log must never expire: the read model is rebuilt from its whole history.
+        let new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor))
+            .set("retention.ms", "-1")
+            .set("retention.bytes", "-1");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics([&new_topic], &options)
@@ -153,15 +156,15 @@ impl KafkaArgs {
 }
 
 impl KafkaArgs {
-    /// The end (high watermark) of every partition of the submission topic.
-    pub async fn partition_ends(&self) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+    /// The first and next offset (low and high watermark) of every partition of the topic.
+    pub async fn partition_bounds(&self) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
         let config = self.base_config();
         let topic = self.topic.clone();
         blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
             let partitions = topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))?;
             (0..partitions)
-                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, Duration::from_secs(5))?.1)))
+                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, Duration::from_secs(5))?)))
                 .collect()
         })
         .await

@@ -151,3 +151,36 @@ async fn a_reset_topic_is_detected_and_stops_or_rebuilds_as_configured() {
     pool.close().await;
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_deleted_by_retention_stops_the_projector_instead_of_a_partial_read_model() {
+    // One partition, and more than the embedded broker keeps per partition (5 MiB).
+    let mut kafka = KafkaArgs::for_brokers("");
+    kafka.partitions = 1;
+    let broker = EmbeddedBroker::start(&kafka).unwrap();
+    kafka.brokers = broker.bootstrap_servers();
+    let publisher = service_kit::kafka::EventPublisher::new(&kafka, Duration::from_secs(30)).unwrap();
+    let padding = "x".repeat(400);
+    for chunk in 0..5 {
+        let events: Vec<domain::Envelope> = (0..5000)
+            .map(|i| {
+                let content = format!("{padding} {chunk} {i}");
+                domain::Envelope::new(Uuid::new_v4(), domain::Event::SubmissionCreated { content }, chrono::Utc::now(), Uuid::nil())
+            })
+            .collect();
+        publisher.publish_all(&events).await.unwrap();
+    }
+    let bounds = kafka.partition_bounds().await.unwrap();
+    assert!(bounds[&0].0 > 0, "the broker deleted the oldest records: {bounds:?}");
+
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    projector::generations::prepare(&pool).await.unwrap();
+    let config = projector::Config::new(&db.url, kafka.clone());
+    let refused = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await;
+    let message = format!("{:#}", refused.err().expect("no partial read model"));
+    assert!(message.contains("lost records") && message.contains("retention"), "{message}");
+    assert!(support::read_model(&pool).await.is_empty());
+    pool.close().await;
+    db.drop_database().await;
+}

@@ -60,7 +60,8 @@ async fn create(
     };
     check_content(&content, state.max_content_bytes)?;
 
-    let id = Uuid::new_v4();
+    // Time-ordered (UUIDv7): ids index as near-appends, and sort by creation.
+    let id = Uuid::now_v7();
     let correlation_id = headers
         .get(&service_kit::http_server::REQUEST_ID)
         .and_then(|v| v.to_str().ok())

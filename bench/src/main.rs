@@ -1,0 +1,48 @@
+//! `loadgen`: drives a running content-processor over HTTP and measures it.
+//!
+//! - `loadgen http`: one load run against given URLs (closed or open loop).
+//! - `loadgen replay`: how fast a read model is rebuilt from a topic of N events.
+//! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
+//!   (what `scripts/bench` runs; see BENCHMARKS.md).
+
+mod load;
+mod replay;
+mod report;
+mod suite;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Load generator and benchmarks for content-processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One load run against a running system.
+    Http(load::LoadArgs),
+    /// Rebuild rate: fill a topic with N events, then time a projector replaying it.
+    Replay(replay::ReplayArgs),
+    /// The whole benchmark: several runs of every scenario, with per-component memory.
+    Suite(suite::SuiteArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_kit::telemetry::init("warn");
+    match Cli::parse().command {
+        Command::Http(args) => {
+            let report = load::run(&args).await?;
+            report::print_load(&report);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Replay(args) => {
+            let report = replay::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Suite(args) => suite::run(&args).await?,
+    }
+    Ok(())
+}

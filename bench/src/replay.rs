@@ -1,0 +1,105 @@
+//! Rebuild rate: fills a topic on an embedded broker with N events (complete histories of N/3
+//! submissions), then times a rebuild (`projector::rebuild`, what `POST /admin/rebuild` runs)
+//! from offset 0 until the new generation has caught up and is live, and checks that every
+//! event is in it.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use domain::{Envelope, Event};
+use serde::Serialize;
+use service_kit::embedded_broker::EmbeddedBroker;
+use service_kit::kafka::{EventPublisher, KafkaArgs};
+use sqlx::migrate::MigrateDatabase;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Events in the topic to replay.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Partitions: the embedded broker keeps at most 5 MiB per partition, so a million events
+    /// need dozens of them (the benchmark checks that nothing was deleted).
+    #[arg(long, default_value_t = 96)]
+    pub partitions: i32,
+    /// Records per rebuild transaction (the projector's --rebuild-batch-size).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// A PostgreSQL server where a scratch database can be created and dropped.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub server_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub batch_size: usize,
+    pub produce_seconds: f64,
+    pub replay_seconds: f64,
+    pub events_per_second: f64,
+}
+
+pub async fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
+    let mut kafka = KafkaArgs::for_brokers("");
+    kafka.partitions = args.partitions;
+    let broker = EmbeddedBroker::start(&kafka)?;
+    kafka.brokers = broker.bootstrap_servers();
+
+    let produce_started = Instant::now();
+    let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
+    let submissions = args.events.div_ceil(3);
+    let mut produced = 0u64;
+    let mut chunk = Vec::with_capacity(30_000);
+    for i in 0..submissions {
+        let content = if i % 5 == 0 { "short".to_owned() } else { format!("replayed submission {i}") };
+        let created = Envelope::new(Uuid::now_v7(), Event::SubmissionCreated { content: content.clone() }, Utc::now(), Uuid::new_v4());
+        let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
+        let verdict = created.follow_up(Event::verdict_for(&content), Utc::now());
+        chunk.extend([created, started, verdict]);
+        if chunk.len() >= 30_000 || i + 1 == submissions {
+            publisher.publish_all(&chunk).await?;
+            produced += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    let produce_seconds = produce_started.elapsed().as_secs_f64();
+    let bounds = kafka.partition_bounds().await?;
+    let kept: i64 = bounds.values().map(|(start, end)| end - start).sum();
+    anyhow::ensure!(
+        kept == produced as i64,
+        "the broker kept {kept} of {produced} events (retention); use more partitions"
+    );
+
+    let url = format!("{}/cp_bench_replay_{}", args.server_url, Uuid::new_v4().simple());
+    sqlx::Postgres::create_database(&url).await?;
+    let pool = projector::connect(&url).await?;
+    projector::generations::prepare(&pool).await?;
+    let config = projector::Config { rebuild_batch_size: args.batch_size, ..projector::Config::new(&url, kafka.clone()) };
+    let progress = projector::rebuild::Progress::default();
+    progress.try_begin();
+    let replay_started = Instant::now();
+    projector::rebuild::rebuild(&config, &pool, &progress, CancellationToken::new()).await?;
+    let replay_seconds = replay_started.elapsed().as_secs_f64();
+    // Positions at the end are not enough: every event must be in the read model.
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submission_events").fetch_one(&pool).await?;
+    let submissions_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE status IN ('PASSED', 'FAILED')")
+        .fetch_one(&pool)
+        .await?;
+    anyhow::ensure!(
+        stored == produced as i64 && submissions_stored == submissions as i64,
+        "replay incomplete: {stored} of {produced} events and {submissions_stored} of {submissions} verdicts stored"
+    );
+    pool.close().await;
+    sqlx::Postgres::force_drop_database(&url).await?;
+    // Clients before the broker they talk to.
+    drop(publisher);
+    drop(broker);
+    Ok(ReplayReport {
+        events: produced,
+        batch_size: args.batch_size,
+        produce_seconds,
+        replay_seconds,
+        events_per_second: produced as f64 / replay_seconds,
+    })
+}

@@ -1,0 +1,282 @@
+//! The whole benchmark: for each run, a fresh system (embedded broker, local PostgreSQL, each
+//! component in a process of its own so its memory can be read), an open-loop run at the target
+//! rate, a closed-loop run at full speed, and a replay of a large topic. Prints the medians with
+//! their spread and writes everything as JSON.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::migrate::MigrateDatabase;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::load::{self, LoadArgs, LoadReport, Mode};
+use crate::replay::{self, ReplayArgs, ReplayReport};
+use crate::report::{print_load, print_summary, SummaryRow};
+
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct SuiteArgs {
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seconds of load per scenario.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Offered rate of the open-loop scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Workers of the closed-loop scenario.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Events in the replay scenario's topic (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_events: u64,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub server_url: String,
+    #[arg(long, default_value = "artifacts/benchmark.json")]
+    pub out: PathBuf,
+}
+
+/// Peak resident memory (VmHWM) per process, in MiB.
+type Memory = BTreeMap<String, f64>;
+
+#[derive(Debug, Serialize)]
+struct Run {
+    open_loop: LoadReport,
+    memory_after_open_loop_mib: Memory,
+    closed_loop: LoadReport,
+    memory_after_closed_loop_mib: Memory,
+    replay: Option<ReplayReport>,
+}
+
+pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
+    let binary = std::env::current_exe()?.with_file_name("content-processor");
+    anyhow::ensure!(binary.is_file(), "{} is missing: build it with cargo build --release -p content-processor", binary.display());
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        println!("== run {run} of {}", args.runs);
+        let system = System::start(&binary, &args.server_url).await?;
+        let base = LoadArgs {
+            command_url: system.command_url.clone(),
+            query_url: system.query_url.clone(),
+            mode: Mode::Open,
+            concurrency: args.concurrency,
+            rate: args.rate,
+            seconds: args.seconds,
+            drain_seconds: 15,
+        };
+        let open_loop = load::run(&base).await?;
+        print_load(&open_loop);
+        let memory_after_open_loop_mib = system.peak_memory();
+        let closed_loop = load::run(&LoadArgs { mode: Mode::Closed, ..base }).await?;
+        print_load(&closed_loop);
+        let memory_after_closed_loop_mib = system.peak_memory();
+        println!("  peak memory (MiB) at {}/s: {memory_after_open_loop_mib:?}; at full load: {memory_after_closed_loop_mib:?}", args.rate);
+        system.stop().await;
+        let replay = if args.replay_events > 0 {
+            let report = replay::run(&ReplayArgs {
+                events: args.replay_events,
+                partitions: 96,
+                batch_size: 10_000,
+                server_url: args.server_url.clone(),
+            })
+            .await?;
+            println!("  replay: {} events in {:.1} s: {:.0} events/s", report.events, report.replay_seconds, report.events_per_second);
+            Some(report)
+        } else {
+            None
+        };
+        runs.push(Run { open_loop, memory_after_open_loop_mib, closed_loop, memory_after_closed_loop_mib, replay });
+    }
+
+    let summary = summarise(&runs, args);
+    print_summary(&summary, runs.len());
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::json!({ "machine": machine(), "args": args, "summary": summary, "runs": runs });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
+    println!("\nwritten to {}", args.out.display());
+    Ok(())
+}
+
+fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
+    let mut rows = Vec::new();
+    let mut row = |metric: String, unit: &'static str, target: Option<String>, values: Vec<f64>| {
+        if values.is_empty() {
+            return;
+        }
+        let mut sorted = values;
+        sorted.sort_by(f64::total_cmp);
+        let median = if sorted.len() % 2 == 1 {
+            sorted[sorted.len() / 2]
+        } else {
+            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+        };
+        rows.push(SummaryRow { metric, unit, median, min: sorted[0], max: sorted[sorted.len() - 1], target });
+    };
+    let of = |f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    let closed = format!("closed loop ({} workers)", args.concurrency);
+    row(format!("{closed}: accepted"), "per s", None, of(&|r| r.closed_loop.accepted_per_second));
+    row(format!("{closed}: verdicts visible"), "per s", Some(">= 5000".into()), of(&|r| r.closed_loop.verdicts_per_second));
+    row(format!("{closed}: POST p99"), "ms", None, of(&|r| r.closed_loop.post_latency_ms.p99));
+    row(format!("{closed}: POST->verdict p99"), "ms", None, of(&|r| r.closed_loop.end_to_end_latency_ms.p99));
+    row(format!("{closed}: errors"), "count", None, of(&|r| r.closed_loop.errors.values().sum::<u64>() as f64));
+    let open = format!("open loop ({}/s)", args.rate);
+    row(format!("{open}: verdicts visible"), "per s", None, of(&|r| r.open_loop.verdicts_per_second));
+    for (name, pick) in [
+        ("p50", (|p: &load::Percentiles| p.p50) as fn(&load::Percentiles) -> f64),
+        ("p90", |p| p.p90),
+        ("p99", |p| p.p99),
+        ("p99.9", |p| p.p999),
+        ("max", |p| p.max),
+    ] {
+        let target = (name == "p99").then(|| "<= 20".to_owned());
+        row(format!("{open}: POST {name}"), "ms", target, of(&|r| pick(&r.open_loop.post_latency_ms)));
+    }
+    for (name, pick) in [
+        ("p50", (|p: &load::Percentiles| p.p50) as fn(&load::Percentiles) -> f64),
+        ("p99", |p| p.p99),
+        ("max", |p| p.max),
+    ] {
+        let target = (name == "p99").then(|| "<= 100".to_owned());
+        row(format!("{open}: POST->verdict (SSE) {name}"), "ms", target, of(&|r| pick(&r.open_loop.end_to_end_latency_ms)));
+    }
+    row(format!("{open}: errors"), "count", None, of(&|r| r.open_loop.errors.values().sum::<u64>() as f64));
+    let replays: Vec<f64> = runs.iter().filter_map(|r| r.replay.as_ref()).map(|r| r.events_per_second).collect();
+    row(format!("replay of {} events", args.replay_events), "events/s", Some(">= 100000".into()), replays);
+    let components: Vec<String> = runs.first().map(|r| r.memory_after_open_loop_mib.keys().cloned().collect()).unwrap_or_default();
+    for component in components {
+        let target = (component != "broker").then(|| "< 64".to_owned());
+        row(format!("peak RSS at {}/s: {component}", args.rate), "MiB", target, of(&|r| r.memory_after_open_loop_mib[&component]));
+        row(format!("peak RSS at full load: {component}"), "MiB", None, of(&|r| r.memory_after_closed_loop_mib[&component]));
+    }
+    rows
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()));
+    let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| s.lines().next().map(str::to_owned));
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "memory": memory,
+    })
+}
+
+/// The system with every component in a process of its own, on a fresh database.
+struct System {
+    command_url: String,
+    query_url: String,
+    database_url: String,
+    processes: Vec<(String, Child)>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .arg(role)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {role}"))
+}
+
+impl System {
+    async fn start(binary: &Path, server_url: &str) -> anyhow::Result<System> {
+        let database_url = format!("{server_url}/cp_bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::Postgres::create_database(&database_url).await?;
+
+        let mut broker = spawn(binary, "broker", &[])?;
+        let mut lines = BufReader::new(broker.stdout.take().context("broker stdout")?).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.context("broker said nothing")?;
+        let brokers = first.strip_prefix("bootstrap.servers=").context("unexpected broker output")?.to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (command_port, query_port) = (free_port()?, free_port()?);
+        let kafka = |extra: &[&str]| -> Vec<String> {
+            let mut args = vec!["--kafka-brokers".to_owned(), brokers.clone()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        };
+        let mut processes = vec![("broker".to_owned(), broker)];
+        for (role, args) in [
+            ("command-api", kafka(&["--listen", &format!("127.0.0.1:{command_port}")])),
+            ("validator", kafka(&[])),
+            ("projector", kafka(&["--database-url", &database_url])),
+            ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
+        ] {
+            processes.push((role.to_owned(), spawn(binary, role, &args)?));
+        }
+        let system = System {
+            command_url: format!("http://127.0.0.1:{command_port}"),
+            query_url: format!("http://127.0.0.1:{query_port}"),
+            database_url,
+            processes,
+        };
+        system.warm_up().await?;
+        Ok(system)
+    }
+
+    /// Waits until a submission goes all the way through (the validator has joined its group).
+    async fn warm_up(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            anyhow::ensure!(Instant::now() < deadline, "the system did not start in time");
+            let sent = http
+                .post(format!("{}/api/submissions", self.command_url))
+                .json(&serde_json::json!({"content": "warm-up 12345"}))
+                .send()
+                .await;
+            if let Ok(response) = sent {
+                if response.status() == reqwest::StatusCode::ACCEPTED {
+                    let body: serde_json::Value = response.json().await?;
+                    break body["id"].as_str().context("id")?.to_owned();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        loop {
+            anyhow::ensure!(Instant::now() < deadline, "the warm-up submission got no verdict in time");
+            if let Ok(response) = http.get(format!("{}/api/submissions/{id}", self.query_url)).send().await {
+                if let Ok(body) = response.json::<serde_json::Value>().await {
+                    if matches!(body["status"].as_str(), Some("PASSED" | "FAILED")) {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn peak_memory(&self) -> Memory {
+        self.processes
+            .iter()
+            .filter_map(|(role, child)| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()?)).ok()?;
+                let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+                Some((role.clone(), kib / 1024.0))
+            })
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        // Components first, the broker last.
+        for (_, child) in self.processes.iter_mut().rev() {
+            let _ = child.kill().await;
+        }
+        let _ = sqlx::Postgres::force_drop_database(&self.database_url).await;
+    }
+}
