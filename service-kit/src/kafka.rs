@@ -72,7 +72,10 @@ impl KafkaArgs {
         config
             .set("bootstrap.servers", &self.brokers)
             // Reconnect quickly once a broker is back, instead of backing off for 10 s.
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("reconnect.backoff.max.ms", "1000")
+            // A request the broker never answers (lost when it went down) is given up after 10 s,
+            // not the default 60 s: a consumer group stuck on one recovers quickly.
+            .set("socket.timeout.ms", "10000");
         config
     }
 
