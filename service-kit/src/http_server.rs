@@ -38,10 +38,7 @@ pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     if allowed_origins.is_empty() {
         return Ok(None);
     }
-    let origins = allowed_origins
-        .iter()
-        .map(|o| HeaderValue::from_str(o.trim()).map_err(|_| anyhow::anyhow!("invalid CORS origin {o:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let origins = allowed_origins.iter().map(|o| origin(o)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
@@ -49,6 +46,16 @@ pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
             .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
             .expose_headers([header::LOCATION, header::RETRY_AFTER]),
     ))
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing more.
+fn origin(text: &str) -> anyhow::Result<HeaderValue> {
+    let trimmed = text.trim();
+    let host = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '\t']) => Ok(HeaderValue::from_str(trimmed)?),
+        _ => anyhow::bail!("invalid CORS origin {text:?}: expected scheme://host[:port], e.g. https://ui.example.com"),
+    }
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the listener with its real address.
@@ -67,4 +74,62 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app(origins: &[&str]) -> Router {
+        let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+        let router = Router::new().route("/api/submissions", post(|| async { "ok" }));
+        match cors(&origins).unwrap() {
+            Some(layer) => router.layer(layer),
+            None => router,
+        }
+    }
+
+    fn preflight(origin: &str) -> Request<Body> {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/submissions")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_configured_origin_may_call_the_api_from_the_browser() {
+        let response = app(&["https://ui.example.com"]).oneshot(preflight("https://ui.example.com")).await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://ui.example.com");
+        assert!(headers[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/submissions")
+            .header(header::ORIGIN, "https://ui.example.com")
+            .body(Body::empty())
+            .unwrap();
+        let response = app(&["https://ui.example.com"]).oneshot(request).await.unwrap();
+        let exposed = response.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap().to_ascii_lowercase();
+        assert!(exposed.contains("location") && exposed.contains("retry-after"), "{exposed}");
+    }
+
+    #[tokio::test]
+    async fn other_origins_and_the_default_get_no_cross_origin_access() {
+        let response = app(&["https://ui.example.com"]).oneshot(preflight("https://evil.example.com")).await.unwrap();
+        assert!(!response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        let response = app(&[]).oneshot(preflight("https://ui.example.com")).await.unwrap();
+        assert!(!response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        for malformed in ["not an origin", "https://ui.example.com/path", "ftp://x", "https://"] {
+            assert!(cors(&[malformed.to_owned()]).is_err(), "{malformed:?} is refused at start");
+        }
+    }
 }

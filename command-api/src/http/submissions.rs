@@ -11,7 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{Envelope, Event, Status, SubmissionId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
 }
 
 /// The answer to an accepted submission; the same fields the query side serves.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub struct Accepted {
     pub id: SubmissionId,
     pub content: String,
