@@ -8,10 +8,17 @@ RUN cargo build --release --locked \
     && cp target/release/command-api target/release/validator target/release/projector \
           target/release/query-api target/release/content-processor /out/
 
+# The browser UI, built as scripts/build-ui builds it anywhere (here with rustup's wasm target).
+FROM rust:1-bookworm AS ui
+WORKDIR /src
+COPY . .
+RUN rustup target add wasm32-unknown-unknown && ./scripts/build-ui
+
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 app
 COPY --from=build /out/ /usr/local/bin/
+COPY --from=ui /src/ui/dist/ /usr/local/share/content-processor/ui/
 USER app
-ENV LOG_FORMAT=json
+ENV LOG_FORMAT=json UI_DIR=/usr/local/share/content-processor/ui

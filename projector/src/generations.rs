@@ -207,7 +207,7 @@ async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>,
         .execute(&mut **tx)
         .await?;
     sqlx::query("SELECT pg_notify($1, 'switch')")
-        .bind(crate::store::NOTIFY_CHANNEL)
+        .bind(service_kit::READ_MODEL_CHANGES)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -16,7 +16,7 @@ mod worker;
 
 use service_kit::health::{self, ReadinessCheck};
 pub use config::{Config, TopicResetPolicy};
-pub use store::{connect, NOTIFY_CHANNEL};
+pub use store::connect;
 pub use worker::{Projector, Stats, Target};
 
 use tokio_util::sync::CancellationToken;

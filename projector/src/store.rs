@@ -11,8 +11,6 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::generations::{self, Generation};
 
-/// Channel on which every commit announces the highest `seq` it wrote.
-pub const NOTIFY_CHANNEL: &str = "submission_events";
 
 /// Advisory lock taken by every write transaction, one per generation: one writer at a time per
 /// read model, so `seq` is assigned in commit order even if two projectors run by mistake.
@@ -124,7 +122,7 @@ impl BatchTransaction {
         if self.written > 0 {
             // Delivered by PostgreSQL only when the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
+                .bind(service_kit::READ_MODEL_CHANGES)
                 .bind((self.last_seq + self.written).to_string())
                 .execute(&mut *self.tx)
                 .await?;

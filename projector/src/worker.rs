@@ -203,7 +203,7 @@ impl Projector {
                 Some(batch) => match self.commit(&batch, &shutdown).await {
                     Committed::Yes(outcome) => {
                         progress.record(outcome.applied, &batch.next_offsets);
-                        batch.len < self.batch_size
+                        batch.len() < self.batch_size
                     }
                     Committed::Retired => anyhow::bail!("generation {} was retired during its rebuild", self.generation),
                     Committed::Interrupted => return Ok(false),
@@ -365,7 +365,7 @@ impl Reader {
                     }
                 }
                 // Take whatever else is already fetched, without waiting.
-                while batch.len < batch_size {
+                while batch.len() < batch_size {
                     match consumer.recv().now_or_never() {
                         Some(Ok(message)) => batch.add(&message),
                         _ => break,
@@ -391,13 +391,16 @@ impl Drop for Projector {
 struct Batch {
     records: Vec<Record>,
     next_offsets: BTreeMap<i32, i64>,
-    len: usize,
     undecodable: Vec<DeadLetter>,
 }
 
 impl Batch {
+    /// Records read, usable or not.
+    fn len(&self) -> usize {
+        self.records.len() + self.undecodable.len()
+    }
+
     fn add(&mut self, message: &BorrowedMessage<'_>) {
-        self.len += 1;
         self.next_offsets.insert(message.partition(), message.offset() + 1);
         let decoded = message
             .payload()

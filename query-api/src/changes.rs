@@ -20,8 +20,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Channel name the projector notifies on (kept in sync with `projector::NOTIFY_CHANNEL`).
-const NOTIFY_CHANNEL: &str = "submission_events";
 /// Upper bound on how long a change can wait for a lost notification.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 /// Rows read per query while catching up.
@@ -171,7 +169,7 @@ impl ChangeHub {
 
     async fn connect_listener(&self, pool: &PgPool) -> Option<PgListener> {
         let mut listener = PgListener::connect_with(pool).await.ok()?;
-        match listener.listen(NOTIFY_CHANNEL).await {
+        match listener.listen(service_kit::READ_MODEL_CHANGES).await {
             Ok(()) => Some(listener),
             Err(error) => {
                 tracing::warn!(%error, "cannot LISTEN; falling back to polling");

@@ -47,8 +47,18 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
             assert!(env["DATABASE_URL"].as_str().unwrap().contains("@postgres:5432/"), "{service}");
         }
     }
+    // The UI comes from the query API's origin and submits to the command API's.
+    let ui_origin = "http://localhost:8002";
+    assert_eq!(compose["services"]["query-api"]["ports"][0], "8002:8002");
+    assert_eq!(compose["services"]["query-api"]["environment"]["UI_COMMAND_API_URL"], "http://localhost:8001");
+    assert_eq!(compose["services"]["command-api"]["ports"][0], "8001:8001");
+    assert_eq!(compose["services"]["command-api"]["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
     let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
     for binary in ["command-api", "validator", "projector", "query-api"] {
         assert!(dockerfile.contains(&format!("target/release/{binary}")), "the image holds {binary}");
     }
+    // The query API serves the UI from UI_DIR: the image must hold a built one there.
+    assert!(dockerfile.contains("./scripts/build-ui"), "the image builds the UI");
+    assert!(dockerfile.contains("COPY --from=ui /src/ui/dist/ /usr/local/share/content-processor/ui/"));
+    assert!(dockerfile.contains("UI_DIR=/usr/local/share/content-processor/ui"));
 }
