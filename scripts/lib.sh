@@ -32,7 +32,7 @@ ensure_build_tools() {
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
     if ! command -v cargo >/dev/null; then
         # No rustup here: Debian's rustc-web is a recent enough Rust from the package registry.
-        apt_install rustc-web
+        apt_install rustc-web cargo-web
     fi
 }
 

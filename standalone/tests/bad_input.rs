@@ -48,7 +48,7 @@ async fn bad_submissions_are_refused_and_store_nothing() {
     let at_limit = "a1".repeat(32 * 1024);
     let (status, _) = system.submit(&at_limit).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(system.records_in_topic(), 1, "only the valid submission reached the log");
+    assert_eq!(system.records_in_topic().await, 1, "only the valid submission reached the log");
     system.stop().await;
 }
 

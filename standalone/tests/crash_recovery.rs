@@ -190,7 +190,7 @@ async fn wait_for_projection_to_finish(pool: &PgPool, kafka: &KafkaArgs, acknowl
             .fetch_one(pool)
             .await
             .unwrap();
-        let ends = support::records_in_topic(kafka);
+        let ends = support::records_in_topic(kafka).await;
         let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions")
             .fetch_one(pool)
             .await

@@ -67,7 +67,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
     }
 
     let kafka = KafkaArgs { partitions: PARTITIONS, ..KafkaArgs::for_brokers(&brokers) };
-    let ends = support::partition_ends(&kafka);
+    let ends = support::partition_ends(&kafka).await;
     // The validator committed everything it judged: its group's offsets are past every
     // SubmissionCreated (its own later output may or may not have been read before the stop).
     let committed = committed_offsets(&kafka, "validator");

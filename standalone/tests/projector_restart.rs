@@ -96,7 +96,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let stop = CancellationToken::new();
     let last = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
     let task = tokio::spawn(last.run(stop.clone()));
-    let ends = support::partition_ends(&kafka);
+    let ends = support::partition_ends(&kafka).await;
     eventually("positions reach the end of every partition", || async {
         let positions: Vec<(i32, i64)> =
             sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition")

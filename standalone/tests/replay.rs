@@ -21,7 +21,7 @@ async fn project_everything(kafka: &KafkaArgs, db: &TestDb, pool: &PgPool) {
     let projector = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await.unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(projector.run(stop.clone()));
-    let ends = support::partition_ends(kafka);
+    let ends = support::partition_ends(kafka).await;
     eventually("the projector reaches the end of the topic", || async {
         let positions: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM projector_positions")
             .fetch_all(pool)

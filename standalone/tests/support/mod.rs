@@ -101,8 +101,8 @@ impl TestSystem {
     }
 
     /// Total records in the topic: the sum of high watermarks over its partitions.
-    pub fn records_in_topic(&self) -> i64 {
-        records_in_topic(&self.running.kafka)
+    pub async fn records_in_topic(&self) -> i64 {
+        records_in_topic(&self.running.kafka).await
     }
 }
 
@@ -140,16 +140,14 @@ impl Api {
     }
 }
 
-pub fn records_in_topic(kafka: &KafkaArgs) -> i64 {
-    partition_ends(kafka).iter().map(|(_, end)| end).sum()
+pub async fn records_in_topic(kafka: &KafkaArgs) -> i64 {
+    partition_ends(kafka).await.iter().map(|(_, end)| end).sum()
 }
 
 /// (partition, high watermark) for every partition of the submission topic.
-pub fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
-    let consumer: BaseConsumer = kafka.consumer_config("watermarks").create().unwrap();
-    (0..kafka.partitions)
-        .map(|p| (p, consumer.fetch_watermarks(&kafka.topic, p, Duration::from_secs(5)).unwrap().1))
-        .collect()
+pub async fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
+    let bounds = kafka.partition_bounds().await.expect("watermarks of the topic");
+    bounds.into_iter().map(|(partition, (_, end))| (partition, end)).collect()
 }
 
 /// Retries `probe` until it yields a value; fails the test at [`DEADLINE`].
