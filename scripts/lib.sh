@@ -28,12 +28,25 @@ apt_install() {
 
 # A C toolchain for librdkafka (built from source by the rdkafka crate) and the Rust toolchain.
 ensure_build_tools() {
-    apt_install build-essential pkg-config zlib1g-dev ca-certificates
+    apt_install build-essential pkg-config zlib1g-dev libssl-dev ca-certificates
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
     if ! command -v cargo >/dev/null; then
         # No rustup here: Debian's rustc-web is a recent enough Rust from the package registry.
         apt_install rustc-web cargo-web
     fi
+}
+
+# A Java 17+ runtime for the Apache Kafka broker, and Maven to fetch it (scripts/kafka-dist).
+ensure_java() {
+    local major=0
+    if command -v java >/dev/null; then
+        major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+        major=${major%%.*}
+    fi
+    if [ "${major:-0}" -lt 17 ]; then
+        apt_install openjdk-17-jre-headless
+    fi
+    command -v mvn >/dev/null || apt_install maven
 }
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth for local connections (the default DATABASE_URL).
