@@ -44,7 +44,7 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let mut kafka = KafkaArgs::for_brokers("");
     kafka.partitions = args.partitions;
     let broker = EmbeddedBroker::start(&kafka)?;
-    kafka.brokers = broker.bootstrap_servers();
+    kafka.brokers = Some(broker.bootstrap_servers());
 
     let produce_started = Instant::now();
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;

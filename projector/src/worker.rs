@@ -358,9 +358,10 @@ impl Reader {
                         let _ = sender.send(Read::OffsetOutOfRange).await;
                         return;
                     }
+                    // One event per `recv`, and librdkafka recovers by itself: pausing per event
+                    // would work through an outage's backlog of them long after it ended.
                     Err(error) => {
                         tracing::warn!(%error, "consume failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
                 }

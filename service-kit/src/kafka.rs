@@ -5,11 +5,12 @@
 //! by submission id and partitioned with murmur2, as Java clients do, so one submission's events
 //! stay in order on one partition whoever produces them.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use domain::Envelope;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -20,9 +21,10 @@ use rdkafka::util::Timeout;
 /// Where the event log lives. Every service takes these flags (or the environment variables).
 #[derive(clap::Args, Debug, Clone)]
 pub struct KafkaArgs {
-    /// Kafka bootstrap servers, comma separated.
-    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "localhost:9092")]
-    pub brokers: String,
+    /// Kafka bootstrap servers, comma separated (default: localhost:9092; the one-process mode
+    /// starts a broker of its own when none is given).
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
     /// The topic holding every submission event.
     #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", default_value = "submission-events")]
     pub topic: String,
@@ -38,6 +40,116 @@ pub struct KafkaArgs {
     /// Consumer group session timeout: how long a silent group member keeps its partitions.
     #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u32,
+    /// `min.insync.replicas` of the topic when it is created here (the broker's default when
+    /// unset): with `acks=all`, a write is acknowledged only once this many replicas have it, and
+    /// refused while fewer are in sync.
+    #[arg(long = "kafka-min-insync-replicas", env = "KAFKA_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
+    #[command(flatten)]
+    pub security: KafkaSecurity,
+}
+
+/// How clients authenticate to the brokers and protect the connection (a managed Kafka needs
+/// TLS and SASL). Handed to librdkafka as they are.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long = "kafka-security-protocol", env = "KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t)]
+    pub protocol: SecurityProtocol,
+    /// SASL mechanism for the `sasl_*` protocols.
+    #[arg(long = "kafka-sasl-mechanism", env = "KAFKA_SASL_MECHANISM", value_enum, default_value_t)]
+    pub sasl_mechanism: SaslMechanism,
+    #[arg(long = "kafka-sasl-username", env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// Better given in the environment than on the command line, where `ps` shows it.
+    #[arg(long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<Secret>,
+    /// PEM file of the CA certificates that sign the brokers' (default: the system's).
+    #[arg(long = "kafka-ssl-ca-location", env = "KAFKA_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[default]
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SecurityProtocol {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+impl SaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A value that must never reach a log: its `Debug` prints a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl KafkaSecurity {
+    /// Sets these on a librdkafka configuration.
+    pub fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol.as_librdkafka());
+        if matches!(self.protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) {
+            config.set("sasl.mechanism", self.sasl_mechanism.as_librdkafka());
+            if let Some(username) = &self.sasl_username {
+                config.set("sasl.username", username);
+            }
+            if let Some(password) = &self.sasl_password {
+                config.set("sasl.password", password.expose());
+            }
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            config.set("ssl.ca.location", ca.display().to_string());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,19 +160,30 @@ pub enum KafkaSetupError {
     CreateTopic { topic: String, source: KafkaError },
     #[error("topic {topic} is not visible after creating it: {source}")]
     TopicMissing { topic: String, source: KafkaError },
+    #[error("Kafka at {brokers} refused the connection: {reason} (check the KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_* settings)")]
+    Refused { brokers: String, reason: String },
+    #[error("Kafka at {brokers} did not answer: {source}")]
+    Unreachable { brokers: String, source: KafkaError },
 }
 
 impl KafkaArgs {
     /// Settings for a broker at `brokers` with every other value at its default.
     pub fn for_brokers(brokers: impl Into<String>) -> Self {
         KafkaArgs {
-            brokers: brokers.into(),
+            brokers: Some(brokers.into()),
             topic: "submission-events".into(),
             partitions: 6,
             replication_factor: 1,
             dead_letter_topic: None,
             session_timeout_ms: 10_000,
+            min_insync_replicas: None,
+            security: KafkaSecurity::default(),
         }
+    }
+
+    /// `bootstrap.servers`: the configured brokers, or a broker on this machine's default port.
+    pub fn bootstrap_servers(&self) -> &str {
+        self.brokers.as_deref().unwrap_or("localhost:9092")
     }
 
     pub fn dead_letter_topic(&self) -> String {
@@ -70,12 +193,13 @@ impl KafkaArgs {
     fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &self.brokers)
+            .set("bootstrap.servers", self.bootstrap_servers())
             // Reconnect quickly once a broker is back, instead of backing off for 10 s.
             .set("reconnect.backoff.max.ms", "1000")
             // A request the broker never answers (lost when it went down) is given up after 10 s,
             // not the default 60 s: a consumer group stuck on one recovers quickly.
             .set("socket.timeout.ms", "10000");
+        self.security.apply(&mut config);
         config
     }
 
@@ -114,16 +238,24 @@ impl KafkaArgs {
     }
 
     /// Creates `topic` (with this configuration's partitions and replication) when missing.
+    /// Fails at once, saying why, when the cluster cannot be reached or refuses the
+    /// credentials: this runs first at every start.
     pub async fn ensure_topic_named(&self, topic: &str) -> Result<i32, KafkaSetupError> {
-        if let Ok(count) = self.partition_count(topic).await {
-            return Ok(count);
+        match self.partition_count(topic).await {
+            Ok(count) => return Ok(count),
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err(source) => return Err(self.connection_error(source).await),
         }
         let admin: AdminClient<DefaultClientContext> =
             self.base_config().create().map_err(KafkaSetupError::Client)?;
         // An event log must never expire: the read model is rebuilt from its whole history.
-        let new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor))
+        let mut new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor))
             .set("retention.ms", "-1")
             .set("retention.bytes", "-1");
+        let min_insync = self.min_insync_replicas.map(|n| n.to_string());
+        if let Some(min_insync) = &min_insync {
+            new_topic = new_topic.set("min.insync.replicas", min_insync);
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics([&new_topic], &options)
@@ -131,7 +263,7 @@ impl KafkaArgs {
             .map_err(|source| KafkaSetupError::CreateTopic { topic: topic.to_owned(), source })?;
         for result in results {
             match result {
-                Ok(_) => tracing::info!(topic, partitions = self.partitions, "created topic"),
+                Ok(_) => tracing::info!(topic, partitions = self.partitions, replication = self.replication_factor, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
                     return Err(KafkaSetupError::CreateTopic {
@@ -141,9 +273,42 @@ impl KafkaArgs {
                 }
             }
         }
-        self.partition_count(topic)
-            .await
-            .map_err(|source| KafkaSetupError::TopicMissing { topic: topic.to_owned(), source })
+        // Brokers learn of a new topic from the controller a moment after it is created.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.partition_count(topic).await {
+                Ok(count) => return Ok(count),
+                Err(source) if tokio::time::Instant::now() >= deadline => {
+                    return Err(KafkaSetupError::TopicMissing { topic: topic.to_owned(), source })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Why the cluster did not answer: librdkafka reports refused credentials and failed TLS
+    /// handshakes only to a client's error callback, while its requests just time out.
+    async fn connection_error(&self, source: KafkaError) -> KafkaSetupError {
+        let config = self.base_config();
+        let refused = blocking(move || {
+            // A producer connects at once, and its poll serves the error callback.
+            let producer: rdkafka::producer::BaseProducer<RefusalRecorder> =
+                config.create_with_context(RefusalRecorder::default())?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                producer.poll(Duration::from_millis(100));
+                if let Some(reason) = producer.context().refusal.lock().ok().and_then(|r| r.clone()) {
+                    return Ok(Some(reason));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let brokers = self.bootstrap_servers().to_owned();
+        match refused {
+            Ok(Some(reason)) => KafkaSetupError::Refused { brokers, reason },
+            _ => KafkaSetupError::Unreachable { brokers, source },
+        }
     }
 
     /// `topic`'s partition count as the cluster reports it now.
@@ -156,6 +321,32 @@ impl KafkaArgs {
         })
         .await
     }
+}
+
+/// Keeps the first authentication or TLS failure librdkafka reports.
+#[derive(Default)]
+struct RefusalRecorder {
+    refusal: Mutex<Option<String>>,
+}
+
+impl ClientContext for RefusalRecorder {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let refused = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL)
+        );
+        if refused {
+            if let Ok(mut slot) = self.refusal.lock() {
+                slot.get_or_insert_with(|| reason.to_owned());
+            }
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for RefusalRecorder {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
 }
 
 impl KafkaArgs {

@@ -5,8 +5,10 @@
 //! run: the same code path, so what the tests prove is what a user runs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
+use local_kafka::{Cluster, ClusterConfig, JvmProfile};
 use service_kit::embedded_broker::EmbeddedBroker;
 use service_kit::health;
 use service_kit::kafka::KafkaArgs;
@@ -24,14 +26,32 @@ pub struct Config {
     /// PostgreSQL for the read model; the database is created when missing.
     #[arg(long, env = "DATABASE_URL", default_value = projector::config::DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// A real Kafka cluster to use. Without it, an embedded in-memory broker is started.
-    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", default_value = "submission-events")]
-    pub topic: String,
-    /// Partitions of the topic when it is created here.
-    #[arg(long = "kafka-partitions", env = "KAFKA_PARTITIONS", default_value_t = 6)]
-    pub partitions: i32,
+    /// The Kafka to use. Without `--kafka-brokers`, a local Apache Kafka broker is started (from
+    /// `--kafka-dist`, keeping its log in `--data-dir`), or with `--embedded-broker` an in-memory one.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Use librdkafka's in-memory mock broker instead of Apache Kafka. For a quick try only: it
+    /// forgets every event when the process stops, keeps at most 5 MiB per partition (older
+    /// records are deleted) and implements no transactions.
+    #[arg(long, env = "EMBEDDED_BROKER", conflicts_with_all = ["brokers", "kafka_dist"])]
+    pub embedded_broker: bool,
+    /// The Apache Kafka distribution to run when no `--kafka-brokers` is given (its jars in
+    /// DIR/libs); `scripts/kafka-dist` fetches it and prints the directory, `scripts/run` sets it.
+    #[arg(long, env = "KAFKA_DIST")]
+    pub kafka_dist: Option<PathBuf>,
+    /// Where the local Apache Kafka broker keeps the event log (in DIR/kafka), across runs.
+    #[arg(long, env = "CONTENT_PROCESSOR_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Client port of the local broker; its controller listens on the next port. 0 picks free
+    /// ports, which only suits a data directory that is new (the quorum remembers its ports).
+    #[arg(long, env = "LOCAL_KAFKA_PORT", default_value_t = 9092)]
+    pub local_kafka_port: u16,
+    /// Heap of the local broker's JVM.
+    #[arg(long, env = "LOCAL_KAFKA_HEAP_MB", default_value_t = 512)]
+    pub local_kafka_heap_mb: u32,
+    /// How the local broker's JVM is tuned (the tests trade speed for a faster start).
+    #[arg(skip = JvmProfile::Server)]
+    pub local_kafka_jvm: JvmProfile,
     /// Pause between PROCESSING and the verdict, to watch the states change in a demo.
     #[arg(long, env = "PROCESSING_DELAY_MS", default_value_t = 0)]
     pub processing_delay_ms: u64,
@@ -41,13 +61,22 @@ pub struct Config {
     /// Validator instances to run (they share one consumer group and split the partitions).
     #[arg(long, env = "VALIDATORS", default_value_t = 1)]
     pub validators: usize,
-    /// What the projector does when the read model is ahead of the topic (the embedded broker
-    /// forgets everything when the process stops): rebuild it from what the topic holds, or stop.
+    /// What the projector does when the read model is ahead of the topic (the log was wiped, or
+    /// the embedded broker forgot it): rebuild the read model from what the topic holds, or stop.
     #[arg(long, env = "ON_TOPIC_RESET", value_enum, default_value_t = projector::TopicResetPolicy::Rebuild)]
     pub on_topic_reset: projector::TopicResetPolicy,
     /// How long the command API waits for Kafka before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+}
+
+/// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("content-processor")
 }
 
 impl Config {
@@ -60,21 +89,85 @@ impl Config {
     }
 }
 
+/// The broker the system runs on.
+pub enum Broker {
+    /// A Kafka cluster somewhere else (`--kafka-brokers`).
+    External,
+    /// Apache Kafka started here, stopped when the system stops.
+    Local(Cluster),
+    /// librdkafka's in-memory mock cluster (`--embedded-broker`).
+    Embedded(EmbeddedBroker),
+}
+
+impl Broker {
+    async fn start(config: &Config) -> anyhow::Result<(Broker, Option<String>)> {
+        if config.embedded_broker {
+            let broker = EmbeddedBroker::start(&config.kafka).context("cannot start the embedded broker")?;
+            let servers = broker.bootstrap_servers();
+            return Ok((Broker::Embedded(broker), Some(servers)));
+        }
+        if config.kafka.brokers.is_some() {
+            return Ok((Broker::External, None));
+        }
+        let Some(dist) = &config.kafka_dist else {
+            anyhow::bail!(
+                "no Kafka to use: give --kafka-brokers HOST:PORT, or --kafka-dist DIR to run Apache Kafka here \
+                 (./scripts/run does that for you), or --embedded-broker for an in-memory try"
+            );
+        };
+        let dist = local_kafka::Distribution::at(dist)?;
+        let mut cluster_config = ClusterConfig::new(config.data_dir.join("kafka"), 1);
+        cluster_config.base_port = (config.local_kafka_port != 0).then_some(config.local_kafka_port);
+        cluster_config.heap_mb = config.local_kafka_heap_mb;
+        cluster_config.jvm = config.local_kafka_jvm;
+        let cluster = Cluster::start(dist, cluster_config)
+            .await
+            .with_context(|| format!("cannot start Apache Kafka in {}", config.data_dir.display()))?;
+        let servers = cluster.bootstrap_servers();
+        Ok((Broker::Local(cluster), Some(servers)))
+    }
+
+    /// Stops a broker this process started, after every component is done with it.
+    async fn stop(self) {
+        match self {
+            Broker::Local(mut cluster) => cluster.stop().await,
+            Broker::Embedded(broker) => drop(broker),
+            Broker::External => {}
+        }
+    }
+}
+
 /// The running system.
 pub struct Running {
     /// Where both APIs are served.
     pub addr: SocketAddr,
-    /// How to reach the broker (embedded or not), e.g. to start more validators.
+    /// How to reach the broker (started here or not), e.g. to start more validators.
     pub kafka: KafkaArgs,
-    broker: Option<EmbeddedBroker>,
+    broker: Broker,
     tasks: JoinSet<anyhow::Result<()>>,
     shutdown: CancellationToken,
 }
 
 impl Running {
+    /// The broker the system runs on.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The local Apache Kafka, when one was started (tests stop and kill it).
+    pub fn local_kafka(&mut self) -> Option<&mut Cluster> {
+        match &mut self.broker {
+            Broker::Local(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
     /// The embedded broker, when one was started (for fault injection in tests).
     pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
-        self.broker.as_ref()
+        match &self.broker {
+            Broker::Embedded(broker) => Some(broker),
+            _ => None,
+        }
     }
 
     /// Waits until every component has stopped; the first failure stops the others.
@@ -89,7 +182,7 @@ impl Running {
             }
         }
         // The broker goes last: components flush and commit to it on their way out.
-        drop(self.broker);
+        self.broker.stop().await;
         first_error.map_or(Ok(()), Err)
     }
 
@@ -104,17 +197,11 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     ensure_database(&config.database_url).await?;
 
-    let mut kafka = KafkaArgs::for_brokers(config.kafka_brokers.clone().unwrap_or_default());
-    kafka.topic = config.topic.clone();
-    kafka.partitions = config.partitions;
-    let broker = match &config.kafka_brokers {
-        Some(_) => None,
-        None => {
-            let broker = EmbeddedBroker::start(&kafka).context("cannot start the embedded broker")?;
-            kafka.brokers = broker.bootstrap_servers();
-            Some(broker)
-        }
-    };
+    let (broker, started_at) = Broker::start(&config).await?;
+    let mut kafka = config.kafka.clone();
+    if started_at.is_some() {
+        kafka.brokers = started_at;
+    }
 
     let pool = projector::connect(&config.database_url).await?;
     projector::generations::prepare(&pool).await?;

@@ -3,9 +3,7 @@
 //! binary can play every part, as the process-level tests do.
 
 use clap::{Parser, Subcommand};
-use content_processor::Config;
-use service_kit::embedded_broker::EmbeddedBroker;
-use service_kit::kafka::KafkaArgs;
+use content_processor::{Broker, Config};
 
 #[derive(Parser)]
 #[command(name = "content-processor", about = "Runs content-processor: everything in one process, or one role")]
@@ -29,8 +27,6 @@ enum Role {
     QueryApi(query_api::Config),
     /// Rebuild the read model from the topic next to the live one, switch when caught up, exit.
     Rebuild(projector::Config),
-    /// Only an embedded (in-memory) broker; prints `bootstrap.servers=HOST:PORT` when ready.
-    Broker(KafkaArgs),
 }
 
 #[tokio::main]
@@ -45,12 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Projector(config)) => projector::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
-        Some(Role::Broker(kafka)) => {
-            let broker = EmbeddedBroker::start(&kafka)?;
-            println!("bootstrap.servers={}", broker.bootstrap_servers());
-            shutdown.cancelled().await;
-            Ok(())
-        }
     }
 }
 
@@ -81,13 +71,17 @@ async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) 
     let running = content_processor::start(config.clone(), shutdown).await?;
     println!();
     println!("content-processor is running: open http://{}", running.addr);
-    match running.embedded_broker() {
-        Some(broker) => {
-            println!("  Kafka: embedded broker at {} (librdkafka's mock cluster).", broker.bootstrap_servers());
-            println!("         It keeps events IN MEMORY ONLY: they are lost when this process exits.");
-            println!("         To use a real Kafka instead: --kafka-brokers HOST:9092 (or KAFKA_BROKERS=HOST:9092).");
+    let brokers = running.kafka.bootstrap_servers();
+    match running.broker() {
+        Broker::Local(cluster) => {
+            println!("  Kafka: Apache Kafka {} at {brokers}, started here and stopped with this run.", cluster.version());
+            println!("         Its log is kept in {}/kafka (its own logs: node-1/logs/server.log).", config.data_dir.display());
         }
-        None => println!("  Kafka: {}", running.kafka.brokers),
+        Broker::Embedded(_) => {
+            println!("  Kafka: embedded broker at {brokers} (librdkafka's mock cluster).");
+            println!("         It keeps events IN MEMORY ONLY: they are lost when this process exits.");
+        }
+        Broker::External => println!("  Kafka: {brokers}"),
     }
     println!("  PostgreSQL: {}", config.database_url);
     println!("  Stop with Ctrl-C.");

@@ -96,7 +96,7 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
     let mut config = support::test_config(&db);
     config.ui_dir = ui_dir;
     config.processing_delay_ms = 700; // long enough for every state to be on screen
-    let system = TestSystem::start_with(db, config).await;
+    let mut system = TestSystem::start_with(db, config).await;
 
     let driver_port = free_port();
     let _driver = tokio::process::Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()))
@@ -114,7 +114,7 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
     let page = open_browser(driver_port, &system.base).await;
     let other = open_browser(driver_port, &system.base).await;
     // Close the browsers whatever happens: chromedriver does not take them down with it.
-    let outcome = AssertUnwindSafe(scenario(&system, &page, &other)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(scenario(&mut system, &page, &other)).catch_unwind().await;
     let _ = page.close().await;
     let _ = other.close().await;
     if let Err(panic) = outcome {
@@ -124,7 +124,7 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
 }
 
 /// Two pages open on the UI; the first one types and submits, both watch.
-async fn scenario(system: &TestSystem, page: &Client, other: &Client) {
+async fn scenario(system: &mut TestSystem, page: &Client, other: &Client) {
     for client in [page, other] {
         client.wait().for_element(Locator::Css("p.connection.live")).await.expect("the page connects live");
         client.execute(WATCH_STATUSES, vec![]).await.unwrap();
@@ -154,8 +154,7 @@ async fn scenario(system: &TestSystem, page: &Client, other: &Client) {
     assert_eq!(page.execute("return window.__xss === undefined;", vec![]).await.unwrap(), true);
 
     // The broker goes away: the user is told in words, and what they typed stays.
-    let broker = system.running.embedded_broker().unwrap();
-    broker.cluster().broker_down(1).unwrap();
+    system.kafka_node().kill(1).await.unwrap();
     let during_outage = "typed during the outage 7";
     submit(page, during_outage).await;
     let error = page.wait().at_most(DEADLINE).for_element(Locator::Css("form.submit-form p.error")).await.unwrap();
@@ -163,7 +162,7 @@ async fn scenario(system: &TestSystem, page: &Client, other: &Client) {
     assert!(message.contains("unavailable") && message.contains("try again"), "{message}");
     let kept = page.find(Locator::Css("textarea#content")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(kept.as_deref(), Some(during_outage));
-    broker.cluster().broker_up(1).unwrap();
+    system.kafka_node().restart(1).await.unwrap();
     let deadline = Instant::now() + DEADLINE;
     loop {
         page.find(Locator::Css("form.submit-form button[type=submit]")).await.unwrap().click().await.unwrap();

@@ -1,6 +1,6 @@
 //! Nothing lost, nothing twice, whatever crashes and when.
 //!
-//! The components run as separate OS processes against a broker process that outlives them.
+//! The components run as separate OS processes against an Apache Kafka broker that outlives them.
 //! While a client sends a stream of submissions, the validator, the projector and the command
 //! API are killed with SIGKILL at random moments and started again. Afterwards: every
 //! submission that got a 202 is in the read model with the right verdict, none has two
@@ -16,8 +16,8 @@ use domain::{judge, Verdict};
 use reqwest::StatusCode;
 use service_kit::kafka::KafkaArgs;
 use sqlx::PgPool;
-use support::process::{free_port, log_dir, BrokerProcess, Component};
-use support::{read_topic, TestDb};
+use support::process::{free_port, log_dir, Component};
+use support::{read_topic, TestDb, TestKafka};
 use uuid::Uuid;
 
 const SUBMISSIONS: usize = 2_000;
@@ -48,12 +48,12 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let logs = log_dir("crash");
-    let broker = BrokerProcess::start(PARTITIONS, &logs).await;
+    let broker = TestKafka::start(1, PARTITIONS).await;
     let db = TestDb::create().await;
-    let brokers = broker.bootstrap_servers.clone();
+    let brokers = broker.kafka.bootstrap_servers().to_owned();
     let command_port = free_port();
     let kafka_args = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = vec!["--kafka-brokers".into(), brokers.clone()];
+        let mut args: Vec<String> = vec!["--kafka-brokers".into(), brokers.clone(), "--kafka-partitions".into(), PARTITIONS.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
@@ -129,7 +129,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     let outcomes = Arc::try_unwrap(outcomes).ok().unwrap().into_inner().unwrap();
 
     let pool = db.pool().await;
-    let kafka = KafkaArgs { partitions: PARTITIONS, ..KafkaArgs::for_brokers(&brokers) };
+    let kafka = broker.kafka.clone();
     wait_for_projection_to_finish(&pool, &kafka, &outcomes.acknowledged).await;
 
     // 1. Every 202 is in the read model with the right verdict.
@@ -169,6 +169,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
 
     pool.close().await;
     db.drop_database().await;
+    broker.stop().await;
 }
 
 async fn wait_until_accepting(http: &reqwest::Client, url: &str) {

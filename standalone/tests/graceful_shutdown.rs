@@ -9,20 +9,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use service_kit::kafka::KafkaArgs;
-use support::process::{free_port, log_dir, BrokerProcess, Component};
-use support::{eventually, TestDb};
+use support::process::{free_port, log_dir, Component};
+use support::{eventually, TestDb, TestKafka};
 
 const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
     let logs = log_dir("sigterm");
-    let broker = BrokerProcess::start(PARTITIONS, &logs).await;
+    let broker = TestKafka::start(1, PARTITIONS).await;
     let db = TestDb::create().await;
-    let brokers = broker.bootstrap_servers.clone();
+    let brokers = broker.kafka.bootstrap_servers().to_owned();
     let (command_port, query_port) = (free_port(), free_port());
     let with_kafka = |extra: &[&str]| {
-        let mut args = vec!["--kafka-brokers".to_owned(), brokers.clone()];
+        let mut args = vec!["--kafka-brokers".to_owned(), brokers.clone(), "--kafka-partitions".to_owned(), PARTITIONS.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
@@ -66,7 +66,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
         assert!(status.success(), "{} exited with {status}", component.role);
     }
 
-    let kafka = KafkaArgs { partitions: PARTITIONS, ..KafkaArgs::for_brokers(&brokers) };
+    let kafka = broker.kafka.clone();
     let ends = support::partition_ends(&kafka).await;
     // The validator committed everything it judged: its group's offsets are past every
     // SubmissionCreated (its own later output may or may not have been read before the stop).
@@ -85,6 +85,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
     assert_eq!(positions, ends);
     pool.close().await;
     db.drop_database().await;
+    broker.stop().await;
 }
 
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
-use service_kit::embedded_broker::EmbeddedBroker;
-use service_kit::kafka::{EventPublisher, KafkaArgs};
+use service_kit::kafka::EventPublisher;
 use sqlx::PgPool;
-use support::{eventually, TestDb};
+use support::{eventually, TestDb, TestKafka};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -53,10 +52,9 @@ async fn events_applied(pool: &PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let db = TestDb::create().await;
-    let mut kafka = KafkaArgs::for_brokers("");
-    kafka.partitions = 4;
-    let broker = EmbeddedBroker::start(&kafka).unwrap();
-    kafka.brokers = broker.bootstrap_servers();
+    let broker = TestKafka::start(1, 4).await;
+    let kafka = broker.kafka.clone();
+    kafka.ensure_topic().await.unwrap();
 
     let (log, expected) = histories(SUBMISSIONS);
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(10)).unwrap();
@@ -125,6 +123,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
 
     pool.close().await;
     db.drop_database().await;
+    broker.stop().await;
 }
 
 /// Polls tightly: the projector is fast, and the stop must land mid-stream.

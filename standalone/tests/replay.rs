@@ -6,11 +6,13 @@ mod support;
 
 use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureRecord;
-use service_kit::embedded_broker::EmbeddedBroker;
+use rdkafka::{Offset, TopicPartitionList};
 use service_kit::kafka::KafkaArgs;
 use sqlx::PgPool;
-use support::{eventually, TestDb, TestSystem};
+use support::{eventually, TestDb, TestKafka, TestSystem};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -81,10 +83,9 @@ fn fixture(name: &str, submission: Uuid) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_mixing_schema_versions_replays_correctly() {
-    let mut kafka = KafkaArgs::for_brokers("");
-    kafka.partitions = 2;
-    let broker = EmbeddedBroker::start(&kafka).unwrap();
-    kafka.brokers = broker.bootstrap_servers();
+    let broker = TestKafka::start(1, 2).await;
+    let kafka = broker.kafka.clone();
+    kafka.ensure_topic().await.unwrap();
     let producer = kafka.producer(Duration::from_secs(5)).unwrap();
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
     for (submission, verdict) in [(old, "v1/submission_failed"), (new, "v2/submission_failed")] {
@@ -120,6 +121,7 @@ async fn a_log_mixing_schema_versions_replays_correctly() {
     support::assert_read_model_equals_fold_of_topic(&pool, &kafka).await;
     pool.close().await;
     db.drop_database().await;
+    broker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,11 +134,9 @@ async fn a_reset_topic_is_detected_and_stops_or_rebuilds_as_configured() {
     }
     let pool = system.db.pool().await;
 
-    // ...pointed at a fresh broker holding a shorter log (as after an in-memory broker restart).
-    let mut kafka = KafkaArgs::for_brokers("");
-    let other = EmbeddedBroker::start(&kafka).unwrap();
-    kafka.brokers = other.bootstrap_servers();
-    let mut config = projector::Config::new(&system.db.url, kafka.clone());
+    // ...pointed at a fresh cluster holding a shorter log (as after the log was wiped).
+    let other = TestKafka::start(1, 6).await;
+    let mut config = projector::Config::new(&system.db.url, other.kafka.clone());
 
     let refused = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await;
     let message = format!("{:#}", refused.err().expect("the projector refuses to go on"));
@@ -150,28 +150,29 @@ async fn a_reset_topic_is_detected_and_stops_or_rebuilds_as_configured() {
     drop(rebuilt);
     pool.close().await;
     system.stop().await;
+    other.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_deleted_by_retention_stops_the_projector_instead_of_a_partial_read_model() {
-    // One partition, and more than the embedded broker keeps per partition (5 MiB).
-    let mut kafka = KafkaArgs::for_brokers("");
-    kafka.partitions = 1;
-    let broker = EmbeddedBroker::start(&kafka).unwrap();
-    kafka.brokers = broker.bootstrap_servers();
+async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_read_model() {
+    let broker = TestKafka::start(1, 1).await;
+    let kafka = broker.kafka.clone();
+    kafka.ensure_topic().await.unwrap();
     let publisher = service_kit::kafka::EventPublisher::new(&kafka, Duration::from_secs(30)).unwrap();
-    let padding = "x".repeat(400);
-    for chunk in 0..5 {
-        let events: Vec<domain::Envelope> = (0..5000)
-            .map(|i| {
-                let content = format!("{padding} {chunk} {i}");
-                domain::Envelope::new(Uuid::new_v4(), domain::Event::SubmissionCreated { content }, chrono::Utc::now(), Uuid::nil())
-            })
-            .collect();
-        publisher.publish_all(&events).await.unwrap();
-    }
+    let events: Vec<domain::Envelope> = (0..50)
+        .map(|i| {
+            let content = format!("soon deleted {i}");
+            domain::Envelope::new(Uuid::new_v4(), domain::Event::SubmissionCreated { content }, chrono::Utc::now(), Uuid::nil())
+        })
+        .collect();
+    publisher.publish_all(&events).await.unwrap();
+    // What retention, or an operator's DeleteRecords, does to the oldest records.
+    let admin: AdminClient<DefaultClientContext> = broker.cluster.admin_client_config().create().unwrap();
+    let mut delete_before = TopicPartitionList::new();
+    delete_before.add_partition_offset(&kafka.topic, 0, Offset::Offset(20)).unwrap();
+    admin.delete_records(&delete_before, &AdminOptions::new()).await.unwrap();
     let bounds = kafka.partition_bounds().await.unwrap();
-    assert!(bounds[&0].0 > 0, "the broker deleted the oldest records: {bounds:?}");
+    assert_eq!(bounds[&0], (20, 50), "the broker deleted the oldest records");
 
     let db = TestDb::create().await;
     let pool = db.pool().await;
@@ -183,4 +184,5 @@ async fn history_deleted_by_retention_stops_the_projector_instead_of_a_partial_r
     assert!(support::read_model(&pool).await.is_empty());
     pool.close().await;
     db.drop_database().await;
+    broker.stop().await;
 }

@@ -96,9 +96,11 @@ impl Validator {
             };
             let first = match first {
                 Ok(message) => message.detach(),
+                // librdkafka reports connection trouble as events, one per `recv`, and recovers
+                // by itself. No pause here: a pause per event would only work through the
+                // backlog an outage leaves behind at that pace, long after the broker is back.
                 Err(error) => {
                     tracing::warn!(%error, "consume failed; retrying");
-                    tokio::time::sleep(RETRY_BACKOFF).await;
                     continue;
                 }
             };

@@ -1,12 +1,14 @@
-//! Test harness: the real system (embedded broker over TCP, PostgreSQL on 127.0.0.1) in this
-//! process, on a fresh database per test. Every wait here has a deadline, so no test can hang.
+//! Test harness: the real system (Apache Kafka and PostgreSQL on 127.0.0.1, over TCP) in this
+//! process, on a fresh broker and a fresh database per test. Every wait here has a deadline, so
+//! no test can hang.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod process;
 
 use std::time::{Duration, Instant};
 
-use content_processor::{Config, Running};
+use content_processor::{Broker, Config, Running};
+use local_kafka::{Cluster, ClusterConfig, Distribution, JvmProfile};
 use futures_util::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
@@ -50,12 +52,74 @@ impl TestDb {
     }
 }
 
+/// The pinned Apache Kafka of this source tree, fetched on first use.
+pub fn kafka_dist() -> &'static Distribution {
+    static DIST: std::sync::OnceLock<Distribution> = std::sync::OnceLock::new();
+    DIST.get_or_init(|| Distribution::of_source_tree().expect("the pinned Apache Kafka (scripts/kafka-dist)"))
+}
+
+/// A directory of its own for one test's broker data, removed by the test when it passes.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cp-test-{what}-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Records which broker the running test talks to: printed with the test's output, and
+/// collected by `scripts/test` into the summary it prints after the run.
+pub fn report_broker(description: &str) {
+    let test = std::thread::current().name().unwrap_or("main").replace("::", ".");
+    let binary = env!("CARGO_CRATE_NAME");
+    eprintln!("[broker] {binary}::{test}: {description}");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("brokers");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{binary}.{test}")), format!("{binary}::{test}\t{description}\n"));
+}
+
+/// How a test describes the broker it runs on.
+pub fn describe_cluster(cluster: &Cluster) -> String {
+    let nodes = cluster.node_ids().len();
+    format!("Apache Kafka {} ({nodes} node{}, {})", cluster.version(), if nodes == 1 { "" } else { "s" }, cluster.bootstrap_servers())
+}
+
+/// An Apache Kafka cluster for one test, with `kafka` set to reach it.
+pub struct TestKafka {
+    pub cluster: Cluster,
+    pub kafka: KafkaArgs,
+    dir: std::path::PathBuf,
+}
+
+impl TestKafka {
+    /// `nodes` nodes on free ports, the topic to be created with `partitions` partitions.
+    pub async fn start(nodes: u16, partitions: i32) -> TestKafka {
+        let dir = scratch_dir("kafka");
+        let mut config = ClusterConfig::new(&dir, nodes);
+        config.jvm = JvmProfile::FastStart;
+        config.heap_mb = 384;
+        TestKafka::start_with(config, partitions).await
+    }
+
+    pub async fn start_with(config: ClusterConfig, partitions: i32) -> TestKafka {
+        service_kit::telemetry::init_for_tests("warn");
+        let dir = config.dir.clone();
+        let cluster = Cluster::start(kafka_dist().clone(), config).await.expect("Apache Kafka starts");
+        report_broker(&describe_cluster(&cluster));
+        let kafka = KafkaArgs { partitions, ..KafkaArgs::for_brokers(cluster.bootstrap_servers()) };
+        TestKafka { cluster, kafka, dir }
+    }
+
+    /// Stops the nodes and removes their data.
+    pub async fn stop(mut self) {
+        self.cluster.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The whole system running in this process.
 pub struct TestSystem {
     pub running: Running,
     pub api: Api,
     pub db: TestDb,
     pub shutdown: CancellationToken,
+    data_dir: std::path::PathBuf,
 }
 
 impl std::ops::Deref for TestSystem {
@@ -73,10 +137,18 @@ pub struct Api {
     pub http: reqwest::Client,
 }
 
+/// The one-process mode on free ports, with an Apache Kafka node of its own in a new directory.
 pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config::new(&db.url);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.publish_timeout_ms = 2_000;
+    config.kafka.brokers = None;
+    config.embedded_broker = false;
+    config.kafka_dist = Some(kafka_dist().dir().to_owned());
+    config.data_dir = scratch_dir("system");
+    config.local_kafka_port = 0;
+    config.local_kafka_heap_mb = 384;
+    config.local_kafka_jvm = JvmProfile::FastStart;
     config
 }
 
@@ -90,14 +162,29 @@ impl TestSystem {
     pub async fn start_with(db: TestDb, config: Config) -> TestSystem {
         service_kit::telemetry::init_for_tests("warn");
         let shutdown = CancellationToken::new();
+        let data_dir = config.data_dir.clone();
         let running = content_processor::start(config, shutdown.clone()).await.expect("system starts");
+        match running.broker() {
+            Broker::Local(cluster) => report_broker(&describe_cluster(cluster)),
+            Broker::Embedded(broker) => {
+                report_broker(&format!("embedded mock broker (librdkafka MockCluster, {})", broker.bootstrap_servers()))
+            }
+            // A cluster the test started itself, which reported it (TestKafka).
+            Broker::External => {}
+        }
         let api = Api { base: format!("http://{}", running.addr), http: reqwest::Client::new() };
-        TestSystem { running, api, db, shutdown }
+        TestSystem { running, api, db, shutdown, data_dir }
     }
 
     pub async fn stop(self) {
         self.running.stop().await.expect("clean shutdown");
         self.db.drop_database().await;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    /// The system's own Apache Kafka node (tests stop and kill it).
+    pub fn kafka_node(&mut self) -> &mut Cluster {
+        self.running.local_kafka().expect("the system runs its own Apache Kafka")
     }
 
     /// Total records in the topic: the sum of high watermarks over its partitions.

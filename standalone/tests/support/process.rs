@@ -1,12 +1,11 @@
 //! Components as separate OS processes of the `content-processor` binary (one role each),
-//! against a broker process that outlives them. Every child is killed when dropped, so a
+//! against a broker that outlives them. Every child is killed when dropped, so a
 //! failing test leaves nothing running.
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_content-processor");
@@ -21,41 +20,6 @@ pub fn log_dir(test: &str) -> PathBuf {
 /// A port that was free a moment ago, for a child to listen on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The embedded broker in a process of its own.
-pub struct BrokerProcess {
-    pub bootstrap_servers: String,
-    _child: Child,
-}
-
-impl BrokerProcess {
-    pub async fn start(partitions: i32, logs: &std::path::Path) -> BrokerProcess {
-        let mut child = Command::new(BINARY)
-            .args(["broker", "--kafka-partitions", &partitions.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(logs.join("broker.err")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("broker process starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("broker announces itself")
-            .unwrap()
-            .expect("a line");
-        let bootstrap_servers = first.strip_prefix("bootstrap.servers=").expect("bootstrap line").to_owned();
-        // Keep draining its output so the pipe never fills and blocks it.
-        let mut log = tokio::fs::File::create(logs.join("broker.out")).await.unwrap();
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = log.write_all(format!("{line}\n").as_bytes()).await;
-            }
-        });
-        BrokerProcess { bootstrap_servers, _child: child }
-    }
 }
 
 /// One role of the system as a restartable child process.
