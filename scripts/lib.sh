@@ -49,6 +49,14 @@ ensure_java() {
     command -v mvn >/dev/null || apt_install maven
 }
 
+# cargo-nextest runs the suite: a process per test, per-test timeouts, retries for the tests
+# that are known to need them (.config/nextest.toml). Built from crates.io once.
+ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return 0
+    say "installing cargo-nextest (once; a few minutes)"
+    cargo install cargo-nextest --locked --quiet
+}
+
 # PostgreSQL on 127.0.0.1:5432 with trust auth for local connections (the default DATABASE_URL).
 ensure_postgres() {
     if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

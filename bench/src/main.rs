@@ -5,6 +5,7 @@
 //! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
+mod broker;
 mod load;
 mod replay;
 mod report;
@@ -39,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Replay(args) => {
-            let report = replay::run(&args).await?;
+            let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
+            let report = replay::run(&args, &launcher).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Suite(args) => suite::run(&args).await?,

@@ -1,4 +1,4 @@
-//! Rebuild rate: fills a topic on an embedded broker with N events (complete histories of N/3
+//! Rebuild rate: fills a topic on a broker with N events (complete histories of N/3
 //! submissions), then times a rebuild (`projector::rebuild`, what `POST /admin/rebuild` runs)
 //! from offset 0 until the new generation has caught up and is live, and checks that every
 //! event is in it.
@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use domain::{Envelope, Event};
 use serde::Serialize;
-use service_kit::embedded_broker::EmbeddedBroker;
-use service_kit::kafka::{EventPublisher, KafkaArgs};
+use service_kit::kafka::EventPublisher;
 use sqlx::migrate::MigrateDatabase;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::broker::{BrokerKind, Launcher};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplayArgs {
@@ -20,7 +21,8 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Partitions: the embedded broker keeps at most 5 MiB per partition, so a million events
-    /// need dozens of them (the benchmark checks that nothing was deleted).
+    /// need dozens of them (the benchmark checks that nothing was deleted). The same number on
+    /// Apache Kafka keeps the two comparable.
     #[arg(long, default_value_t = 96)]
     pub partitions: i32,
     /// Records per rebuild transaction (the projector's --rebuild-batch-size).
@@ -29,6 +31,12 @@ pub struct ReplayArgs {
     /// A PostgreSQL server where a scratch database can be created and dropped.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pub server_url: String,
+    /// The broker holding the topic.
+    #[arg(long, value_enum, default_value_t = BrokerKind::Apache)]
+    pub broker: BrokerKind,
+    /// The Apache Kafka distribution (default: this source tree's, fetched by scripts/kafka-dist).
+    #[arg(long, env = "KAFKA_DIST")]
+    pub kafka_dist: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,11 +48,9 @@ pub struct ReplayReport {
     pub events_per_second: f64,
 }
 
-pub async fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
-    let mut kafka = KafkaArgs::for_brokers("");
-    kafka.partitions = args.partitions;
-    let broker = EmbeddedBroker::start(&kafka)?;
-    kafka.brokers = Some(broker.bootstrap_servers());
+pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<ReplayReport> {
+    let started = launcher.start(args.broker, args.partitions).await?;
+    let kafka = started.kafka;
 
     let produce_started = Instant::now();
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
@@ -94,7 +100,7 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     sqlx::Postgres::force_drop_database(&url).await?;
     // Clients before the broker they talk to.
     drop(publisher);
-    drop(broker);
+    started.broker.stop().await;
     Ok(ReplayReport {
         events: produced,
         batch_size: args.batch_size,

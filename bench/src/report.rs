@@ -1,5 +1,6 @@
 //! Tables for people; the JSON is written by the suite.
 
+use crate::broker::BrokerKind;
 use crate::load::LoadReport;
 
 pub fn print_load(r: &LoadReport) {
@@ -27,11 +28,24 @@ pub struct SummaryRow {
     pub target: Option<String>,
 }
 
-pub fn print_summary(rows: &[SummaryRow], runs: usize) {
+/// The summaries of several brokers side by side: per metric, each broker's median with the
+/// spread of its runs.
+pub fn print_summary(summaries: &[(BrokerKind, Vec<SummaryRow>)], runs: usize) {
     println!();
-    println!("{:<52} {:>12} {:>12} {:>12}  {}", format!("metric (median of {runs} runs)"), "median", "min", "max", "target");
-    for r in rows {
-        println!("{:<52} {:>12.2} {:>12.2} {:>12.2}  {}",
-            format!("{} [{}]", r.metric, r.unit), r.median, r.min, r.max, r.target.as_deref().unwrap_or(""));
+    print!("{:<58}", format!("metric (median of {runs} runs [min..max])"));
+    for (kind, _) in summaries {
+        print!(" {:>30}", kind.label());
+    }
+    println!("  target");
+    let Some((_, first)) = summaries.first() else { return };
+    for (i, row) in first.iter().enumerate() {
+        print!("{:<58}", format!("{} [{}]", row.metric, row.unit));
+        for (_, rows) in summaries {
+            match rows.get(i).filter(|r| r.metric == row.metric) {
+                Some(r) => print!(" {:>30}", format!("{:.2} [{:.2}..{:.2}]", r.median, r.min, r.max)),
+                None => print!(" {:>30}", "-"),
+            }
+        }
+        println!("  {}", row.target.as_deref().unwrap_or(""));
     }
 }

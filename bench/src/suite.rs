@@ -1,7 +1,8 @@
-//! The whole benchmark: for each run, a fresh system (embedded broker, local PostgreSQL, each
-//! component in a process of its own so its memory can be read), an open-loop run at the target
+//! The whole benchmark, on each broker (Apache Kafka and the embedded mock): for each run, a
+//! fresh system (the broker, local PostgreSQL, each component in a process of its own so its
+//! memory can be read), an open-loop run at the target rate, one at the sustained-throughput
 //! rate, a closed-loop run at full speed, and a replay of a large topic. Prints the medians with
-//! their spread and writes everything as JSON.
+//! their spread side by side and writes everything as JSON.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::migrate::MigrateDatabase;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::broker::{BenchBroker, BrokerKind, Launcher};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
 use crate::replay::{self, ReplayArgs, ReplayReport};
 use crate::report::{print_load, print_summary, SummaryRow};
@@ -41,6 +42,12 @@ pub struct SuiteArgs {
     pub server_url: String,
     #[arg(long, default_value = "artifacts/benchmark.json")]
     pub out: PathBuf,
+    /// The brokers to measure, each with every scenario.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [BrokerKind::Apache, BrokerKind::Embedded])]
+    pub brokers: Vec<BrokerKind>,
+    /// The Apache Kafka distribution (default: this source tree's, fetched by scripts/kafka-dist).
+    #[arg(long, env = "KAFKA_DIST")]
+    pub kafka_dist: Option<PathBuf>,
 }
 
 /// Peak resident memory (VmHWM) per process, in MiB.
@@ -48,6 +55,9 @@ type Memory = BTreeMap<String, f64>;
 
 #[derive(Debug, Serialize)]
 struct Run {
+    /// From starting the broker to its serving clients (Apache Kafka: a fresh data directory,
+    /// so storage is formatted first).
+    broker_ready_seconds: f64,
     open_loop: LoadReport,
     memory_after_open_loop_mib: Memory,
     sustained: LoadReport,
@@ -57,56 +67,79 @@ struct Run {
 }
 
 pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
-    let binary = std::env::current_exe()?.with_file_name("content-processor");
-    anyhow::ensure!(binary.is_file(), "{} is missing: build it with cargo build --release -p content-processor", binary.display());
-    let mut runs = Vec::new();
-    for run in 1..=args.runs {
-        println!("== run {run} of {}", args.runs);
-        let system = System::start(&binary, &args.server_url).await?;
-        let base = LoadArgs {
-            command_url: system.command_url.clone(),
-            query_url: system.query_url.clone(),
-            mode: Mode::Open,
-            concurrency: args.concurrency,
-            rate: args.rate,
-            seconds: args.seconds,
-            drain_seconds: 15,
-        };
-        let open_loop = load::run(&base).await?;
-        print_load(&open_loop);
-        let memory_after_open_loop_mib = system.peak_memory();
-        let sustained = load::run(&LoadArgs { rate: args.sustain_rate, ..base.clone() }).await?;
-        print_load(&sustained);
-        let closed_loop = load::run(&LoadArgs { mode: Mode::Closed, ..base }).await?;
-        print_load(&closed_loop);
-        let memory_after_closed_loop_mib = system.peak_memory();
-        println!("  peak memory (MiB) at {}/s: {memory_after_open_loop_mib:?}; at full load: {memory_after_closed_loop_mib:?}", args.rate);
-        system.stop().await;
-        let replay = if args.replay_events > 0 {
-            let report = replay::run(&ReplayArgs {
+    let launcher = Launcher::new(args.kafka_dist.as_deref())?;
+    let mut results = Vec::new();
+    for &kind in &args.brokers {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            println!("== {}: run {run} of {}", kind.label(), args.runs);
+            runs.push(one_run(args, &launcher, kind).await?);
+        }
+        results.push((kind, runs));
+    }
+
+    let summaries: Vec<(BrokerKind, Vec<SummaryRow>)> =
+        results.iter().map(|(kind, runs)| (*kind, summarise(runs, args))).collect();
+    print_summary(&summaries, args.runs);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let by_broker = |f: &dyn Fn(usize) -> serde_json::Value| -> serde_json::Map<String, serde_json::Value> {
+        results.iter().enumerate().map(|(i, (kind, _))| (serde_json::to_value(kind).unwrap().as_str().unwrap().to_owned(), f(i))).collect()
+    };
+    let json = serde_json::json!({
+        "machine": machine(),
+        "kafka_version": launcher.dist.version(),
+        "args": args,
+        "summary": by_broker(&|i| serde_json::to_value(&summaries[i].1).unwrap()),
+        "runs": by_broker(&|i| serde_json::to_value(&results[i].1).unwrap()),
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
+    println!("\nwritten to {}", args.out.display());
+    Ok(())
+}
+
+async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> anyhow::Result<Run> {
+    let system = System::start(launcher, kind, &args.server_url).await?;
+    let base = LoadArgs {
+        command_url: system.command_url.clone(),
+        query_url: system.query_url.clone(),
+        mode: Mode::Open,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        seconds: args.seconds,
+        drain_seconds: 15,
+    };
+    let open_loop = load::run(&base).await?;
+    print_load(&open_loop);
+    let memory_after_open_loop_mib = system.peak_memory();
+    let sustained = load::run(&LoadArgs { rate: args.sustain_rate, ..base.clone() }).await?;
+    print_load(&sustained);
+    let closed_loop = load::run(&LoadArgs { mode: Mode::Closed, ..base }).await?;
+    print_load(&closed_loop);
+    let memory_after_closed_loop_mib = system.peak_memory();
+    println!("  peak memory (MiB) at {}/s: {memory_after_open_loop_mib:?}; at full load: {memory_after_closed_loop_mib:?}", args.rate);
+    let broker_ready_seconds = system.broker_ready_seconds;
+    system.stop().await;
+    let replay = if args.replay_events > 0 {
+        let report = replay::run(
+            &ReplayArgs {
                 events: args.replay_events,
                 partitions: 96,
                 batch_size: 10_000,
                 server_url: args.server_url.clone(),
-            })
-            .await?;
-            println!("  replay: {} events in {:.1} s: {:.0} events/s", report.events, report.replay_seconds, report.events_per_second);
-            Some(report)
-        } else {
-            None
-        };
-        runs.push(Run { open_loop, memory_after_open_loop_mib, sustained, closed_loop, memory_after_closed_loop_mib, replay });
-    }
-
-    let summary = summarise(&runs, args);
-    print_summary(&summary, runs.len());
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let json = serde_json::json!({ "machine": machine(), "args": args, "summary": summary, "runs": runs });
-    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
-    println!("\nwritten to {}", args.out.display());
-    Ok(())
+                broker: kind,
+                kafka_dist: None,
+            },
+            launcher,
+        )
+        .await?;
+        println!("  replay: {} events in {:.1} s: {:.0} events/s", report.events, report.replay_seconds, report.events_per_second);
+        Some(report)
+    } else {
+        None
+    };
+    Ok(Run { broker_ready_seconds, open_loop, memory_after_open_loop_mib, sustained, closed_loop, memory_after_closed_loop_mib, replay })
 }
 
 fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
@@ -125,6 +158,7 @@ fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
         rows.push(SummaryRow { metric, unit, median, min: sorted[0], max: sorted[sorted.len() - 1], target });
     };
     let of = |f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    row("broker start to ready".into(), "s", None, of(&|r| r.broker_ready_seconds));
     let sustained = format!("open loop ({}/s)", args.sustain_rate);
     row(format!("{sustained}: verdicts visible"), "per s", Some(format!("= {} (all verdicts seen)", args.sustain_rate)), of(&|r| r.sustained.verdicts_per_second));
     row(format!("{sustained}: POST p99"), "ms", None, of(&|r| r.sustained.post_latency_ms.p99));
@@ -186,6 +220,8 @@ struct System {
     command_url: String,
     query_url: String,
     database_url: String,
+    broker: BenchBroker,
+    broker_ready_seconds: f64,
     processes: Vec<(String, Child)>,
 }
 
@@ -198,7 +234,7 @@ fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
         .arg(role)
         .args(args)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -206,15 +242,11 @@ fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
 }
 
 impl System {
-    async fn start(binary: &Path, server_url: &str) -> anyhow::Result<System> {
+    async fn start(launcher: &Launcher, kind: BrokerKind, server_url: &str) -> anyhow::Result<System> {
         let database_url = format!("{server_url}/cp_bench_{}", uuid::Uuid::new_v4().simple());
         sqlx::Postgres::create_database(&database_url).await?;
-
-        let mut broker = spawn(binary, "broker", &[])?;
-        let mut lines = BufReader::new(broker.stdout.take().context("broker stdout")?).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.context("broker said nothing")?;
-        let brokers = first.strip_prefix("bootstrap.servers=").context("unexpected broker output")?.to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let started = launcher.start(kind, 6).await?;
+        let brokers = started.kafka.bootstrap_servers().to_owned();
 
         let (command_port, query_port) = (free_port()?, free_port()?);
         let kafka = |extra: &[&str]| -> Vec<String> {
@@ -222,25 +254,26 @@ impl System {
             args.extend(extra.iter().map(|s| s.to_string()));
             args
         };
-        let mut processes = vec![("broker".to_owned(), broker)];
+        let mut processes = Vec::new();
         for (role, args) in [
             ("command-api", kafka(&["--listen", &format!("127.0.0.1:{command_port}")])),
             ("validator", kafka(&[])),
             ("projector", kafka(&["--database-url", &database_url])),
             ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
         ] {
-            processes.push((role.to_owned(), spawn(binary, role, &args)?));
+            processes.push((role.to_owned(), spawn(&launcher.binary, role, &args)?));
         }
         let system = System {
             command_url: format!("http://127.0.0.1:{command_port}"),
             query_url: format!("http://127.0.0.1:{query_port}"),
             database_url,
+            broker: started.broker,
+            broker_ready_seconds: started.ready_seconds,
             processes,
         };
         system.warm_up().await?;
         Ok(system)
     }
-
     /// Waits until a submission goes all the way through (the validator has joined its group).
     async fn warm_up(&self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
@@ -274,12 +307,13 @@ impl System {
     }
 
     fn peak_memory(&self) -> Memory {
-        self.processes
-            .iter()
-            .filter_map(|(role, child)| {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()?)).ok()?;
+        let components = self.processes.iter().filter_map(|(role, child)| Some((role.as_str(), child.id()?)));
+        components
+            .chain(self.broker.pid().map(|pid| ("broker", pid)))
+            .filter_map(|(role, pid)| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
                 let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-                Some((role.clone(), kib / 1024.0))
+                Some((role.to_owned(), kib / 1024.0))
             })
             .collect()
     }
@@ -289,6 +323,7 @@ impl System {
         for (_, child) in self.processes.iter_mut().rev() {
             let _ = child.kill().await;
         }
+        self.broker.stop().await;
         let _ = sqlx::Postgres::force_drop_database(&self.database_url).await;
     }
 }

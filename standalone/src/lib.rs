@@ -33,7 +33,7 @@ pub struct Config {
     /// Use librdkafka's in-memory mock broker instead of Apache Kafka. For a quick try only: it
     /// forgets every event when the process stops, keeps at most 5 MiB per partition (older
     /// records are deleted) and implements no transactions.
-    #[arg(long, env = "EMBEDDED_BROKER", conflicts_with_all = ["brokers", "kafka_dist"])]
+    #[arg(long, env = "EMBEDDED_BROKER", conflicts_with = "brokers")]
     pub embedded_broker: bool,
     /// The Apache Kafka distribution to run when no `--kafka-brokers` is given (its jars in
     /// DIR/libs); `scripts/kafka-dist` fetches it and prints the directory, `scripts/run` sets it.

@@ -4,6 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use content_processor::{Broker, Config};
+use service_kit::embedded_broker::EmbeddedBroker;
+use service_kit::kafka::KafkaArgs;
 
 #[derive(Parser)]
 #[command(name = "content-processor", about = "Runs content-processor: everything in one process, or one role")]
@@ -27,6 +29,9 @@ enum Role {
     QueryApi(query_api::Config),
     /// Rebuild the read model from the topic next to the live one, switch when caught up, exit.
     Rebuild(projector::Config),
+    /// Only the embedded (in-memory) broker, with the topics created; prints
+    /// `bootstrap.servers=HOST:PORT` when ready. The benchmarks measure it in a process of its own.
+    EmbeddedBroker(KafkaArgs),
 }
 
 #[tokio::main]
@@ -41,6 +46,12 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Projector(config)) => projector::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
+        Some(Role::EmbeddedBroker(kafka)) => {
+            let broker = EmbeddedBroker::start(&kafka)?;
+            println!("bootstrap.servers={}", broker.bootstrap_servers());
+            shutdown.cancelled().await;
+            Ok(())
+        }
     }
 }
 

@@ -131,7 +131,8 @@ async fn leaders_killed_under_load_lose_nothing_and_two_brokers_down_mean_503() 
     }
     let pool = system.db.pool().await;
     let verdicts: Vec<(Uuid, i64)> =
-        sqlx::query_as("SELECT submission_id, COUNT(*) FROM submission_events WHERE step = 'verdict' GROUP BY submission_id")
+        sqlx::query_as("SELECT submission_id, COUNT(*) FROM submission_events \
+         WHERE event_type IN ('SubmissionPassed', 'SubmissionFailed') GROUP BY submission_id")
             .fetch_all(&pool)
             .await
             .unwrap();
