@@ -15,7 +15,8 @@ COPY . .
 RUN rustup target add wasm32-unknown-unknown && ./scripts/build-ui
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# libssl3: librdkafka speaks TLS to managed Kafka clusters (KAFKA_SECURITY_PROTOCOL=ssl|sasl_ssl).
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 app
 COPY --from=build /out/ /usr/local/bin/

@@ -1,6 +1,7 @@
 //! No Docker engine runs here, so this checks what can be checked without one: the compose file
-//! parses, names every service, runs Kafka in KRaft mode from the official image, and starts
-//! each service with a binary this workspace builds.
+//! parses, names every service, runs three Kafka brokers in KRaft mode from the official image
+//! of the version the tests run on, creates the topic as the failover test proves it (three
+//! replicas, two in sync), and starts each service with a binary this workspace builds.
 
 use serde_yaml::Value;
 
@@ -18,15 +19,35 @@ fn names_every_service_of_the_production_topology() {
     let services = compose["services"].as_mapping().expect("services");
     let mut names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["command-api", "kafka", "postgres", "projector", "query-api", "validator"]);
+    assert_eq!(names, ["command-api", "kafka-1", "kafka-2", "kafka-3", "postgres", "projector", "query-api", "validator"]);
+}
+
+/// The Apache Kafka version the tests and the one-command run use (local-kafka/pom.xml).
+fn tested_kafka_version() -> String {
+    let pom = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../local-kafka/pom.xml")).unwrap();
+    let start = pom.find("<kafka.version>").unwrap() + "<kafka.version>".len();
+    pom[start..].split('<').next().unwrap().to_owned()
 }
 
 #[test]
-fn kafka_is_the_official_image_in_kraft_mode() {
-    let kafka = &compose()["services"]["kafka"];
-    assert!(kafka["image"].as_str().unwrap().starts_with("apache/kafka:"));
-    assert_eq!(kafka["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller");
-    assert!(kafka["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"].is_string());
+fn three_kafka_brokers_of_the_tested_version_form_one_kraft_quorum() {
+    let compose = compose();
+    let image = format!("apache/kafka:{}", tested_kafka_version());
+    let mut cluster_ids = Vec::new();
+    for (i, name) in ["kafka-1", "kafka-2", "kafka-3"].iter().enumerate() {
+        let kafka = &compose["services"][*name];
+        let env = &kafka["environment"];
+        assert_eq!(kafka["image"].as_str(), Some(image.as_str()), "{name}");
+        assert_eq!(env["KAFKA_PROCESS_ROLES"], "broker,controller", "{name}");
+        assert_eq!(env["KAFKA_NODE_ID"].as_str(), Some((i + 1).to_string().as_str()), "{name}");
+        assert_eq!(env["KAFKA_CONTROLLER_QUORUM_VOTERS"], "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093", "{name}");
+        assert_eq!(env["KAFKA_ADVERTISED_LISTENERS"].as_str(), Some(format!("PLAINTEXT://{name}:9092").as_str()));
+        assert_eq!(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], "3", "{name}");
+        assert!(kafka["volumes"][0].as_str().unwrap().starts_with(&format!("{name}-data:")), "{name} keeps its log");
+        cluster_ids.push(env["CLUSTER_ID"].as_str().unwrap().to_owned());
+    }
+    cluster_ids.dedup();
+    assert_eq!(cluster_ids.len(), 1, "one cluster id for the three nodes");
 }
 
 #[test]
@@ -41,7 +62,10 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
         assert!(manifest.contains(&format!("name = \"{binary}\"")), "{service} runs a workspace binary");
         let env = &spec["environment"];
         if service != "query-api" {
-            assert_eq!(env["KAFKA_BROKERS"], "kafka:9092", "{service}");
+            assert_eq!(env["KAFKA_BROKERS"], "kafka-1:9092,kafka-2:9092,kafka-3:9092", "{service}");
+            // As the failover test runs it: three replicas, two in sync before acks=all.
+            assert_eq!(env["KAFKA_REPLICATION_FACTOR"], "3", "{service}");
+            assert_eq!(env["KAFKA_MIN_INSYNC_REPLICAS"], "2", "{service}");
         }
         if matches!(service, "projector" | "query-api") {
             assert!(env["DATABASE_URL"].as_str().unwrap().contains("@postgres:5432/"), "{service}");
