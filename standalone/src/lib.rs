@@ -100,14 +100,13 @@ pub enum Broker {
 }
 
 impl Broker {
-    async fn start(config: &Config) -> anyhow::Result<(Broker, Option<String>)> {
+    async fn start(config: &Config) -> anyhow::Result<Broker> {
         if config.embedded_broker {
             let broker = EmbeddedBroker::start(&config.kafka).context("cannot start the embedded broker")?;
-            let servers = broker.bootstrap_servers();
-            return Ok((Broker::Embedded(broker), Some(servers)));
+            return Ok(Broker::Embedded(broker));
         }
         if config.kafka.brokers.is_some() {
-            return Ok((Broker::External, None));
+            return Ok(Broker::External);
         }
         let Some(dist) = &config.kafka_dist else {
             anyhow::bail!(
@@ -123,8 +122,16 @@ impl Broker {
         let cluster = Cluster::start(dist, cluster_config)
             .await
             .with_context(|| format!("cannot start Apache Kafka in {}", config.data_dir.display()))?;
-        let servers = cluster.bootstrap_servers();
-        Ok((Broker::Local(cluster), Some(servers)))
+        Ok(Broker::Local(cluster))
+    }
+
+    /// Where a broker started here listens.
+    fn bootstrap_servers(&self) -> Option<String> {
+        match self {
+            Broker::Local(cluster) => Some(cluster.bootstrap_servers()),
+            Broker::Embedded(broker) => Some(broker.bootstrap_servers()),
+            Broker::External => None,
+        }
     }
 
     /// Stops a broker this process started, after every component is done with it.
@@ -197,10 +204,10 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     ensure_database(&config.database_url).await?;
 
-    let (broker, started_at) = Broker::start(&config).await?;
+    let broker = Broker::start(&config).await?;
     let mut kafka = config.kafka.clone();
-    if started_at.is_some() {
-        kafka.brokers = started_at;
+    if let Some(servers) = broker.bootstrap_servers() {
+        kafka.brokers = Some(servers);
     }
 
     let pool = projector::connect(&config.database_url).await?;

@@ -71,7 +71,10 @@ pub fn report_broker(description: &str) {
     eprintln!("[broker] {binary}::{test}: {description}");
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("brokers");
     let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(format!("{binary}.{test}")), format!("{binary}::{test}\t{description}\n"));
+    // Appended: a test may use more than one broker.
+    let line = format!("{binary}::{test}\t{description}\n");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{binary}.{test}")));
+    let _ = file.and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
 }
 
 /// How a test describes the broker it runs on.
