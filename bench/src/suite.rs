@@ -26,6 +26,11 @@ pub struct SuiteArgs {
     /// Seconds of load per scenario.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
+    /// Seconds of load at the latency scenario's rate before anything is measured: a broker
+    /// that has run for a while is what users meet (the JVM compiles its hot code first). The
+    /// time to start is reported on its own.
+    #[arg(long, default_value_t = 20)]
+    pub warm_up_seconds: u64,
     /// Offered rate of the open-loop latency scenario.
     #[arg(long, default_value_t = 1000)]
     pub rate: u32,
@@ -110,6 +115,10 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
         seconds: args.seconds,
         drain_seconds: 15,
     };
+    if args.warm_up_seconds > 0 {
+        let warm_up = load::run(&LoadArgs { seconds: args.warm_up_seconds, ..base.clone() }).await?;
+        println!("  (warm-up: {} accepted, not measured)", warm_up.accepted);
+    }
     let open_loop = load::run(&base).await?;
     print_load(&open_loop);
     let memory_after_open_loop_mib = system.peak_memory();
