@@ -163,9 +163,16 @@ fn free_ports(count: usize) -> Result<Vec<u16>, Error> {
         .collect()
 }
 
-/// A new cluster id as Kafka writes them: 16 random bytes in URL-safe base64 without padding.
+/// A new cluster id as Kafka writes them: 16 random bytes in URL-safe base64 without padding,
+/// never starting with `-` (as Kafka's own `Uuid.randomUuid` ensures), which the storage tool's
+/// command line would take for an option.
 fn new_cluster_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,10 +181,14 @@ mod tests {
 
     #[test]
     fn cluster_ids_have_kafkas_shape() {
-        let id = new_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{id}");
-        assert_ne!(id, new_cluster_id());
+        // One id in 64 would start with '-' if nothing prevented it: 2,000 cover that.
+        for _ in 0..2_000 {
+            let id = new_cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{id}");
+            assert!(!id.starts_with('-'), "{id} would be read as an option");
+        }
+        assert_ne!(new_cluster_id(), new_cluster_id());
     }
 
     #[test]
