@@ -485,3 +485,64 @@ impl EventPublisher {
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn security(protocol: SecurityProtocol) -> KafkaSecurity {
+        KafkaSecurity {
+            protocol,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: Some("svc".into()),
+            sasl_password: Some("s3cret".to_owned().into()),
+            ssl_ca_location: Some("/etc/ca.pem".into()),
+        }
+    }
+
+    #[test]
+    fn sasl_settings_reach_librdkafka_only_for_sasl_protocols() {
+        let mut config = ClientConfig::new();
+        security(SecurityProtocol::SaslSsl).apply(&mut config);
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("svc"));
+        assert_eq!(config.get("sasl.password"), Some("s3cret"));
+        assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+
+        let mut config = ClientConfig::new();
+        security(SecurityProtocol::Ssl).apply(&mut config);
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("sasl.password"), None);
+        assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let kafka = KafkaArgs { security: security(SecurityProtocol::SaslSsl), ..KafkaArgs::for_brokers("b:9092") };
+        let shown = format!("{kafka:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("Secret(..)"), "{shown}");
+    }
+
+    #[test]
+    fn the_security_flags_parse_as_the_readme_documents_them() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        let cli = Cli::parse_from([
+            "x",
+            "--kafka-security-protocol",
+            "sasl_plaintext",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--kafka-min-insync-replicas",
+            "2",
+        ]);
+        assert_eq!(cli.kafka.security.protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(cli.kafka.security.sasl_mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(cli.kafka.min_insync_replicas, Some(2));
+    }
+}
