@@ -169,14 +169,6 @@ impl Running {
         }
     }
 
-    /// The embedded broker, when one was started (for fault injection in tests).
-    pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
-        match &self.broker {
-            Broker::Embedded(broker) => Some(broker),
-            _ => None,
-        }
-    }
-
     /// Waits until every component has stopped; the first failure stops the others.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut first_error = None;

@@ -62,6 +62,16 @@ impl OneCommandRun {
         OneCommandRun { args, data_dir, logs: logs.to_owned(), child: None, api }
     }
 
+    /// A run on a new database and data directory, started, with its one broker checked.
+    async fn first_start(test: &str) -> (TestDb, OneCommandRun) {
+        let db = TestDb::create().await;
+        let mut run = OneCommandRun::new(&db, &log_dir(test));
+        run.start().await;
+        support::report_broker(&format!("Apache Kafka {} (1 node, started by content-processor)", support::kafka_dist().version()));
+        assert_eq!(run.brokers().len(), 1, "the run started one broker");
+        (db, run)
+    }
+
     async fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join("run.log")).unwrap();
         let child = Command::new(BINARY)
@@ -123,12 +133,7 @@ async fn live_generation(db: &TestDb) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_run_starts_again_with_everything_and_live_streams_resume() {
-    let logs = log_dir("durable-stop");
-    let db = TestDb::create().await;
-    let mut run = OneCommandRun::new(&db, &logs);
-    run.start().await;
-    support::report_broker(&format!("Apache Kafka {} (1 node, started by content-processor)", support::kafka_dist().version()));
-    assert_eq!(run.brokers().len(), 1, "the run started one broker");
+    let (db, mut run) = OneCommandRun::first_start("durable-stop").await;
 
     let mut verdicts = Vec::new();
     for content in ["first of three 1", "second", "third of three 3"] {
@@ -169,13 +174,8 @@ async fn a_stopped_run_starts_again_with_everything_and_live_streams_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_run_and_its_broker_loses_nothing_that_got_a_202() {
-    let logs = log_dir("durable-kill");
-    let db = TestDb::create().await;
-    let mut run = OneCommandRun::new(&db, &logs);
-    run.start().await;
-    support::report_broker(&format!("Apache Kafka {} (1 node, started by content-processor)", support::kafka_dist().version()));
+    let (db, mut run) = OneCommandRun::first_start("durable-kill").await;
     let broker = run.brokers();
-    assert_eq!(broker.len(), 1);
 
     // Clients keep submitting while the run is SIGKILLed; what got a 202 must survive.
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));

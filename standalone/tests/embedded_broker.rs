@@ -3,6 +3,7 @@
 
 mod support;
 
+use content_processor::Broker;
 use reqwest::StatusCode;
 use support::{TestDb, TestSystem};
 
@@ -13,7 +14,7 @@ async fn the_system_runs_on_the_embedded_broker_when_asked_to() {
     config.embedded_broker = true;
     config.kafka_dist = None;
     let system = TestSystem::start_with(db, config).await;
-    assert!(system.running.embedded_broker().is_some());
+    assert!(matches!(system.running.broker(), Broker::Embedded(_)));
 
     let (status, accepted) = system.submit("judged in memory 1").await;
     assert_eq!(status, StatusCode::ACCEPTED);
