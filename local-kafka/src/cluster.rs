@@ -139,28 +139,16 @@ impl Cluster {
     }
 }
 
-/// Where each node listens: consecutive ports from the configured base, or free ones.
+/// Where each node listens: consecutive ports from the configured base, or from a free block
+/// (one a restarted node can count on, see [`crate::free_port_block`]).
 fn addresses(config: &ClusterConfig) -> Result<Vec<NodeAddress>, Error> {
-    let ports: Vec<u16> = match config.base_port {
-        Some(base) => (0..2 * config.nodes).map(|i| base + i).collect(),
-        None => free_ports(2 * usize::from(config.nodes))?,
+    let base = match config.base_port {
+        Some(base) => base,
+        None => crate::free_port_block(2 * config.nodes)?,
     };
     Ok((1..=config.nodes)
-        .zip(ports.chunks(2))
-        .map(|(id, pair)| NodeAddress { id, client_port: pair[0], controller_port: pair[1] })
+        .map(|id| NodeAddress { id, client_port: base + 2 * (id - 1), controller_port: base + 2 * (id - 1) + 1 })
         .collect())
-}
-
-/// Ports that were free a moment ago (all bound at once, so they differ).
-fn free_ports(count: usize) -> Result<Vec<u16>, Error> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Error::io("cannot find free ports"))?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr().map_err(Error::io("cannot find free ports"))?.port()))
-        .collect()
 }
 
 /// A new cluster id as Kafka writes them: 16 random bytes in URL-safe base64 without padding,

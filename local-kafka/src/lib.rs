@@ -14,10 +14,12 @@ mod cluster;
 mod config;
 mod distribution;
 mod node;
+mod ports;
 
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, JvmProfile};
 pub use distribution::Distribution;
+pub use ports::free_port_block;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub enum Error {
     Exited { node: u16, status: std::process::ExitStatus, log: PathBuf, tail: String },
     #[error("Kafka node {node} was not ready after {waited:?}; see {log}")]
     NotReady { node: u16, waited: Duration, log: PathBuf },
+    #[error("found no {wanted} consecutive free ports below the ephemeral port range")]
+    NoFreePorts { wanted: u16 },
     #[error("there is no Kafka node {0} in this cluster")]
     NoSuchNode(u16),
 }

@@ -20,17 +20,6 @@ use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_content-processor");
 
-/// Two consecutive free ports: the local broker's client and controller ports, the same on
-/// every start, as the default 9092 and 9093 are.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = free_port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// `content-processor` in one-command mode, started and stopped like a user would.
 struct OneCommandRun {
     args: Vec<String>,
@@ -54,7 +43,7 @@ impl OneCommandRun {
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--local-kafka-port".into(),
-            free_port_pair().to_string(),
+            local_kafka::free_port_block(2).unwrap().to_string(),
             "--local-kafka-heap-mb".into(),
             "384".into(),
         ];
@@ -85,11 +74,22 @@ impl OneCommandRun {
             .spawn()
             .expect("content-processor starts");
         self.child = Some(child);
-        eventually("the run is ready", || async {
-            let response = self.api.http.get(self.api.url("/readyz")).send().await.ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        })
-        .await;
+        let deadline = std::time::Instant::now() + support::DEADLINE;
+        loop {
+            if let Ok(response) = self.api.http.get(self.api.url("/readyz")).send().await {
+                if response.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.logs.join("run.log")).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!("the run is not ready (exit: {exited:?}); the end of its log:\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The Java processes running a broker on this run's data directory.
