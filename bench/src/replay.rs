@@ -64,7 +64,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
         let verdict = created.follow_up(Event::verdict_for(&content), Utc::now());
         chunk.extend([created, started, verdict]);
         if chunk.len() >= 30_000 || i + 1 == submissions {
-            publisher.publish_all(&chunk).await?;
+            publisher.publish_all(chunk.iter().map(|e| (None, e))).await?;
             produced += chunk.len() as u64;
             chunk.clear();
         }

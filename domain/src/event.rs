@@ -76,9 +76,16 @@ impl Event {
     /// History: `SubmissionFailed` 2 added `char_count` (optional, so version 1 records read as
     /// `None`). Every other event is at version 1.
     pub fn schema_version(&self) -> u16 {
-        match self {
-            Event::SubmissionFailed { .. } => 2,
-            Event::SubmissionCreated { .. } | Event::ProcessingStarted {} | Event::SubmissionPassed {} => 1,
+        Event::version_written(self.type_name()).unwrap_or(1)
+    }
+
+    /// The schema version this build writes (and the highest it reads) for the event type
+    /// named `event_type` on the wire; `None` for a type this build does not know.
+    pub fn version_written(event_type: &str) -> Option<u16> {
+        match event_type {
+            "SubmissionFailed" => Some(2),
+            "SubmissionCreated" | "ProcessingStarted" | "SubmissionPassed" => Some(1),
+            _ => None,
         }
     }
 
@@ -129,13 +136,32 @@ pub struct Envelope {
     pub event: Event,
 }
 
-/// A record that is not a readable event.
+/// Why a record cannot be read as an event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("not a valid event: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("{event_type} has schema version {version}; this build reads versions 1 to {supported}")]
-    UnsupportedVersion { event_type: &'static str, version: u16, supported: u16 },
+    #[error("{event_type} has schema version {version}, which no build writes")]
+    UnsupportedVersion { event_type: &'static str, version: u16 },
+    /// A known event type at a version a newer build writes. Not garbage: the record must wait
+    /// for a build that reads it, never be skipped.
+    #[error("{event_type} has schema version {version}, newer than this build reads (1 to {supported}); a newer build must read it")]
+    NewerVersion { event_type: String, version: u16, supported: u16 },
+}
+
+impl DecodeError {
+    /// Whether a newer build can read the record: consumers pause on it instead of skipping it.
+    pub fn is_newer_version(&self) -> bool {
+        matches!(self, DecodeError::NewerVersion { .. })
+    }
+}
+
+/// The fields that say what a record is, read before the rest: a newer version's payload may
+/// not parse with this build's types at all.
+#[derive(Deserialize)]
+struct Header {
+    event_type: String,
+    schema_version: u16,
 }
 
 impl Envelope {
@@ -176,14 +202,19 @@ impl Envelope {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let header: Header = serde_json::from_slice(bytes)?;
+        if let Some(supported) = Event::version_written(&header.event_type) {
+            if header.schema_version > supported {
+                return Err(DecodeError::NewerVersion {
+                    event_type: header.event_type,
+                    version: header.schema_version,
+                    supported,
+                });
+            }
+        }
         let envelope: Envelope = serde_json::from_slice(bytes)?;
-        let supported = envelope.event.schema_version();
-        if envelope.schema_version == 0 || envelope.schema_version > supported {
-            return Err(DecodeError::UnsupportedVersion {
-                event_type: envelope.event.type_name(),
-                version: envelope.schema_version,
-                supported,
-            });
+        if envelope.schema_version == 0 {
+            return Err(DecodeError::UnsupportedVersion { event_type: envelope.event.type_name(), version: 0 });
         }
         Ok(envelope)
     }

@@ -140,18 +140,28 @@ fn event_ids_are_derived_from_submission_and_step() {
 
 #[test]
 fn refuses_unknown_schema_versions_and_garbage() {
-    let future = fixture("v1/submission_passed").replace("\"schema_version\":1", "\"schema_version\":2");
-    assert!(matches!(
-        Envelope::decode(future.as_bytes()),
-        Err(DecodeError::UnsupportedVersion { version: 2, supported: 1, .. })
-    ));
-    let future = fixture("v2/submission_failed").replace("\"schema_version\":2", "\"schema_version\":3");
-    assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::UnsupportedVersion { version: 3, .. })));
     let zero = fixture("v1/submission_passed").replace("\"schema_version\":1", "\"schema_version\":0");
-    assert!(matches!(Envelope::decode(zero.as_bytes()), Err(DecodeError::UnsupportedVersion { .. })));
+    assert!(matches!(Envelope::decode(zero.as_bytes()), Err(ref e @ DecodeError::UnsupportedVersion { .. }) if !e.is_newer_version()));
     assert!(matches!(Envelope::decode(b"not json"), Err(DecodeError::Malformed(_))));
     let unknown_type = fixture("v1/submission_passed").replace("SubmissionPassed", "SubmissionExploded");
     assert!(matches!(Envelope::decode(unknown_type.as_bytes()), Err(DecodeError::Malformed(_))));
+}
+
+#[test]
+fn a_known_type_at_a_newer_version_is_told_apart_from_garbage() {
+    let future = fixture("v1/submission_passed").replace("\"schema_version\":1", "\"schema_version\":2");
+    let error = Envelope::decode(future.as_bytes()).unwrap_err();
+    assert!(error.is_newer_version(), "{error}");
+    assert!(matches!(error, DecodeError::NewerVersion { version: 2, supported: 1, .. }));
+    let future = fixture("v2/submission_failed").replace("\"schema_version\":2", "\"schema_version\":3");
+    assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::NewerVersion { version: 3, supported: 2, .. })));
+    // A newer version may reshape the payload so that this build's types cannot parse it.
+    let reshaped = fixture("v1/submission_created")
+        .replace("\"schema_version\":1", "\"schema_version\":2")
+        .replace("\"content\":", "\"content_parts\":");
+    let error = Envelope::decode(reshaped.as_bytes()).unwrap_err();
+    assert!(error.is_newer_version(), "{error}");
+    assert_eq!(error.to_string(), "SubmissionCreated has schema version 2, newer than this build reads (1 to 1); a newer build must read it");
 }
 
 #[test]

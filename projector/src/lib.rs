@@ -29,7 +29,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(addr) = config.admin_listen {
         let admin = admin::AdminState { config: config.clone(), pool: pool.clone(), progress: Default::default(), shutdown: shutdown.clone() };
         let app = admin::routes(admin)
-            .merge(health::routes(readiness_checks(&pool)))
+            .merge(health::routes(readiness_checks(&pool, &projector)))
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");
@@ -38,11 +38,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     projector.run(shutdown).await
 }
 
-/// What `/readyz` checks for the projector: the database answers.
-pub fn readiness_checks(pool: &sqlx::PgPool) -> Vec<ReadinessCheck> {
+/// What `/readyz` checks for the projector: the database answers, and no partition is held at
+/// a record only a newer build reads.
+pub fn readiness_checks(pool: &sqlx::PgPool, projector: &Projector) -> Vec<ReadinessCheck> {
     let pool = pool.clone();
-    vec![ReadinessCheck::new("database", move || {
+    let database = ReadinessCheck::new("database", move || {
         let pool = pool.clone();
         async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| format!("database unreachable: {e}")) }
-    })]
+    });
+    vec![database, projector.readiness_check()]
 }

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use domain::fold::apply;
 use domain::{Applied, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use sqlx::postgres::PgPoolOptions;
+use service_kit::topic_identity::TopicIdentity;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::generations::{self, Generation};
-
 
 /// Advisory lock taken by every write transaction, one per generation: one writer at a time per
 /// read model, so `seq` is assigned in commit order even if two projectors run by mistake.
@@ -28,6 +28,33 @@ pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
 pub async fn load_positions(pool: &PgPool, generation: Generation, topic: &str) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     generations::positions(&mut tx, generation, topic).await
+}
+
+/// The topic identity `generation` last read from, if it recorded one.
+pub async fn load_topic_identity(pool: &PgPool, generation: Generation, topic: &str) -> Result<Option<TopicIdentity>, sqlx::Error> {
+    let row: Option<(Option<String>, i32)> = sqlx::query_as(&format!(
+        "SELECT topic_id, partitions FROM {}.projector_topic WHERE topic = $1",
+        generations::schema(generation)
+    ))
+    .bind(topic)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, partitions)| TopicIdentity { id, partitions }))
+}
+
+/// Records the identity of the topic `generation` reads from now.
+pub async fn save_topic_identity(pool: &PgPool, generation: Generation, topic: &str, identity: &TopicIdentity) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO {}.projector_topic (topic, topic_id, partitions) VALUES ($1, $2, $3)
+         ON CONFLICT (topic) DO UPDATE SET topic_id = EXCLUDED.topic_id, partitions = EXCLUDED.partitions",
+        generations::schema(generation)
+    ))
+    .bind(topic)
+    .bind(&identity.id)
+    .bind(identity.partitions)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// One decoded record from the topic.

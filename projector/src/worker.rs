@@ -12,7 +12,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::kafka::{DeadLetter, EventPublisher, KafkaArgs};
+use service_kit::health::{ReadinessCheck, Stalls};
+use service_kit::kafka::{held_partition_key, hold_partition, DeadLetter, EventPublisher, KafkaArgs};
+use service_kit::topic_identity::{self, TopicIdentity};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a rebuild waits for records before checking whether it has caught up.
 const REBUILD_IDLE: Duration = Duration::from_millis(200);
+/// How often a running projector looks whether the topic was recreated or grew partitions.
+const TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 enum CommitError {
@@ -68,6 +73,11 @@ pub struct Projector {
     on_topic_reset: TopicResetPolicy,
     target: Target,
     generation: Generation,
+    /// The topic as it was when last attached; a change means attaching again.
+    attached: Option<TopicIdentity>,
+    topic_check: tokio::time::Interval,
+    /// Partitions held at a record only a newer build reads.
+    held: Stalls,
     stats: Arc<Stats>,
 }
 
@@ -106,6 +116,9 @@ impl Projector {
             on_topic_reset: config.on_topic_reset,
             target,
             generation: 0,
+            attached: None,
+            topic_check: tokio::time::interval(TOPIC_CHECK_INTERVAL),
+            held: Stalls::default(),
             stats: Arc::default(),
         };
         projector.attach().await?;
@@ -116,33 +129,34 @@ impl Projector {
         self.stats.clone()
     }
 
+    /// Fails while a partition is held at a record only a newer build reads.
+    pub fn readiness_check(&self) -> ReadinessCheck {
+        self.held.check("projector")
+    }
+
     /// The generation this projector writes now.
     pub fn generation(&self) -> Generation {
         self.generation
     }
 
-    /// Picks the generation to write, checks its positions still exist in the topic, and
-    /// assigns the partitions there.
+    /// Picks the generation to write, checks that its positions belong to the topic behind the
+    /// name now (same topic id, no partition gone, no position beyond an end) and still exist
+    /// in it, and assigns every partition there: new partitions from their beginning.
     async fn attach(&mut self) -> anyhow::Result<()> {
         // Whatever the reader holds was read from the old assignment: drop it.
         self.stop_reader();
+        self.held.clear_all();
         let mut generation = match self.target {
             Target::Rebuild(generation) => generation,
             Target::Live => generations::live(&self.pool).await?.context("no live read model")?,
         };
         let topic = self.kafka.topic.clone();
         let mut positions = store::load_positions(&self.pool, generation, &topic).await?;
+        let identity = self.describe_topic().await?;
+        let recorded = store::load_topic_identity(&self.pool, generation, &topic).await?;
         let bounds = self.kafka.partition_bounds().await?;
-        if let Some(gap) = history_lost(&positions, &bounds) {
-            // Rebuilding would throw away what the read model still holds: an operator decides.
-            anyhow::bail!(
-                "the topic {topic} lost records the read model (generation {generation}) has not read: {gap}. \
-                 They were deleted by the broker's retention and cannot be projected; an event log needs \
-                 unlimited retention (the embedded broker keeps about 5 MiB per partition)"
-            );
-        }
         let ends: BTreeMap<i32, i64> = bounds.iter().map(|(&p, &(_, end))| (p, end)).collect();
-        if let Some(problem) = topic_reset(&positions, &ends) {
+        if let Some(problem) = topic_replaced(recorded.as_ref(), &identity).or_else(|| topic_reset(&positions, &ends)) {
             match (self.on_topic_reset, self.target) {
                 (TopicResetPolicy::Rebuild, Target::Live) => {
                     tracing::warn!(generation, %problem, "topic reset: rebuilding the read model from what the topic holds now");
@@ -158,6 +172,23 @@ impl Projector {
                 ),
             }
         }
+        if let Some(gap) = history_lost(&positions, &bounds) {
+            // Rebuilding would throw away what the read model still holds: an operator decides.
+            anyhow::bail!(
+                "the topic {topic} lost records the read model (generation {generation}) has not read: {gap}. \
+                 They were deleted by the broker's retention and cannot be projected; an event log needs \
+                 unlimited retention (the embedded broker keeps about 5 MiB per partition)"
+            );
+        }
+        if let Some(recorded) = recorded.filter(|recorded| recorded.partitions < identity.partitions) {
+            tracing::warn!(
+                %topic,
+                before = recorded.partitions,
+                now = identity.partitions,
+                "partitions were added to the topic; reading the new ones from their beginning"
+            );
+        }
+        store::save_topic_identity(&self.pool, generation, &topic, &identity).await?;
         let mut assignment = TopicPartitionList::new();
         for &partition in ends.keys() {
             let offset = positions.get(&partition).map_or(Offset::Beginning, |&next| Offset::Offset(next));
@@ -165,8 +196,36 @@ impl Projector {
         }
         self.consumer.assign(&assignment)?;
         self.generation = generation;
-        self.reader = Some(Reader::start(self.consumer.clone(), self.batch_size));
+        self.attached = Some(identity);
+        self.reader = Some(Reader::start(self.consumer.clone(), self.batch_size, self.held.clone()));
         tracing::info!(%topic, generation, partitions = ends.len(), resumed = positions.len(), "projector attached");
+        Ok(())
+    }
+
+    /// The topic's id and partition count now, asked through the projector's own connection.
+    async fn describe_topic(&self) -> Result<TopicIdentity, KafkaError> {
+        let consumer = self.consumer.clone();
+        let topic = self.kafka.topic.clone();
+        tokio::task::spawn_blocking(move || topic_identity::describe(consumer.client(), &topic, TOPIC_CHECK_TIMEOUT))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// Attaches again when the topic behind the name changed since the last attach: recreated
+    /// (another id) or grown (more partitions). A topic that cannot be described right now (a
+    /// broker outage, a topic being recreated) is checked again at the next tick.
+    async fn check_topic(&mut self) -> anyhow::Result<()> {
+        let now = match self.describe_topic().await {
+            Ok(now) => now,
+            Err(error) => {
+                tracing::debug!(%error, "cannot describe the topic; checking again later");
+                return Ok(());
+            }
+        };
+        if self.attached.as_ref() != Some(&now) {
+            tracing::warn!(was = ?self.attached, ?now, "the topic changed under the projector; attaching again");
+            self.attach().await?;
+        }
         Ok(())
     }
 
@@ -237,6 +296,10 @@ impl Projector {
             };
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(None),
+                _ = self.topic_check.tick() => {
+                    self.check_topic().await?;
+                    continue;
+                }
                 read = wait => read,
             };
             match read {
@@ -324,6 +387,16 @@ fn history_lost(positions: &BTreeMap<i32, i64>, bounds: &BTreeMap<i32, (i64, i64
     })
 }
 
+/// Why the topic behind the name is not the one the read model was built from, if it is not.
+fn topic_replaced(recorded: Option<&TopicIdentity>, now: &TopicIdentity) -> Option<String> {
+    match (recorded?.id.as_deref(), now.id.as_deref()) {
+        (Some(before), Some(now)) if before != now => {
+            Some(format!("the topic was deleted and created again (its id was {before}, it is {now} now)"))
+        }
+        _ => None,
+    }
+}
+
 /// Why the stored positions cannot belong to this topic, if they cannot.
 fn topic_reset(positions: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<String> {
     positions.iter().find_map(|(partition, &next)| match ends.get(partition) {
@@ -346,15 +419,18 @@ struct Reader {
 }
 
 impl Reader {
-    fn start(consumer: Arc<StreamConsumer>, batch_size: usize) -> Reader {
+    fn start(consumer: Arc<StreamConsumer>, batch_size: usize, held: Stalls) -> Reader {
         // One batch waiting while another commits: the overlap, with bounded memory.
         let (sender, batches) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(async move {
             loop {
                 let mut batch = Batch::default();
                 match consumer.recv().await {
-                    Ok(message) => batch.add(&message),
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
+                    Ok(message) => batch.add(&message, &consumer, &held),
+                    // A position the topic no longer has. librdkafka says so with
+                    // OffsetOutOfRange, or, with auto.offset.reset=error, with AutoOffsetReset,
+                    // after which it fetches nothing more from that partition.
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset)) => {
                         let _ = sender.send(Read::OffsetOutOfRange).await;
                         return;
                     }
@@ -368,11 +444,11 @@ impl Reader {
                 // Take whatever else is already fetched, without waiting.
                 while batch.len() < batch_size {
                     match consumer.recv().now_or_never() {
-                        Some(Ok(message)) => batch.add(&message),
+                        Some(Ok(message)) => batch.add(&message, &consumer, &held),
                         _ => break,
                     }
                 }
-                if sender.send(Read::Batch(batch)).await.is_err() {
+                if batch.len() > 0 && sender.send(Read::Batch(batch)).await.is_err() {
                     return;
                 }
             }
@@ -401,29 +477,37 @@ impl Batch {
         self.records.len() + self.undecodable.len()
     }
 
-    fn add(&mut self, message: &BorrowedMessage<'_>) {
-        self.next_offsets.insert(message.partition(), message.offset() + 1);
-        let decoded = message
-            .payload()
-            .ok_or_else(|| "record has no value".to_owned())
-            .and_then(|bytes| Envelope::decode(bytes).map_err(|e| e.to_string()));
+    /// Adds a record to the batch, unless its partition is held. A record only a newer build
+    /// reads holds its partition there: no position moves past it, so that build resumes on it.
+    fn add(&mut self, message: &BorrowedMessage<'_>, consumer: &StreamConsumer, held: &Stalls) {
+        let (partition, offset) = (message.partition(), message.offset());
+        if held.contains(&held_partition_key(partition)) {
+            return;
+        }
+        let decoded = match message.payload().map(Envelope::decode) {
+            None => Err("record has no value".to_owned()),
+            Some(Ok(envelope)) => Ok(envelope),
+            Some(Err(newer)) if newer.is_newer_version() => {
+                hold_partition(consumer, held, message.topic(), partition, offset, &newer);
+                return;
+            }
+            Some(Err(error)) => Err(error.to_string()),
+        };
         match decoded {
-            Ok(envelope) => self.records.push(Record {
-                partition: message.partition(),
-                offset: message.offset(),
-                envelope,
-            }),
+            Ok(envelope) => self.records.push(Record { partition, offset, envelope }),
             Err(error) => {
-                tracing::error!(partition = message.partition(), offset = message.offset(), %error, "undecodable record");
+                tracing::error!(partition, offset, %error, "undecodable record");
                 self.undecodable.push(DeadLetter {
                     topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
+                    partition,
+                    offset,
                     key: message.key().map(<[u8]>::to_vec),
                     value: message.payload().map(<[u8]>::to_vec),
                     reason: format!("undecodable: {error}"),
                 });
             }
         }
+        self.next_offsets.insert(partition, offset + 1);
     }
 }
+

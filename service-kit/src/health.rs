@@ -73,3 +73,46 @@ async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> impl IntoResp
     };
     (status, Json(json!({"status": word, "checks": report})))
 }
+
+/// Work a consumer has stopped on and cannot resume by itself (for example a partition held at
+/// a record only a newer build reads), keyed by what is stalled. While any is present, the
+/// readiness check built by [`Stalls::check`] fails with the reasons.
+#[derive(Clone, Default)]
+pub struct Stalls(Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>);
+
+impl Stalls {
+    pub fn set(&self, what: impl Into<String>, reason: impl Into<String>) {
+        self.lock().insert(what.into(), reason.into());
+    }
+
+    pub fn contains(&self, what: &str) -> bool {
+        self.lock().contains_key(what)
+    }
+
+    pub fn clear(&self, what: &str) {
+        self.lock().remove(what);
+    }
+
+    pub fn clear_all(&self) {
+        self.lock().clear();
+    }
+
+    /// The current stalls as `what: reason` lines.
+    pub fn describe(&self) -> Option<String> {
+        let stalls = self.lock();
+        (!stalls.is_empty()).then(|| stalls.iter().map(|(what, reason)| format!("{what}: {reason}")).collect::<Vec<_>>().join("; "))
+    }
+
+    /// A readiness check, under `name`, that fails while anything is stalled.
+    pub fn check(&self, name: &'static str) -> ReadinessCheck {
+        let stalls = self.clone();
+        ReadinessCheck::new(name, move || {
+            let stalled = stalls.describe();
+            async move { stalled.map_or(Ok(()), Err) }
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -15,8 +15,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+
+/// How long to wait for room when the producer's local queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// Where the event log lives. Every service takes these flags (or the environment variables).
 #[derive(clap::Args, Debug, Clone)]
@@ -198,7 +201,11 @@ impl KafkaArgs {
             .set("reconnect.backoff.max.ms", "1000")
             // A request the broker never answers (lost when it went down) is given up after 10 s,
             // not the default 60 s: a consumer group stuck on one recovers quickly.
-            .set("socket.timeout.ms", "10000");
+            .set("socket.timeout.ms", "10000")
+            // Partitions added to the topic are known within 10 s, not the default 5 minutes:
+            // the validator group spreads over them, and a validator can write a verdict to the
+            // new partition its submission was created on.
+            .set("topic.metadata.refresh.interval.ms", "10000");
         self.security.apply(&mut config);
         config
     }
@@ -355,6 +362,17 @@ impl rdkafka::producer::ProducerContext for RefusalRecorder {
 }
 
 impl KafkaArgs {
+    /// The submission topic's id and partition count, as the cluster reports them now.
+    pub async fn topic_identity(&self) -> Result<crate::topic_identity::TopicIdentity, KafkaError> {
+        let config = self.base_config();
+        let topic = self.topic.clone();
+        blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            crate::topic_identity::describe(consumer.client(), &topic, Duration::from_secs(5))
+        })
+        .await
+    }
+
     /// The first and next offset (low and high watermark) of every partition of the topic.
     pub async fn partition_bounds(&self) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
         let config = self.base_config();
@@ -368,6 +386,36 @@ impl KafkaArgs {
         })
         .await
     }
+}
+
+/// Stops reading `partition` at `offset`, whose record a newer build wrote (`why`): skipping it
+/// would leave its submission wrong for good. The caller never moves its position past it, so
+/// the build that reads it (after a rolling upgrade) starts there. `held` makes readiness fail.
+pub fn hold_partition<C: rdkafka::consumer::ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    held: &crate::health::Stalls,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    why: &domain::DecodeError,
+) {
+    tracing::error!(
+        partition,
+        offset,
+        error = %why,
+        "holding the partition at a record this build cannot read; not ready until a newer build takes over"
+    );
+    held.set(held_partition_key(partition), format!("held at offset {offset}: {why}"));
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    if let Err(error) = consumer.pause(&list) {
+        tracing::warn!(%error, partition, "cannot pause the held partition; its records are skipped here");
+    }
+}
+
+/// How a held partition is named in [`crate::health::Stalls`].
+pub fn held_partition_key(partition: i32) -> String {
+    format!("partition {partition}")
 }
 
 /// Reads the partition count of `topic` from cluster metadata (blocking).
@@ -460,14 +508,40 @@ impl EventPublisher {
         self.producer.send(record, Timeout::Never).await.map(|_| ()).map_err(|(error, _)| error)
     }
 
-    /// Publishes several events at once and waits for all acknowledgements. Events with the same
-    /// key keep their order: the idempotent producer never reorders within a partition.
-    pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<(), KafkaError> {
-        let sends = envelopes.iter().map(|envelope| self.publish(envelope));
-        for outcome in futures_util::future::join_all(sends).await {
-            outcome?;
+    /// Publishes several events, each to the partition given with it (by key when `None`), and
+    /// waits for every acknowledgement. Records are handed to the producer strictly in the
+    /// order given, waiting for room when its queue is full, and the idempotent producer keeps
+    /// that order within a partition: the events of one submission land in the order given.
+    pub async fn publish_all<'a>(&self, events: impl IntoIterator<Item = (Option<i32>, &'a Envelope)>) -> Result<(), KafkaError> {
+        let mut deliveries = Vec::new();
+        for (partition, envelope) in events {
+            let key = envelope.key();
+            let payload = envelope.encode();
+            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            deliveries.push(self.enqueue(record).await?);
+        }
+        for delivery in deliveries {
+            delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
         }
         Ok(())
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full: unlike concurrent
+    /// `send`s retrying on their own, records enqueued one after another keep their order.
+    async fn enqueue(&self, mut record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
     }
 
     /// Whether the cluster answers a metadata request for the topic in time.

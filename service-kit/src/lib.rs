@@ -10,6 +10,7 @@ pub mod http_server;
 pub mod kafka;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topic_identity;
 
 /// The PostgreSQL channel the projector NOTIFYs after each commit (and after a read-model
 /// switch), and the query side LISTENs on: the one contract between the two over the database.

@@ -236,6 +236,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut checks = command_api::readiness_checks(&commands);
     checks.extend(query_api::readiness_checks(&queries));
+    checks.push(projector.readiness_check());
+    checks.extend(validators.iter().map(validator::Validator::readiness_check));
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
         .merge(projector::admin::routes(admin))

@@ -59,7 +59,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let (log, expected) = histories(SUBMISSIONS);
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(10)).unwrap();
     for chunk in log.chunks(1000) {
-        publisher.publish_all(chunk).await.unwrap();
+        publisher.publish_all(chunk.iter().map(|e| (None, e))).await.unwrap();
     }
     let distinct_events = (SUBMISSIONS * 3) as i64;
 

@@ -20,6 +20,10 @@ pub struct Config {
     /// How long to wait for Kafka to acknowledge output before retrying the batch.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+    /// Serve `/healthz` and `/readyz` on this address (not ready while a partition is held at
+    /// a record only a newer build reads).
+    #[arg(long, env = "VALIDATOR_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -30,6 +34,7 @@ impl Config {
             processing_delay_ms: 0,
             batch_size: 500,
             publish_timeout_ms: 5_000,
+            health_listen: None,
         }
     }
 

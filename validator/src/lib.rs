@@ -16,5 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs one validator instance until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Validator::start(&config).await?.run(shutdown).await
+    let validator = Validator::start(&config).await?;
+    if let Some(addr) = config.health_listen {
+        let app = service_kit::health::routes(vec![validator.readiness_check()])
+            .fallback(service_kit::http_error::not_found_fallback);
+        let (listener, addr) = service_kit::http_server::bind(addr).await?;
+        tracing::info!(%addr, "validator health checks listening");
+        tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
+    }
+    validator.run(shutdown).await
 }

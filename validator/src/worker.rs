@@ -10,7 +10,8 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, Stream
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use service_kit::kafka::EventPublisher;
+use service_kit::health::{ReadinessCheck, Stalls};
+use service_kit::kafka::{held_partition_key, hold_partition, EventPublisher};
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{judgement_for, Judgement};
@@ -19,31 +20,43 @@ use crate::Config;
 /// Pause before retrying a batch whose output Kafka did not acknowledge.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Records the partitions this instance owns, so operators and tests can see the split.
+/// The partitions this instance owns, and those it holds at a record only a newer build
+/// reads, so operators, readiness and tests can see both.
 #[derive(Default, Clone)]
-struct AssignmentTracker {
-    partitions: Arc<Mutex<Vec<i32>>>,
+struct PartitionTracker {
+    owned: Arc<Mutex<Vec<i32>>>,
+    held: Stalls,
 }
 
-impl ClientContext for AssignmentTracker {}
+impl ClientContext for PartitionTracker {}
 
-impl ConsumerContext for AssignmentTracker {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut owned = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+impl ConsumerContext for PartitionTracker {
+    fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
         match rebalance {
             Rebalance::Assign(list) => {
                 *owned = list.elements().iter().map(|e| e.partition()).collect();
                 owned.sort_unstable();
+                // A partition held before a rebalance starts again from its committed offset,
+                // the held record, and is held again there if this build still cannot read it.
+                if let Err(error) = consumer.resume(list) {
+                    tracing::warn!(%error, "cannot resume the assigned partitions");
+                }
                 tracing::info!(partitions = ?*owned, "partitions assigned");
             }
-            Rebalance::Revoke(_) => owned.clear(),
+            Rebalance::Revoke(list) => {
+                for element in list.elements() {
+                    self.held.clear(&held_partition_key(element.partition()));
+                }
+                owned.clear();
+            }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
         }
     }
 }
 
 pub struct Validator {
-    consumer: StreamConsumer<AssignmentTracker>,
+    consumer: StreamConsumer<PartitionTracker>,
     publisher: EventPublisher,
     topic: String,
     batch_size: usize,
@@ -58,10 +71,10 @@ impl Validator {
     /// Connects, makes sure the topic exists and joins the consumer group.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
-        let consumer: StreamConsumer<AssignmentTracker> = config
+        let consumer: StreamConsumer<PartitionTracker> = config
             .kafka
             .consumer_config(&config.group_id)
-            .create_with_context(AssignmentTracker::default())?;
+            .create_with_context(PartitionTracker::default())?;
         consumer.subscribe(&[&config.kafka.topic])?;
         let publisher = EventPublisher::new(&config.kafka, Duration::from_millis(config.publish_timeout_ms))?;
         Ok(Validator {
@@ -77,8 +90,13 @@ impl Validator {
     /// A view of the partitions this instance owns, usable while it runs (it is moved into
     /// [`Validator::run`]).
     pub fn assignment_probe(&self) -> Box<dyn Fn() -> Vec<i32> + Send + Sync> {
-        let owned = self.consumer.context().partitions.clone();
+        let owned = self.consumer.context().owned.clone();
         Box::new(move || owned.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Fails while a partition is held at a record only a newer build reads.
+    pub fn readiness_check(&self) -> ReadinessCheck {
+        self.consumer.context().held.check("validator")
     }
 
     /// A counter of submissions this instance has judged (output acknowledged), shared live.
@@ -123,19 +141,23 @@ impl Validator {
         let mut progress = Progress::new();
         let mut judgements = Vec::new();
         for message in batch {
-            progress.insert(message.partition(), message.offset() + 1);
-            let Some(payload) = message.payload() else { continue };
-            match Envelope::decode(payload) {
-                Ok(envelope) => judgements.extend(judgement_for(&envelope)),
-                // The projector sends undecodable records to the dead-letter topic; here they
-                // are simply not ours to judge.
-                Err(error) => tracing::warn!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    %error,
-                    "skipping undecodable record"
-                ),
+            let (partition, offset) = (message.partition(), message.offset());
+            if self.is_held(partition) {
+                continue;
             }
+            if let Some(payload) = message.payload() {
+                match Envelope::decode(payload) {
+                    Ok(envelope) => judgements.extend(judgement_for(&envelope).map(|j| (partition, j))),
+                    Err(error) if error.is_newer_version() => {
+                        hold_partition(&self.consumer, &self.consumer.context().held, &self.topic, partition, offset, &error);
+                        continue;
+                    }
+                    // The projector sends undecodable records to the dead-letter topic; here
+                    // they are simply not ours to judge.
+                    Err(error) => tracing::warn!(partition, offset, %error, "skipping undecodable record"),
+                }
+            }
+            progress.insert(partition, offset + 1);
         }
         if judgements.is_empty() {
             self.store(&progress);
@@ -151,26 +173,31 @@ impl Validator {
             }
             tokio::time::sleep(RETRY_BACKOFF).await;
         }
-        for judgement in &judgements {
+        for (_, judgement) in &judgements {
             tracing::debug!(submission_id = %judgement.verdict.submission_id, verdict = judgement.verdict.event.type_name(), "judged");
         }
         self.judged.fetch_add(judgements.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.store(&progress);
     }
 
-    async fn emit(&self, judgements: &[Judgement]) -> Result<(), KafkaError> {
+    fn is_held(&self, partition: i32) -> bool {
+        self.consumer.context().held.contains(&held_partition_key(partition))
+    }
+
+    /// Emits each judgement's events to the partition its submission was created on, so a
+    /// submission's whole history stays in one partition even after partitions are added
+    /// (which changes where its key would hash to).
+    async fn emit(&self, judgements: &[(i32, Judgement)]) -> Result<(), KafkaError> {
+        let mut started: Vec<_> = judgements.iter().map(|(partition, j)| (Some(*partition), &j.started)).collect();
+        let verdicts: Vec<_> = judgements.iter().map(|(partition, j)| (Some(*partition), &j.verdict)).collect();
         if self.processing_delay.is_zero() {
-            let events: Vec<Envelope> = judgements
-                .iter()
-                .flat_map(|j| [j.started.clone(), j.verdict.clone()])
-                .collect();
-            return self.publisher.publish_all(&events).await;
+            // Every ProcessingStarted is enqueued before any verdict: order per submission holds.
+            started.extend(verdicts);
+            return self.publisher.publish_all(started).await;
         }
-        let started: Vec<Envelope> = judgements.iter().map(|j| j.started.clone()).collect();
-        self.publisher.publish_all(&started).await?;
+        self.publisher.publish_all(started).await?;
         tokio::time::sleep(self.processing_delay).await;
-        let verdicts: Vec<Envelope> = judgements.iter().map(|j| j.verdict.clone()).collect();
-        self.publisher.publish_all(&verdicts).await
+        self.publisher.publish_all(verdicts).await
     }
 
     /// Marks the batch done and commits in the background; a lost commit only means the batch
