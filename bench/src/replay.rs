@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
 use domain::{Envelope, Event};
 use serde::Serialize;
@@ -83,9 +84,10 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     projector::generations::prepare(&pool).await?;
     let config = projector::Config { rebuild_batch_size: args.batch_size, ..projector::Config::new(&url, kafka.clone()) };
     let progress = projector::rebuild::Progress::default();
+    let lock = projector::rebuild::RebuildLock::try_acquire(&pool).await?.context("a rebuild is already running")?;
     progress.try_begin();
     let replay_started = Instant::now();
-    projector::rebuild::rebuild(&config, &pool, &progress, CancellationToken::new()).await?;
+    projector::rebuild::rebuild(&config, &pool, &progress, lock, CancellationToken::new()).await?;
     let replay_seconds = replay_started.elapsed().as_secs_f64();
     // Positions at the end are not enough: every event must be in the read model.
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submission_events").fetch_one(&pool).await?;

@@ -3,6 +3,9 @@ use std::time::Duration;
 
 use service_kit::kafka::KafkaArgs;
 
+/// Largest content accepted unless `MAX_CONTENT_BYTES` says otherwise.
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
+
 /// command-api settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "command-api", about = "Accepts submissions and appends them to Kafka")]
@@ -13,7 +16,7 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Largest accepted content, in bytes of UTF-8.
-    #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
     /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]

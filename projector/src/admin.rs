@@ -11,7 +11,7 @@ use service_kit::http_error::error_response;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::rebuild::{rebuild, Progress};
+use crate::rebuild::{rebuild, Progress, RebuildLock};
 use crate::Config;
 
 #[derive(Clone)]
@@ -34,13 +34,22 @@ async fn status(State(state): State<AdminState>) -> Response {
 }
 
 async fn start(State(state): State<AdminState>) -> Response {
-    if !state.progress.try_begin() {
-        return error_response(StatusCode::CONFLICT, "rebuild_running", "a rebuild is already running; see GET /admin/rebuild");
-    }
+    let lock = match RebuildLock::try_acquire(&state.pool).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                "rebuild_running",
+                "a rebuild is already running (here or in another process); see GET /admin/rebuild",
+            )
+        }
+        Err(error) => return service_kit::http_error::unavailable("database_unavailable", format!("read model unavailable: {error}"), 1),
+    };
+    state.progress.try_begin();
     let task_state = state.clone();
     tokio::spawn(async move {
         let AdminState { config, pool, progress, shutdown } = task_state;
-        if let Err(error) = rebuild(&config, &pool, &progress, shutdown).await {
+        if let Err(error) = rebuild(&config, &pool, &progress, lock, shutdown).await {
             tracing::error!(error = %format!("{error:#}"), "rebuild did not complete");
         }
     });

@@ -16,6 +16,15 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 pub type Generation = i32;
 
+/// Why a change to the set of generations did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error("read model unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("refusing to drop generation {0}: it is the live one")]
+    Live(Generation),
+}
+
 static CONTROL: Migrator = sqlx::migrate!("./migrations");
 static GENERATION: Migrator = sqlx::migrate!("./generation_migrations");
 
@@ -26,10 +35,12 @@ pub fn schema(generation: Generation) -> String {
     format!("read_model_{generation}")
 }
 
-/// Applies the control-plane migrations and makes sure a live generation exists (generation 1 on
-/// an empty database, which the projector then fills from the beginning of the topic).
-pub async fn prepare(pool: &PgPool) -> Result<Generation, sqlx::Error> {
-    CONTROL.run(pool).await?;
+/// Applies the control-plane migrations, drops what an interrupted rebuild left behind, and
+/// makes sure a live generation exists (generation 1 on an empty database, which the projector
+/// then fills from the beginning of the topic).
+pub async fn prepare(pool: &PgPool) -> Result<Generation, GenerationError> {
+    CONTROL.run(pool).await.map_err(sqlx::Error::from)?;
+    crate::rebuild::clean_up_interrupted(pool).await?;
     if let Some(live) = live(pool).await? {
         // Migrations added since the live generation was created apply to it too.
         migrate(pool, live).await?;
@@ -138,13 +149,13 @@ pub async fn switch(
 }
 
 /// Drops a retired generation's schema. Readers are already on the views of the live one.
-pub async fn drop_generation(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
+pub async fn drop_generation(pool: &PgPool, generation: Generation) -> Result<(), GenerationError> {
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1")
         .bind(generation)
         .fetch_optional(pool)
         .await?;
     if state.as_deref() == Some("live") {
-        return Err(sqlx::Error::Protocol(format!("refusing to drop live generation {generation}")));
+        return Err(GenerationError::Live(generation));
     }
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema(generation))).execute(pool).await?;
     tracing::info!(generation, "dropped retired read-model generation");
@@ -214,7 +225,7 @@ async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>,
 }
 
 /// Gives up a generation that was being built: retires it and drops its schema.
-pub async fn abandon(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
+pub async fn abandon(pool: &PgPool, generation: Generation) -> Result<(), GenerationError> {
     sqlx::query("UPDATE public.read_models SET state = 'retired' WHERE generation = $1 AND state = 'building'")
         .bind(generation)
         .execute(pool)

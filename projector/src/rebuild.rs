@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::generations::{self, Generation};
+use crate::generations::{self, Generation, GenerationError};
 use crate::worker::{Projector, Target};
 use crate::Config;
 
@@ -90,10 +90,54 @@ impl Progress {
     }
 }
 
-/// Runs one rebuild to its end; `progress` must have been begun with [`Progress::try_begin`].
-/// Returns the new live generation.
-pub async fn rebuild(config: &Config, pool: &PgPool, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<Generation> {
+/// The right to rebuild: one rebuild at a time across every process sharing the database. A
+/// session-level advisory lock on a connection of its own, released when this is dropped (the
+/// connection closes), or when the process dies.
+pub struct RebuildLock {
+    _connection: sqlx::PgConnection,
+}
+
+/// Key of the rebuild lock.
+const REBUILD_LOCK: i64 = 0x636f_6e74_656e_7401;
+
+impl RebuildLock {
+    /// The lock, or `None` when a rebuild holds it somewhere.
+    pub async fn try_acquire(pool: &PgPool) -> Result<Option<RebuildLock>, sqlx::Error> {
+        let mut connection = pool.acquire().await?.detach();
+        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(REBUILD_LOCK)
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(acquired.then_some(RebuildLock { _connection: connection }))
+    }
+}
+
+/// Drops generations an interrupted rebuild left in state `building` (its process was killed).
+/// With the rebuild lock free no rebuild runs anywhere, so nobody is building them.
+pub async fn clean_up_interrupted(pool: &PgPool) -> Result<(), GenerationError> {
+    let Some(_lock) = RebuildLock::try_acquire(pool).await? else {
+        return Ok(());
+    };
+    let leftovers: Vec<Generation> =
+        sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'building'").fetch_all(pool).await?;
+    for generation in leftovers {
+        tracing::warn!(generation, "dropping a generation an interrupted rebuild left behind");
+        generations::abandon(pool, generation).await?;
+    }
+    Ok(())
+}
+
+/// Runs one rebuild to its end, holding `lock`; `progress` must have been begun with
+/// [`Progress::try_begin`]. Returns the new live generation.
+pub async fn rebuild(
+    config: &Config,
+    pool: &PgPool,
+    progress: &Progress,
+    lock: RebuildLock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Generation> {
     let outcome = build_and_switch(config, pool, progress, shutdown).await;
+    drop(lock);
     match &outcome {
         Ok(_) => progress.finish(RebuildState::Switched, None),
         Err(error) if error.is::<Cancelled>() => progress.finish(RebuildState::Cancelled, None),
@@ -117,7 +161,10 @@ async fn build_and_switch(config: &Config, pool: &PgPool, progress: &Progress, s
     };
     match built {
         Ok(true) => {
-            generations::drop_generation(pool, live).await?;
+            // The switch is what counts; a retired schema left behind only takes space.
+            if let Err(error) = generations::drop_generation(pool, live).await {
+                tracing::warn!(%error, generation = live, "switched, but could not drop the retired generation");
+            }
             Ok(fresh)
         }
         Ok(false) => {

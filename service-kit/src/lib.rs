@@ -3,6 +3,9 @@
 //! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]) and logging
 //! ([`telemetry`]).
 
+/// Where every component finds PostgreSQL unless told otherwise (`DATABASE_URL`).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/content_processor";
+
 pub mod embedded_broker;
 pub mod health;
 pub mod http_error;

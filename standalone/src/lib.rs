@@ -24,7 +24,7 @@ pub struct Config {
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
     /// PostgreSQL for the read model; the database is created when missing.
-    #[arg(long, env = "DATABASE_URL", default_value = projector::config::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// The Kafka to use. Without `--kafka-brokers`, a local Apache Kafka broker is started (from
     /// `--kafka-dist`, keeping its log in `--data-dir`), or with `--embedded-broker` an in-memory one.
@@ -65,6 +65,9 @@ pub struct Config {
     /// the embedded broker forgot it): rebuild the read model from what the topic holds, or stop.
     #[arg(long, env = "ON_TOPIC_RESET", value_enum, default_value_t = projector::TopicResetPolicy::Rebuild)]
     pub on_topic_reset: projector::TopicResetPolicy,
+    /// Largest accepted content, in bytes of UTF-8.
+    #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = command_api::config::DEFAULT_MAX_CONTENT_BYTES)]
+    pub max_content_bytes: usize,
     /// How long the command API waits for Kafka before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
@@ -80,10 +83,14 @@ fn default_data_dir() -> PathBuf {
 }
 
 impl Config {
-    /// Defaults for `database_url`, as the command line would give them.
+    /// The defaults of every flag, with `database_url`. The environment is not read: a
+    /// `KAFKA_BROKERS` in a developer's shell must not redirect what is built here (the tests).
     pub fn new(database_url: impl Into<String>) -> Self {
-        use clap::Parser;
-        let mut config = Config::parse_from(["content-processor"]);
+        use clap::{CommandFactory, FromArgMatches};
+        let defaults = Config::command()
+            .mut_args(|arg| arg.env(None::<&str>))
+            .get_matches_from(["content-processor"]);
+        let mut config = Config::from_arg_matches(&defaults).expect("every flag has a default");
         config.database_url = database_url.into();
         config
     }
@@ -226,7 +233,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let command_config = command_api::Config {
         listen: config.listen,
         kafka: kafka.clone(),
-        max_content_bytes: 64 * 1024,
+        max_content_bytes: config.max_content_bytes,
         publish_timeout_ms: config.publish_timeout_ms,
         cors_allowed_origins: Vec::new(),
     };
@@ -268,4 +275,20 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
         tracing::info!(%url, "created database");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_built_in_code_ignore_the_environment() {
+        // nextest runs each test in a process of its own, so this reaches no other test.
+        std::env::set_var("KAFKA_BROKERS", "elsewhere:9092");
+        std::env::set_var("MAX_CONTENT_BYTES", "7");
+        let config = Config::new("postgres://db");
+        assert_eq!(config.kafka.brokers, None);
+        assert_eq!(config.max_content_bytes, command_api::config::DEFAULT_MAX_CONTENT_BYTES);
+        assert_eq!(config.database_url, "postgres://db");
+    }
 }

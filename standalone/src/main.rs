@@ -60,6 +60,9 @@ async fn rebuild(config: projector::Config, shutdown: tokio_util::sync::Cancella
     let pool = projector::connect(&config.database_url).await?;
     projector::generations::prepare(&pool).await?;
     let progress = projector::rebuild::Progress::default();
+    let lock = projector::rebuild::RebuildLock::try_acquire(&pool)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("a rebuild is already running; wait for it (GET /admin/rebuild shows it)"))?;
     progress.try_begin();
     let watched = progress.clone();
     let reporter = tokio::spawn(async move {
@@ -71,7 +74,7 @@ async fn rebuild(config: projector::Config, shutdown: tokio_util::sync::Cancella
             println!("rebuilding generation {:?}: {} events applied, {read} of {end} records read", status.to_generation, status.events_applied);
         }
     });
-    let outcome = projector::rebuild::rebuild(&config, &pool, &progress, shutdown).await;
+    let outcome = projector::rebuild::rebuild(&config, &pool, &progress, lock, shutdown).await;
     reporter.abort();
     let generation = outcome?;
     println!("done: generation {generation} is live; the previous one was dropped");

@@ -195,3 +195,17 @@ async fn health_and_readiness() {
     assert_eq!(body["checks"]["database"], "ok");
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_process_mode_enforces_the_configured_content_limit() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.max_content_bytes = 100;
+    let system = TestSystem::start_with(db, config).await;
+    let (status, body) = system.api.submit(&"1".repeat(101)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "content_too_large", "{body}");
+    let (status, _) = system.api.submit(&"1".repeat(100)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    system.stop().await;
+}

@@ -137,3 +137,42 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
     pool.close().await;
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rebuild_at_a_time_across_processes_and_leftovers_are_dropped_at_start() {
+    let system = TestSystem::start().await;
+    let pool = system.db.pool().await;
+
+    // Another process rebuilding: it holds the lock on a database connection of its own.
+    let elsewhere = projector::rebuild::RebuildLock::try_acquire(&pool).await.unwrap().expect("the lock is free");
+    let response = system.api.http.post(system.api.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rebuild_running", "{body}");
+    let (_, status) = system.api.get_json("/admin/rebuild").await;
+    assert_eq!(status["state"], "idle", "nothing started here: {status}");
+
+    // That process dies mid-rebuild, leaving its generation "building"; the next start drops it.
+    let leftover = projector::generations::create(&pool).await.unwrap();
+    drop(elsewhere);
+    projector::generations::prepare(&pool).await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state FROM read_models WHERE generation = $1").bind(leftover).fetch_one(&pool).await.unwrap();
+    assert_eq!(state, "retired");
+    let schema_left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(projector::generations::schema(leftover))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!schema_left, "its schema is dropped");
+
+    // With the lock free, a rebuild starts and completes.
+    let response = system.api.http.post(system.api.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    support::eventually("the rebuild switches", || async {
+        let (_, status) = system.api.get_json("/admin/rebuild").await;
+        (status["state"] == "switched").then_some(())
+    })
+    .await;
+    pool.close().await;
+    system.stop().await;
+}
