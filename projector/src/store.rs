@@ -42,11 +42,13 @@ pub async fn load_topic_identity(pool: &PgPool, generation: Generation, topic: &
     Ok(row.map(|(id, partitions)| TopicIdentity { id, partitions }))
 }
 
-/// Records the identity of the topic `generation` reads from now.
+/// Records the identity of the topic `generation` reads from now (an id that could not be
+/// read keeps the one recorded).
 pub async fn save_topic_identity(pool: &PgPool, generation: Generation, topic: &str, identity: &TopicIdentity) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO {}.projector_topic (topic, topic_id, partitions) VALUES ($1, $2, $3)
-         ON CONFLICT (topic) DO UPDATE SET topic_id = EXCLUDED.topic_id, partitions = EXCLUDED.partitions",
+         ON CONFLICT (topic) DO UPDATE SET
+             topic_id = COALESCE(EXCLUDED.topic_id, projector_topic.topic_id), partitions = EXCLUDED.partitions",
         generations::schema(generation)
     ))
     .bind(topic)

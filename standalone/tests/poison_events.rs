@@ -33,7 +33,7 @@ async fn poison_records_are_dead_lettered_and_the_pipeline_carries_on() {
     let poison: Vec<(Uuid, Vec<u8>, &str)> = vec![
         (Uuid::new_v4(), b"this is not json".to_vec(), "undecodable"),
         (Uuid::new_v4(), passed_valid.replace("SubmissionPassed", "SubmissionExploded").into_bytes(), "undecodable"),
-        (Uuid::new_v4(), passed_valid.replace("\"schema_version\":1", "\"schema_version\":42").into_bytes(), "undecodable"),
+        (Uuid::new_v4(), passed_valid.replace("\"schema_version\":1", "\"schema_version\":0").into_bytes(), "undecodable"),
         (never_created, passed_valid.replace("SUB", &never_created.to_string()).into_bytes(), "refused by the fold"),
         (judged, contradiction.encode(), "refused by the fold"),
     ];

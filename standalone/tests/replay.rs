@@ -140,7 +140,7 @@ async fn a_reset_topic_is_detected_and_stops_or_rebuilds_as_configured() {
 
     let refused = projector::Projector::start(&config, pool.clone(), projector::Target::Live).await;
     let message = format!("{:#}", refused.err().expect("the projector refuses to go on"));
-    assert!(message.contains("topic reset detected") && message.contains("beyond the end"), "{message}");
+    assert!(message.contains("topic reset detected") && message.contains("another topic is behind the name"), "{message}");
     assert_eq!(support::read_model(&pool).await.len(), 3, "stop changes nothing");
 
     config.on_topic_reset = projector::TopicResetPolicy::Rebuild;
