@@ -85,7 +85,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let config = projector::Config { rebuild_batch_size: args.batch_size, ..projector::Config::new(&url, kafka.clone()) };
     let progress = projector::rebuild::Progress::default();
     let lock = projector::rebuild::RebuildLock::try_acquire(&pool).await?.context("a rebuild is already running")?;
-    progress.try_begin();
+    progress.begin();
     let replay_started = Instant::now();
     projector::rebuild::rebuild(&config, &pool, &progress, lock, CancellationToken::new()).await?;
     let replay_seconds = replay_started.elapsed().as_secs_f64();

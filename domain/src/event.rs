@@ -156,8 +156,8 @@ impl DecodeError {
     }
 }
 
-/// The fields that say what a record is, read before the rest: a newer version's payload may
-/// not parse with this build's types at all.
+/// The fields that say what a record is, read on their own when the whole does not parse: a
+/// newer version's payload may not fit this build's types at all.
 #[derive(Deserialize)]
 struct Header {
     event_type: String,
@@ -201,23 +201,31 @@ impl Envelope {
         serde_json::to_vec(self).expect("an envelope always serialises")
     }
 
+    /// Reads a record, parsing it once when it is readable.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let header: Header = serde_json::from_slice(bytes)?;
-        if let Some(supported) = Event::version_written(&header.event_type) {
-            if header.schema_version > supported {
-                return Err(DecodeError::NewerVersion {
-                    event_type: header.event_type,
-                    version: header.schema_version,
-                    supported,
-                });
+        let envelope: Envelope = match serde_json::from_slice(bytes) {
+            Ok(envelope) => envelope,
+            Err(malformed) => {
+                let newer = serde_json::from_slice::<Header>(bytes)
+                    .ok()
+                    .and_then(|header| newer_version(header.event_type, header.schema_version));
+                return Err(newer.unwrap_or(DecodeError::Malformed(malformed)));
             }
+        };
+        if let Some(newer) = newer_version(envelope.event.type_name().to_owned(), envelope.schema_version) {
+            return Err(newer);
         }
-        let envelope: Envelope = serde_json::from_slice(bytes)?;
         if envelope.schema_version == 0 {
             return Err(DecodeError::UnsupportedVersion { event_type: envelope.event.type_name(), version: 0 });
         }
         Ok(envelope)
     }
+}
+
+/// `NewerVersion` when a known `event_type` comes at a version above what this build reads.
+fn newer_version(event_type: String, version: u16) -> Option<DecodeError> {
+    let supported = Event::version_written(&event_type)?;
+    (version > supported).then_some(DecodeError::NewerVersion { event_type, version, supported })
 }
 
 fn derive_event_id(submission_id: SubmissionId, step: &str) -> EventId {

@@ -45,7 +45,7 @@ async fn start(State(state): State<AdminState>) -> Response {
         }
         Err(error) => return service_kit::http_error::unavailable("database_unavailable", format!("read model unavailable: {error}"), 1),
     };
-    state.progress.try_begin();
+    state.progress.begin();
     let task_state = state.clone();
     tokio::spawn(async move {
         let AdminState { config, pool, progress, shutdown } = task_state;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::generations::{self, Generation, GenerationError};
@@ -52,14 +52,9 @@ impl Progress {
         self.lock().clone()
     }
 
-    /// Marks a rebuild as started; false if one is already running.
-    pub fn try_begin(&self) -> bool {
-        let mut status = self.lock();
-        if status.state == RebuildState::Running {
-            return false;
-        }
-        *status = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
-        true
+    /// Marks a rebuild as started (its caller holds the [`RebuildLock`], so no other runs).
+    pub fn begin(&self) {
+        *self.lock() = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
     }
 
     pub(crate) fn record(&self, applied: usize, next_offsets: &BTreeMap<i32, i64>) {
@@ -91,10 +86,11 @@ impl Progress {
 }
 
 /// The right to rebuild: one rebuild at a time across every process sharing the database. A
-/// session-level advisory lock on a connection of its own, released when this is dropped (the
-/// connection closes), or when the process dies.
+/// session-level advisory lock on a connection of its own: [`RebuildLock::release`] gives it up
+/// at once; a lock dropped, or held by a process that dies, is freed when the server notices
+/// its connection closed.
 pub struct RebuildLock {
-    _connection: sqlx::PgConnection,
+    connection: sqlx::PgConnection,
 }
 
 /// Key of the rebuild lock.
@@ -108,16 +104,31 @@ impl RebuildLock {
             .bind(REBUILD_LOCK)
             .fetch_one(&mut connection)
             .await?;
-        Ok(acquired.then_some(RebuildLock { _connection: connection }))
+        Ok(acquired.then_some(RebuildLock { connection }))
+    }
+
+    /// Unlocks and closes the connection, so the next rebuild can start right away.
+    pub async fn release(mut self) {
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(REBUILD_LOCK).execute(&mut self.connection).await;
+        if let Err(error) = unlocked {
+            tracing::warn!(%error, "could not unlock the rebuild lock; it is freed when its connection closes");
+        }
+        let _ = self.connection.close().await;
     }
 }
 
 /// Drops generations an interrupted rebuild left in state `building` (its process was killed).
 /// With the rebuild lock free no rebuild runs anywhere, so nobody is building them.
 pub async fn clean_up_interrupted(pool: &PgPool) -> Result<(), GenerationError> {
-    let Some(_lock) = RebuildLock::try_acquire(pool).await? else {
+    let Some(lock) = RebuildLock::try_acquire(pool).await? else {
         return Ok(());
     };
+    let outcome = abandon_building(pool).await;
+    lock.release().await;
+    outcome
+}
+
+async fn abandon_building(pool: &PgPool) -> Result<(), GenerationError> {
     let leftovers: Vec<Generation> =
         sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'building'").fetch_all(pool).await?;
     for generation in leftovers {
@@ -128,7 +139,7 @@ pub async fn clean_up_interrupted(pool: &PgPool) -> Result<(), GenerationError> 
 }
 
 /// Runs one rebuild to its end, holding `lock`; `progress` must have been begun with
-/// [`Progress::try_begin`]. Returns the new live generation.
+/// [`Progress::begin`]. Returns the new live generation.
 pub async fn rebuild(
     config: &Config,
     pool: &PgPool,
@@ -137,7 +148,7 @@ pub async fn rebuild(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Generation> {
     let outcome = build_and_switch(config, pool, progress, shutdown).await;
-    drop(lock);
+    lock.release().await;
     match &outcome {
         Ok(_) => progress.finish(RebuildState::Switched, None),
         Err(error) if error.is::<Cancelled>() => progress.finish(RebuildState::Cancelled, None),

@@ -12,8 +12,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::health::{ReadinessCheck, Stalls};
-use service_kit::kafka::{held_partition_key, hold_partition, topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
+use service_kit::health::ReadinessCheck;
+use service_kit::held_partitions::HeldPartitions;
+use service_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
 use service_kit::topic_identity::{self, TopicIdentity};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +78,7 @@ pub struct Projector {
     attached: Option<TopicIdentity>,
     topic_check: tokio::time::Interval,
     /// Partitions held at a record only a newer build reads.
-    held: Stalls,
+    held: HeldPartitions,
     stats: Arc<Stats>,
 }
 
@@ -117,8 +118,8 @@ impl Projector {
             target,
             generation: 0,
             attached: None,
-            topic_check: tokio::time::interval(TOPIC_CHECK_INTERVAL),
-            held: Stalls::default(),
+            topic_check: topic_check_interval(),
+            held: HeldPartitions::default(),
             stats: Arc::default(),
         };
         projector.attach().await?;
@@ -131,7 +132,7 @@ impl Projector {
 
     /// Fails while a partition is held at a record only a newer build reads.
     pub fn readiness_check(&self) -> ReadinessCheck {
-        self.held.check("projector")
+        self.held.readiness_check("projector")
     }
 
     /// The generation this projector writes now.
@@ -145,7 +146,7 @@ impl Projector {
     async fn attach(&mut self) -> anyhow::Result<()> {
         // Whatever the reader holds was read from the old assignment: drop it.
         self.stop_reader();
-        self.held.clear_all();
+        self.held.release_all();
         let mut generation = match self.target {
             Target::Rebuild(generation) => generation,
             Target::Live => generations::live(&self.pool).await?.context("no live read model")?,
@@ -155,9 +156,9 @@ impl Projector {
         let recorded = store::load_topic_identity(&self.pool, generation, &topic).await?;
         let bounds = self.kafka.partition_bounds().await?;
         let ends: BTreeMap<i32, i64> = bounds.iter().map(|(&p, &(_, end))| (p, end)).collect();
-        let identity = self.describe_topic().await.unwrap_or_else(|error| {
-            // librdkafka's mock cluster does not answer DescribeTopics.
-            tracing::warn!(%error, %topic, "cannot read the topic's id; only its partitions are checked");
+        let identity = self.read_topic(true).await.unwrap_or_else(|error| {
+            // librdkafka's mock cluster never answers DescribeTopics; a real one may be slow.
+            tracing::warn!(%error, %topic, "cannot read the topic's id; until the next attach only its partitions are checked");
             TopicIdentity { id: None, partitions: ends.len() as i32 }
         });
         if let Some(problem) = topic_replaced(recorded.as_ref(), &identity).or_else(|| topic_reset(&positions, &ends)) {
@@ -206,35 +207,32 @@ impl Projector {
         Ok(())
     }
 
-    /// The topic's id and partition count now, asked through the projector's own connection.
-    async fn describe_topic(&self) -> Result<TopicIdentity, KafkaError> {
+    /// The topic's partition count now and, `with_id`, its id, asked through the projector's
+    /// own connection.
+    async fn read_topic(&self, with_id: bool) -> Result<TopicIdentity, KafkaError> {
         let consumer = self.consumer.clone();
         let topic = self.kafka.topic.clone();
-        tokio::task::spawn_blocking(move || topic_identity::describe(consumer.client(), &topic, TOPIC_CHECK_TIMEOUT))
-            .await
-            .unwrap_or(Err(KafkaError::Canceled))
+        tokio::task::spawn_blocking(move || {
+            if with_id {
+                topic_identity::describe(consumer.client(), &topic, TOPIC_CHECK_TIMEOUT)
+            } else {
+                let partitions = topic_partition_count(consumer.client(), &topic, TOPIC_CHECK_TIMEOUT)?;
+                Ok(TopicIdentity { id: None, partitions })
+            }
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
     }
 
     /// Attaches again when the topic behind the name changed since the last attach: recreated
-    /// (another id) or grown (more partitions). A topic that cannot be described right now (a
-    /// broker outage, a topic being recreated) is checked again at the next tick.
+    /// (another id) or grown (more partitions). A topic that cannot be read right now (a broker
+    /// outage, a topic being recreated) is checked again at the next tick.
     async fn check_topic(&mut self) -> anyhow::Result<()> {
         let Some(attached) = &self.attached else { return Ok(()) };
-        let described = if attached.id.is_some() {
-            self.describe_topic().await
-        } else {
-            // No id to compare (see `attach`): the partition count from plain metadata.
-            let consumer = self.consumer.clone();
-            let topic = self.kafka.topic.clone();
-            tokio::task::spawn_blocking(move || topic_partition_count(consumer.client(), &topic, TOPIC_CHECK_TIMEOUT))
-                .await
-                .unwrap_or(Err(KafkaError::Canceled))
-                .map(|partitions| TopicIdentity { id: None, partitions })
-        };
-        let now = match described {
+        let now = match self.read_topic(attached.id.is_some()).await {
             Ok(now) => now,
             Err(error) => {
-                tracing::debug!(%error, "cannot describe the topic; checking again later");
+                tracing::debug!(%error, "cannot read the topic; checking again later");
                 return Ok(());
             }
         };
@@ -403,6 +401,14 @@ fn history_lost(positions: &BTreeMap<i32, i64>, bounds: &BTreeMap<i32, (i64, i64
     })
 }
 
+/// Ticks every [`TOPIC_CHECK_INTERVAL`], the first one interval from now (the topic was just
+/// read at attach), and never in a burst after a long batch.
+fn topic_check_interval() -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + TOPIC_CHECK_INTERVAL, TOPIC_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
 /// Why the topic behind the name is not the one the read model was built from, if it is not.
 fn topic_replaced(recorded: Option<&TopicIdentity>, now: &TopicIdentity) -> Option<String> {
     match (recorded?.id.as_deref(), now.id.as_deref()) {
@@ -435,7 +441,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn start(consumer: Arc<StreamConsumer>, batch_size: usize, held: Stalls) -> Reader {
+    fn start(consumer: Arc<StreamConsumer>, batch_size: usize, held: HeldPartitions) -> Reader {
         // One batch waiting while another commits: the overlap, with bounded memory.
         let (sender, batches) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(async move {
@@ -495,16 +501,16 @@ impl Batch {
 
     /// Adds a record to the batch, unless its partition is held. A record only a newer build
     /// reads holds its partition there: no position moves past it, so that build resumes on it.
-    fn add(&mut self, message: &BorrowedMessage<'_>, consumer: &StreamConsumer, held: &Stalls) {
+    fn add(&mut self, message: &BorrowedMessage<'_>, consumer: &StreamConsumer, held: &HeldPartitions) {
         let (partition, offset) = (message.partition(), message.offset());
-        if held.contains(&held_partition_key(partition)) {
+        if held.is_held(partition) {
             return;
         }
         let decoded = match message.payload().map(Envelope::decode) {
             None => Err("record has no value".to_owned()),
             Some(Ok(envelope)) => Ok(envelope),
             Some(Err(newer)) if newer.is_newer_version() => {
-                hold_partition(consumer, held, message.topic(), partition, offset, &newer);
+                held.hold(consumer, message.topic(), partition, offset, &newer);
                 return;
             }
             Some(Err(error)) => Err(error.to_string()),

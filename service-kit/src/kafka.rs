@@ -388,36 +388,6 @@ impl KafkaArgs {
     }
 }
 
-/// Stops reading `partition` at `offset`, whose record a newer build wrote (`why`): skipping it
-/// would leave its submission wrong for good. The caller never moves its position past it, so
-/// the build that reads it (after a rolling upgrade) starts there. `held` makes readiness fail.
-pub fn hold_partition<C: rdkafka::consumer::ConsumerContext, K: Consumer<C>>(
-    consumer: &K,
-    held: &crate::health::Stalls,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    why: &domain::DecodeError,
-) {
-    tracing::error!(
-        partition,
-        offset,
-        error = %why,
-        "holding the partition at a record this build cannot read; not ready until a newer build takes over"
-    );
-    held.set(held_partition_key(partition), format!("held at offset {offset}: {why}"));
-    let mut list = rdkafka::TopicPartitionList::new();
-    list.add_partition(topic, partition);
-    if let Err(error) = consumer.pause(&list) {
-        tracing::warn!(%error, partition, "cannot pause the held partition; its records are skipped here");
-    }
-}
-
-/// How a held partition is named in [`crate::health::Stalls`].
-pub fn held_partition_key(partition: i32) -> String {
-    format!("partition {partition}")
-}
-
 /// Reads the partition count of `topic` from cluster metadata (blocking).
 pub fn topic_partition_count<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,

@@ -8,6 +8,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/conte
 
 pub mod embedded_broker;
 pub mod health;
+pub mod held_partitions;
 pub mod http_error;
 pub mod http_server;
 pub mod kafka;

@@ -191,8 +191,9 @@ async fn health_and_readiness() {
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (status, body) = system.get_json("/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["checks"]["kafka"], "ok");
-    assert_eq!(body["checks"]["database"], "ok");
+    for check in ["kafka", "database", "projector", "validator"] {
+        assert_eq!(body["checks"][check], "ok", "{body}");
+    }
     system.stop().await;
 }
 

@@ -154,7 +154,7 @@ async fn one_rebuild_at_a_time_across_processes_and_leftovers_are_dropped_at_sta
 
     // That process dies mid-rebuild, leaving its generation "building"; the next start drops it.
     let leftover = projector::generations::create(&pool).await.unwrap();
-    drop(elsewhere);
+    elsewhere.release().await;
     projector::generations::prepare(&pool).await.unwrap();
     let state: String = sqlx::query_scalar("SELECT state FROM read_models WHERE generation = $1").bind(leftover).fetch_one(&pool).await.unwrap();
     assert_eq!(state, "retired");

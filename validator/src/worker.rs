@@ -10,8 +10,9 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, Stream
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use service_kit::health::{ReadinessCheck, Stalls};
-use service_kit::kafka::{held_partition_key, hold_partition, EventPublisher};
+use service_kit::health::ReadinessCheck;
+use service_kit::held_partitions::HeldPartitions;
+use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{judgement_for, Judgement};
@@ -25,7 +26,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 #[derive(Default, Clone)]
 struct PartitionTracker {
     owned: Arc<Mutex<Vec<i32>>>,
-    held: Stalls,
+    held: HeldPartitions,
 }
 
 impl ClientContext for PartitionTracker {}
@@ -46,7 +47,7 @@ impl ConsumerContext for PartitionTracker {
             }
             Rebalance::Revoke(list) => {
                 for element in list.elements() {
-                    self.held.clear(&held_partition_key(element.partition()));
+                    self.held.release(element.partition());
                 }
                 owned.clear();
             }
@@ -96,7 +97,7 @@ impl Validator {
 
     /// Fails while a partition is held at a record only a newer build reads.
     pub fn readiness_check(&self) -> ReadinessCheck {
-        self.consumer.context().held.check("validator")
+        self.consumer.context().held.readiness_check("validator")
     }
 
     /// A counter of submissions this instance has judged (output acknowledged), shared live.
@@ -142,14 +143,14 @@ impl Validator {
         let mut judgements = Vec::new();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
-            if self.is_held(partition) {
+            if self.consumer.context().held.is_held(partition) {
                 continue;
             }
             if let Some(payload) = message.payload() {
                 match Envelope::decode(payload) {
                     Ok(envelope) => judgements.extend(judgement_for(&envelope).map(|j| (partition, j))),
                     Err(error) if error.is_newer_version() => {
-                        hold_partition(&self.consumer, &self.consumer.context().held, &self.topic, partition, offset, &error);
+                        self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
                         continue;
                     }
                     // The projector sends undecodable records to the dead-letter topic; here
@@ -178,10 +179,6 @@ impl Validator {
         }
         self.judged.fetch_add(judgements.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.store(&progress);
-    }
-
-    fn is_held(&self, partition: i32) -> bool {
-        self.consumer.context().held.contains(&held_partition_key(partition))
     }
 
     /// Emits each judgement's events to the partition its submission was created on, so a
