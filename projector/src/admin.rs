@@ -10,17 +10,33 @@ use axum::{Json, Router};
 use service_kit::http_error::error_response;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::rebuild::{rebuild, Progress, RebuildLock};
 use crate::Config;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub config: Config,
-    pub pool: PgPool,
-    pub progress: Progress,
+    config: Config,
+    pool: PgPool,
+    progress: Progress,
     /// Cancels a running rebuild when the process shuts down.
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
+    /// The rebuild started here, awaited by [`AdminState::wait_for_rebuild`].
+    rebuilds: TaskTracker,
+}
+
+impl AdminState {
+    pub fn new(config: Config, pool: PgPool, shutdown: CancellationToken) -> AdminState {
+        AdminState { config, pool, progress: Progress::default(), shutdown, rebuilds: TaskTracker::new() }
+    }
+
+    /// After shutdown: waits until a rebuild started here has given up its generation and its
+    /// lock, so the process never exits half-way through abandoning it.
+    pub async fn wait_for_rebuild(&self) {
+        self.rebuilds.close();
+        self.rebuilds.wait().await;
+    }
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -47,8 +63,8 @@ async fn start(State(state): State<AdminState>) -> Response {
     };
     state.progress.begin();
     let task_state = state.clone();
-    tokio::spawn(async move {
-        let AdminState { config, pool, progress, shutdown } = task_state;
+    state.rebuilds.spawn(async move {
+        let AdminState { config, pool, progress, shutdown, .. } = task_state;
         if let Err(error) = rebuild(&config, &pool, &progress, lock, shutdown).await {
             tracing::error!(error = %format!("{error:#}"), "rebuild did not complete");
         }

@@ -114,15 +114,24 @@ pub enum SwitchWhen {
     Unconditionally,
 }
 
-/// Makes `to` live in place of `from`, in one transaction, if `when` allows. Returns whether it
-/// switched.
+/// What became of a switch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Switched {
+    Yes,
+    /// `to` has not read as far as `from` yet.
+    NotYet,
+    /// `from` is not live (any more): another switch replaced it, so `to` can never replace it.
+    FromNotLive,
+}
+
+/// Makes `to` live in place of `from`, in one transaction, if `when` allows.
 pub async fn switch(
     pool: &PgPool,
     from: Generation,
     to: Generation,
     topic: &str,
     when: SwitchWhen,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Switched, sqlx::Error> {
     let mut tx = pool.begin().await?;
     lock_control(&mut tx).await?;
     // Waits for any batch either writer has open (batches hold these rows FOR SHARE).
@@ -132,20 +141,20 @@ pub async fn switch(
         .execute(&mut *tx)
         .await?;
     if live(&mut *tx).await? != Some(from) {
-        return Ok(false);
+        return Ok(Switched::FromNotLive);
     }
     if let SwitchWhen::CaughtUpWithLive = when {
         let old = positions(&mut tx, from, topic).await?;
         let new = positions(&mut tx, to, topic).await?;
         let behind = old.iter().any(|(partition, &offset)| new.get(partition).copied().unwrap_or(0) < offset);
         if behind {
-            return Ok(false);
+            return Ok(Switched::NotYet);
         }
     }
     make_live(&mut tx, Some(from), to).await?;
     tx.commit().await?;
     tracing::info!(from, to, "read model switched to the new generation");
-    Ok(true)
+    Ok(Switched::Yes)
 }
 
 /// Drops a retired generation's schema. Readers are already on the views of the live one.

@@ -26,16 +26,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let pool = connect(&config.database_url).await?;
     generations::prepare(&pool).await?;
     let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
+    let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone());
     if let Some(addr) = config.admin_listen {
-        let admin = admin::AdminState { config: config.clone(), pool: pool.clone(), progress: Default::default(), shutdown: shutdown.clone() };
-        let app = admin::routes(admin)
+        let app = admin::routes(admin.clone())
             .merge(health::routes(readiness_checks(&pool, &projector)))
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");
         tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
     }
-    projector.run(shutdown).await
+    let outcome = projector.run(shutdown).await;
+    admin.wait_for_rebuild().await;
+    outcome
 }
 
 /// What `/readyz` checks for the projector: the database answers, and no partition is held at

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TopicResetPolicy;
-use crate::generations::{self, Generation, SwitchWhen};
+use crate::generations::{self, Generation, SwitchWhen, Switched};
 use crate::rebuild::Progress;
 use crate::store::{self, BatchOutcome, Record};
 use crate::Config;
@@ -166,7 +166,11 @@ impl Projector {
                 (TopicResetPolicy::Rebuild, Target::Live) => {
                     tracing::warn!(generation, %problem, "topic reset: rebuilding the read model from what the topic holds now");
                     let fresh = generations::create(&self.pool).await?;
-                    generations::switch(&self.pool, generation, fresh, &topic, SwitchWhen::Unconditionally).await?;
+                    let switched = generations::switch(&self.pool, generation, fresh, &topic, SwitchWhen::Unconditionally).await?;
+                    if switched != Switched::Yes {
+                        generations::abandon(&self.pool, fresh).await?;
+                        anyhow::bail!("another process replaced generation {generation} meanwhile; start again to follow it");
+                    }
                     generations::drop_generation(&self.pool, generation).await?;
                     generation = fresh;
                     positions.clear();
@@ -290,8 +294,17 @@ impl Projector {
                 progress.set_ends(ends.clone());
                 let read = progress.snapshot().positions;
                 let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
-                if at_end && generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
-                    return Ok(true);
+                if at_end {
+                    match generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
+                        Switched::Yes => return Ok(true),
+                        Switched::NotYet => {}
+                        // Waiting would be for ever: the generation this rebuild was to replace is gone.
+                        Switched::FromNotLive => anyhow::bail!(
+                            "generation {live}, which this rebuild was to replace, stopped being live (another \
+                             rebuild or a topic reset replaced it); abandoning generation {}",
+                            self.generation
+                        ),
+                    }
                 }
             }
         }
@@ -533,3 +546,48 @@ impl Batch {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map<V: Copy>(entries: &[(i32, V)]) -> BTreeMap<i32, V> {
+        entries.iter().copied().collect()
+    }
+
+    fn identity(id: Option<&str>, partitions: i32) -> TopicIdentity {
+        TopicIdentity { id: id.map(str::to_owned), partitions }
+    }
+
+    #[test]
+    fn positions_within_the_topic_are_no_reset() {
+        assert_eq!(topic_reset(&map(&[(0, 5), (1, 0)]), &map(&[(0, 5), (1, 3), (2, 0)])), None);
+    }
+
+    #[test]
+    fn a_position_beyond_an_end_or_a_partition_gone_is_a_reset() {
+        let beyond = topic_reset(&map(&[(0, 6)]), &map(&[(0, 5)])).unwrap();
+        assert!(beyond.contains("beyond the end (5) of partition 0"), "{beyond}");
+        let gone = topic_reset(&map(&[(3, 1)]), &map(&[(0, 5)])).unwrap();
+        assert!(gone.contains("partition 3 no longer exists"), "{gone}");
+    }
+
+    #[test]
+    fn only_two_known_ids_that_differ_mean_another_topic() {
+        let recorded = identity(Some("A"), 6);
+        assert!(topic_replaced(Some(&recorded), &identity(Some("B"), 6)).unwrap().contains("its id was A, it is B now"));
+        assert_eq!(topic_replaced(Some(&recorded), &identity(Some("A"), 8)), None, "more partitions: same topic");
+        assert_eq!(topic_replaced(Some(&recorded), &identity(None, 6)), None, "no id to compare");
+        assert_eq!(topic_replaced(None, &identity(Some("B"), 6)), None, "nothing recorded yet");
+    }
+
+    #[test]
+    fn history_is_lost_when_a_partition_starts_after_the_position() {
+        let bounds = map(&[(0, (0, 10)), (1, (4, 10))]);
+        assert_eq!(history_lost(&map(&[(0, 3), (1, 4)]), &bounds), None);
+        let lost = history_lost(&map(&[(0, 3), (1, 2)]), &bounds).unwrap();
+        assert!(lost.contains("partition 1 now starts at offset 4, the read model is at 2"), "{lost}");
+        // No position stored is offset 0: a fresh read model needs the whole partition.
+        assert!(history_lost(&map(&[(0, 3)]), &bounds).is_some());
+    }
+}

@@ -159,6 +159,7 @@ pub struct Running {
     pub kafka: KafkaArgs,
     broker: Broker,
     tasks: JoinSet<anyhow::Result<()>>,
+    admin: projector::admin::AdminState,
     shutdown: CancellationToken,
 }
 
@@ -187,7 +188,9 @@ impl Running {
                 first_error.get_or_insert(error);
             }
         }
-        // The broker goes last: components flush and commit to it on their way out.
+        // A rebuild started over the admin API gives up its generation and lock, then the
+        // broker goes last: components flush and commit to it on their way out.
+        self.admin.wait_for_rebuild().await;
         self.broker.stop().await;
         first_error.map_or(Ok(()), Err)
     }
@@ -216,12 +219,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ..projector::Config::new(&config.database_url, kafka.clone())
     };
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
-    let admin = projector::admin::AdminState {
-        config: projector_config,
-        pool,
-        progress: Default::default(),
-        shutdown: shutdown.clone(),
-    };
+    let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone());
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
@@ -247,7 +245,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     checks.extend(validators.iter().map(validator::Validator::readiness_check));
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
-        .merge(projector::admin::routes(admin))
+        .merge(projector::admin::routes(admin.clone()))
         .merge(health::routes(checks));
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
 
@@ -262,7 +260,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         commands.publisher.flush(command_config.publish_timeout()).await;
         Ok(())
     });
-    Ok(Running { addr, kafka, broker, tasks, shutdown })
+    Ok(Running { addr, kafka, broker, tasks, admin, shutdown })
 }
 
 /// Creates the database when it does not exist yet, so one command works on a fresh server.

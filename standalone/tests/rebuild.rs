@@ -176,3 +176,18 @@ async fn one_rebuild_at_a_time_across_processes_and_leftovers_are_dropped_at_sta
     pool.close().await;
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_whose_source_was_replaced_learns_it_can_never_switch() {
+    use projector::generations::{create, prepare, switch, SwitchWhen, Switched};
+    let db = support::TestDb::create().await;
+    let pool = db.pool().await;
+    let source = prepare(&pool).await.unwrap();
+    let (rebuilding, other) = (create(&pool).await.unwrap(), create(&pool).await.unwrap());
+    // Something else (a topic reset) replaces the source while the rebuild runs...
+    assert_eq!(switch(&pool, source, other, "t", SwitchWhen::Unconditionally).await.unwrap(), Switched::Yes);
+    // ...so the rebuild's switch is refused for good, not "not yet": it abandons instead of waiting.
+    assert_eq!(switch(&pool, source, rebuilding, "t", SwitchWhen::CaughtUpWithLive).await.unwrap(), Switched::FromNotLive);
+    pool.close().await;
+    db.drop_database().await;
+}
