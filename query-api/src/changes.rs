@@ -135,9 +135,8 @@ impl ChangeHub {
         self.sender.subscribe()
     }
 
-    /// The last position broadcast ("now" for a client that asks for no history), or `None`
-    /// before the hub has read the database once.
-    pub fn position(&self) -> Option<Position> {
+    /// The last position broadcast, or `None` before the hub has read the database once.
+    fn position(&self) -> Option<Position> {
         *self.position.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -95,15 +95,12 @@ async fn sse_delivers_pending_processing_and_the_verdict_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_all_submissions_stream_shows_new_submissions_live() {
     let system = TestSystem::start().await;
-    let http = system.http.clone();
-    let url = system.url("/api/stream");
-    let reader = tokio::spawn(async move { read_sse(&http, &url, None, 6).await });
-    // Give the stream a moment to subscribe; anything earlier would be history, not live.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Open before submitting: the stream follows what is committed after it answered.
+    let reader = support::SseConnection::open(&system.http, &system.url("/api/stream"), None).await;
     let (_, first) = system.submit("first one 1").await;
     let (_, second) = system.submit("second").await;
 
-    let events = reader.await.unwrap();
+    let events = reader.read(6).await;
     let of = |id: &serde_json::Value| -> Vec<String> {
         events
             .iter()

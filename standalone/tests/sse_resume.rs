@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use support::{read_sse, TestSystem};
+use support::{read_sse, SseConnection, TestSystem};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
@@ -14,13 +12,11 @@ async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
     let url = system.url("/api/stream");
 
     // First connection: sees the start of the stream, then drops.
-    let (http, first_url) = (system.http.clone(), url.clone());
-    let first = tokio::spawn(async move { read_sse(&http, &first_url, None, 4).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = SseConnection::open(&system.http, &url, None).await;
     for i in 0..3 {
         system.submit(&format!("before the drop {i}")).await;
     }
-    let first = first.await.unwrap();
+    let first = first.read(4).await;
     let last_seen = first.last().unwrap().id.clone();
 
     // Missed while disconnected.
@@ -34,11 +30,9 @@ async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
     }
 
     // Reconnect: 5 submissions x 3 events = 15, 4 seen, 11 missed; then 3 live ones.
-    let (http, again_url, resume_from) = (system.http.clone(), url.clone(), last_seen.clone());
-    let second = tokio::spawn(async move { read_sse(&http, &again_url, Some(&resume_from), 11 + 3).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = SseConnection::open(&system.http, &url, Some(&last_seen)).await;
     system.submit("after the reconnect 1").await;
-    let second = second.await.unwrap();
+    let second = second.read(11 + 3).await;
 
     let pool = system.db.pool().await;
     let all: Vec<(i32, i64, String)> = sqlx::query_as("SELECT generation, seq, status FROM submission_events ORDER BY seq")
@@ -63,11 +57,9 @@ async fn an_id_from_another_read_model_generation_gets_a_reset_then_the_live_str
     let (_, accepted) = system.submit("some history 1").await;
     system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
 
-    let (http, url) = (system.http.clone(), system.url("/api/stream"));
-    let reader = tokio::spawn(async move { read_sse(&http, &url, Some("7-2"), 1 + 3).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reader = SseConnection::open(&system.http, &system.url("/api/stream"), Some("7-2")).await;
     let (_, live) = system.submit("after the reset 2").await;
-    let events = reader.await.unwrap();
+    let events = reader.read(1 + 3).await;
 
     assert_eq!(events[0].event, "reset");
     assert_eq!(events[0].data["generation"], 1);

@@ -57,18 +57,25 @@ struct Start {
     reset: bool,
 }
 
+impl Start {
+    /// Resumes after `seen` when it is a position of the live read model; otherwise starts at
+    /// `fresh`, with a reset when the client had seen something else. `live` comes from the
+    /// database, not from this replica's hub, which may lag behind the replica that sent `seen`.
+    fn new(seen: Option<Position>, live: Position, fresh: Position) -> Start {
+        match seen {
+            Some(seen) if seen.generation == live.generation && seen.seq <= live.seq => Start { after: seen, reset: false },
+            Some(_) => Start { after: fresh, reset: true },
+            None => Start { after: fresh, reset: false },
+        }
+    }
+}
+
 async fn all_submissions(State(state): State<AppState>, headers: HeaderMap) -> Result<SseStream, ApiError> {
-    let now = match state.changes.position() {
-        Some(now) => now,
-        None => live_position(&state.pool).await?,
-    };
+    let seen = last_event_id(&headers)?;
+    let updates = state.changes.subscribe();
+    let live = live_position(&state.pool).await?;
     // Without Last-Event-ID, a client of the whole stream starts from now.
-    let start = match last_event_id(&headers)? {
-        Some(seen) if seen.generation == now.generation && seen.seq <= now.seq => Start { after: seen, reset: false },
-        Some(_) => Start { after: now, reset: true },
-        None => Start { after: now, reset: false },
-    };
-    Ok(sse(changes_after(state, start, None)))
+    Ok(sse(changes_after(state, updates, Start::new(seen, live, live), None)))
 }
 
 async fn one_submission(
@@ -77,15 +84,12 @@ async fn one_submission(
     headers: HeaderMap,
 ) -> Result<SseStream, ApiError> {
     let id = submission_id(path)?;
+    let seen = last_event_id(&headers)?;
+    let updates = state.changes.subscribe();
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID (or after a rebuild), the client gets the submission's whole history.
     let from_start = Position { generation: live.generation, seq: 0 };
-    let start = match last_event_id(&headers)? {
-        Some(seen) if seen.generation == live.generation && seen.seq <= live.seq => Start { after: seen, reset: false },
-        Some(_) => Start { after: from_start, reset: true },
-        None => Start { after: from_start, reset: false },
-    };
-    Ok(sse(changes_after(state, start, Some(id))))
+    Ok(sse(changes_after(state, updates, Start::new(seen, live, from_start), Some(id))))
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
@@ -118,12 +122,17 @@ fn sse(stream: impl Stream<Item = Item> + Send + 'static) -> SseStream {
 }
 
 /// Every change after the start position (for one submission or all), exactly once, in order,
-/// until the service shuts down.
-fn changes_after(state: AppState, start: Start, submission: Option<Uuid>) -> impl Stream<Item = Item> {
+/// until the service shuts down. `live` was subscribed before the start position was read and
+/// before the client got its answer: a change committed meanwhile is then in the table and in
+/// `live`, and the position check drops the second copy; and a client that has its answer
+/// misses nothing committed after it.
+fn changes_after(
+    state: AppState,
+    mut live: tokio::sync::broadcast::Receiver<Update>,
+    start: Start,
+    submission: Option<Uuid>,
+) -> impl Stream<Item = Item> {
     async_stream::stream! {
-        // Subscribe before reading the table: a change committed meanwhile is then in both,
-        // and the position check drops the second copy.
-        let mut live = state.changes.subscribe();
         let shutdown = state.shutdown.clone();
         let mut at = start.after;
         if start.reset {
@@ -177,15 +186,15 @@ fn changes_after(state: AppState, start: Start, submission: Option<Uuid>) -> imp
                     received = live.recv() => received,
                 };
                 match received {
-                    Ok(Update::Change(change)) => {
-                        if change.generation != at.generation {
-                            continue 'catch_up; // the table read sorts it out
-                        }
-                        if change.seq > at.seq && submission.is_none_or(|id| id == change.submission_id) {
+                    Ok(Update::Change(change)) => match LiveStep::of(at, &change, submission) {
+                        LiveStep::Send => {
                             at = change.position();
                             yield Item::Change(StatusChange::clone(&change));
                         }
-                    }
+                        LiveStep::Skip => {}
+                        // The table read sorts it out.
+                        LiveStep::CatchUp => continue 'catch_up,
+                    },
                     Ok(Update::Reset(now)) => {
                         if now.generation != at.generation {
                             at = restart(now);
@@ -198,5 +207,94 @@ fn changes_after(state: AppState, start: Start, submission: Option<Uuid>) -> imp
                 }
             }
         }
+    }
+}
+
+/// What a stream does with a change from the hub.
+#[derive(Debug, PartialEq, Eq)]
+enum LiveStep {
+    Send,
+    /// Already sent (read from the table meanwhile), or another submission's.
+    Skip,
+    /// Go back to the table: the change is from another generation, or, on the stream of every
+    /// submission, does not directly follow the last one sent (a gap: never skip silently).
+    CatchUp,
+}
+
+impl LiveStep {
+    fn of(at: Position, change: &StatusChange, submission: Option<Uuid>) -> LiveStep {
+        if change.generation != at.generation {
+            return LiveStep::CatchUp;
+        }
+        if change.seq <= at.seq {
+            return LiveStep::Skip;
+        }
+        match submission {
+            // Every change has the next seq of its generation.
+            None if change.seq != at.seq + 1 => LiveStep::CatchUp,
+            Some(id) if id != change.submission_id => LiveStep::Skip,
+            _ => LiveStep::Send,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn at(generation: i32, seq: i64) -> Position {
+        Position { generation, seq }
+    }
+
+    fn change(generation: i32, seq: i64, submission_id: Uuid) -> StatusChange {
+        StatusChange {
+            generation,
+            seq,
+            submission_id,
+            event_type: "ProcessingStarted".into(),
+            status: "PROCESSING".into(),
+            occurred_at: chrono::Utc::now(),
+            content: None,
+            reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_stream_resumes_after_any_position_the_database_has_reached() {
+        let live = at(3, 100);
+        let start = Start::new(Some(at(3, 90)), live, live);
+        assert_eq!((start.after, start.reset), (at(3, 90), false));
+        // Seen through a replica whose hub is ahead of this one's: still this generation.
+        let start = Start::new(Some(at(3, 100)), live, live);
+        assert_eq!((start.after, start.reset), (at(3, 100), false));
+    }
+
+    #[test]
+    fn a_position_of_another_generation_or_beyond_the_live_one_resets() {
+        let live = at(3, 100);
+        let fresh = at(3, 0);
+        for seen in [at(2, 50), at(3, 101), at(4, 1)] {
+            let start = Start::new(Some(seen), live, fresh);
+            assert_eq!((start.after, start.reset), (fresh, true), "{seen:?}");
+        }
+        let start = Start::new(None, live, fresh);
+        assert_eq!((start.after, start.reset), (fresh, false));
+    }
+
+    #[test]
+    fn the_stream_of_every_submission_goes_back_to_the_table_on_a_gap() {
+        let id = Uuid::new_v4();
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), None), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), None), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 10, id), None), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), None), LiveStep::CatchUp);
+    }
+
+    #[test]
+    fn the_stream_of_one_submission_skips_the_others_seqs() {
+        let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), Some(mine)), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), Some(mine)), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), Some(mine)), LiveStep::Skip);
     }
 }

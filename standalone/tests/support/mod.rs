@@ -283,22 +283,42 @@ pub async fn read_sse_until(
     last_event_id: Option<&str>,
     done: impl Fn(&[SseEvent]) -> bool,
 ) -> Vec<SseEvent> {
-    let mut request = http.get(url);
-    if let Some(id) = last_event_id {
-        request = request.header("Last-Event-ID", id);
-    }
-    let response = request.send().await.expect("SSE request");
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
-    let mut received = Vec::new();
-    let read = async {
-        while !done(&received) {
-            let event = events.next().await.expect("stream stays open").expect("well-formed SSE");
-            received.push(SseEvent { event: event.event, id: event.id, data: serde_json::from_str(&event.data).expect("JSON data") });
+    SseConnection::open(http, url, last_event_id).await.read_until(done).await
+}
+
+/// An open SSE connection. Once open, the server follows every change committed after it
+/// answered, so a test can open one, then cause changes, then read them, without sleeping.
+pub struct SseConnection {
+    events: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<eventsource_stream::Event, String>> + Send>>,
+}
+
+impl SseConnection {
+    pub async fn open(http: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> SseConnection {
+        let mut request = http.get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
         }
-    };
-    tokio::time::timeout(DEADLINE, read).await.expect("SSE events arrive in time");
-    received
+        let response = request.send().await.expect("SSE request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let events = eventsource_stream::EventStream::new(response.bytes_stream()).map(|event| event.map_err(|e| e.to_string()));
+        SseConnection { events: Box::pin(events) }
+    }
+
+    pub async fn read(self, count: usize) -> Vec<SseEvent> {
+        self.read_until(|events| events.len() >= count).await
+    }
+
+    pub async fn read_until(mut self, done: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
+        let mut received = Vec::new();
+        let read = async {
+            while !done(&received) {
+                let event = self.events.next().await.expect("stream stays open").expect("well-formed SSE");
+                received.push(SseEvent { event: event.event, id: event.id, data: serde_json::from_str(&event.data).expect("JSON data") });
+            }
+        };
+        tokio::time::timeout(DEADLINE, read).await.expect("SSE events arrive in time");
+        received
+    }
 }
 
 /// A submission row as the read model holds it, comparable with a fold of the topic.
