@@ -37,7 +37,11 @@ impl IntoResponse for ApiError {
             ApiError::Body(rejection) => {
                 let status = rejection.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "unreadable_body" };
-                error_response(status, code, rejection.body_text())
+                let mut response = error_response(status, code, rejection.body_text());
+                // The rest of the body is never read, so the server closes the connection after
+                // answering: say so, or a client may send its next request on it and lose it.
+                response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                response
             }
             ApiError::UnsupportedMediaType => {
                 error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)

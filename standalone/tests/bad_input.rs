@@ -44,6 +44,12 @@ async fn bad_submissions_are_refused_and_store_nothing() {
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {body}");
     }
 
+    // A body refused unread closes its connection, and the answer says so: the client's next
+    // request goes on a new connection instead of failing on the closed one.
+    let refused = system.http.post(system.url("/api/submissions")).header("content-type", "application/json");
+    let response = refused.body(vec![b' '; 2 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(response.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+
     // Exactly at the limit is fine: the limit is inclusive.
     let at_limit = "a1".repeat(32 * 1024);
     let (status, _) = system.submit(&at_limit).await;
