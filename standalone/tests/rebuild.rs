@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use domain::Status;
 use reqwest::StatusCode;
-use support::{read_sse_until, TestSystem, DEADLINE};
+use chrono::{DateTime, Utc};
+use support::{SseConnection, TestSystem, DEADLINE};
 
 const SEEDED: usize = 300;
 const DURING: usize = 100;
@@ -65,25 +66,25 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
     };
     // A live client, which must be told to reload when the switch happens.
     let sse = {
-        let (http, url) = (system.http.clone(), system.url("/api/stream"));
+        let connection = SseConnection::open(&system.http, &system.url("/api/stream"), None).await;
         tokio::spawn(async move {
-            let events = read_sse_until(&http, &url, None, |events| events.last().is_some_and(|e| e.event == "reset")).await;
+            let events = connection.read_until(|events| events.last().is_some_and(|e| e.event == "reset")).await;
             events.last().cloned().unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // A writer that keeps submitting during the rebuild.
     let writer = {
         let api = system.api.clone();
         tokio::spawn(async move {
-            let mut ids = Vec::new();
+            let mut accepted = Vec::new();
             for i in 0..DURING {
-                let (status, accepted) = api.submit(&format!("during the rebuild {i}")).await;
+                let (status, body) = api.submit(&format!("during the rebuild {i}")).await;
                 assert_eq!(status, StatusCode::ACCEPTED);
-                ids.push(accepted["id"].as_str().unwrap().to_owned());
+                let created_at: DateTime<Utc> = body["created_at"].as_str().unwrap().parse().unwrap();
+                accepted.push((body["id"].as_str().unwrap().to_owned(), created_at));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            ids
+            accepted
         })
     };
 
@@ -106,12 +107,17 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let during = writer.await.unwrap();
-    for id in &during {
+    for (id, _) in &during {
         system.wait_for_verdict(id).await;
     }
+    // The writes really overlapped the rebuild: some were accepted between its start and its switch.
+    let time = |field: &str| finished[field].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    let (started_at, switched_at) = (time("started_at"), time("finished_at"));
+    let overlapping = during.iter().filter(|(_, at)| (started_at..switched_at).contains(at)).count();
+    assert!(overlapping > 0, "no write between the rebuild's start {started_at} and its switch {switched_at}");
     stop.store(true, Ordering::Relaxed);
     let (reads, problems) = reader.await.unwrap();
-    println!("rebuild: {reads} reads during it, progress seen running {watched_running} times, final {finished}");
+    println!("rebuild: {reads} reads and {overlapping} writes during it, progress seen running {watched_running} times, final {finished}");
     assert!(problems.is_empty(), "reads during the rebuild: {problems:#?}");
     assert!(reads > 10, "the reader really read during the rebuild ({reads})");
 
