@@ -33,14 +33,8 @@ pub enum TopicResetPolicy {
 }
 
 impl Config {
+    /// The defaults of every flag, with `database_url` and `kafka`.
     pub fn new(database_url: impl Into<String>, kafka: KafkaArgs) -> Self {
-        Config {
-            database_url: database_url.into(),
-            kafka,
-            batch_size: 1000,
-            rebuild_batch_size: 10_000,
-            on_topic_reset: TopicResetPolicy::Stop,
-            admin_listen: None,
-        }
+        Config { database_url: database_url.into(), kafka, ..service_kit::default_config() }
     }
 }

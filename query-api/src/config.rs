@@ -26,14 +26,8 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults of every flag, with `database_url`.
     pub fn new(database_url: impl Into<String>) -> Self {
-        Config {
-            listen: ([0, 0, 0, 0], 8002).into(),
-            database_url: database_url.into(),
-            ui_dir: "ui/dist".into(),
-            ui_command_api_url: String::new(),
-            cors_allowed_origins: Vec::new(),
-            max_connections: 8,
-        }
+        Config { database_url: database_url.into(), ..service_kit::default_config() }
     }
 }

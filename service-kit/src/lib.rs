@@ -6,6 +6,17 @@
 /// Where every component finds PostgreSQL unless told otherwise (`DATABASE_URL`).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/content_processor";
 
+/// A service's settings as its command line gives them with no flags and without reading the
+/// environment: the defaults, defined once on the flags themselves. Code that builds a
+/// configuration (the one-process mode, the tests) starts from here, so a `KAFKA_BROKERS` in a
+/// developer's shell cannot redirect it.
+pub fn default_config<T: clap::Parser>() -> T {
+    let command = T::command().mut_args(|arg| arg.env(None::<&str>));
+    let name = command.get_name().to_owned();
+    let matches = command.try_get_matches_from([name]).expect("every flag has a default");
+    T::from_arg_matches(&matches).expect("every flag has a default")
+}
+
 pub mod embedded_broker;
 pub mod health;
 pub mod held_partitions;

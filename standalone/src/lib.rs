@@ -71,6 +71,24 @@ pub struct Config {
     /// How long the command API waits for Kafka before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+    /// Origins whose pages may call the APIs (the UI itself is same-origin); none by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+    /// The validators' consumer group [default: the validator's].
+    #[arg(long, env = "VALIDATOR_GROUP_ID")]
+    pub validator_group_id: Option<String>,
+    /// Most records a validator judges per batch [default: the validator's].
+    #[arg(long, env = "VALIDATOR_BATCH_SIZE")]
+    pub validator_batch_size: Option<usize>,
+    /// Most records the projector applies per transaction [default: the projector's].
+    #[arg(long, env = "PROJECTOR_BATCH_SIZE")]
+    pub projector_batch_size: Option<usize>,
+    /// Most records per transaction while rebuilding [default: the projector's].
+    #[arg(long, env = "PROJECTOR_REBUILD_BATCH_SIZE")]
+    pub rebuild_batch_size: Option<usize>,
+    /// Connections in the query API's pool [default: the query API's].
+    #[arg(long, env = "QUERY_API_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
 }
 
 /// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
@@ -86,13 +104,7 @@ impl Config {
     /// The defaults of every flag, with `database_url`. The environment is not read: a
     /// `KAFKA_BROKERS` in a developer's shell must not redirect what is built here (the tests).
     pub fn new(database_url: impl Into<String>) -> Self {
-        use clap::{CommandFactory, FromArgMatches};
-        let defaults = Config::command()
-            .mut_args(|arg| arg.env(None::<&str>))
-            .get_matches_from(["content-processor"]);
-        let mut config = Config::from_arg_matches(&defaults).expect("every flag has a default");
-        config.database_url = database_url.into();
-        config
+        Config { database_url: database_url.into(), ..service_kit::default_config() }
     }
 }
 
@@ -214,15 +226,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let pool = projector::connect(&config.database_url).await?;
     projector::generations::prepare(&pool).await?;
-    let projector_config = projector::Config {
-        on_topic_reset: config.on_topic_reset,
-        ..projector::Config::new(&config.database_url, kafka.clone())
-    };
+    let mut projector_config = projector::Config::new(&config.database_url, kafka.clone());
+    projector_config.on_topic_reset = config.on_topic_reset;
+    override_with(&mut projector_config.batch_size, config.projector_batch_size);
+    override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
     let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone());
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
+    validator_config.publish_timeout_ms = config.publish_timeout_ms;
+    override_with(&mut validator_config.group_id, config.validator_group_id.clone());
+    override_with(&mut validator_config.batch_size, config.validator_batch_size);
     let mut validators = Vec::with_capacity(config.validators);
     for _ in 0..config.validators {
         validators.push(validator::Validator::start(&validator_config).await?);
@@ -233,10 +248,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         kafka: kafka.clone(),
         max_content_bytes: config.max_content_bytes,
         publish_timeout_ms: config.publish_timeout_ms,
-        cors_allowed_origins: Vec::new(),
+        cors_allowed_origins: config.cors_allowed_origins.clone(),
     };
     let commands = command_api::AppState::connect(&command_config).await?;
-    let query_config = query_api::Config { ui_dir: config.ui_dir.clone(), ..query_api::Config::new(&config.database_url) };
+    let mut query_config = query_api::Config::new(&config.database_url);
+    query_config.ui_dir = config.ui_dir.clone();
+    query_config.cors_allowed_origins = config.cors_allowed_origins.clone();
+    override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
 
     let mut checks = command_api::readiness_checks(&commands);
@@ -261,6 +279,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Ok(())
     });
     Ok(Running { addr, kafka, broker, tasks, admin, shutdown })
+}
+
+/// Replaces a service's default with the value given to the one-process mode, if any.
+fn override_with<T>(setting: &mut T, given: Option<T>) {
+    if let Some(given) = given {
+        *setting = given;
+    }
 }
 
 /// Creates the database when it does not exist yet, so one command works on a fresh server.

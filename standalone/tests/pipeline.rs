@@ -195,15 +195,31 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_one_process_mode_enforces_the_configured_content_limit() {
+async fn the_one_process_mode_applies_the_service_settings_it_is_given() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
     let db = support::TestDb::create().await;
     let mut config = support::test_config(&db);
     config.max_content_bytes = 100;
+    config.validator_group_id = Some("validators-of-this-test".into());
     let system = TestSystem::start_with(db, config).await;
     let (status, body) = system.api.submit(&"1".repeat(101)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "content_too_large", "{body}");
-    let (status, _) = system.api.submit(&"1".repeat(100)).await;
+    let (status, accepted) = system.api.submit(&"1".repeat(100)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    system.api.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+
+    // The verdict came from a validator in the configured group: it committed there.
+    let kafka = &system.running.kafka;
+    let group: BaseConsumer = kafka.consumer_config("validators-of-this-test").create().unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..kafka.partitions {
+        partitions.add_partition(&kafka.topic, partition);
+    }
+    support::eventually("the configured group commits", || async {
+        let committed = group.committed_offsets(partitions.clone(), std::time::Duration::from_secs(5)).ok()?;
+        committed.elements().iter().any(|e| e.offset().to_raw().is_some_and(|o| o > 0)).then_some(())
+    })
+    .await;
     system.stop().await;
 }

@@ -27,15 +27,9 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults of every flag, with `kafka`.
     pub fn new(kafka: KafkaArgs) -> Self {
-        Config {
-            kafka,
-            group_id: "validator".into(),
-            processing_delay_ms: 0,
-            batch_size: 500,
-            publish_timeout_ms: 5_000,
-            health_listen: None,
-        }
+        Config { kafka, ..service_kit::default_config() }
     }
 
     pub fn processing_delay(&self) -> Duration {
