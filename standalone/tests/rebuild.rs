@@ -197,3 +197,30 @@ async fn a_rebuild_whose_source_was_replaced_learns_it_can_never_switch() {
     pool.close().await;
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
+    let system = TestSystem::start().await;
+    for i in 0..SEEDED {
+        system.submit(&format!("seeded for a rebuild {i}")).await;
+    }
+    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (_, status) = system.get_json("/admin/rebuild").await;
+    assert_eq!(status["state"], "running", "stopped while it runs: {status}");
+
+    // Once stop returns, the rebuild's generation is gone and its lock released.
+    let db = system.stop_keeping_database().await;
+    let pool = db.pool().await;
+    let states: Vec<(i32, String)> =
+        sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
+    assert_eq!(states, [(1, "live".to_owned()), (2, "retired".to_owned())]);
+    let schema_left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_2')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!schema_left, "the abandoned generation's schema is dropped");
+    assert!(projector::rebuild::RebuildLock::try_acquire(&pool).await.unwrap().is_some(), "the lock is free");
+    pool.close().await;
+    db.drop_database().await;
+}

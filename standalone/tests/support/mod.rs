@@ -180,9 +180,14 @@ impl TestSystem {
     }
 
     pub async fn stop(self) {
+        self.stop_keeping_database().await.drop_database().await;
+    }
+
+    /// Stops everything, returning the database to look at what the stop left.
+    pub async fn stop_keeping_database(self) -> TestDb {
         self.running.stop().await.expect("clean shutdown");
-        self.db.drop_database().await;
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.db
     }
 
     /// The system's own Apache Kafka node (tests stop and kill it).
