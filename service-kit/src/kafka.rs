@@ -213,15 +213,19 @@ impl KafkaArgs {
     /// An idempotent `acks=all` producer whose deliveries fail after `delivery_timeout`
     /// instead of waiting forever for an unreachable broker.
     pub fn producer(&self, delivery_timeout: Duration) -> Result<FutureProducer, KafkaSetupError> {
+        self.producer_config(delivery_timeout).create().map_err(KafkaSetupError::Client)
+    }
+
+    fn producer_config(&self, delivery_timeout: Duration) -> ClientConfig {
         let timeout_ms = delivery_timeout.as_millis().max(1).to_string();
-        self.base_config()
+        let mut config = self.base_config();
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", &timeout_ms)
-            .set("linger.ms", "2")
-            .create()
-            .map_err(KafkaSetupError::Client)
+            .set("linger.ms", "2");
+        config
     }
 
     /// Consumer settings shared by the validator and the projector: offsets are committed
@@ -559,6 +563,44 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("ssl"));
         assert_eq!(config.get("sasl.password"), None);
         assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+
+    /// With room for one record in the producer's queue, every record after the first waits for
+    /// a full queue: they must still land in the order given (a verdict never before its
+    /// `ProcessingStarted`).
+    #[tokio::test]
+    async fn publish_all_keeps_the_order_given_when_the_queue_is_full() {
+        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::{Message, Offset, TopicPartitionList};
+
+        let mut kafka = KafkaArgs::for_brokers("");
+        kafka.partitions = 1;
+        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
+        kafka.brokers = Some(broker.bootstrap_servers());
+        let producer = kafka
+            .producer_config(Duration::from_secs(10))
+            .set("queue.buffering.max.messages", "1")
+            .create()
+            .unwrap();
+        let publisher = EventPublisher { producer, topic: kafka.topic.clone() };
+
+        let events: Vec<Envelope> = (0..200)
+            .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), uuid::Uuid::nil()))
+            .collect();
+        publisher.publish_all(events.iter().map(|event| (Some(0), event))).await.unwrap();
+
+        let consumer: BaseConsumer = kafka.consumer_config("order-check").create().unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&kafka.topic, 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut landed = Vec::new();
+        while landed.len() < events.len() {
+            let message = consumer.poll(Duration::from_secs(10)).expect("a record within 10 s").unwrap();
+            landed.push(Envelope::decode(message.payload().unwrap()).unwrap().event_id);
+        }
+        let given: Vec<_> = events.iter().map(|event| event.event_id).collect();
+        let first_out_of_order = landed.iter().zip(&given).position(|(landed, given)| landed != given);
+        assert_eq!(first_out_of_order, None, "records landed out of the order given");
     }
 
     #[test]
