@@ -74,3 +74,63 @@ async fn an_id_from_another_read_model_generation_gets_a_reset_then_the_live_str
     assert_eq!(events[0].id, "1-0");
     system.stop().await;
 }
+
+/// Behind several query-api replicas a browser's reconnect may reach any of them. An id one
+/// replica sent resumes on another, even one whose hub has not yet heard of that change: no
+/// reset, every event once, in order, while submissions flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_on_another_replica_gets_no_reset_and_misses_nothing() {
+    let system = TestSystem::start().await;
+    let mut replica = query_api::Config::new(&system.db.url);
+    replica.listen = format!("127.0.0.1:{}", support::process::free_port()).parse().unwrap();
+    let replica_url = format!("http://{}/api/stream", replica.listen);
+    let replica_shutdown = system.shutdown.child_token();
+    let replica_task = tokio::spawn(query_api::run(replica, replica_shutdown.clone()));
+    support::eventually("the second replica serves", || async {
+        let ready = system.http.get(replica_url.replace("/api/stream", "/readyz")).send().await;
+        ready.is_ok_and(|response| response.status().is_success()).then_some(())
+    })
+    .await;
+    let replicas = [system.url("/api/stream"), replica_url];
+
+    let writer = {
+        let api = system.api.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let (_, accepted) = api.submit(&format!("resumed elsewhere {i}")).await;
+                ids.push(accepted["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        })
+    };
+    // Hop between the replicas: read a few events from one, resume on the other.
+    let mut received: Vec<support::SseEvent> = Vec::new();
+    for hop in 0..60 {
+        let last = received.last().map(|event| event.id.clone());
+        let connection = SseConnection::open(&system.http, &replicas[hop % 2], last.as_deref()).await;
+        received.extend(connection.read(1).await);
+    }
+    for id in writer.await.unwrap() {
+        system.wait_for_verdict(&id).await;
+    }
+    let pool = system.db.pool().await;
+    let expected: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let last = received.last().map(|event| event.id.clone());
+    let rest = SseConnection::open(&system.http, &replicas[0], last.as_deref()).await;
+    received.extend(rest.read(expected.len().saturating_sub(received.len())).await);
+
+    let resets: Vec<&str> = received.iter().filter(|event| event.event != "status").map(|event| event.id.as_str()).collect();
+    assert!(resets.is_empty(), "no reset on a healthy read model, got them at {resets:?}");
+    // The first connection started from "now": it saw the stream from wherever that was.
+    let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
+    let skipped = expected.len() - received.len();
+    assert_eq!(received, expected[skipped..], "every event once, in order, across replicas");
+    pool.close().await;
+    replica_shutdown.cancel();
+    replica_task.await.unwrap().unwrap();
+    system.stop().await;
+}
