@@ -224,3 +224,44 @@ async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
     pool.close().await;
     db.drop_database().await;
 }
+
+/// Dropping the retired generation is housekeeping after the switch: when it fails, the rebuild
+/// still reports that it switched (the new read model is live), and the old schema stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_switched_but_could_not_drop_the_old_generation_reports_switched() {
+    let system = TestSystem::start().await;
+    let (_, accepted) = system.submit("judged before the rebuild 1").await;
+    let id = accepted["id"].as_str().unwrap();
+    system.wait_for_verdict(id).await;
+    let pool = system.db.pool().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_drop_schema() RETURNS event_trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'this database refuses DROP SCHEMA'; END $$;
+         CREATE EVENT TRIGGER refuse_drop_schema ON ddl_command_start
+             WHEN TAG IN ('DROP SCHEMA') EXECUTE FUNCTION refuse_drop_schema();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let status = support::eventually("the rebuild ends", || async {
+        let (_, status) = system.get_json("/admin/rebuild").await;
+        (status["state"] != "running").then_some(status)
+    })
+    .await;
+    assert_eq!(status["state"], "switched", "{status}");
+    let states: Vec<(i32, String)> =
+        sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
+    assert_eq!(states, [(1, "retired".to_owned()), (2, "live".to_owned())]);
+    let old_schema_left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_1')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(old_schema_left, "the drop really failed");
+    let (code, submission) = system.get_json(&format!("/api/submissions/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "served from the new generation: {submission}");
+    pool.close().await;
+    system.stop().await;
+}
