@@ -38,6 +38,20 @@ pub struct LoadArgs {
     /// How long to wait afterwards for the last verdicts, in seconds.
     #[arg(long, default_value_t = 15)]
     pub drain_seconds: u64,
+    /// A personal API token to submit and read with (an admin's sees every verdict).
+    #[arg(long, env = "CONTENT_PROCESSOR_TOKEN")]
+    pub token: String,
+}
+
+/// A client sending `token` with every request.
+pub fn client(token: &str, timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    Ok(builder.build()?)
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,7 +174,7 @@ fn content(i: u64) -> String {
 }
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = client(&args.token, Some(Duration::from_secs(30)))?;
     let tracker = Arc::new(Mutex::new(Tracker::new()));
     let verdicts = tokio::spawn(follow_verdicts(http.clone(), format!("{}/api/stream", args.query_url), tracker.clone()));
     // Let the stream connect before the first submission.

@@ -109,6 +109,7 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
     let base = LoadArgs {
         command_url: system.command_url.clone(),
         query_url: system.query_url.clone(),
+        token: system.token.clone(),
         mode: Mode::Open,
         concurrency: args.concurrency,
         rate: args.rate,
@@ -226,6 +227,8 @@ fn machine() -> serde_json::Value {
 
 /// The system with every component in a process of its own, on a fresh database.
 struct System {
+    /// An admin's API token: the load submits with it and sees every verdict.
+    token: String,
     command_url: String,
     query_url: String,
     database_url: String,
@@ -265,14 +268,20 @@ impl System {
         };
         let mut processes = Vec::new();
         for (role, args) in [
-            ("command-api", kafka(&["--listen", &format!("127.0.0.1:{command_port}")])),
+            // The load is one account's: no rate limit may shape what is measured.
+            ("command-api", kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &database_url, "--submission-rate-limit", "2000000000"])),
             ("validator", kafka(&[])),
             ("projector", kafka(&["--database-url", &database_url])),
             ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
         ] {
             processes.push((role.to_owned(), spawn(&launcher.binary, role, &args)?));
         }
+        let pool = sqlx::PgPool::connect(&database_url).await?;
+        let admin = accounts::create_admin(&pool, "bench@bench.example", "bench password 1".into()).await?;
+        let token = accounts::issue_token(&pool, admin.id, "bench").await?;
+        pool.close().await;
         let system = System {
+            token,
             command_url: format!("http://127.0.0.1:{command_port}"),
             query_url: format!("http://127.0.0.1:{query_port}"),
             database_url,
@@ -285,7 +294,7 @@ impl System {
     }
     /// Waits until a submission goes all the way through (the validator has joined its group).
     async fn warm_up(&self) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
+        let http = load::client(&self.token, None)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let id = loop {
             anyhow::ensure!(Instant::now() < deadline, "the system did not start in time");

@@ -15,6 +15,14 @@ pub struct Config {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// PostgreSQL holding accounts (to authenticate), rate-limit counters and idempotency keys.
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Connections in the pool to PostgreSQL.
+    #[arg(long, env = "COMMAND_API_MAX_CONNECTIONS", default_value_t = 8)]
+    pub max_connections: u32,
+    #[command(flatten)]
+    pub accounts: accounts::AccountsArgs,
     /// Largest accepted content, in bytes of UTF-8.
     #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
@@ -27,6 +35,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults of every flag (not read from the environment), with these two.
+    pub fn new(database_url: impl Into<String>, kafka: KafkaArgs) -> Self {
+        Config { database_url: database_url.into(), kafka, ..service_kit::default_config() }
+    }
+
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
     }

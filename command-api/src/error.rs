@@ -1,5 +1,7 @@
 //! Every way a command can fail, and the HTTP answer for each.
 
+use accounts::rate_limit::Decision;
+use accounts::AccountsError;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,9 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Not signed in, or not allowed (the account layer says which).
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
     /// The body could not be read (over the size limit, or the connection failed).
     #[error(transparent)]
     Body(#[from] BytesRejection),
@@ -26,14 +31,23 @@ pub enum ApiError {
     NulInContent,
     #[error("content is {actual} bytes; the limit is {limit} bytes")]
     ContentTooLarge { actual: usize, limit: usize },
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was already used for a request with other content; use a new key for a new submission")]
+    IdempotencyKeyReused,
+    #[error("too many submissions; {} allowed per {} seconds, try again in {} seconds", .0.policy.limit, .0.policy.window_secs, .0.reset_secs.max(1))]
+    RateLimited(Decision),
     #[error("the event log did not acknowledge the submission: {0}")]
     BrokerUnavailable(#[source] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            ApiError::Accounts(error) => error.into_response(),
             ApiError::Body(rejection) => {
                 let status = rejection.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "unreadable_body" };
@@ -57,6 +71,15 @@ impl IntoResponse for ApiError {
             ApiError::ContentTooLarge { .. } => {
                 error_response(StatusCode::PAYLOAD_TOO_LARGE, "content_too_large", message)
             }
+            ApiError::InvalidIdempotencyKey => error_response(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message),
+            ApiError::IdempotencyKeyReused => {
+                error_response(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+            }
+            ApiError::RateLimited(decision) => {
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                decision.annotate(&mut response);
+                response
+            }
             ApiError::BrokerUnavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: broker did not acknowledge");
                 unavailable(
@@ -65,6 +88,7 @@ impl IntoResponse for ApiError {
                     RETRY_AFTER_SECS,
                 )
             }
+            ApiError::Database(error) => AccountsError::from(error).into_response(),
         }
     }
 }

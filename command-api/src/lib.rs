@@ -1,16 +1,22 @@
 //! The write side: accepts submissions over HTTP and appends `SubmissionCreated` to Kafka.
 //!
 //! A submission is accepted (202) only once Kafka has durably acknowledged its event; if the
-//! broker does not acknowledge within the publish timeout, the client gets a 503 and may retry.
-//! This service holds no state of its own: the event log is the only record.
+//! broker does not acknowledge within the publish timeout, the client gets a 503 and may retry
+//! (with the same `Idempotency-Key`, safely). The event log is the only record of submissions;
+//! PostgreSQL holds who may submit (accounts), how much (rate limits) and idempotency keys.
 
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 
-use std::sync::Arc;
+use std::time::Duration;
 
+use accounts::Accounts;
+use anyhow::Context;
+use axum::extract::FromRef;
 use axum::Router;
+use sqlx::postgres::PgPoolOptions;
 use service_kit::health::{self, ReadinessCheck};
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
@@ -22,15 +28,32 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub publisher: EventPublisher,
+    pub accounts: Accounts,
     pub max_content_bytes: usize,
 }
 
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
 impl AppState {
-    /// Connects to Kafka and makes sure the topic exists.
+    /// Connects to Kafka and makes sure the topic exists, and to PostgreSQL, migrating the
+    /// schemas this service uses.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", config.database_url))?;
+        accounts::migrate(&pool).await?;
+        idempotency::migrate(&pool).await?;
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,
+            accounts: Accounts::new(pool, config.accounts.clone()),
             max_content_bytes: config.max_content_bytes,
         })
     }
@@ -38,16 +61,25 @@ impl AppState {
 
 /// The API routes (`/api/submissions`), without health routes or common layers.
 pub fn router(state: AppState) -> Router {
-    http::submissions::routes(Arc::new(state))
+    http::submissions::routes(state)
 }
 
-/// What `/readyz` checks for this service: the broker answers.
+/// What `/readyz` checks for this service: the broker and the database answer.
 pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
     let publisher = state.publisher.clone();
-    vec![ReadinessCheck::new("kafka", move || {
-        let publisher = publisher.clone();
-        async move { publisher.probe().await }
-    })]
+    let pool = state.accounts.pool.clone();
+    vec![
+        ReadinessCheck::new("kafka", move || {
+            let publisher = publisher.clone();
+            async move { publisher.probe().await }
+        }),
+        ReadinessCheck::new("accounts", move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1").execute(&pool).await.map(drop).map_err(|error| format!("database unavailable: {error}"))
+            }
+        }),
+    ]
 }
 
 /// Runs the service as its own process until `shutdown` is cancelled.

@@ -21,6 +21,8 @@ use uuid::Uuid;
 pub type SubmissionId = Uuid;
 /// Identity of one logical event. Derived, never random: see [`Envelope::new`].
 pub type EventId = Uuid;
+/// Identity of the account that made a submission.
+pub type AccountId = Uuid;
 
 
 /// Namespace for deriving event ids (UUID v5). Never change it: stored ids depend on it.
@@ -58,7 +60,13 @@ impl FailureReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum Event {
-    SubmissionCreated { content: String },
+    SubmissionCreated {
+        content: String,
+        /// Since version 2: the account that submitted it. Absent in version 1 (submissions
+        /// from before accounts, which only admins see).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner_id: Option<AccountId>,
+    },
     ProcessingStarted {},
     SubmissionPassed {},
     SubmissionFailed {
@@ -73,8 +81,9 @@ impl Event {
     /// The schema version this code writes for this event type; it reads every version from 1
     /// up to this one.
     ///
-    /// History: `SubmissionFailed` 2 added `char_count` (optional, so version 1 records read as
-    /// `None`). Every other event is at version 1.
+    /// History: `SubmissionFailed` 2 added `char_count` and `SubmissionCreated` 2 added
+    /// `owner_id` (both optional, so version 1 records read as `None`). The other events are at
+    /// version 1.
     pub fn schema_version(&self) -> u16 {
         Event::version_written(self.type_name()).unwrap_or(1)
     }
@@ -83,8 +92,8 @@ impl Event {
     /// named `event_type` on the wire; `None` for a type this build does not know.
     pub fn version_written(event_type: &str) -> Option<u16> {
         match event_type {
-            "SubmissionFailed" => Some(2),
-            "SubmissionCreated" | "ProcessingStarted" | "SubmissionPassed" => Some(1),
+            "SubmissionFailed" | "SubmissionCreated" => Some(2),
+            "ProcessingStarted" | "SubmissionPassed" => Some(1),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Envelope, Event, FailureReason, SubmissionId};
+use crate::event::{AccountId, Envelope, Event, FailureReason, SubmissionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -60,6 +60,8 @@ impl Status {
 pub struct Submission {
     pub id: SubmissionId,
     pub content: String,
+    /// Who submitted it; `None` for submissions from before accounts.
+    pub owner_id: Option<AccountId>,
     pub status: Status,
     /// Empty unless FAILED.
     pub reasons: Vec<FailureReason>,
@@ -98,10 +100,11 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
 
     let Some(current) = state else {
         return match &envelope.event {
-            Event::SubmissionCreated { content } => {
+            Event::SubmissionCreated { content, owner_id } => {
                 *state = Some(Submission {
                     id: submission_id,
                     content: content.clone(),
+                    owner_id: *owner_id,
                     status: Status::Pending,
                     reasons: Vec::new(),
                     created_at: at,
@@ -122,8 +125,8 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
     let contradicts = TransitionError::Contradicts { submission_id, event_type };
 
     match &envelope.event {
-        Event::SubmissionCreated { content } => {
-            if *content == current.content {
+        Event::SubmissionCreated { content, owner_id } => {
+            if *content == current.content && *owner_id == current.owner_id {
                 Ok(Applied::AlreadyApplied)
             } else {
                 Err(contradicts)

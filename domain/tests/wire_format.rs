@@ -45,7 +45,7 @@ fn submission_created() {
         envelope(
             "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:00.123456Z",
-            Event::SubmissionCreated { content: "hello world 42".into() },
+            Event::SubmissionCreated { content: "hello world 42".into(), owner_id: None },
         ),
     );
 }
@@ -92,12 +92,40 @@ fn submission_failed_version_2_carries_char_count() {
 }
 
 #[test]
+fn submission_created_version_2_carries_its_owner() {
+    let owner = "019ab0c4-7e2a-7c11-9a3b-5d6e7f809112".parse().unwrap();
+    assert_pinned(
+        "v2/submission_created",
+        envelope_v(
+            2,
+            "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
+            "2026-11-25T10:00:00.123456Z",
+            Event::SubmissionCreated { content: "hello world 42".into(), owner_id: Some(owner) },
+        ),
+    );
+}
+
+#[test]
+fn a_submission_from_before_accounts_folds_without_an_owner() {
+    let v1 = Envelope::decode(fixture("v1/submission_created").trim().as_bytes()).unwrap();
+    let v2 = Envelope::decode(fixture("v2/submission_created").trim().as_bytes()).unwrap();
+    assert_eq!(domain::Submission::fold([&v1]).unwrap().unwrap().owner_id, None);
+    let owned = domain::Submission::fold([&v2]).unwrap().unwrap();
+    assert_eq!(owned.owner_id.map(|id| id.to_string()).as_deref(), Some("019ab0c4-7e2a-7c11-9a3b-5d6e7f809112"));
+    // The same id with another owner is not a duplicate: it contradicts the submission.
+    let mut state = Some(owned);
+    assert!(domain::fold::apply(&mut state, &v1).is_err());
+}
+
+#[test]
 fn new_events_are_written_at_the_current_version() {
     let failed = Envelope::new(Uuid::nil(), Event::verdict_for("abc"), Utc::now(), Uuid::nil());
     assert_eq!(failed.schema_version, 2);
     assert!(matches!(failed.event, Event::SubmissionFailed { char_count: Some(3), .. }));
     let passed = Envelope::new(Uuid::nil(), Event::verdict_for("abcdefghi1"), Utc::now(), Uuid::nil());
     assert_eq!(passed.schema_version, 1);
+    let created = Envelope::new(Uuid::nil(), Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::nil());
+    assert_eq!(created.schema_version, 2);
 }
 
 #[test]
@@ -122,8 +150,8 @@ fn a_log_mixing_versions_folds_the_same_as_either_version_alone() {
 #[test]
 fn event_ids_are_derived_from_submission_and_step() {
     let id: Uuid = SUBMISSION.parse().unwrap();
-    let created = Envelope::new(id, Event::SubmissionCreated { content: "x".into() }, Utc::now(), Uuid::nil());
-    let again = Envelope::new(id, Event::SubmissionCreated { content: "x".into() }, Utc::now(), Uuid::new_v4());
+    let created = Envelope::new(id, Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::nil());
+    let again = Envelope::new(id, Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::new_v4());
     assert_eq!(created.event_id, again.event_id);
     // Pinned: stored ids depend on the derivation never changing.
     assert_eq!(created.event_id.to_string(), "ee9f0108-da8a-59c8-b563-941ee9c11826");
@@ -156,12 +184,12 @@ fn a_known_type_at_a_newer_version_is_told_apart_from_garbage() {
     let future = fixture("v2/submission_failed").replace("\"schema_version\":2", "\"schema_version\":3");
     assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::NewerVersion { version: 3, supported: 2, .. })));
     // A newer version may reshape the payload so that this build's types cannot parse it.
-    let reshaped = fixture("v1/submission_created")
-        .replace("\"schema_version\":1", "\"schema_version\":2")
+    let reshaped = fixture("v2/submission_created")
+        .replace("\"schema_version\":2", "\"schema_version\":3")
         .replace("\"content\":", "\"content_parts\":");
     let error = Envelope::decode(reshaped.as_bytes()).unwrap_err();
     assert!(error.is_newer_version(), "{error}");
-    assert_eq!(error.to_string(), "SubmissionCreated has schema version 2, newer than this build reads (1 to 1); a newer build must read it");
+    assert_eq!(error.to_string(), "SubmissionCreated has schema version 3, newer than this build reads (1 to 2); a newer build must read it");
 }
 
 #[test]

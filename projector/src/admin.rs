@@ -1,8 +1,9 @@
 //! Admin endpoints: `POST /admin/rebuild` starts a zero-downtime rebuild of the read model and
-//! `GET /admin/rebuild` shows its progress. They change the whole read model: expose them only
-//! where operators can reach them (the defaults listen on localhost).
+//! `GET /admin/rebuild` shows its progress. They change the whole read model, so only accounts
+//! with the admin role reach them (401 without credentials, 403 for other accounts).
 
-use axum::extract::State;
+use accounts::{Accounts, AccountsArgs, Admin};
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +20,7 @@ use crate::Config;
 pub struct AdminState {
     config: Config,
     pool: PgPool,
+    accounts: Accounts,
     progress: Progress,
     /// Cancels a running rebuild when the process shuts down.
     shutdown: CancellationToken,
@@ -28,7 +30,8 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(config: Config, pool: PgPool, shutdown: CancellationToken) -> AdminState {
-        AdminState { config, pool, progress: Progress::default(), shutdown, rebuilds: TaskTracker::new() }
+        let accounts = Accounts::new(pool.clone(), AccountsArgs::default());
+        AdminState { config, pool, accounts, progress: Progress::default(), shutdown, rebuilds: TaskTracker::new() }
     }
 
     /// After shutdown: waits until a rebuild started here has given up its generation and its
@@ -39,17 +42,23 @@ impl AdminState {
     }
 }
 
+impl FromRef<AdminState> for Accounts {
+    fn from_ref(state: &AdminState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
 pub fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/admin/rebuild", get(status).post(start))
         .with_state(state)
 }
 
-async fn status(State(state): State<AdminState>) -> Response {
+async fn status(_: Admin, State(state): State<AdminState>) -> Response {
     Json(state.progress.snapshot()).into_response()
 }
 
-async fn start(State(state): State<AdminState>) -> Response {
+async fn start(_: Admin, State(state): State<AdminState>) -> Response {
     let lock = match RebuildLock::try_acquire(&state.pool).await {
         Ok(Some(lock)) => lock,
         Ok(None) => {

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 pub type Generation = i32;
@@ -42,8 +41,13 @@ pub async fn prepare(pool: &PgPool) -> Result<Generation, GenerationError> {
     CONTROL.run(pool).await.map_err(sqlx::Error::from)?;
     crate::rebuild::clean_up_interrupted(pool).await?;
     if let Some(live) = live(pool).await? {
-        // Migrations added since the live generation was created apply to it too.
+        // Migrations added since the live generation was created apply to it too, and the
+        // views show the columns they added.
         migrate(pool, live).await?;
+        let mut tx = pool.begin().await?;
+        lock_control(&mut tx).await?;
+        point_views_at(&mut tx, live).await?;
+        tx.commit().await?;
         return Ok(live);
     }
     let generation = create(pool).await?;
@@ -87,22 +91,7 @@ pub async fn create(pool: &PgPool) -> Result<Generation, sqlx::Error> {
 
 /// Creates `generation`'s schema if needed and applies the generation migrations in it.
 async fn migrate(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Error> {
-    let schema = schema(generation);
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(pool).await?;
-    // A pool of one connection of its own whose search_path points into the new schema, so
-    // the migrations (and their bookkeeping table) land there.
-    let search_path = format!("SET search_path TO {schema}");
-    let in_schema = PgPoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            let search_path = search_path.clone();
-            Box::pin(async move { sqlx::query(&search_path).execute(conn).await.map(|_| ()) })
-        })
-        .connect_with((*pool.connect_options()).clone())
-        .await?;
-    let migrated = GENERATION.run(&in_schema).await;
-    in_schema.close().await;
-    Ok(migrated?)
+    service_kit::postgres::migrate_in_schema(pool, &schema(generation), &GENERATION).await
 }
 
 /// When a switch may happen.
@@ -204,15 +193,27 @@ async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>,
         .bind(to)
         .execute(&mut **tx)
         .await?;
-    let schema = schema(to);
+    point_views_at(tx, to).await?;
+    sqlx::query("SELECT pg_notify($1, 'switch')")
+        .bind(service_kit::READ_MODEL_CHANGES)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Points the public views at `generation`'s tables. Explicit columns: a column added to a
+/// generation must not reshape the views under readers until code that reads it is deployed;
+/// a migration that adds one appends it here too (a view may only grow at its end).
+async fn point_views_at(tx: &mut Transaction<'_, Postgres>, generation: Generation) -> Result<(), sqlx::Error> {
+    let schema = schema(generation);
+    let to = generation;
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.submissions AS
-         SELECT id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq
+         SELECT id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id
          FROM {schema}.submissions"
     ))
         .execute(&mut **tx)
         .await?;
-    // Explicit columns: a column added to a generation must not reshape the view under readers.
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.submission_events AS
          SELECT seq, event_id, submission_id, event_type, schema_version, status, occurred_at,
@@ -224,10 +225,6 @@ async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>,
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.projector_positions AS SELECT topic, partition, next_offset FROM {schema}.projector_positions"
     ))
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, 'switch')")
-        .bind(service_kit::READ_MODEL_CHANGES)
         .execute(&mut **tx)
         .await?;
     Ok(())

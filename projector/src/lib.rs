@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = connect(&config.database_url).await?;
     generations::prepare(&pool).await?;
+    // The admin endpoints authenticate against the accounts.
+    accounts::migrate(&pool).await?;
     let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
     let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone());
     if let Some(addr) = config.admin_listen {

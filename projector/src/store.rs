@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
-use domain::{Applied, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
+use domain::{AccountId, Applied, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use sqlx::postgres::PgPoolOptions;
 use service_kit::topic_identity::TopicIdentity;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -164,6 +164,7 @@ impl BatchTransaction {
 struct SubmissionRow {
     id: SubmissionId,
     content: String,
+    owner_id: Option<AccountId>,
     status: String,
     reasons: Vec<String>,
     created_at: DateTime<Utc>,
@@ -183,6 +184,7 @@ impl SubmissionRow {
                 .map(|r| FailureReason::parse(r).ok_or_else(|| corrupt(format!("unknown reason {r}"))))
                 .collect::<Result<_, _>>()?,
             content: self.content,
+            owner_id: self.owner_id,
             created_at: self.created_at,
             processing_started_at: self.processing_started_at,
             processed_at: self.processed_at,
@@ -199,7 +201,7 @@ async fn load_states(
     ids.sort_unstable();
     ids.dedup();
     let rows: Vec<SubmissionRow> = sqlx::query_as(
-        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at
+        "SELECT id, content, owner_id, status, reasons, created_at, processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -307,12 +309,12 @@ async fn upsert_submissions(
         .collect();
     sqlx::query(
         "INSERT INTO submissions (id, content, status, reasons, created_at, processing_started_at,
-             processed_at, last_event_seq)
+             processed_at, last_event_seq, owner_id)
          SELECT id, content, status, string_to_array(reasons, ','), created_at, processing_started_at,
-             processed_at, last_event_seq
+             processed_at, last_event_seq, owner_id
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-             $6::timestamptz[], $7::timestamptz[], $8::bigint[])
-           AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq)
+             $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::uuid[])
+           AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id)
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              reasons = EXCLUDED.reasons,
@@ -328,6 +330,7 @@ async fn upsert_submissions(
     .bind(rows.iter().map(|s| s.processing_started_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.processed_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| events.last_seq_of[&s.id]).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.owner_id).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -74,6 +74,9 @@ pub struct StatusChange {
     /// Read-model order within the generation.
     pub seq: i64,
     pub submission_id: Uuid,
+    /// Who may see it (not sent: a client only ever gets its own, or is an admin).
+    #[serde(skip)]
+    pub owner_id: Option<Uuid>,
     pub event_type: String,
     /// Status after this change.
     pub status: String,
@@ -85,27 +88,51 @@ pub struct StatusChange {
     pub reasons: Vec<String>,
 }
 
-/// Changes after `after`, oldest first, for one submission or all.
-pub async fn fetch_changes(
-    pool: &PgPool,
-    after: i64,
-    submission: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<StatusChange>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT generation, seq, submission_id, event_type, status, occurred_at,
-                payload->>'content' AS content,
-                ARRAY(SELECT jsonb_array_elements_text(COALESCE(payload->'reasons', '[]'::jsonb))) AS reasons
-         FROM submission_events
-         WHERE seq > $1 AND ($2::uuid IS NULL OR submission_id = $2)
-         ORDER BY seq
-         LIMIT $3",
+/// Which changes a reader gets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    /// One submission's, or every submission's.
+    pub submission: Option<Uuid>,
+    /// One owner's, or everyone's (an admin, and the hub).
+    pub owner: Option<Uuid>,
+}
+
+impl Scope {
+    pub fn includes(&self, change: &StatusChange) -> bool {
+        self.submission.is_none_or(|id| id == change.submission_id)
+            && self.owner.is_none_or(|owner| change.owner_id == Some(owner))
+    }
+}
+
+/// Changes in `scope` after `after`, oldest first, and how far they were looked for: every
+/// change up to `horizon` in scope is in `changes`, unless the page is full.
+pub struct Page {
+    pub changes: Vec<StatusChange>,
+    pub horizon: i64,
+}
+
+pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) -> Result<Page, sqlx::Error> {
+    // The horizon is read first: changes past it may commit while the page is read.
+    let horizon: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(pool).await?;
+    let changes = sqlx::query_as(
+        "SELECT e.generation, e.seq, e.submission_id, s.owner_id, e.event_type, e.status, e.occurred_at,
+                e.payload->>'content' AS content,
+                ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
+         FROM submission_events e JOIN submissions s ON s.id = e.submission_id
+         WHERE e.seq > $1 AND e.seq <= $2
+           AND ($3::uuid IS NULL OR e.submission_id = $3)
+           AND ($4::uuid IS NULL OR s.owner_id = $4)
+         ORDER BY e.seq
+         LIMIT $5",
     )
     .bind(after)
-    .bind(submission)
+    .bind(horizon)
+    .bind(scope.submission)
+    .bind(scope.owner)
     .bind(limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(Page { changes, horizon })
 }
 
 impl StatusChange {
@@ -198,8 +225,8 @@ impl ChangeHub {
             return;
         }
         loop {
-            let page = match fetch_changes(pool, at.seq, None, PAGE).await {
-                Ok(page) => page,
+            let page = match fetch_changes(pool, at.seq, Scope::default(), PAGE).await {
+                Ok(page) => page.changes,
                 Err(error) => {
                     tracing::debug!(%error, "cannot read changes; will retry");
                     return;

@@ -23,6 +23,8 @@ pub struct Config {
     /// Connections in the pool (SSE streams hold none while idle).
     #[arg(long, env = "QUERY_API_MAX_CONNECTIONS", default_value_t = 8)]
     pub max_connections: u32,
+    #[command(flatten)]
+    pub accounts: accounts::AccountsArgs,
 }
 
 impl Config {

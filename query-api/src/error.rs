@@ -8,6 +8,9 @@ const RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Not signed in (the account layer says why).
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountsError),
     #[error("no submission with id {0}")]
     NotFound(uuid::Uuid),
     #[error("{0}")]
@@ -22,13 +25,10 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        let undefined_table = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"));
-        match error {
-            _ if undefined_table => ApiError::Unavailable(error),
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                ApiError::Unavailable(error)
-            }
-            other => ApiError::Internal(other),
+        if service_kit::postgres::is_unavailable(&error) {
+            ApiError::Unavailable(error)
+        } else {
+            ApiError::Internal(error)
         }
     }
 }
@@ -37,6 +37,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            ApiError::Accounts(error) => error.into_response(),
             ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),

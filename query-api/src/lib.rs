@@ -12,6 +12,9 @@ pub mod http;
 
 use std::time::Duration;
 
+use accounts::Accounts;
+use anyhow::Context;
+use axum::extract::FromRef;
 use axum::Router;
 use service_kit::health::{self, ReadinessCheck};
 use sqlx::postgres::PgPoolOptions;
@@ -26,6 +29,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub accounts: Accounts,
     pub changes: ChangeHub,
     /// Ends open SSE streams when the service shuts down.
     pub shutdown: CancellationToken,
@@ -41,14 +45,21 @@ impl AppState {
             .connect_lazy(&config.database_url)?;
         let changes = ChangeHub::start(pool.clone(), shutdown.clone());
         let ui = http::ui::UiSettings::new(&config.ui_dir, &config.ui_command_api_url);
-        Ok(AppState { pool, changes, shutdown, ui })
+        let accounts = Accounts::new(pool.clone(), config.accounts.clone());
+        Ok(AppState { pool, accounts, changes, shutdown, ui })
     }
 }
 
-/// The API routes (`/api/submissions...`, `/api/stream`) and the UI (`/`, and a JSON 404 for
-/// anything else), without health routes or layers.
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
+/// The API routes (`/api/submissions...`, `/api/stream`, and the account routes) and the UI
+/// (`/`, and a JSON 404 for anything else), without health routes or layers.
 pub fn router(state: AppState) -> Router {
-    http::routes(state)
+    accounts::http::routes(state.accounts.clone()).merge(http::routes(state))
 }
 
 /// What `/readyz` checks for this service: the read model answers.
@@ -69,6 +80,7 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 /// Runs the service as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config, shutdown.clone())?;
+    accounts::migrate(&state.pool).await.context("cannot create the accounts schema")?;
     let mut app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
     if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
         app = app.layer(cors);

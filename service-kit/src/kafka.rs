@@ -436,6 +436,23 @@ pub struct Position {
     pub offset: i64,
 }
 
+impl std::fmt::Display for Position {
+    /// `partition:offset`, the consistency token the command API hands out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.partition, self.offset)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Position, ()> {
+        let (partition, offset) = text.split_once(':').ok_or(())?;
+        let position = Position { partition: partition.parse().map_err(drop)?, offset: offset.parse().map_err(drop)? };
+        (position.partition >= 0 && position.offset >= 0).then_some(position).ok_or(())
+    }
+}
+
 /// Appends events to the submission topic and waits for the broker's acknowledgement.
 #[derive(Clone)]
 pub struct EventPublisher {

@@ -89,6 +89,9 @@ pub struct Config {
     /// Connections in the query API's pool [default: the query API's].
     #[arg(long, env = "QUERY_API_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
+    /// Sessions, sign-in and submission rate limits.
+    #[command(flatten)]
+    pub accounts: accounts::AccountsArgs,
 }
 
 /// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
@@ -243,17 +246,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         validators.push(validator::Validator::start(&validator_config).await?);
     }
 
-    let command_config = command_api::Config {
-        listen: config.listen,
-        kafka: kafka.clone(),
-        max_content_bytes: config.max_content_bytes,
-        publish_timeout_ms: config.publish_timeout_ms,
-        cors_allowed_origins: config.cors_allowed_origins.clone(),
-    };
+    let mut command_config = command_api::Config::new(&config.database_url, kafka.clone());
+    command_config.listen = config.listen;
+    command_config.max_content_bytes = config.max_content_bytes;
+    command_config.publish_timeout_ms = config.publish_timeout_ms;
+    command_config.cors_allowed_origins = config.cors_allowed_origins.clone();
+    command_config.accounts = config.accounts.clone();
     let commands = command_api::AppState::connect(&command_config).await?;
     let mut query_config = query_api::Config::new(&config.database_url);
     query_config.ui_dir = config.ui_dir.clone();
     query_config.cors_allowed_origins = config.cors_allowed_origins.clone();
+    query_config.accounts = config.accounts.clone();
     override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
 
@@ -286,6 +289,16 @@ fn override_with<T>(setting: &mut T, given: Option<T>) {
     if let Some(given) = given {
         *setting = given;
     }
+}
+
+/// Creates (or promotes) an admin account: what `content-processor create-admin` does, on a
+/// database that may not have been used yet.
+pub async fn create_admin(database_url: &str, email: &str, password: String) -> anyhow::Result<accounts::store::Account> {
+    ensure_database(database_url).await?;
+    let pool = sqlx::PgPool::connect(database_url).await.with_context(|| format!("cannot reach PostgreSQL at {database_url}"))?;
+    let account = accounts::create_admin(&pool, email, password).await;
+    pool.close().await;
+    Ok(account?)
 }
 
 /// Creates the database when it does not exist yet, so one command works on a fresh server.

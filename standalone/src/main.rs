@@ -29,6 +29,9 @@ enum Role {
     QueryApi(query_api::Config),
     /// Rebuild the read model from the topic next to the live one, switch when caught up, exit.
     Rebuild(projector::Config),
+    /// Create an admin account, or make an existing account an admin (setting its password).
+    /// The password is read from ADMIN_PASSWORD, or asked for on the terminal.
+    CreateAdmin(CreateAdmin),
     /// Only the embedded (in-memory) broker, with the topics created; prints
     /// `bootstrap.servers=HOST:PORT` when ready. The benchmarks measure it in a process of its own.
     EmbeddedBroker(KafkaArgs),
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Projector(config)) => projector::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
+        Some(Role::CreateAdmin(args)) => create_admin(args).await,
         Some(Role::EmbeddedBroker(kafka)) => {
             let broker = EmbeddedBroker::start(&kafka)?;
             println!("bootstrap.servers={}", broker.bootstrap_servers());
@@ -53,6 +57,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(clap::Args)]
+struct CreateAdmin {
+    /// The admin's email address (the sign-in name).
+    email: String,
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    database_url: String,
+}
+
+async fn create_admin(args: CreateAdmin) -> anyhow::Result<()> {
+    let password = match std::env::var("ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => rpassword::prompt_password(format!("Password for {}: ", args.email))?,
+    };
+    let account = content_processor::create_admin(&args.database_url, &args.email, password).await?;
+    println!("{} is an admin (account {}); sign in with it at the UI or POST /api/session.", account.email, account.id);
+    Ok(())
 }
 
 /// Rebuilds in the foreground, printing progress every second.

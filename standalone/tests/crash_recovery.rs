@@ -62,7 +62,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     };
     let mut command_api = Component::new(
         "command-api",
-        kafka_args(&["--listen", &format!("127.0.0.1:{command_port}"), "--publish-timeout-ms", "3000"]),
+        kafka_args(&["--listen", &format!("127.0.0.1:{command_port}"), "--publish-timeout-ms", "3000", "--database-url", &db.url]),
         &logs,
     );
     let mut validator = Component::new("validator", kafka_args(&["--kafka-session-timeout-ms", "6000"]), &logs);
@@ -72,7 +72,8 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     }
 
     let url = format!("http://127.0.0.1:{command_port}/api/submissions");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let token = support::admin_token(&db.url).await;
+    let http = reqwest::Client::builder().default_headers(support::bearer(&token)).timeout(Duration::from_secs(10)).build().unwrap();
     wait_until_accepting(&http, &url).await;
 
     // The client: CLIENTS workers share the numbered submissions.

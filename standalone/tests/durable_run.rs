@@ -30,7 +30,7 @@ struct OneCommandRun {
 }
 
 impl OneCommandRun {
-    fn new(db: &TestDb, logs: &Path) -> OneCommandRun {
+    async fn new(db: &TestDb, logs: &Path) -> OneCommandRun {
         let port = free_port();
         let data_dir = support::scratch_dir("durable");
         let args = vec![
@@ -47,14 +47,14 @@ impl OneCommandRun {
             "--local-kafka-heap-mb".into(),
             "384".into(),
         ];
-        let api = Api { base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
+        let api = Api { base: format!("http://127.0.0.1:{port}"), http: support::admin_client(&db.url).await };
         OneCommandRun { args, data_dir, logs: logs.to_owned(), child: None, api }
     }
 
     /// A run on a new database and data directory, started, with its one broker checked.
     async fn first_start(test: &str) -> (TestDb, OneCommandRun) {
         let db = TestDb::create().await;
-        let mut run = OneCommandRun::new(&db, &log_dir(test));
+        let mut run = OneCommandRun::new(&db, &log_dir(test)).await;
         run.start().await;
         support::report_broker(&format!("Apache Kafka {} (1 node, started by content-processor)", support::kafka_dist().version()));
         assert_eq!(run.brokers().len(), 1, "the run started one broker");

@@ -27,7 +27,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
         args
     };
     let mut components = [
-        Component::new("command-api", with_kafka(&["--listen", &format!("127.0.0.1:{command_port}")]), &logs),
+        Component::new("command-api", with_kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs),
         Component::new("validator", with_kafka(&[]), &logs),
         Component::new("projector", with_kafka(&["--database-url", &db.url]), &logs),
         Component::new(
@@ -40,7 +40,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
         component.start();
     }
 
-    let http = reqwest::Client::new();
+    let http = support::admin_client(&db.url).await;
     let submit_url = format!("http://127.0.0.1:{command_port}/api/submissions");
     let mut ids = Vec::new();
     for i in 0..20 {

@@ -17,7 +17,7 @@ use support::{eventually, TestSystem};
 use uuid::Uuid;
 
 fn created(content: &str) -> Envelope {
-    Envelope::new(Uuid::new_v4(), Event::SubmissionCreated { content: content.into() }, chrono::Utc::now(), Uuid::new_v4())
+    Envelope::new(Uuid::new_v4(), Event::SubmissionCreated { content: content.into(), owner_id: None }, chrono::Utc::now(), Uuid::new_v4())
 }
 
 /// Appends `value` under `key` to `partition` of the submission topic; returns its offset.
@@ -41,7 +41,7 @@ async fn a_record_of_a_newer_schema_version_holds_its_partition_instead_of_being
     // then an ordinary one behind it on the same partition, and one on another partition.
     let newer = created("written by a newer build 1");
     let mut wire: Value = serde_json::from_slice(&newer.encode()).unwrap();
-    wire["schema_version"] = 2.into();
+    wire["schema_version"] = 3.into();
     let held_at = append(&system, 0, &newer.key(), wire.to_string().as_bytes()).await;
     let behind = created("behind the newer record 2");
     append(&system, 0, &behind.key(), &behind.encode()).await;
@@ -59,7 +59,7 @@ async fn a_record_of_a_newer_schema_version_holds_its_partition_instead_of_being
     })
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
-    assert!(report["checks"]["projector"].as_str().unwrap().contains("schema version 2, newer than this build reads (1 to 1)"), "{report}");
+    assert!(report["checks"]["projector"].as_str().unwrap().contains("schema version 3, newer than this build reads (1 to 2)"), "{report}");
 
     // Nothing moved past it: not judged, not projected, not dead-lettered.
     let (status, _) = system.api.get_json(&format!("/api/submissions/{}", behind.submission_id)).await;

@@ -56,7 +56,8 @@ async fn accepts_the_trailing_slash_path_and_points_to_the_new_resource() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(location, format!("/api/submissions/{}", body["id"].as_str().unwrap()));
+    let position = body["position"].as_str().unwrap();
+    assert_eq!(location, format!("/api/submissions/{}?position={position}", body["id"].as_str().unwrap()));
 
     system.wait_for_verdict(body["id"].as_str().unwrap()).await;
     let (status, fetched) = system.get_json(&location).await;

@@ -12,7 +12,7 @@ pub struct Judgement {
 /// Judges a created submission; `None` for every other event (the validator reads its own
 /// output on the same topic and skips it).
 pub fn judgement_for(created: &Envelope) -> Option<Judgement> {
-    let Event::SubmissionCreated { content } = &created.event else {
+    let Event::SubmissionCreated { content, .. } = &created.event else {
         return None;
     };
     let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());

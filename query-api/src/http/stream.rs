@@ -24,11 +24,11 @@ use axum::Router;
 use futures_util::Stream;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use super::submissions::submission_id;
-use crate::changes::{fetch_changes, live_position, Position, StatusChange, Update, PAGE};
+use crate::changes::{fetch_changes, live_position, Position, Scope, StatusChange, Update, PAGE};
 use crate::{ApiError, AppState};
+use accounts::Caller;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
@@ -70,16 +70,21 @@ impl Start {
     }
 }
 
-async fn all_submissions(State(state): State<AppState>, headers: HeaderMap) -> Result<SseStream, ApiError> {
+/// The caller's submissions (every submission for an admin).
+async fn all_submissions(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<SseStream, ApiError> {
     let seen = last_event_id(&headers)?;
     let updates = state.changes.subscribe();
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID, a client of the whole stream starts from now.
-    Ok(sse(changes_after(state, updates, Start::new(seen, live, live), None)))
+    let scope = Scope { submission: None, owner: caller.visible_owner() };
+    Ok(sse(changes_after(state, updates, Start::new(seen, live, live), scope)))
 }
 
+/// One submission. Another user's submission streams exactly as an unknown id does: nothing,
+/// until a submission of the caller's with that id exists (which never happens).
 async fn one_submission(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<SseStream, ApiError> {
@@ -89,7 +94,8 @@ async fn one_submission(
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID (or after a rebuild), the client gets the submission's whole history.
     let from_start = Position { generation: live.generation, seq: 0 };
-    Ok(sse(changes_after(state, updates, Start::new(seen, live, from_start), Some(id))))
+    let scope = Scope { submission: Some(id), owner: caller.visible_owner() };
+    Ok(sse(changes_after(state, updates, Start::new(seen, live, from_start), scope)))
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
@@ -130,7 +136,7 @@ fn changes_after(
     state: AppState,
     mut live: tokio::sync::broadcast::Receiver<Update>,
     start: Start,
-    submission: Option<Uuid>,
+    scope: Scope,
 ) -> impl Stream<Item = Item> {
     async_stream::stream! {
         let shutdown = state.shutdown.clone();
@@ -139,7 +145,7 @@ fn changes_after(
             yield Item::Reset(at);
         }
         // After a reset, a one-submission stream sends the submission's history again.
-        let restart = |reset: Position| match submission {
+        let restart = |reset: Position| match scope.submission {
             Some(_) => Position { generation: reset.generation, seq: 0 },
             None => reset,
         };
@@ -148,12 +154,12 @@ fn changes_after(
             loop {
                 let page = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    page = fetch_changes(&state.pool, at.seq, submission, PAGE) => page,
+                    page = fetch_changes(&state.pool, at.seq, scope, PAGE) => page,
                 };
                 match page {
                     Ok(page) => {
-                        let full = page.len() as i64 == PAGE;
-                        for change in page {
+                        let full = page.changes.len() as i64 == PAGE;
+                        for change in page.changes {
                             if change.generation != at.generation {
                                 // Switched under us: start over in the live generation.
                                 match live_position(&state.pool).await {
@@ -168,7 +174,15 @@ fn changes_after(
                             at = change.position();
                             yield Item::Change(change);
                         }
-                        if !full { break; }
+                        if !full {
+                            // The stream of every submission has looked at every change up to
+                            // the horizon (those out of scope too), so the live gap check
+                            // counts from there.
+                            if scope.submission.is_none() && page.horizon > at.seq {
+                                at.seq = page.horizon;
+                            }
+                            break;
+                        }
                     }
                     Err(error) => {
                         tracing::debug!(%error, "stream cannot read changes; retrying");
@@ -186,11 +200,12 @@ fn changes_after(
                     received = live.recv() => received,
                 };
                 match received {
-                    Ok(Update::Change(change)) => match LiveStep::of(at, &change, submission) {
+                    Ok(Update::Change(change)) => match LiveStep::of(at, &change, scope) {
                         LiveStep::Send => {
                             at = change.position();
                             yield Item::Change(StatusChange::clone(&change));
                         }
+                        LiveStep::Pass => at = change.position(),
                         LiveStep::Skip => {}
                         // The table read sorts it out.
                         LiveStep::CatchUp => continue 'catch_up,
@@ -214,25 +229,29 @@ fn changes_after(
 #[derive(Debug, PartialEq, Eq)]
 enum LiveStep {
     Send,
+    /// The next change on the stream of every submission, but another owner's: not sent, yet
+    /// the stream has seen up to it.
+    Pass,
     /// Already sent (read from the table meanwhile), or another submission's.
     Skip,
     /// Go back to the table: the change is from another generation, or, on the stream of every
-    /// submission, does not directly follow the last one sent (a gap: never skip silently).
+    /// submission, does not directly follow the last one seen (a gap: never skip silently).
     CatchUp,
 }
 
 impl LiveStep {
-    fn of(at: Position, change: &StatusChange, submission: Option<Uuid>) -> LiveStep {
+    fn of(at: Position, change: &StatusChange, scope: Scope) -> LiveStep {
         if change.generation != at.generation {
             return LiveStep::CatchUp;
         }
         if change.seq <= at.seq {
             return LiveStep::Skip;
         }
-        match submission {
+        match scope.submission {
             // Every change has the next seq of its generation.
             None if change.seq != at.seq + 1 => LiveStep::CatchUp,
-            Some(id) if id != change.submission_id => LiveStep::Skip,
+            None if !scope.includes(change) => LiveStep::Pass,
+            Some(_) if !scope.includes(change) => LiveStep::Skip,
             _ => LiveStep::Send,
         }
     }
@@ -241,6 +260,11 @@ impl LiveStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use uuid::Uuid;
+
+    const OWNER: Uuid = Uuid::from_u128(7);
+    const EVERYONE: Scope = Scope { submission: None, owner: None };
 
     const fn at(generation: i32, seq: i64) -> Position {
         Position { generation, seq }
@@ -251,6 +275,7 @@ mod tests {
             generation,
             seq,
             submission_id,
+            owner_id: Some(OWNER),
             event_type: "ProcessingStarted".into(),
             status: "PROCESSING".into(),
             occurred_at: chrono::Utc::now(),
@@ -284,17 +309,30 @@ mod tests {
     #[test]
     fn the_stream_of_every_submission_goes_back_to_the_table_on_a_gap() {
         let id = Uuid::new_v4();
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), None), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), None), LiveStep::CatchUp);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 10, id), None), LiveStep::Skip);
-        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), None), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), EVERYONE), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), EVERYONE), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 10, id), EVERYONE), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), EVERYONE), LiveStep::CatchUp);
+    }
+
+    #[test]
+    fn another_owners_change_is_passed_over_without_losing_the_gap_check() {
+        let id = Uuid::new_v4();
+        let mine = Scope { submission: None, owner: Some(OWNER) };
+        let theirs = Scope { submission: None, owner: Some(Uuid::from_u128(8)) };
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), mine), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs), LiveStep::Pass);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), theirs), LiveStep::CatchUp);
+        let one = Scope { submission: Some(id), owner: Some(Uuid::from_u128(8)) };
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), one), LiveStep::Skip);
     }
 
     #[test]
     fn the_stream_of_one_submission_skips_the_others_seqs() {
         let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), Some(mine)), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), Some(mine)), LiveStep::Skip);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), Some(mine)), LiveStep::Skip);
+        let scope = Scope { submission: Some(mine), owner: None };
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), scope), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), scope), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), scope), LiveStep::Skip);
     }
 }

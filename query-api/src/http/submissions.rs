@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
+use accounts::Caller;
+use service_kit::kafka::Position as KafkaPosition;
+use std::time::Duration;
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
@@ -32,10 +35,18 @@ pub struct SubmissionView {
     pub created_at: DateTime<Utc>,
     pub processing_started_at: Option<DateTime<Utc>>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// The account that submitted it; null for submissions from before accounts.
+    pub owner_id: Option<Uuid>,
+    pub owner_email: Option<String>,
 }
 
+/// The columns of [`SubmissionView`], from `submissions s` joined with its owner's account `a`.
 const SUBMISSION_COLUMNS: &str =
-    "id, content, status, reasons, created_at, processing_started_at, processed_at";
+    "s.id, s.content, s.status, s.reasons, s.created_at, s.processing_started_at, s.processed_at, s.owner_id, a.email AS owner_email";
+const FROM_SUBMISSIONS: &str = "submissions s LEFT JOIN accounts.accounts a ON a.id = s.owner_id";
+
+/// How long a read of a just-accepted submission waits for the read model to hold it.
+const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,8 +63,10 @@ struct Page {
     next_cursor: Option<String>,
 }
 
+/// The caller's submissions, newest first (everyone's for an admin).
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
@@ -71,16 +84,18 @@ async fn list(
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
 
     let mut items: Vec<SubmissionView> = sqlx::query_as(&format!(
-        "SELECT {SUBMISSION_COLUMNS} FROM submissions
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC
+        "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS}
+         WHERE ($1::text IS NULL OR s.status = $1)
+           AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3))
+           AND ($5::uuid IS NULL OR s.owner_id = $5)
+         ORDER BY s.created_at DESC, s.id DESC
          LIMIT $4"
     ))
     .bind(status.map(Status::as_str))
     .bind(cursor.as_ref().map(|c| c.created_at))
     .bind(cursor.as_ref().map(|c| c.id))
     .bind(limit + 1)
+    .bind(caller.visible_owner())
     .fetch_all(&state.pool)
     .await?;
 
@@ -118,17 +133,57 @@ pub(super) fn submission_id(path: Result<Path<String>, PathRejection>) -> Result
     raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not a submission id (a UUID)")))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// The `partition:offset` the command API returned with the submission (its `Location`
+    /// carries it): the read waits until the read model has read that far.
+    position: Option<String>,
+}
+
+/// One submission of the caller's (any, for an admin); another user's answers 404, exactly as
+/// an unknown id does.
 async fn get_one(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<SubmissionView>, ApiError> {
     let id = submission_id(path)?;
-    let found: Option<SubmissionView> =
-        sqlx::query_as(&format!("SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await?;
-    found.map(Json).ok_or(ApiError::NotFound(id))
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let written_at = query
+        .position
+        .map(|text| text.parse::<KafkaPosition>().map_err(|()| ApiError::InvalidQuery(format!("position {text:?} is not partition:offset"))))
+        .transpose()?;
+    let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
+    loop {
+        let found: Option<SubmissionView> = sqlx::query_as(&format!(
+            "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"
+        ))
+        .bind(id)
+        .bind(caller.visible_owner())
+        .fetch_optional(&state.pool)
+        .await?;
+        if let Some(found) = found {
+            return Ok(Json(found));
+        }
+        // Not there: wait only while the read model has not yet read as far as the write the
+        // client names, and not for ever. Without a position, an unknown id answers at once.
+        let Some(position) = written_at else { return Err(ApiError::NotFound(id)) };
+        if tokio::time::Instant::now() >= deadline || projected_past(&state, position).await? {
+            return Err(ApiError::NotFound(id));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether the live read model has applied the record at `position` (and any before it).
+async fn projected_past(state: &AppState, position: KafkaPosition) -> Result<bool, ApiError> {
+    let next: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_positions WHERE partition = $1")
+        .bind(position.partition)
+        .fetch_optional(&state.pool)
+        .await?;
+    Ok(next.is_some_and(|next| next > position.offset))
 }
 
 /// One entry of a submission's history, with its place in the log for audit.
@@ -154,15 +209,19 @@ struct History {
 
 async fn history(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<History>, ApiError> {
     let id = submission_id(path)?;
     let events: Vec<EventView> = sqlx::query_as(
-        "SELECT seq, event_id, event_type, schema_version, status, occurred_at, correlation_id,
-                payload, kafka_partition, kafka_offset
-         FROM submission_events WHERE submission_id = $1 ORDER BY seq",
+        "SELECT e.seq, e.event_id, e.event_type, e.schema_version, e.status, e.occurred_at, e.correlation_id,
+                e.payload, e.kafka_partition, e.kafka_offset
+         FROM submission_events e JOIN submissions s ON s.id = e.submission_id
+         WHERE e.submission_id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)
+         ORDER BY e.seq",
     )
     .bind(id)
+    .bind(caller.visible_owner())
     .fetch_all(&state.pool)
     .await?;
     if events.is_empty() {

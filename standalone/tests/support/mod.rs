@@ -17,6 +17,31 @@ use service_kit::kafka::KafkaArgs;
 use sqlx::migrate::MigrateDatabase;
 use tokio_util::sync::CancellationToken;
 
+/// An admin account in `database_url` (created, or its password reset) and a new personal API
+/// token of it. Admins see every submission, so tests written before accounts read as before.
+pub async fn admin_token(database_url: &str) -> String {
+    let account = content_processor::create_admin(database_url, "admin@tests.example", "admin password 1".into())
+        .await
+        .expect("the test admin is created");
+    let pool = sqlx::PgPool::connect(database_url).await.expect("connect to the test database");
+    let token = accounts::issue_token(&pool, account.id, "tests").await.expect("the test token is created");
+    pool.close().await;
+    token
+}
+
+/// Headers authenticating every request with `token`.
+pub fn bearer(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a token is a valid header"));
+    headers
+}
+
+/// A client authenticated as the test admin of `database_url`.
+pub async fn admin_client(database_url: &str) -> reqwest::Client {
+    let token = admin_token(database_url).await;
+    reqwest::Client::builder().default_headers(bearer(&token)).build().expect("a client")
+}
+
 /// How long any condition in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -175,7 +200,7 @@ impl TestSystem {
             // A cluster the test started itself, which reported it (TestKafka).
             Broker::External => {}
         }
-        let api = Api { base: format!("http://{}", running.addr), http: reqwest::Client::new() };
+        let api = Api { base: format!("http://{}", running.addr), http: admin_client(&db.url).await };
         TestSystem { running, api, db, shutdown, data_dir }
     }
 

@@ -1,0 +1,137 @@
+//! Who a request comes from: [`Caller`], extracted from a bearer token or a session cookie.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::header;
+use axum_extra::extract::cookie::CookieJar;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::{secret, store, Accounts, AccountsError};
+
+/// The browser session cookie: HttpOnly, SameSite=Strict, holding a random secret whose digest
+/// is the session's key.
+pub const SESSION_COOKIE: &str = "cp_session";
+/// The header carrying the session's CSRF token on cookie requests that change something.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    /// Sees every submission and reaches `/admin/*`.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = AccountsError;
+
+    fn try_from(text: String) -> Result<Role, AccountsError> {
+        match text.as_str() {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            other => Err(AccountsError::Internal(sqlx::Error::Decode(format!("unknown role {other:?}").into()))),
+        }
+    }
+}
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A browser session; `token_digest` keys it (sign-out deletes it).
+    Session { token_digest: Vec<u8>, csrf_token: String },
+    /// A personal API token.
+    Token { id: Uuid },
+}
+
+/// An authenticated caller. Taking it as an extractor makes a route answer 401 without valid
+/// credentials, and 403 for a cookie request that changes something without the CSRF token
+/// (a bearer token is never sent by a browser on its own, so it needs none).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: Uuid,
+    pub role: Role,
+    pub credential: Credential,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whose submissions the caller sees: its own, or everyone's (`None`) for an admin.
+    pub fn visible_owner(&self) -> Option<Uuid> {
+        (!self.is_admin()).then_some(self.account_id)
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AccountsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, AccountsError> {
+        let accounts = Accounts::from_ref(state);
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|token| !token.is_empty())
+                .ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
+            let (account_id, role, id) = store::token_owner(&accounts.pool, &secret::digest(token))
+                .await?
+                .ok_or(AccountsError::Unauthenticated("the token is unknown, expired or revoked"))?;
+            return Ok(Caller { account_id, role, credential: Credential::Token { id } });
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        let cookie = jar
+            .get(SESSION_COOKIE)
+            .ok_or(AccountsError::Unauthenticated("sign in first, or send `Authorization: Bearer <token>`"))?;
+        let token_digest = secret::digest(cookie.value());
+        let (account_id, role, csrf_token) = store::session(&accounts.pool, &token_digest)
+            .await?
+            .ok_or(AccountsError::Unauthenticated("the session ended or expired; sign in again"))?;
+        if !parts.method.is_safe() {
+            let sent = parts.headers.get(CSRF_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
+            if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
+                return Err(AccountsError::CsrfRejected);
+            }
+        }
+        Ok(Caller { account_id, role, credential: Credential::Session { token_digest, csrf_token } })
+    }
+}
+
+/// A caller with the admin role; anyone else gets 403 (401 without credentials).
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl<S> FromRequestParts<S> for Admin
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AccountsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, AccountsError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.is_admin() {
+            Ok(Admin(caller))
+        } else {
+            Err(AccountsError::Forbidden)
+        }
+    }
+}

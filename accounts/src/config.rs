@@ -1,0 +1,53 @@
+use crate::rate_limit::Policy;
+
+/// Settings of sign-in, sessions and rate limits; every flag has an environment variable.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AccountsArgs {
+    /// How long a browser session lasts after sign-in, in hours.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
+    pub session_ttl_hours: u32,
+    /// Mark the session cookie `Secure` even when no proxy says the request came over HTTPS
+    /// (`X-Forwarded-Proto: https` always does).
+    #[arg(long, env = "SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Submissions one account may make per window (each item of a batch counts).
+    #[arg(long, env = "SUBMISSION_RATE_LIMIT", default_value_t = 10_000)]
+    pub submission_rate_limit: u32,
+    /// The submission limit's window, in seconds (3600: per hour).
+    #[arg(long, env = "SUBMISSION_RATE_WINDOW_SECS", default_value_t = 3_600)]
+    pub submission_rate_window_secs: u32,
+    /// Sign-in attempts per account per window.
+    #[arg(long, env = "SIGN_IN_LIMIT_PER_ACCOUNT", default_value_t = 10)]
+    pub sign_in_limit_per_account: u32,
+    /// Sign-in attempts per client address per window.
+    #[arg(long, env = "SIGN_IN_LIMIT_PER_ADDRESS", default_value_t = 100)]
+    pub sign_in_limit_per_address: u32,
+    /// The sign-in limits' window, in seconds.
+    #[arg(long, env = "SIGN_IN_WINDOW_SECS", default_value_t = 900)]
+    pub sign_in_window_secs: u32,
+}
+
+impl AccountsArgs {
+    pub fn submission_policy(&self) -> Policy {
+        Policy { name: "submissions", limit: self.submission_rate_limit, window_secs: self.submission_rate_window_secs }
+    }
+
+    pub fn sign_in_per_account(&self) -> Policy {
+        Policy { name: "sign-in-account", limit: self.sign_in_limit_per_account, window_secs: self.sign_in_window_secs }
+    }
+
+    pub fn sign_in_per_address(&self) -> Policy {
+        Policy { name: "sign-in-address", limit: self.sign_in_limit_per_address, window_secs: self.sign_in_window_secs }
+    }
+}
+
+impl Default for AccountsArgs {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: AccountsArgs,
+        }
+        service_kit::default_config::<Defaults>().args
+    }
+}

@@ -1,0 +1,95 @@
+//! Every way authentication and the account endpoints can fail, and the HTTP answer for each.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use service_kit::http_error::{error_response, unavailable};
+
+use crate::rate_limit::Decision;
+
+const RETRY_AFTER_SECS: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    /// No credentials, or ones that do not identify a live session or token.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("this needs the admin role")]
+    Forbidden,
+    #[error("missing or wrong X-CSRF-Token header: cookie-authenticated requests that change something must send the token GET /api/session returns")]
+    CsrfRejected,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Json(#[from] JsonRejection),
+    #[error("too many attempts; try again in {} seconds", .0.reset_secs.max(1))]
+    RateLimited(Decision),
+    #[error("no such token")]
+    NotFound,
+    #[error("the account database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[source] sqlx::Error),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl From<sqlx::Error> for AccountsError {
+    fn from(error: sqlx::Error) -> Self {
+        if service_kit::postgres::is_unavailable(&error) {
+            AccountsError::Unavailable(error)
+        } else {
+            AccountsError::Internal(error)
+        }
+    }
+}
+
+impl IntoResponse for AccountsError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            AccountsError::Unauthenticated(_) => {
+                let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            AccountsError::Forbidden => error_response(StatusCode::FORBIDDEN, "forbidden", message),
+            AccountsError::CsrfRejected => error_response(StatusCode::FORBIDDEN, "csrf_failed", message),
+            AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
+            AccountsError::EmailTaken => error_response(StatusCode::CONFLICT, "email_taken", message),
+            AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
+            AccountsError::Json(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    _ => "malformed_json",
+                };
+                error_response(status, code, rejection.body_text())
+            }
+            AccountsError::RateLimited(decision) => {
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                decision.annotate(&mut response);
+                response
+            }
+            AccountsError::NotFound => error_response(StatusCode::NOT_FOUND, "not_found", message),
+            AccountsError::Unavailable(ref error) => {
+                tracing::warn!(%error, "answering 503: account database unavailable");
+                unavailable("database_unavailable", "the database is unavailable; try again shortly", RETRY_AFTER_SECS)
+            }
+            AccountsError::Internal(ref error) => {
+                tracing::error!(%error, "account query failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+            AccountsError::Hashing(ref error) => {
+                tracing::error!(%error, "password hashing failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The account endpoints:
+//!
+//! - `POST /api/accounts` signs up (and in); `GET /api/session` says who is signed in;
+//!   `POST /api/session` signs in; `DELETE /api/session` signs out, ending the session on the
+//!   server.
+//! - `GET /api/tokens`, `POST /api/tokens` and `DELETE /api/tokens/{id}`: the caller's personal
+//!   API tokens; a new token is shown once, in the answer that creates it.
+
+use std::net::SocketAddr;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::{self, Account, TokenView};
+use crate::{password, secret, Accounts, AccountsError, Caller, Credential, Role, SESSION_COOKIE};
+
+/// Bodies here are a few short fields; anything bigger is refused before it is parsed.
+const BODY_LIMIT: usize = 16 * 1024;
+const MAX_TOKEN_NAME_CHARS: usize = 100;
+
+pub fn routes(accounts: Accounts) -> Router {
+    Router::new()
+        .route("/api/accounts", post(sign_up))
+        .route("/api/session", get(who_am_i).post(sign_in).delete(sign_out))
+        .route("/api/tokens", get(list_tokens).post(create_token))
+        .route("/api/tokens/{id}", delete(revoke_token))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(accounts)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// The signed-in account, with the CSRF token the UI sends back on changes (none for a token).
+#[derive(Debug, Serialize)]
+struct SessionView {
+    account: Account,
+    csrf_token: Option<String>,
+}
+
+async fn sign_up(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Response, AccountsError> {
+    let Json(credentials) = body?;
+    let email = store::normalize_email(&credentials.email)?;
+    password::check_new(&credentials.password)?;
+    let hash = password::hash(credentials.password).await?;
+    let account = store::create_account(&accounts.pool, &email, &hash, Role::User).await?;
+    tracing::info!(account_id = %account.id, "account created");
+    let (jar, view) = start_session(&accounts, &headers, jar, account).await?;
+    Ok((StatusCode::CREATED, jar, Json(view)).into_response())
+}
+
+async fn sign_in(
+    State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Response, AccountsError> {
+    let Json(credentials) = body?;
+    let email = store::normalize_email(&credentials.email).map_err(|_| AccountsError::InvalidCredentials)?;
+    // Both limits count every attempt, so guessing one account's password from many addresses,
+    // or many accounts' from one address, is slowed down alike.
+    let settings = &accounts.settings;
+    for (policy, subject) in [(settings.sign_in_per_address(), address.as_str()), (settings.sign_in_per_account(), email.as_str())] {
+        let decision = accounts.limiter.take(policy, subject, 1).await?;
+        if !decision.allowed {
+            return Err(AccountsError::RateLimited(decision));
+        }
+    }
+    // With no such account, `verify` still spends the time of a check: timing does not tell
+    // which addresses have accounts.
+    let (account, stored) = store::find_by_email(&accounts.pool, &email).await?.unzip();
+    let verified = password::verify(credentials.password, stored).await;
+    match account {
+        Some(account) if verified => {
+            tracing::info!(account_id = %account.id, "signed in");
+            let (jar, view) = start_session(&accounts, &headers, jar, account).await?;
+            Ok((jar, Json(view)).into_response())
+        }
+        _ => {
+            tracing::info!(%address, "sign-in refused");
+            Err(AccountsError::InvalidCredentials)
+        }
+    }
+}
+
+async fn start_session(
+    accounts: &Accounts,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    account: Account,
+) -> Result<(CookieJar, SessionView), AccountsError> {
+    let cookie_secret = secret::random_hex();
+    let csrf_token = secret::random_hex();
+    let ttl_hours = accounts.settings.session_ttl_hours;
+    store::create_session(&accounts.pool, account.id, &secret::digest(&cookie_secret), &csrf_token, ttl_hours).await?;
+    let over_https = headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = Cookie::build((SESSION_COOKIE, cookie_secret))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(accounts.settings.secure_cookies || over_https)
+        .path("/")
+        .max_age(cookie::time::Duration::hours(i64::from(ttl_hours)));
+    Ok((jar.add(cookie), SessionView { account, csrf_token: Some(csrf_token) }))
+}
+
+async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<SessionView>, AccountsError> {
+    let account = store::account(&accounts.pool, caller.account_id)
+        .await?
+        .ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
+    let csrf_token = match caller.credential {
+        Credential::Session { csrf_token, .. } => Some(csrf_token),
+        Credential::Token { .. } => None,
+    };
+    Ok(Json(SessionView { account, csrf_token }))
+}
+
+async fn sign_out(State(accounts): State<Accounts>, caller: Caller, jar: CookieJar) -> Result<Response, AccountsError> {
+    if let Credential::Session { token_digest, .. } = &caller.credential {
+        store::end_session(&accounts.pool, token_digest).await?;
+        tracing::info!(account_id = %caller.account_id, "signed out");
+    }
+    let removal = Cookie::build((SESSION_COOKIE, "")).path("/");
+    Ok((StatusCode::NO_CONTENT, jar.remove(removal)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    /// Days until it stops working; never when absent.
+    expires_in_days: Option<u32>,
+}
+
+/// A new token: the only time the token itself is shown.
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    view: TokenView,
+    token: String,
+}
+
+async fn create_token(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<Response, AccountsError> {
+    let Json(new) = body?;
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS || name.contains('\0') {
+        return Err(AccountsError::InvalidInput(format!("name must be 1 to {MAX_TOKEN_NAME_CHARS} characters")));
+    }
+    if new.expires_in_days.is_some_and(|days| !(1..=3650).contains(&days)) {
+        return Err(AccountsError::InvalidInput("expires_in_days must be between 1 and 3650".into()));
+    }
+    let token = secret::new_api_token();
+    let view = store::create_token(&accounts.pool, caller.account_id, name, &secret::digest(&token), new.expires_in_days).await?;
+    tracing::info!(account_id = %caller.account_id, token_id = %view.id, "API token created");
+    Ok((StatusCode::CREATED, Json(CreatedToken { view, token })).into_response())
+}
+
+async fn list_tokens(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<Vec<TokenView>>, AccountsError> {
+    Ok(Json(store::list_tokens(&accounts.pool, caller.account_id).await?))
+}
+
+async fn revoke_token(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, AccountsError> {
+    // Any id that is not one of the caller's tokens, well-formed or not, is "no such token".
+    let id: Option<Uuid> = path.ok().and_then(|Path(raw)| raw.parse().ok());
+    let revoked = match id {
+        Some(id) => store::revoke_token(&accounts.pool, caller.account_id, id).await?,
+        None => false,
+    };
+    if !revoked {
+        return Err(AccountsError::NotFound);
+    }
+    tracing::info!(account_id = %caller.account_id, token_id = ?id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The client's IP address as the server sees it (behind a proxy: the proxy's), for limits.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddress, Self::Rejection> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+        Ok(ClientAddress(address.unwrap_or_else(|| "unknown".into())))
+    }
+}

@@ -1,0 +1,215 @@
+//! The SQL of accounts, sessions and tokens. Secrets arrive here already digested.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{AccountsError, Role};
+
+/// An account as the API shows it (never its password hash).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, role, created_at";
+
+/// Lower-cases and checks an email address: one `@` with something on both sides, no spaces or
+/// control characters, at most 254 bytes (what SMTP carries).
+pub fn normalize_email(email: &str) -> Result<String, AccountsError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(AccountsError::InvalidInput("email must be an address like name@example.com".into()))
+    }
+}
+
+/// Creates an account; `EmailTaken` when the address has one.
+pub async fn create_account(pool: &PgPool, email: &str, password_hash: &str, role: Role) -> Result<Account, AccountsError> {
+    let created = sqlx::query_as(&format!(
+        "INSERT INTO accounts.accounts (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (email) DO NOTHING RETURNING {ACCOUNT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(email)
+    .bind(password_hash)
+    .bind(role.as_str())
+    .fetch_optional(pool)
+    .await?;
+    created.ok_or(AccountsError::EmailTaken)
+}
+
+/// Makes `email` an admin with this password: a new account, or an existing one promoted
+/// (its password replaced). For the `create-admin` command.
+pub async fn upsert_admin(pool: &PgPool, email: &str, password_hash: &str) -> Result<Account, AccountsError> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO accounts.accounts (id, email, password_hash, role) VALUES ($1, $2, $3, 'admin')
+         ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin'
+         RETURNING {ACCOUNT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(email)
+    .bind(password_hash)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The account with `email` and its password hash.
+pub async fn find_by_email(pool: &PgPool, email: &str) -> Result<Option<(Account, String)>, AccountsError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        account: Account,
+        password_hash: String,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts.accounts WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| (row.account, row.password_hash)))
+}
+
+pub async fn account(pool: &PgPool, id: Uuid) -> Result<Option<Account>, AccountsError> {
+    Ok(sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts.accounts WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Stores a session; expired ones are deleted on the way.
+pub async fn create_session(
+    pool: &PgPool,
+    account_id: Uuid,
+    token_digest: &[u8],
+    csrf_token: &str,
+    ttl_hours: u32,
+) -> Result<(), AccountsError> {
+    sqlx::query("DELETE FROM accounts.sessions WHERE expires_at < now()").execute(pool).await?;
+    sqlx::query(
+        "INSERT INTO accounts.sessions (token_digest, account_id, csrf_token, expires_at)
+         VALUES ($1, $2, $3, now() + $4 * interval '1 hour')",
+    )
+    .bind(token_digest)
+    .bind(account_id)
+    .bind(csrf_token)
+    .bind(ttl_hours as f64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The account, role and CSRF token of a live session.
+pub async fn session(pool: &PgPool, token_digest: &[u8]) -> Result<Option<(Uuid, Role, String)>, AccountsError> {
+    let row: Option<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT a.id, a.role, s.csrf_token FROM accounts.sessions s JOIN accounts.accounts a ON a.id = s.account_id
+         WHERE s.token_digest = $1 AND s.expires_at > now()",
+    )
+    .bind(token_digest)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(id, role, csrf)| Ok((id, Role::try_from(role)?, csrf))).transpose()
+}
+
+pub async fn end_session(pool: &PgPool, token_digest: &[u8]) -> Result<(), AccountsError> {
+    sqlx::query("DELETE FROM accounts.sessions WHERE token_digest = $1").bind(token_digest).execute(pool).await?;
+    Ok(())
+}
+
+/// A personal API token as its owner sees it (never the token itself, which is not stored).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+const TOKEN_COLUMNS: &str = "id, name, created_at, expires_at, revoked_at, last_used_at";
+
+pub async fn create_token(
+    pool: &PgPool,
+    account_id: Uuid,
+    name: &str,
+    token_digest: &[u8],
+    expires_in_days: Option<u32>,
+) -> Result<TokenView, AccountsError> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO accounts.api_tokens (id, account_id, name, token_digest, expires_at)
+         VALUES ($1, $2, $3, $4, now() + $5 * interval '1 day')
+         RETURNING {TOKEN_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(account_id)
+    .bind(name)
+    .bind(token_digest)
+    .bind(expires_in_days.map(f64::from))
+    .fetch_one(pool)
+    .await?)
+}
+
+pub async fn list_tokens(pool: &PgPool, account_id: Uuid) -> Result<Vec<TokenView>, AccountsError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM accounts.api_tokens WHERE account_id = $1 ORDER BY created_at DESC"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Revokes one of `account_id`'s tokens; `false` when it has no such token.
+pub async fn revoke_token(pool: &PgPool, account_id: Uuid, id: Uuid) -> Result<bool, AccountsError> {
+    let revoked = sqlx::query(
+        "UPDATE accounts.api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND account_id = $2",
+    )
+    .bind(id)
+    .bind(account_id)
+    .execute(pool)
+    .await?;
+    Ok(revoked.rows_affected() == 1)
+}
+
+/// The account and role a live (unrevoked, unexpired) token belongs to, and the token's id.
+/// Its use is noted at most once a minute: a script sending many requests must not turn each
+/// of them into a write on one row.
+pub async fn token_owner(pool: &PgPool, token_digest: &[u8]) -> Result<Option<(Uuid, Role, Uuid)>, AccountsError> {
+    let row: Option<(Uuid, String, Uuid, bool)> = sqlx::query_as(
+        "SELECT a.id, a.role, t.id, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+         FROM accounts.api_tokens t JOIN accounts.accounts a ON a.id = t.account_id
+         WHERE t.token_digest = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())",
+    )
+    .bind(token_digest)
+    .fetch_optional(pool)
+    .await?;
+    let Some((account, role, token, stale)) = row else { return Ok(None) };
+    if stale {
+        sqlx::query("UPDATE accounts.api_tokens SET last_used_at = now() WHERE id = $1").bind(token).execute(pool).await?;
+    }
+    Ok(Some((account, Role::try_from(role)?, token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_lowercased_and_checked() {
+        assert_eq!(normalize_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in ["", "ada", "@example.com", "ada@", "a da@example.com", "a@b@c", "ada\u{0}@x.y"] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_email(&format!("{}@x.y", "a".repeat(260))).is_err());
+    }
+}

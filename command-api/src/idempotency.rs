@@ -1,0 +1,139 @@
+//! `Idempotency-Key` on `POST /api/submissions` (draft-ietf-httpapi-idempotency-key-header).
+//!
+//! The key is recorded with the submission id it was given before the event is published. A
+//! retry with the same key (and the same content) gets that id back: answered from the record
+//! when Kafka had acknowledged the first attempt, otherwise by publishing the same event again.
+//! The event id derives from the submission id, so even when the first attempt reached Kafka
+//! and the process died before recording that, the log holds one submission, not two: the fold
+//! sees the second copy as a duplicate. Keys are kept for 24 hours.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use service_kit::kafka::Position;
+use uuid::Uuid;
+
+use crate::ApiError;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Creates or updates the command API's schema (`commands`).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    service_kit::postgres::migrate_in_schema(pool, "commands", &MIGRATOR).await
+}
+
+/// Longest key accepted; the draft leaves it to the server.
+const MAX_KEY_LEN: usize = 255;
+
+/// Checks a key as sent: 1 to 255 visible ASCII characters.
+pub fn parse_key(value: &axum::http::HeaderValue) -> Result<String, ApiError> {
+    let key = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?.trim();
+    // A structured-field string arrives quoted; the quotes are not part of the key.
+    let key = key.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(key);
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    Ok(key.to_owned())
+}
+
+/// What a key stands for.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Recorded {
+    pub submission_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// Where Kafka stored the event, once it acknowledged it.
+    pub kafka_partition: Option<i32>,
+    pub kafka_offset: Option<i64>,
+}
+
+impl Recorded {
+    pub fn acknowledged_at(&self) -> Option<Position> {
+        Some(Position { partition: self.kafka_partition?, offset: self.kafka_offset? })
+    }
+}
+
+/// What to do with a request that carries a key.
+pub enum Claim {
+    /// First use: publish under this id, time and spend the rate limit.
+    New(Recorded),
+    /// A retry of the same request.
+    Retry(Recorded),
+}
+
+/// Records `key` for `content` with a fresh submission id, or finds what it was recorded for.
+/// The same key with other content is refused: it is another request, not a retry.
+pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, content: &str) -> Result<Claim, ApiError> {
+    let digest = Sha256::digest(content.as_bytes()).to_vec();
+    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND created_at < now() - interval '24 hours'")
+        .bind(account_id)
+        .execute(pool)
+        .await?;
+    let fresh = Recorded { submission_id: Uuid::now_v7(), created_at: domain_time(Utc::now()), kafka_partition: None, kafka_offset: None };
+    let inserted = sqlx::query(
+        "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(&digest)
+    .bind(fresh.submission_id)
+    .bind(fresh.created_at)
+    .execute(pool)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::New(fresh));
+    }
+    let (recorded_digest, recorded): (Vec<u8>, Recorded) = {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            request_digest: Vec<u8>,
+            #[sqlx(flatten)]
+            recorded: Recorded,
+        }
+        let row: Row = sqlx::query_as(
+            "SELECT request_digest, submission_id, created_at, kafka_partition, kafka_offset
+             FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2",
+        )
+        .bind(account_id)
+        .bind(key)
+        .fetch_one(pool)
+        .await?;
+        (row.request_digest, row.recorded)
+    };
+    if recorded_digest != digest {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    Ok(Claim::Retry(recorded))
+}
+
+/// Gives a key up again: its request was refused before anything was published.
+pub async fn release(pool: &PgPool, account_id: Uuid, key: &str) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND acknowledged_at IS NULL")
+        .bind(account_id)
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Notes that Kafka acknowledged the key's event, so retries are answered without publishing.
+pub async fn acknowledged(pool: &PgPool, account_id: Uuid, key: &str, position: Position) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE commands.idempotency_keys SET acknowledged_at = now(), kafka_partition = $3, kafka_offset = $4
+         WHERE account_id = $1 AND key = $2",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(position.partition)
+    .bind(position.offset)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Times as an event keeps them (microseconds), so a republished event is identical.
+fn domain_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(6)
+}

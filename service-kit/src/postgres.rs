@@ -1,0 +1,39 @@
+//! PostgreSQL helpers shared by the components that own a schema.
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// Applies `migrator` inside `schema`, creating it when missing. The migrations and their
+/// bookkeeping table land in that schema, so each owner of a schema migrates it on its own
+/// without seeing another owner's migrations as unknown.
+pub async fn migrate_in_schema(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), sqlx::Error> {
+    // Components starting together create the schema together; `IF NOT EXISTS` alone races.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(schema).execute(&mut *tx).await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut *tx).await?;
+    tx.commit().await?;
+    // A pool of one connection of its own whose search_path points into the schema.
+    let search_path = format!("SET search_path TO {schema}");
+    let in_schema = PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let search_path = search_path.clone();
+            Box::pin(async move { sqlx::query(&search_path).execute(conn).await.map(|_| ()) })
+        })
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let migrated = migrator.run(&in_schema).await;
+    in_schema.close().await;
+    Ok(migrated?)
+}
+
+/// Whether `error` means the database cannot be used right now (unreachable, pool exhausted,
+/// schema not there yet), as opposed to a fault in the query: the former answers 503.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("42P01"),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
