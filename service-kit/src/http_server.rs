@@ -42,9 +42,23 @@ pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     Ok(Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
-            .expose_headers([header::LOCATION, header::RETRY_AFTER]),
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            // The UI signs in with a cookie, so its requests carry credentials, and send the
+            // CSRF token (the cookie is SameSite=Strict: allowed origins share the site).
+            .allow_credentials(true)
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("x-csrf-token"),
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static("ratelimit"),
+                HeaderName::from_static("ratelimit-policy"),
+            ]),
     ))
 }
 
@@ -70,7 +84,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
 /// Serves until `shutdown` is cancelled, then stops accepting and waits for open requests.
 /// Long-lived responses (server-sent events) watch the same token and end themselves.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, with_common_layers(router))
+    // The peer address reaches handlers (sign-in attempts are limited per client address).
+    axum::serve(listener, with_common_layers(router).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -1,7 +1,9 @@
 //! The UI in a real browser (Debian's Chromium through chromedriver) against the running system
-//! with the real broker and database: submit valid and invalid content and watch the statuses
-//! change without a reload, while a second page sees the same submissions appear live.
-//! Saves a screenshot to `artifacts/ui-e2e.png`.
+//! with the real broker and database. Alice signs up and submits valid and invalid content and
+//! watches the statuses change without a reload, while a second page signed in as her sees the
+//! same submissions appear live. Bob, on a phone-sized screen, signs up beside them: neither
+//! ever sees the other's submissions, live or after a reload. Alice creates an API token in the
+//! UI, uses it, revokes it. Saves screenshots to `artifacts/ui-e2e.png` and `ui-phone.png`.
 
 mod support;
 
@@ -20,16 +22,27 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Starts chromedriver and a headless Chromium session on `url`.
-async fn open_browser(port: u16, url: &str) -> Client {
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }
+/// How a session's screen looks.
+#[derive(Clone, Copy)]
+enum Screen {
+    Desktop,
+    /// A phone 390 CSS pixels wide (Chromium windows are never narrower than 500, so this is
+    /// its device emulation).
+    Phone,
+}
+
+/// Starts a headless Chromium session (its own cookies) on `url`.
+async fn open_browser(port: u16, url: &str, screen: Screen) -> Client {
+    let mut options = json!({
+        "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900"],
     });
+    if let Screen::Phone = screen {
+        options["mobileEmulation"] = json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}});
+    }
+    let capabilities = json!({ "goog:chromeOptions": options });
     let Value::Object(capabilities) = capabilities else { unreachable!() };
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
@@ -82,6 +95,28 @@ async fn wait_for_status(client: &Client, content: &str, status: &str) -> Vec<St
     }
 }
 
+/// Signs in through the form (first creating the account when `create`), then waits for the
+/// live feed.
+async fn sign_in(client: &Client, email: &str, password: &str, create: bool) {
+    client.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.expect("the sign-in form");
+    if create {
+        client.find(Locator::Css("form.auth-form button.switch-mode")).await.unwrap().click().await.unwrap();
+    }
+    client.find(Locator::Css("input#email")).await.unwrap().send_keys(email).await.unwrap();
+    client.find(Locator::Css("input#password")).await.unwrap().send_keys(password).await.unwrap();
+    client.find(Locator::Css("form.auth-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    client.wait().at_most(DEADLINE).for_element(Locator::Css("p.connection.live")).await.expect("signed in, the page connects live");
+}
+
+/// The contents the page lists.
+async fn listed(client: &Client) -> Vec<String> {
+    let shown = client
+        .execute("return [...document.querySelectorAll('li.submission .content')].map(c => c.textContent);", vec![])
+        .await
+        .unwrap();
+    serde_json::from_value(shown).unwrap()
+}
+
 async fn submit(client: &Client, content: &str) {
     let area = client.find(Locator::Css("textarea#content")).await.unwrap();
     area.send_keys(content).await.unwrap();
@@ -111,22 +146,27 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
     })
     .await;
 
-    let page = open_browser(driver_port, &system.base).await;
-    let other = open_browser(driver_port, &system.base).await;
+    let page = open_browser(driver_port, &system.base, Screen::Desktop).await;
+    let other = open_browser(driver_port, &system.base, Screen::Desktop).await;
+    let bob = open_browser(driver_port, &system.base, Screen::Phone).await;
     // Close the browsers whatever happens: chromedriver does not take them down with it.
-    let outcome = AssertUnwindSafe(scenario(&mut system, &page, &other)).catch_unwind().await;
-    let _ = page.close().await;
-    let _ = other.close().await;
+    let outcome = AssertUnwindSafe(scenario(&mut system, &page, &other, &bob)).catch_unwind().await;
+    for client in [page, other, bob] {
+        let _ = client.close().await;
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
     system.stop().await;
 }
 
-/// Two pages open on the UI; the first one types and submits, both watch.
-async fn scenario(system: &mut TestSystem, page: &Client, other: &Client) {
-    for client in [page, other] {
-        client.wait().for_element(Locator::Css("p.connection.live")).await.expect("the page connects live");
+/// Alice on two pages, Bob on a phone. Alice types and submits on the first, both her pages
+/// watch; Bob sees none of it.
+async fn scenario(system: &mut TestSystem, page: &Client, other: &Client, bob: &Client) {
+    sign_in(page, "alice@example.com", "alice's password 1", true).await;
+    sign_in(other, "alice@example.com", "alice's password 1", false).await;
+    sign_in(bob, "bob@example.com", "bob's password 1", true).await;
+    for client in [page, other, bob] {
         client.execute(WATCH_STATUSES, vec![]).await.unwrap();
     }
 
@@ -142,10 +182,29 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client) {
     let reasons = page.find(Locator::Css("li.submission[data-status=FAILED] .reasons")).await.unwrap().text().await.unwrap();
     assert!(reasons.contains("too short") && reasons.contains("no digit"), "{reasons}");
 
-    // The other page, open all along, saw both appear and change, without a reload.
+    // Alice's other page, open all along, saw both appear and change, without a reload.
     assert_eq!(wait_for_status(other, valid, "PASSED").await.last().map(String::as_str), Some("PASSED"));
     let other_shown = wait_for_status(other, invalid, "FAILED").await;
     assert!(other_shown.contains(&"PENDING".to_owned()) || other_shown.contains(&"PROCESSING".to_owned()), "{other_shown:?}");
+
+    // Bob's submission reaches his page only; Alice's never reached his.
+    let bobs = "bob's own text 99";
+    submit(bob, bobs).await;
+    wait_for_status(bob, bobs, "PASSED").await;
+    assert_eq!(listed(bob).await, [bobs], "Bob sees only his own, live");
+    for alice in [page, other] {
+        assert!(!listed(alice).await.contains(&bobs.to_owned()), "Alice never sees Bob's");
+    }
+    // On a phone-sized screen the text gets the width of the screen, not a sliver of it.
+    let artifacts = repository().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("ui-phone.png"), bob.screenshot().await.unwrap()).unwrap();
+    let widths = bob
+        .execute("return [window.innerWidth, document.querySelector('li.submission .content').getBoundingClientRect().width];", vec![])
+        .await
+        .unwrap();
+    let (viewport, text) = (widths[0].as_f64().unwrap(), widths[1].as_f64().unwrap());
+    assert!(viewport <= 400.0 && text > viewport * 0.6, "the text is {text} px wide on a {viewport} px screen");
 
     // Text is shown as text, never as markup.
     let markup = "<img src=x onerror=\"window.__xss=1\"> 12345";
@@ -183,8 +242,35 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client) {
     let timeline = page.wait().for_element(Locator::Css("ol.timeline li:nth-child(3)")).await.unwrap();
     assert!(timeline.text().await.unwrap().contains("SubmissionFailed"));
 
-    let artifacts = repository().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("ui-e2e.png"), page.screenshot().await.unwrap()).unwrap();
 
+    // After a reload each still sees only their own.
+    for client in [other, bob] {
+        client.refresh().await.unwrap();
+        client.wait().at_most(DEADLINE).for_element(Locator::Css("ol.submissions")).await.unwrap();
+    }
+    assert_eq!(listed(bob).await, [bobs]);
+    let alices = listed(other).await;
+    assert!(alices.contains(&valid.to_owned()) && !alices.contains(&bobs.to_owned()), "{alices:?}");
+
+    // Alice makes an API token in the UI; a script uses it, sees her submissions only, and is
+    // refused once she revokes it.
+    page.find(Locator::Css("button.show-tokens")).await.unwrap().click().await.unwrap();
+    page.wait().for_element(Locator::Css("input#token-name")).await.unwrap().send_keys("my script").await.unwrap();
+    page.find(Locator::Css("form.new-token button[type=submit]")).await.unwrap().click().await.unwrap();
+    let token = page.wait().at_most(DEADLINE).for_element(Locator::Css("code.token")).await.unwrap().text().await.unwrap();
+    let script = reqwest::Client::builder().default_headers(support::bearer(&token)).build().unwrap();
+    let mine: Value = script.get(system.url("/api/submissions")).send().await.unwrap().json().await.unwrap();
+    let contents: Vec<&str> = mine["items"].as_array().unwrap().iter().map(|item| item["content"].as_str().unwrap()).collect();
+    assert!(contents.contains(&valid) && !contents.contains(&bobs), "{contents:?}");
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("li.token-item button.revoke")).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("li.token-item .revoked")).await.unwrap();
+    let refused = script.get(system.url("/api/submissions")).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // Signing out ends the session on the server: a reload shows the sign-in form again.
+    other.find(Locator::Css("button.sign-out")).await.unwrap().click().await.unwrap();
+    other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
+    other.refresh().await.unwrap();
+    other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
 }

@@ -1,19 +1,24 @@
 //! Talking to the command and query APIs. Every failure comes back as a sentence for the user.
 
-use gloo_net::http::{Request, Response};
+use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use web_sys::RequestCredentials;
 
-use crate::model::{History, Page, SubmissionView};
+use crate::model::{CreatedToken, History, Page, Session, SubmissionView, TokenView};
 
 /// Where the two APIs are. Empty means the origin that served the page (the usual case: the
-/// query API or the one-process mode serves the UI). Set through `/ui-config.json`.
+/// query API or the one-process mode serves the UI). Set through `/ui-config.json`. Once signed
+/// in, it also carries the session's CSRF token, which every request that changes something
+/// sends back.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Endpoints {
     #[serde(default)]
     pub command_api: String,
     #[serde(default)]
     pub query_api: String,
+    #[serde(skip)]
+    pub csrf_token: Option<String>,
 }
 
 impl Endpoints {
@@ -58,16 +63,35 @@ async fn explain(response: Response) -> String {
 }
 
 async fn read<T: DeserializeOwned>(response: Result<Response, gloo_net::Error>) -> Result<T, String> {
+    let response = checked(response).await?;
+    response.json().await.map_err(|e| format!("The server sent an answer this page cannot read: {e}"))
+}
+
+async fn checked(response: Result<Response, gloo_net::Error>) -> Result<Response, String> {
     let response = response.map_err(|_| UNREACHABLE.to_owned())?;
     if !response.ok() {
         return Err(explain(response).await);
     }
-    response.json().await.map_err(|e| format!("The server sent an answer this page cannot read: {e}"))
+    Ok(response)
+}
+
+/// A request sending the session cookie (also to the command API on another origin).
+fn with_cookie(request: RequestBuilder) -> RequestBuilder {
+    request.credentials(RequestCredentials::Include)
+}
+
+/// A request that changes something: with the cookie and the session's CSRF token.
+fn changing(endpoints: &Endpoints, request: RequestBuilder) -> RequestBuilder {
+    let request = with_cookie(request);
+    match &endpoints.csrf_token {
+        Some(token) => request.header("X-CSRF-Token", token),
+        None => request,
+    }
 }
 
 pub async fn submit(endpoints: &Endpoints, content: &str) -> Result<SubmissionView, String> {
     let body = serde_json::json!({ "content": content });
-    let request = Request::post(&format!("{}/api/submissions", endpoints.command_api))
+    let request = changing(endpoints, Request::post(&format!("{}/api/submissions", endpoints.command_api)))
         .json(&body)
         .map_err(|e| e.to_string())?;
     read(request.send().await).await
@@ -79,9 +103,47 @@ pub async fn page(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page, S
         url.push_str("&cursor=");
         url.push_str(cursor);
     }
-    read(Request::get(&url).send().await).await
+    read(with_cookie(Request::get(&url)).send().await).await
 }
 
 pub async fn history(endpoints: &Endpoints, id: &str) -> Result<History, String> {
-    read(Request::get(&format!("{}/api/submissions/{id}/events", endpoints.query_api)).send().await).await
+    read(with_cookie(Request::get(&format!("{}/api/submissions/{id}/events", endpoints.query_api))).send().await).await
+}
+
+/// Who is signed in; `None` when nobody is.
+pub async fn session(endpoints: &Endpoints) -> Result<Option<Session>, String> {
+    let response = with_cookie(Request::get(&format!("{}/api/session", endpoints.query_api))).send().await;
+    if matches!(&response, Ok(response) if response.status() == 401) {
+        return Ok(None);
+    }
+    read(response).await.map(Some)
+}
+
+/// Signs in (`create` false) or signs up and in (`create` true).
+pub async fn sign_in(endpoints: &Endpoints, email: &str, password: &str, create: bool) -> Result<Session, String> {
+    let path = if create { "/api/accounts" } else { "/api/session" };
+    let body = serde_json::json!({ "email": email, "password": password });
+    let request = with_cookie(Request::post(&format!("{}{path}", endpoints.query_api))).json(&body).map_err(|e| e.to_string())?;
+    read(request.send().await).await
+}
+
+pub async fn sign_out(endpoints: &Endpoints) -> Result<(), String> {
+    checked(changing(endpoints, Request::delete(&format!("{}/api/session", endpoints.query_api))).send().await).await.map(drop)
+}
+
+pub async fn tokens(endpoints: &Endpoints) -> Result<Vec<TokenView>, String> {
+    read(with_cookie(Request::get(&format!("{}/api/tokens", endpoints.query_api))).send().await).await
+}
+
+pub async fn create_token(endpoints: &Endpoints, name: &str) -> Result<CreatedToken, String> {
+    let body = serde_json::json!({ "name": name });
+    let request = changing(endpoints, Request::post(&format!("{}/api/tokens", endpoints.query_api)))
+        .json(&body)
+        .map_err(|e| e.to_string())?;
+    read(request.send().await).await
+}
+
+pub async fn revoke_token(endpoints: &Endpoints, id: &str) -> Result<(), String> {
+    let request = changing(endpoints, Request::delete(&format!("{}/api/tokens/{id}", endpoints.query_api)));
+    checked(request.send().await).await.map(drop)
 }

@@ -16,6 +16,48 @@ pub struct SubmissionView {
     #[serde(default)]
     pub reasons: Vec<String>,
     pub created_at: String,
+    /// Who submitted it (admins see everyone's submissions).
+    #[serde(default)]
+    pub owner_email: Option<String>,
+}
+
+/// The signed-in account, as `GET /api/session` answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Session {
+    pub account: Account,
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+}
+
+impl Account {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// A personal API token as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    pub token: String,
 }
 
 /// One SSE `status` event.
@@ -88,6 +130,9 @@ impl Board {
                     known.status = item.status;
                     known.reasons = item.reasons;
                 }
+                if known.owner_email.is_none() {
+                    known.owner_email = item.owner_email;
+                }
             }
             None => {
                 // Newest first: (created_at, id) descending, as the API orders them.
@@ -115,6 +160,7 @@ impl Board {
             status: change.status,
             reasons: change.reasons,
             created_at: change.occurred_at,
+            owner_email: None,
         });
     }
 
@@ -146,7 +192,7 @@ mod tests {
     use super::*;
 
     fn view(id: &str, at: &str, status: Status) -> SubmissionView {
-        SubmissionView { id: id.into(), content: format!("content {id}"), status, reasons: vec![], created_at: at.into() }
+        SubmissionView { id: id.into(), content: format!("content {id}"), status, reasons: vec![], created_at: at.into(), owner_email: None }
     }
 
     fn change(id: &str, status: Status, content: Option<&str>) -> StatusChange {

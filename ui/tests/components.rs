@@ -3,6 +3,7 @@
 
 use domain::Status;
 use ui::api::Endpoints;
+use ui::components::auth::{AuthForm, AuthProps};
 use ui::components::form::{HintProps, RuleHint, SubmitForm, FormProps};
 use ui::components::list::{ItemProps, SubmissionItem};
 use ui::model::SubmissionView;
@@ -15,13 +16,41 @@ fn submission(status: Status, content: &str, reasons: &[&str]) -> SubmissionView
         status,
         reasons: reasons.iter().map(|r| r.to_string()).collect(),
         created_at: "2026-11-25T10:11:12.123456Z".into(),
+        owner_email: None,
     }
 }
 
 async fn render_item(submission: SubmissionView) -> String {
-    LocalServerRenderer::<SubmissionItem>::with_props(ItemProps { submission, selected: false, on_select: Callback::noop() })
+    render_item_for(submission, false).await
+}
+
+async fn render_item_for(submission: SubmissionView, show_owner: bool) -> String {
+    LocalServerRenderer::<SubmissionItem>::with_props(ItemProps { submission, selected: false, on_select: Callback::noop(), show_owner })
         .render()
         .await
+}
+
+#[tokio::test]
+async fn an_admin_sees_who_made_each_submission_and_a_user_does_not() {
+    let mut owned = submission(Status::Passed, "text 1234567", &[]);
+    owned.owner_email = Some("ada@example.com".into());
+    let for_admin = render_item_for(owned.clone(), true).await;
+    assert!(for_admin.contains(r#"<span class="owner">ada@example.com</span>"#), "{for_admin}");
+    let for_user = render_item_for(owned, false).await;
+    assert!(!for_user.contains("class=\"owner\""), "{for_user}");
+    let from_before_accounts = render_item_for(submission(Status::Passed, "text 1234567", &[]), true).await;
+    assert!(from_before_accounts.contains("(from before accounts)"), "{from_before_accounts}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_is_labelled_and_offers_to_create_an_account() {
+    let html = LocalServerRenderer::<AuthForm>::with_props(AuthProps { endpoints: Endpoints::default(), on_signed_in: Callback::noop() })
+        .render()
+        .await;
+    assert!(html.contains(r#"<label for="email">"#) && html.contains(r#"id="email""#), "{html}");
+    assert!(html.contains(r#"<label for="password">"#) && html.contains(r#"type="password""#), "{html}");
+    assert!(html.contains(r#"autocomplete="current-password""#), "{html}");
+    assert!(html.contains("New here? Create an account"), "{html}");
 }
 
 #[tokio::test]

@@ -1,18 +1,21 @@
-//! The page: form, connection state, list with "load more", and the detail of the selected
-//! submission. It opens the live feed first and loads the first page each time the feed
-//! (re)connects or the server says the read model was rebuilt; merging only moves statuses
-//! forward, so the order of the two never matters.
+//! The page. Signed out: the sign-in (or sign-up) form. Signed in: the account bar, and either
+//! the API tokens or the board: form, connection state, the user's own submissions with "load
+//! more", and the detail of the selected one. The board opens the live feed first and loads the
+//! first page each time the feed (re)connects or the server says the read model was rebuilt;
+//! merging only moves statuses forward, so the order of the two never matters.
 
 use std::rc::Rc;
 
 use yew::prelude::*;
 
+use super::auth::AuthForm;
 use super::detail::Detail;
 use super::form::SubmitForm;
 use super::list::SubmissionList;
+use super::tokens::Tokens;
 use crate::api::{self, Endpoints};
 use crate::live::{Connection, LiveFeed};
-use crate::model::{Board, Page, StatusChange, SubmissionView};
+use crate::model::{Board, Page, Session, StatusChange, SubmissionView};
 
 /// Every change to the list goes through here.
 pub enum BoardAction {
@@ -38,27 +41,120 @@ impl Reducible for BoardState {
     }
 }
 
+/// Whether someone is signed in, once the page knows.
+#[derive(Clone, PartialEq)]
+enum SignedIn {
+    Unknown,
+    No(Option<String>),
+    Yes(Session),
+}
+
 #[function_component(App)]
 pub fn app() -> Html {
     let endpoints = use_state(|| None::<Endpoints>);
+    let signed_in = use_state(|| SignedIn::Unknown);
+    let showing_tokens = use_state(|| false);
+
+    // Where the APIs are, and who is signed in, once.
+    {
+        let (endpoints, signed_in) = (endpoints.clone(), signed_in.clone());
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                let found = Endpoints::load().await;
+                signed_in.set(match api::session(&found).await {
+                    Ok(Some(session)) => SignedIn::Yes(session),
+                    Ok(None) => SignedIn::No(None),
+                    Err(message) => SignedIn::No(Some(message)),
+                });
+                endpoints.set(Some(found));
+            });
+        });
+    }
+
+    let Some(base) = (*endpoints).clone() else {
+        return html! { <main><p>{ "Loading…" }</p></main> };
+    };
+    let session = match &*signed_in {
+        SignedIn::Unknown => return html! { <main><p>{ "Loading…" }</p></main> },
+        SignedIn::No(problem) => {
+            let signed_in = signed_in.clone();
+            let on_signed_in = Callback::from(move |session| signed_in.set(SignedIn::Yes(session)));
+            return html! {
+                <main>
+                    <header><h1>{ "Content processor" }</h1></header>
+                    if let Some(message) = problem {
+                        <p class="error" role="alert">{ message }</p>
+                    }
+                    <AuthForm endpoints={base} {on_signed_in} />
+                </main>
+            };
+        }
+        SignedIn::Yes(session) => session.clone(),
+    };
+    let endpoints = Endpoints { csrf_token: session.csrf_token.clone(), ..base };
+    let sign_out = {
+        let (signed_in, endpoints) = (signed_in.clone(), endpoints.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (signed_in, endpoints) = (signed_in.clone(), endpoints.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::sign_out(&endpoints).await {
+                    Ok(()) => signed_in.set(SignedIn::No(None)),
+                    Err(message) => signed_in.set(SignedIn::No(Some(message))),
+                }
+            });
+        })
+    };
+    let toggle_tokens = {
+        let showing_tokens = showing_tokens.clone();
+        Callback::from(move |_: MouseEvent| showing_tokens.set(!*showing_tokens))
+    };
+    let is_admin = session.account.is_admin();
+    html! {
+        <main>
+            <header>
+                <h1>{ "Content processor" }</h1>
+                <nav class="account" aria-label="Account">
+                    <span class="email">{ &session.account.email }</span>
+                    if is_admin {
+                        <span class="role">{ "admin" }</span>
+                    }
+                    <button type="button" class="show-tokens" aria-pressed={showing_tokens.to_string()} onclick={toggle_tokens}>
+                        { if *showing_tokens { "Back to submissions" } else { "API tokens" } }
+                    </button>
+                    <button type="button" class="sign-out" onclick={sign_out}>{ "Sign out" }</button>
+                </nav>
+            </header>
+            if *showing_tokens {
+                <Tokens endpoints={endpoints} />
+            } else {
+                <BoardView {endpoints} show_owner={is_admin} />
+            }
+        </main>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct BoardProps {
+    pub endpoints: Endpoints,
+    /// An admin's board shows everyone's submissions, with who made each.
+    pub show_owner: bool,
+}
+
+/// The signed-in user's submissions, live.
+#[function_component(BoardView)]
+pub fn board_view(props: &BoardProps) -> Html {
+    let endpoints = props.endpoints.clone();
     let board = use_reducer(BoardState::default);
     let connection = use_state(|| Connection::Connecting);
     let selected = use_state(|| None::<String>);
     let load_error = use_state(|| None::<String>);
 
-    // Where the APIs are, once.
-    {
-        let endpoints = endpoints.clone();
-        use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move { endpoints.set(Some(Endpoints::load().await)) });
-        });
-    }
-
     // The live feed, and the first page each time it (re)connects.
     {
         let (board, connection, load_error) = (board.dispatcher(), connection.setter(), load_error.setter());
-        use_effect_with((*endpoints).clone(), move |endpoints| {
-            let feed = endpoints.clone().and_then(|endpoints| {
+        use_effect_with(endpoints.clone(), move |endpoints| {
+            let feed = {
+                let endpoints = endpoints.clone();
                 let on_change = {
                     let board = board.clone();
                     Callback::from(move |change| board.dispatch(BoardAction::Live(change)))
@@ -88,14 +184,10 @@ pub fn app() -> Html {
                     })
                 };
                 LiveFeed::open(&stream_url, on_change, on_state, reload)
-            });
+            };
             move || drop(feed)
         });
     }
-
-    let Some(endpoints) = (*endpoints).clone() else {
-        return html! { <main><p>{ "Loading…" }</p></main> };
-    };
 
     let on_accepted = {
         let board = board.dispatcher();
@@ -125,13 +217,10 @@ pub fn app() -> Html {
     let connection_class = format!("connection {}", format!("{:?}", *connection).to_lowercase());
 
     html! {
-        <main>
-            <header>
-                <h1>{ "Content processor" }</h1>
-                <p class={connection_class} role="status" aria-live="polite">
-                    <span aria-hidden="true">{ "● " }</span>{ connection.label() }
-                </p>
-            </header>
+        <>
+            <p class={connection_class} role="status" aria-live="polite">
+                <span aria-hidden="true">{ "● " }</span>{ connection.label() }
+            </p>
             <SubmitForm endpoints={endpoints.clone()} {on_accepted} />
             if let Some(message) = &*load_error {
                 <p class="error" role="alert">{ message }</p>
@@ -140,7 +229,7 @@ pub fn app() -> Html {
                 <section class="list" aria-labelledby="list-heading">
                     <h2 id="list-heading">{ "Submissions" }</h2>
                     if board.0.loaded {
-                        <SubmissionList entries={board.0.entries.clone()} selected={(*selected).clone()} {on_select} />
+                        <SubmissionList entries={board.0.entries.clone()} selected={(*selected).clone()} {on_select} show_owner={props.show_owner} />
                     } else {
                         <p>{ "Loading…" }</p>
                     }
@@ -152,6 +241,6 @@ pub fn app() -> Html {
                     <Detail endpoints={endpoints.clone()} {submission} {on_close} />
                 }
             </div>
-        </main>
+        </>
     }
 }

@@ -21,6 +21,9 @@ pub struct ItemProps {
     pub submission: SubmissionView,
     pub selected: bool,
     pub on_select: Callback<String>,
+    /// Show who submitted it (an admin sees everyone's).
+    #[prop_or_default]
+    pub show_owner: bool,
 }
 
 #[function_component(SubmissionItem)]
@@ -37,6 +40,9 @@ pub fn submission_item(props: &ItemProps) -> Html {
                 { badge(s.status) }
                 <time datetime={s.created_at.clone()}>{ clock_time(&s.created_at) }</time>
                 <span class="content">{ &s.content }</span>
+                if props.show_owner {
+                    <span class="owner">{ s.owner_email.as_deref().unwrap_or("(from before accounts)") }</span>
+                }
             </button>
             if s.status == Status::Failed && !s.reasons.is_empty() {
                 <ul class="reasons">
@@ -52,6 +58,8 @@ pub struct ListProps {
     pub entries: Vec<SubmissionView>,
     pub selected: Option<String>,
     pub on_select: Callback<String>,
+    #[prop_or_default]
+    pub show_owner: bool,
 }
 
 #[function_component(SubmissionList)]
@@ -64,7 +72,7 @@ pub fn submission_list(props: &ListProps) -> Html {
             { for props.entries.iter().map(|s| html! {
                 <SubmissionItem key={s.id.clone()} submission={s.clone()}
                     selected={props.selected.as_deref() == Some(s.id.as_str())}
-                    on_select={props.on_select.clone()} />
+                    on_select={props.on_select.clone()} show_owner={props.show_owner} />
             }) }
         </ol>
     }

@@ -1,6 +1,8 @@
 //! The page, one component per part of it.
 
 pub mod app;
+pub mod auth;
 pub mod detail;
 pub mod form;
 pub mod list;
+pub mod tokens;
