@@ -157,6 +157,12 @@ async fn get_one(
         .transpose()?;
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
     loop {
+        // Read before the row: once the read model is past the position, the row query that
+        // follows sees whatever that commit wrote.
+        let projected = match written_at {
+            Some(position) => projected_past(&state, position).await?,
+            None => true,
+        };
         let found: Option<SubmissionView> = sqlx::query_as(&format!(
             "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"
         ))
@@ -169,8 +175,7 @@ async fn get_one(
         }
         // Not there: wait only while the read model has not yet read as far as the write the
         // client names, and not for ever. Without a position, an unknown id answers at once.
-        let Some(position) = written_at else { return Err(ApiError::NotFound(id)) };
-        if tokio::time::Instant::now() >= deadline || projected_past(&state, position).await? {
+        if projected || tokio::time::Instant::now() >= deadline {
             return Err(ApiError::NotFound(id));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,355 @@
+//! Accounts tested as an attacker would: two users over REST and both SSE streams, forged,
+//! expired, revoked and foreign credentials, cross-site requests, brute-force sign-in, bad
+//! credentials; rate limits across two command-api replicas; Idempotency-Key; reading a
+//! submission the moment its 202 arrives.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+use support::{SseConnection, TestSystem};
+
+/// A signed-up user: the session cookie and CSRF token a browser would hold, and a personal
+/// API token a script would use.
+struct User {
+    email: String,
+    id: String,
+    cookie: String,
+    csrf: String,
+    token: String,
+    /// Sends the token with every request.
+    http: reqwest::Client,
+}
+
+const PASSWORD: &str = "a long enough password 1";
+
+impl User {
+    async fn sign_up(system: &TestSystem, email: &str) -> User {
+        let plain = reqwest::Client::new();
+        let response = plain.post(system.url("/api/accounts")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set_cookie.contains(attribute), "{set_cookie}");
+        }
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let session: Value = response.json().await.unwrap();
+        assert!(session.to_string().find(PASSWORD).is_none(), "the password never comes back: {session}");
+        let csrf = session["csrf_token"].as_str().unwrap().to_owned();
+        let created: Value = plain
+            .post(system.url("/api/tokens"))
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": "script"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = created["token"].as_str().unwrap().to_owned();
+        let http = reqwest::Client::builder().default_headers(support::bearer(&token)).build().unwrap();
+        let email = session["account"]["email"].as_str().unwrap().to_owned();
+        User { email, id: session["account"]["id"].as_str().unwrap().into(), cookie, csrf, token, http }
+    }
+
+    async fn submit(&self, system: &TestSystem, content: &str) -> Value {
+        let response = self.http.post(system.url("/api/submissions")).json(&json!({ "content": content })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        response.json().await.unwrap()
+    }
+
+    async fn get(&self, system: &TestSystem, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(system.url(path)).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// How many submissions the log holds (their `SubmissionCreated` records).
+fn created_in_topic(system: &TestSystem) -> usize {
+    let kafka = &system.running.kafka;
+    support::read_topic(kafka, &kafka.topic)
+        .iter()
+        .filter_map(|record| domain::Envelope::decode(record.value.as_deref()?).ok())
+        .filter(|envelope| matches!(envelope.event, domain::Event::SubmissionCreated { .. }))
+        .count()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Asserts a refusal with the standard JSON error body and the given status and code.
+async fn assert_refused(response: reqwest::Response, status: StatusCode, code: &str) {
+    let got = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_sees_only_their_own_submissions_over_rest_and_both_streams() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let bob = User::sign_up(&system, "Bob@Example.com").await;
+    assert_eq!(bob.email, "bob@example.com", "addresses are kept lower-cased");
+
+    // Bob listens to his stream of everything from before Alice writes anything.
+    let bobs_stream = SseConnection::open(&bob.http, &system.url("/api/stream"), None).await;
+    let alices = alice.submit(&system, "alice's text 1").await;
+    let alice_id = alices["id"].as_str().unwrap().to_owned();
+    system.wait_for_verdict(&alice_id).await;
+    let bobs = bob.submit(&system, "bob's text 2").await;
+    let bob_id = bobs["id"].as_str().unwrap().to_owned();
+    system.wait_for_verdict(&bob_id).await;
+
+    // Bob's stream carried his three changes and none of Alice's.
+    let seen = bobs_stream.read(3).await;
+    assert!(seen.iter().all(|event| event.data["submission_id"] == bob_id.as_str()), "{seen:?}");
+
+    // Lists, single reads and histories.
+    assert_eq!(ids(&alice.get(&system, "/api/submissions").await.1), [alice_id.clone()]);
+    assert_eq!(ids(&bob.get(&system, "/api/submissions").await.1), [bob_id.clone()]);
+    let (status, foreign) = bob.get(&system, &format!("/api/submissions/{alice_id}")).await;
+    let (unknown_status, unknown) = bob.get(&system, &format!("/api/submissions/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!((status, unknown_status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(foreign["error"]["code"], unknown["error"]["code"], "another user's id answers as an unknown one does");
+    let (status, _) = bob.get(&system, &format!("/api/submissions/{alice_id}/events")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, own) = alice.get(&system, &format!("/api/submissions/{alice_id}")).await;
+    assert_eq!((status, own["owner_email"].as_str()), (StatusCode::OK, Some("alice@example.com")));
+
+    // Bob's stream of Alice's submission streams exactly as one of an unknown id: nothing, not
+    // even her history; his own stream gives his history.
+    let foreign_stream = SseConnection::open(&bob.http, &system.url(&format!("/api/submissions/{alice_id}/stream")), None).await;
+    let own_stream = SseConnection::open(&bob.http, &system.url(&format!("/api/submissions/{bob_id}/stream")), None).await;
+    assert_eq!(own_stream.read(3).await.len(), 3);
+    assert!(tokio::time::timeout(Duration::from_secs(2), foreign_stream.read(1)).await.is_err(), "nothing of Alice's reaches Bob");
+
+    // The admin sees both, with their owners.
+    let (_, everything) = system.get_json("/api/submissions").await;
+    let owners: Vec<&str> = everything["items"].as_array().unwrap().iter().map(|item| item["owner_email"].as_str().unwrap()).collect();
+    assert_eq!(owners, ["bob@example.com", "alice@example.com"]);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let bob = User::sign_up(&system, "bob@example.com").await;
+    let plain = reqwest::Client::new();
+    let submit_body = json!({"content": "should never be stored 1"});
+
+    // No credentials, forged ones, malformed ones: 401 on every API, streams included.
+    for (name, value) in [
+        (None, ""),
+        (Some(header::COOKIE), "cp_session=00000000000000000000000000000000"),
+        (Some(header::AUTHORIZATION), "Bearer cpt_forged"),
+        (Some(header::AUTHORIZATION), "Basic YWxpY2U6cGFzc3dvcmQ="),
+        (Some(header::AUTHORIZATION), "Bearer "),
+    ] {
+        for (method, path) in [("GET", "/api/submissions"), ("POST", "/api/submissions"), ("GET", "/api/stream"), ("GET", "/api/tokens"), ("GET", "/admin/rebuild")] {
+            let mut request = plain.request(method.parse().unwrap(), system.url(path)).json(&submit_body);
+            if let Some(name) = name.clone() {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.unwrap();
+            assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+            assert_refused(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        }
+    }
+
+    // A user is not an admin.
+    assert_refused(alice.http.post(system.url("/admin/rebuild")).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+
+    // Cross-site: the browser would send the cookie, but not the CSRF token the page holds.
+    for csrf in [None, Some("wrong"), Some(bob.csrf.as_str())] {
+        let mut request = plain.post(system.url("/api/submissions")).header(header::COOKIE, &alice.cookie).json(&submit_body);
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        assert_refused(request.send().await.unwrap(), StatusCode::FORBIDDEN, "csrf_failed").await;
+    }
+    // A form posted from another site cannot sign anyone in (nor sign up).
+    let form = plain.post(system.url("/api/session")).form(&[("email", "alice@example.com"), ("password", PASSWORD)]).send().await.unwrap();
+    assert_refused(form, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    // With the token the page holds, the cookie works.
+    let same_site = plain
+        .post(system.url("/api/submissions"))
+        .header(header::COOKIE, &alice.cookie)
+        .header("x-csrf-token", &alice.csrf)
+        .json(&json!({"content": "from alice's page 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_site.status(), StatusCode::ACCEPTED);
+
+    // A token of another user cannot be revoked by Bob; Alice revokes hers and it stops working.
+    let (_, tokens) = alice.get(&system, "/api/tokens").await;
+    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    assert!(tokens.to_string().find(&alice.token).is_none(), "a listed token never shows its secret");
+    assert_refused(bob.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(alice.get(&system, "/api/submissions").await.0, StatusCode::OK);
+    let revoked = alice.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_refused(alice.http.get(system.url("/api/submissions")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
+
+    // An expired token.
+    let pool = system.db.pool().await;
+    sqlx::query("UPDATE accounts.api_tokens SET expires_at = now() - interval '1 second' WHERE account_id = $1::uuid")
+        .bind(&bob.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_refused(bob.http.get(system.url("/api/submissions")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
+
+    // Sign-out ends the session on the server: the cookie no longer works.
+    let signed_out = plain
+        .delete(system.url("/api/session"))
+        .header(header::COOKIE, &alice.cookie)
+        .header("x-csrf-token", &alice.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+    let after = plain.get(system.url("/api/session")).header(header::COOKIE, &alice.cookie).send().await.unwrap();
+    assert_refused(after, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+
+    // Nothing refused was stored: the one accepted submission is all there is.
+    assert_eq!(created_in_topic(&system), 1, "only the accepted submission is in the log");
+    pool.close().await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_and_sign_in_refuse_bad_credentials_and_slow_down_guessing() {
+    let system = TestSystem::start().await;
+    let plain = reqwest::Client::new();
+    let sign_up = |body: Value| plain.post(system.url("/api/accounts")).json(&body).send();
+
+    for (body, status, code) in [
+        (json!({"email": "not an address", "password": PASSWORD}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({"email": "a@b.c", "password": "short"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({"email": "a@b.c", "password": "x".repeat(2000)}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({"email": "a@b.c"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({"email": "a@b.c", "password": PASSWORD, "role": "admin"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({"email": format!("{}@b.c", "a".repeat(20_000)), "password": PASSWORD}), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+    ] {
+        assert_refused(sign_up(body).await.unwrap(), status, code).await;
+    }
+    let malformed = plain.post(system.url("/api/accounts")).header(header::CONTENT_TYPE, "application/json").body("{\"email\":").send().await.unwrap();
+    assert_refused(malformed, StatusCode::BAD_REQUEST, "malformed_json").await;
+
+    assert_eq!(sign_up(json!({"email": "carol@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::CREATED);
+    assert_refused(sign_up(json!({"email": "CAROL@example.com", "password": PASSWORD})).await.unwrap(), StatusCode::CONFLICT, "email_taken").await;
+
+    // Wrong passwords and unknown accounts get the same answer; after ten attempts on one
+    // account, even the right password waits.
+    let sign_in = |email: &str, password: &str| plain.post(system.url("/api/session")).json(&json!({"email": email, "password": password})).send();
+    assert_refused(sign_in("nobody@example.com", PASSWORD).await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    for _ in 0..10 {
+        assert_refused(sign_in("carol@example.com", "a wrong password").await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let limited = sign_in("carol@example.com", PASSWORD).await.unwrap();
+    let retry_after: u64 = limited.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.headers()["ratelimit-policy"], "\"sign-in-account\";q=10;w=900");
+    assert_refused(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another account from the same address is still let in.
+    assert_eq!(sign_up(json!({"email": "dave@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(sign_in("dave@example.com", PASSWORD).await.unwrap().status(), StatusCode::OK);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submission_limit_holds_across_two_command_api_replicas() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.accounts.submission_rate_limit = 3;
+    let system = TestSystem::start_with(db, config.clone()).await;
+    // A second command API, as another replica would run, on the same database and broker.
+    let mut replica = command_api::Config::new(&system.db.url, system.running.kafka.clone());
+    replica.listen = format!("127.0.0.1:{}", support::process::free_port()).parse().unwrap();
+    replica.accounts = config.accounts.clone();
+    let replica_url = format!("http://{}/api/submissions", replica.listen);
+    let replica_shutdown = system.shutdown.child_token();
+    let replica_task = tokio::spawn(command_api::run(replica, replica_shutdown.clone()));
+
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let submit_to = |url: String, content: &'static str| alice.http.post(url).json(&json!({ "content": content })).send();
+    let first = submit_to(system.url("/api/submissions"), "first of three 1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"submissions\";q=3;w=3600");
+    assert!(first.headers()["ratelimit"].to_str().unwrap().starts_with("\"submissions\";r=2;t="));
+    let second = support::eventually("the replica serves", || async {
+        submit_to(replica_url.clone(), "second of three 2").await.ok().filter(|r| r.status() == StatusCode::ACCEPTED)
+    })
+    .await;
+    assert!(second.headers()["ratelimit"].to_str().unwrap().starts_with("\"submissions\";r=1;"));
+    assert_eq!(submit_to(system.url("/api/submissions"), "third of three 3").await.unwrap().status(), StatusCode::ACCEPTED);
+
+    for url in [replica_url.clone(), system.url("/api/submissions")] {
+        let refused = submit_to(url, "one too many 4").await.unwrap();
+        assert!(refused.headers().contains_key(header::RETRY_AFTER));
+        assert!(refused.headers()["ratelimit"].to_str().unwrap().starts_with("\"submissions\";r=0;"));
+        assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    // Limits are per user.
+    let bob = User::sign_up(&system, "bob@example.com").await;
+    bob.submit(&system, "bob is not limited by alice 5").await;
+    assert_eq!(created_in_topic(&system), 4, "four submissions in the log; nothing from the refused ones");
+    replica_shutdown.cancel();
+    replica_task.await.unwrap().unwrap();
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_idempotency_key_gets_the_same_submission() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let bob = User::sign_up(&system, "bob@example.com").await;
+    let post = |user: &User, key: &str, content: &str| {
+        user.http.post(system.url("/api/submissions")).header("idempotency-key", key).json(&json!({ "content": content })).send()
+    };
+    let first = post(&alice, "order-17", "retried text 1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let again = post(&alice, "order-17", "retried text 1").await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!((&again["id"], &again["created_at"], &again["position"]), (&first["id"], &first["created_at"], &first["position"]));
+
+    assert_refused(post(&alice, "order-17", "other text 2").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
+    for bad in ["", "has space", &"k".repeat(256)] {
+        assert_refused(post(&alice, bad, "text 3").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    }
+    // Keys are per user: Bob's order-17 is his own submission.
+    let bobs: Value = post(&bob, "order-17", "retried text 1").await.unwrap().json().await.unwrap();
+    assert_ne!(bobs["id"], first["id"]);
+
+    assert_eq!(created_in_topic(&system), 2, "one SubmissionCreated per key and user, none for the retry");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_location_of_a_202_answers_at_once_never_404() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    for i in 0..50 {
+        let accepted = alice.http.post(system.url("/api/submissions")).json(&json!({ "content": format!("read at once {i}") })).send().await.unwrap();
+        let location = accepted.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        let (status, read) = alice.get(&system, &location).await;
+        assert_eq!(status, StatusCode::OK, "{location}: {read}");
+        assert!(["PENDING", "PROCESSING", "PASSED"].contains(&read["status"].as_str().unwrap()), "{read}");
+    }
+    // Ids that do not exist still answer 404, with or without a position the read model passed.
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(alice.get(&system, &format!("/api/submissions/{unknown}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(alice.get(&system, &format!("/api/submissions/{unknown}?position=0:0")).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = alice.get(&system, &format!("/api/submissions/{unknown}?position=zero")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    system.stop().await;
+}
