@@ -14,9 +14,11 @@ use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Adds the layers every service wants to `router`.
+/// Adds the layers every service wants to `router`, and a JSON 405 for a method a route does
+/// not take (axum's own has no body).
 pub fn with_common_layers(router: Router) -> Router {
     router
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request
@@ -30,6 +32,14 @@ pub fn with_common_layers(router: Router) -> Router {
         // Outermost: the id exists before the trace span is made, and goes back to the client.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn method_not_allowed(method: Method) -> axum::response::Response {
+    crate::http_error::error_response(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}"),
+    )
 }
 
 /// Cross-origin access for the browser UI when it is served from another origin than this API.

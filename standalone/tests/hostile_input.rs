@@ -1,6 +1,7 @@
-//! Thousands of generated bodies and paths against both APIs. Every answer is either what a
-//! valid request gets or a 4xx with a JSON error body: never a 5xx, and nothing is stored for a
-//! refused request (the topic holds exactly one record per 202).
+//! Thousands of generated bodies, paths and credentials against both APIs and the account
+//! endpoints. Every answer is either what a valid request gets or a 4xx with a JSON error body:
+//! never a 5xx, and nothing is stored for a refused request (the topic holds exactly one record
+//! per submission a 202 named).
 
 mod support;
 
@@ -100,6 +101,56 @@ fn read_path() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A body for the account endpoints: mostly credential-shaped, with anything in the fields.
+fn account_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        ("\\PC{0,40}", "\\PC{0,40}").prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        ("[a-z]{1,8}@[a-z]{1,8}\\.[a-z]{2,3}", "[ -~]{0,12}").prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        ("\\PC{0,40}", proptest::option::of(any::<i64>())).prop_map(|(name, days)| serde_json::to_vec(&serde_json::json!({"name": name, "expires_in_days": days})).unwrap()),
+        (json_value(), json_value()).prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        body(),
+    ]
+}
+
+/// A request to an account endpoint, or a submission, with generated credentials.
+#[derive(Debug, Clone)]
+struct AccountRequest {
+    method: &'static str,
+    path: String,
+    /// `None`: the test admin's token; otherwise these headers instead (possibly none).
+    credentials: Option<Vec<(&'static str, String)>>,
+    idempotency_key: Option<String>,
+    json: bool,
+    body: Vec<u8>,
+}
+
+fn account_request() -> impl Strategy<Value = AccountRequest> {
+    let endpoint = prop_oneof![
+        Just(("POST", "/api/accounts".to_owned())),
+        Just(("POST", "/api/session".to_owned())),
+        Just(("DELETE", "/api/session".to_owned())),
+        Just(("GET", "/api/session".to_owned())),
+        Just(("POST", "/api/tokens".to_owned())),
+        Just(("GET", "/api/tokens".to_owned())),
+        "[^/?#%]{0,40}".prop_map(|id| ("DELETE", format!("/api/tokens/{id}"))),
+        Just(("POST", "/api/submissions".to_owned())),
+        Just(("GET", "/api/stream".to_owned())),
+        Just(("POST", "/admin/rebuild".to_owned())),
+    ];
+    let junk = "[ -~]{0,60}";
+    let credentials = prop_oneof![
+        Just(None),
+        Just(Some(vec![])),
+        junk.prop_map(|j| Some(vec![("authorization", format!("Bearer {j}"))])),
+        junk.prop_map(|j| Some(vec![("authorization", j)])),
+        junk.prop_map(|j| Some(vec![("cookie", format!("cp_session={j}"))])),
+        (junk, junk).prop_map(|(c, t)| Some(vec![("cookie", format!("cp_session={c}")), ("x-csrf-token", t)])),
+    ];
+    (endpoint, credentials, proptest::option::of("[ -~]{0,300}"), any::<bool>(), account_body()).prop_map(
+        |((method, path), credentials, idempotency_key, json, body)| AccountRequest { method, path, credentials, idempotency_key, json, body },
+    )
+}
+
 /// A 4xx must carry the standard JSON error body.
 async fn assert_client_error(response: reqwest::Response, what: &str) {
     let status = response.status();
@@ -143,7 +194,7 @@ fn generated_requests_never_cause_a_5xx_and_refused_ones_store_nothing() {
         })
         .unwrap();
 
-    TestRunner::new(config)
+    TestRunner::new(config.clone())
         .run(&read_path(), |path| {
             runtime.block_on(async {
                 let response = system.http.get(system.url(&path)).send().await.unwrap();
@@ -158,9 +209,43 @@ fn generated_requests_never_cause_a_5xx_and_refused_ones_store_nothing() {
         })
         .unwrap();
 
+    // Account endpoints and credentials: a plain client, so only the generated credentials count.
+    let plain = reqwest::Client::new();
+    let named = std::cell::RefCell::new(std::collections::HashSet::new());
+    TestRunner::new(Config { cases: 400, ..config })
+        .run(&account_request(), |request| {
+            runtime.block_on(async {
+                let client = if request.credentials.is_none() { &system.http } else { &plain };
+                let mut builder = client.request(request.method.parse().unwrap(), system.url(&request.path)).body(request.body.clone());
+                for (name, value) in request.credentials.iter().flatten() {
+                    builder = builder.header(*name, value.as_str());
+                }
+                if let Some(key) = &request.idempotency_key {
+                    builder = builder.header("idempotency-key", key.as_str());
+                }
+                if request.json {
+                    builder = builder.header("content-type", "application/json");
+                }
+                let response = builder.send().await.unwrap();
+                let status = response.status();
+                let what = format!("{request:?}");
+                if status.is_success() {
+                    if request.path == "/api/submissions" && status == StatusCode::ACCEPTED {
+                        let body: Value = response.json().await.unwrap();
+                        named.borrow_mut().insert(body["id"].as_str().unwrap().to_owned());
+                    }
+                } else {
+                    assert_client_error(response, &what).await;
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+
     let accepted = accepted.get();
     assert!(accepted > 0, "the generator produced some valid submissions");
-    assert_eq!(runtime.block_on(system.records_in_topic()), accepted as i64, "one record per 202, none for refused requests");
-    println!("hostile input: 1500 bodies ({accepted} valid) and 1500 paths");
+    let submissions = accepted + named.borrow().len();
+    assert_eq!(runtime.block_on(system.records_in_topic()), submissions as i64, "one record per submission a 202 named, none for refused requests");
+    println!("hostile input: 1500 bodies ({accepted} valid), 1500 paths and 400 account requests");
     runtime.block_on(system.stop());
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use axum::routing::get;
+use axum::routing::{get, get_service};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::services::ServeDir;
@@ -26,7 +26,7 @@ impl UiSettings {
 }
 
 /// `/ui-config.json`, and every path no API route claims served from the UI directory; what is
-/// not there gets the JSON 404.
+/// not there, or asked for with another method than GET, gets the JSON 404.
 pub fn routes(settings: &UiSettings) -> Router<AppState> {
     let config = json!({ "command_api": settings.command_api_url, "query_api": "" });
     let files = ServeDir::new(&settings.dir)
@@ -34,5 +34,5 @@ pub fn routes(settings: &UiSettings) -> Router<AppState> {
         .not_found_service(get(service_kit::http_error::not_found_fallback));
     Router::new()
         .route("/ui-config.json", get(move || async move { Json(config) }))
-        .fallback_service(files)
+        .fallback_service(get_service(files).fallback(service_kit::http_error::not_found_fallback))
 }

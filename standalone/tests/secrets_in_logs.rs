@@ -1,0 +1,55 @@
+//! The logs of a run never hold a password, a session cookie, a CSRF token or an API token:
+//! the query API runs as its own process, a client signs up, fails and succeeds to sign in,
+//! makes, uses and revokes a token, and signs out; then its log file is searched.
+
+mod support;
+
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+use support::process::{free_port, log_dir, Component};
+use support::TestDb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let db = TestDb::create().await;
+    let logs = log_dir("secrets-in-logs");
+    let port = free_port();
+    let args = vec!["--listen".to_owned(), format!("127.0.0.1:{port}"), "--database-url".into(), db.url.clone()];
+    let mut query_api = Component::new("query-api", args, &logs);
+    query_api.start();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let (password, wrong_password) = ("correct horse battery 42", "incorrect donkey 17");
+    let credentials = |password: &str| json!({"email": "eve@example.com", "password": password});
+
+    let signed_up = support::eventually("the query API serves", || async {
+        http.post(format!("{base}/api/accounts")).json(&credentials(password)).send().await.ok()
+    })
+    .await;
+    assert_eq!(signed_up.status(), StatusCode::CREATED);
+    let wrong = http.post(format!("{base}/api/session")).json(&credentials(wrong_password)).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let signed_in = http.post(format!("{base}/api/session")).json(&credentials(password)).send().await.unwrap();
+    let cookie = signed_in.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session: Value = signed_in.json().await.unwrap();
+    let csrf = session["csrf_token"].as_str().unwrap().to_owned();
+    let with_session = |request: reqwest::RequestBuilder| request.header(header::COOKIE, &cookie).header("x-csrf-token", &csrf);
+    let created: Value = with_session(http.post(format!("{base}/api/tokens"))).json(&json!({"name": "ci"})).send().await.unwrap().json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let used = http.get(format!("{base}/api/session")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(used.status(), StatusCode::OK);
+    let revoked = with_session(http.delete(format!("{base}/api/tokens/{}", created["id"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(http.get(format!("{base}/api/session")).bearer_auth(&token).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(with_session(http.delete(format!("{base}/api/session"))).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    query_api.terminate(std::time::Duration::from_secs(10)).await;
+
+    let log = std::fs::read_to_string(logs.join("query-api.log")).unwrap();
+    assert!(log.contains("signed in") && log.contains("API token revoked"), "the log is the run's: {log}");
+    let cookie_secret = cookie.split_once('=').unwrap().1;
+    for (what, secret) in [("password", password), ("wrong password", wrong_password), ("API token", &token), ("session cookie", cookie_secret), ("CSRF token", &csrf)] {
+        assert!(!log.contains(secret), "the log holds the {what}");
+    }
+    assert!(!log.contains("$argon2"), "the log holds a password hash");
+    db.drop_database().await;
+}
