@@ -353,3 +353,40 @@ async fn the_location_of_a_202_answers_at_once_never_404() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
     system.stop().await;
 }
+
+/// Runs `content-processor create-admin EMAIL` with the password in ADMIN_PASSWORD.
+async fn create_admin(system: &TestSystem, email: &str) -> std::process::Output {
+    tokio::process::Command::new(support::process::BINARY)
+        .args(["create-admin", email, "--database-url", &system.db.url])
+        .env("ADMIN_PASSWORD", PASSWORD)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_is_made_from_the_command_line() {
+    let system = TestSystem::start().await;
+    let made = create_admin(&system, "root@example.com").await;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(!String::from_utf8_lossy(&made.stdout).contains(PASSWORD));
+
+    let plain = reqwest::Client::new();
+    let signed_in = plain.post(system.url("/api/session")).json(&json!({"email": "root@example.com", "password": PASSWORD})).send().await.unwrap();
+    let cookie = signed_in.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session: Value = signed_in.json().await.unwrap();
+    assert_eq!(session["account"]["role"], "admin");
+    let status = plain.get(system.url("/admin/rebuild")).header(header::COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::OK);
+
+    // An existing account is promoted; a bad address is refused with the reason.
+    User::sign_up(&system, "later@example.com").await;
+    assert!(create_admin(&system, "later@example.com").await.status.success());
+    let pool = system.db.pool().await;
+    let role: String = sqlx::query_scalar("SELECT role FROM accounts.accounts WHERE email = 'later@example.com'").fetch_one(&pool).await.unwrap();
+    assert_eq!(role, "admin");
+    pool.close().await;
+    let refused = create_admin(&system, "not-an-address").await;
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("email must be an address"));
+    system.stop().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_content-processor");
+pub const BINARY: &str = env!("CARGO_BIN_EXE_content-processor");
 
 /// A directory for the children's logs, kept after the test so a failure can be read.
 pub fn log_dir(test: &str) -> PathBuf {
