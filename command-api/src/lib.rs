@@ -87,6 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let state = AppState::connect(&config).await?;
     let mut app = router(state.clone())
         .merge(health::routes(readiness_checks(&state)))
+        .merge(service_kit::metrics::routes())
         .fallback(service_kit::http_error::not_found_fallback);
     if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
         app = app.layer(cors);

@@ -32,6 +32,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(addr) = config.admin_listen {
         let app = admin::routes(admin.clone())
             .merge(health::routes(readiness_checks(&pool, &projector)))
+            .merge(service_kit::metrics::routes())
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");

@@ -55,12 +55,15 @@ impl Progress {
     /// Marks a rebuild as started (its caller holds the [`RebuildLock`], so no other runs).
     pub fn begin(&self) {
         *self.lock() = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
+        metrics::gauge!("content_processor_rebuild_running").set(1.0);
+        metrics::gauge!("content_processor_rebuild_events_applied").set(0.0);
     }
 
     pub(crate) fn record(&self, applied: usize, next_offsets: &BTreeMap<i32, i64>) {
         let mut status = self.lock();
         status.events_applied += applied as u64;
         status.positions.extend(next_offsets);
+        metrics::gauge!("content_processor_rebuild_events_applied").set(status.events_applied as f64);
     }
 
     pub(crate) fn set_ends(&self, ends: BTreeMap<i32, i64>) {
@@ -74,6 +77,7 @@ impl Progress {
     }
 
     fn finish(&self, state: RebuildState, error: Option<String>) {
+        metrics::gauge!("content_processor_rebuild_running").set(0.0);
         let mut status = self.lock();
         status.state = state;
         status.error = error;

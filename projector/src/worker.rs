@@ -8,7 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use domain::Envelope;
 use futures_util::FutureExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer as RdStreamConsumer};
+use service_kit::metrics::LagReporter;
+
+/// The projector's consumer: it reports its lag to the metrics.
+type StreamConsumer = RdStreamConsumer<LagReporter>;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -102,8 +106,10 @@ impl Projector {
         // Positions live in PostgreSQL; a position the broker no longer has is a reset topic,
         // to be noticed, never silently replaced by another offset.
         consumer_config.set("auto.offset.reset", "error");
+        // Its lag is reported as the projector's, or the rebuild's.
+        let name = if target == Target::Live { "projector" } else { "rebuild" };
         let mut projector = Projector {
-            consumer: Arc::new(consumer_config.create()?),
+            consumer: Arc::new(consumer_config.create_with_context(LagReporter(name))?),
             reader: None,
             pool,
             kafka: config.kafka.clone(),
@@ -372,6 +378,7 @@ impl Projector {
     /// for Kafka to hold it), then commit rows and positions together. `None` if the generation
     /// was retired.
     async fn try_commit(&self, batch: &Batch) -> Result<Option<BatchOutcome>, CommitError> {
+        let started = std::time::Instant::now();
         let durable = self.target == Target::Live;
         let Some(mut tx) = store::begin_batch(&self.pool, self.generation, durable).await? else {
             return Ok(None);
@@ -401,6 +408,11 @@ impl Projector {
             sent?;
         }
         tx.commit(&self.kafka.topic, &batch.next_offsets).await?;
+        metrics::histogram!("content_processor_projector_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("content_processor_projector_rows_written_total").increment(outcome.applied as u64);
+        for record in &batch.records {
+            service_kit::metrics::event_consumed("projector", record.envelope.event.type_name());
+        }
         Ok(Some(outcome))
     }
 }

@@ -81,7 +81,7 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config, shutdown.clone())?;
     accounts::migrate(&state.pool).await.context("cannot create the accounts schema")?;
-    let mut app = router(state.clone()).merge(health::routes(readiness_checks(&state)));
+    let mut app = router(state.clone()).merge(health::routes(readiness_checks(&state))).merge(service_kit::metrics::routes());
     if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
         app = app.layer(cors);
     }

@@ -244,7 +244,9 @@ impl KafkaArgs {
             // submissions/s on 2 cores POST-to-verdict p50 went from ~500 ms to ~40 ms with this
             // (BENCHMARKS.md). It costs at most 25 ms per hop when the log is nearly idle.
             .set("fetch.wait.max.ms", "25")
-            .set("fetch.min.bytes", "4096");
+            .set("fetch.min.bytes", "4096")
+            // Statistics every 5 s: the consumer lag the metrics report.
+            .set("statistics.interval.ms", "5000");
         config
     }
 
@@ -429,6 +431,11 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Counts an event Kafka acknowledged, by type.
+fn event_produced(envelope: &Envelope) {
+    metrics::counter!("content_processor_events_produced_total", "type" => envelope.event.type_name()).increment(1);
+}
+
 /// Where Kafka stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -474,7 +481,10 @@ impl EventPublisher {
         // Timeout::Never only concerns a full local queue; delivery itself is bounded by
         // message.timeout.ms, after which the send resolves with an error.
         match self.producer.send(record, Timeout::Never).await {
-            Ok(delivery) => Ok(Position { partition: delivery.partition, offset: delivery.offset }),
+            Ok(delivery) => {
+                event_produced(envelope);
+                Ok(Position { partition: delivery.partition, offset: delivery.offset })
+            }
             Err((error, _)) => Err(error),
         }
     }
@@ -496,7 +506,9 @@ impl EventPublisher {
         if let Some(value) = &letter.value {
             record = record.payload(value.as_slice());
         }
-        self.producer.send(record, Timeout::Never).await.map(|_| ()).map_err(|(error, _)| error)
+        self.producer.send(record, Timeout::Never).await.map_err(|(error, _)| error)?;
+        metrics::counter!("content_processor_dead_letters_total").increment(1);
+        Ok(())
     }
 
     /// Publishes several events, each to the partition given with it (by key when `None`), and
@@ -505,7 +517,9 @@ impl EventPublisher {
     /// that order within a partition: the events of one submission land in the order given.
     pub async fn publish_all<'a>(&self, events: impl IntoIterator<Item = (Option<i32>, &'a Envelope)>) -> Result<(), KafkaError> {
         let mut deliveries = Vec::new();
+        let mut enqueued = Vec::new();
         for (partition, envelope) in events {
+            enqueued.push(envelope);
             let key = envelope.key();
             let payload = envelope.encode();
             let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
@@ -514,8 +528,9 @@ impl EventPublisher {
             }
             deliveries.push(self.enqueue(record).await?);
         }
-        for delivery in deliveries {
+        for (delivery, envelope) in deliveries.into_iter().zip(enqueued) {
             delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
+            event_produced(envelope);
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ pub mod held_partitions;
 pub mod http_error;
 pub mod http_server;
 pub mod kafka;
+pub mod metrics;
 pub mod postgres;
 pub mod shutdown;
 pub mod telemetry;

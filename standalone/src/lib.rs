@@ -267,7 +267,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
         .merge(projector::admin::routes(admin.clone()))
-        .merge(health::routes(checks));
+        .merge(health::routes(checks))
+        .merge(service_kit::metrics::routes());
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
 
     let mut tasks = JoinSet::new();

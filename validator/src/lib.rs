@@ -19,6 +19,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let validator = Validator::start(&config).await?;
     if let Some(addr) = config.health_listen {
         let app = service_kit::health::routes(vec![validator.readiness_check()])
+            .merge(service_kit::metrics::routes())
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "validator health checks listening");

@@ -29,7 +29,11 @@ struct PartitionTracker {
     held: HeldPartitions,
 }
 
-impl ClientContext for PartitionTracker {}
+impl ClientContext for PartitionTracker {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        service_kit::metrics::record_consumer_lag("validator", &statistics);
+    }
+}
 
 impl ConsumerContext for PartitionTracker {
     fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -139,6 +143,8 @@ impl Validator {
     }
 
     async fn handle_batch(&self, batch: &[rdkafka::message::OwnedMessage], shutdown: &CancellationToken) {
+        let started = std::time::Instant::now();
+        metrics::histogram!("content_processor_validator_batch_records").record(batch.len() as f64);
         let mut progress = Progress::new();
         let mut judgements = Vec::new();
         for message in batch {
@@ -148,7 +154,10 @@ impl Validator {
             }
             if let Some(payload) = message.payload() {
                 match Envelope::decode(payload) {
-                    Ok(envelope) => judgements.extend(judgement_for(&envelope).map(|j| (partition, j))),
+                    Ok(envelope) => {
+                        service_kit::metrics::event_consumed("validator", envelope.event.type_name());
+                        judgements.extend(judgement_for(&envelope).map(|j| (partition, j)));
+                    }
                     Err(error) if error.is_newer_version() => {
                         self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
                         continue;
@@ -178,6 +187,8 @@ impl Validator {
             tracing::debug!(submission_id = %judgement.verdict.submission_id, verdict = judgement.verdict.event.type_name(), "judged");
         }
         self.judged.fetch_add(judgements.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // From the batch in hand to every verdict acknowledged by Kafka.
+        metrics::histogram!("content_processor_validator_judging_duration_seconds").record(started.elapsed().as_secs_f64());
         self.store(&progress);
     }
 

@@ -110,7 +110,10 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
 
 fn sse(stream: impl Stream<Item = Item> + Send + 'static) -> SseStream {
     use futures_util::StreamExt;
-    let events = stream.map(|item| {
+    let client = ConnectedClient::new();
+    let events = stream.map(move |item| {
+        let _counted_while_open = &client;
+        metrics::counter!("content_processor_sse_events_pushed_total").increment(1);
         let event = match item {
             Item::Change(change) => Event::default()
                 .id(change.position().event_id())
@@ -125,6 +128,22 @@ fn sse(stream: impl Stream<Item = Item> + Send + 'static) -> SseStream {
         Ok(event.unwrap_or_else(|_| Event::default().comment("unserialisable")))
     });
     Sse::new(Box::pin(events) as EventStream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// A connected SSE client, counted in `content_processor_sse_clients` while its stream lives.
+struct ConnectedClient;
+
+impl ConnectedClient {
+    fn new() -> ConnectedClient {
+        metrics::gauge!("content_processor_sse_clients").increment(1.0);
+        ConnectedClient
+    }
+}
+
+impl Drop for ConnectedClient {
+    fn drop(&mut self) {
+        metrics::gauge!("content_processor_sse_clients").decrement(1.0);
+    }
 }
 
 /// Every change after the start position (for one submission or all), exactly once, in order,

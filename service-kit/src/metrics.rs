@@ -1,0 +1,101 @@
+//! Prometheus metrics: one recorder per process (the `metrics` facade with its Prometheus
+//! exporter), served at `/metrics` in the text format, and the HTTP request metrics every
+//! service records through [`track_requests`].
+//!
+//! Names follow Prometheus conventions: a `content_processor_` prefix, base units in the name
+//! (`_seconds`, `_records`), `_total` on counters.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: from a cache hit to a slow broker acknowledgement.
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Batch sizes, in records.
+const SIZE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0];
+
+/// The process's recorder, installed on first use. Every component of the one-process mode
+/// shares it, so one `/metrics` shows them all.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_records".into()), SIZE_BUCKETS))
+                .expect("bucket lists are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness); then this one only
+            // renders what it records, which is nothing, rather than failing the service.
+            let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    // Histograms are kept in rolling windows that need draining now and then.
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .expect("a thread can be spawned");
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics`.
+pub fn routes() -> Router {
+    let handle = handle();
+    Router::new().route("/metrics", get(move || async move { handle.render() }))
+}
+
+/// Middleware: counts requests by method, route (the pattern, not the path, so ids do not
+/// make new series) and status, and times them.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("content_processor_http_requests_total", &labels).increment(1);
+    metrics::histogram!("content_processor_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response.into_response()
+}
+
+/// Records, from librdkafka's statistics, how many records each assigned partition has that
+/// `consumer` has not read yet: the end of the partition minus the next offset handed to it.
+pub fn record_consumer_lag(consumer: &'static str, statistics: &rdkafka::Statistics) {
+    for topic in statistics.topics.values() {
+        for partition in topic.partitions.values() {
+            // -1: not assigned here, or nothing known yet.
+            if partition.partition < 0 || partition.hi_offset < 0 || partition.app_offset < 0 {
+                continue;
+            }
+            let lag = (partition.hi_offset - partition.app_offset).max(0);
+            metrics::gauge!("content_processor_consumer_lag_records", "consumer" => consumer, "partition" => partition.partition.to_string())
+                .set(lag as f64);
+        }
+    }
+}
+
+/// A consumer context that only reports lag: for consumers that need no other callback.
+pub struct LagReporter(pub &'static str);
+
+impl rdkafka::ClientContext for LagReporter {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        record_consumer_lag(self.0, &statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagReporter {}
+
+/// Counts an event a consumer read, by type.
+pub fn event_consumed(consumer: &'static str, event_type: &'static str) {
+    metrics::counter!("content_processor_events_consumed_total", "consumer" => consumer, "type" => event_type).increment(1);
+}
