@@ -65,7 +65,7 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(pool: PgPool, settings: AccountsArgs) -> Accounts {
-        let limiter = rate_limit::RateLimiter::new(pool.clone());
+        let limiter = rate_limit::RateLimiter::new(&pool);
         Accounts { pool, settings: Arc::new(settings), limiter }
     }
 }

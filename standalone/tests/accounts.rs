@@ -264,19 +264,55 @@ async fn sign_up_and_sign_in_refuse_bad_credentials_and_slow_down_guessing() {
     system.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_submission_limit_holds_across_two_command_api_replicas() {
+/// The system with a submission limit of `limit` per hour, and a second command API on the
+/// same database and broker, as another replica would run: its submissions URL and its task.
+async fn with_second_replica(limit: u32) -> (TestSystem, String, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let db = support::TestDb::create().await;
     let mut config = support::test_config(&db);
-    config.accounts.submission_rate_limit = 3;
+    config.accounts.submission_rate_limit = limit;
     let system = TestSystem::start_with(db, config.clone()).await;
-    // A second command API, as another replica would run, on the same database and broker.
     let mut replica = command_api::Config::new(&system.db.url, system.running.kafka.clone());
     replica.listen = format!("127.0.0.1:{}", support::process::free_port()).parse().unwrap();
     replica.accounts = config.accounts.clone();
     let replica_url = format!("http://{}/api/submissions", replica.listen);
     let replica_shutdown = system.shutdown.child_token();
     let replica_task = tokio::spawn(command_api::run(replica, replica_shutdown.clone()));
+    (system, replica_url, replica_shutdown, replica_task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reserving_slivers_of_a_limit_never_overspend_it() {
+    // 1/64th of 256: each replica takes 4 units at a time from the database.
+    let (system, replica_url, replica_shutdown, replica_task) = with_second_replica(256).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let urls = [system.url("/api/submissions"), replica_url];
+    support::eventually("the replica serves", || async {
+        alice.http.get(urls[1].replace("/api/submissions", "/healthz")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    let (mut accepted, mut refused_in_a_row, mut i) = (0, 0, 0);
+    while refused_in_a_row < 4 {
+        let response = alice.http.post(&urls[i % 2]).json(&json!({ "content": format!("within the limit {i}") })).send().await.unwrap();
+        i += 1;
+        if response.status() == StatusCode::ACCEPTED {
+            accepted += 1;
+            refused_in_a_row = 0;
+        } else {
+            assert_refused(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+            refused_in_a_row += 1;
+        }
+    }
+    // Units a replica reserved and did not hand out may refuse early, never late.
+    assert!((256 - 2 * 3..=256).contains(&accepted), "{accepted} accepted of a limit of 256");
+    assert_eq!(created_in_topic(&system), accepted);
+    replica_shutdown.cancel();
+    replica_task.await.unwrap().unwrap();
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submission_limit_holds_across_two_command_api_replicas() {
+    let (system, replica_url, replica_shutdown, replica_task) = with_second_replica(3).await;
 
     let alice = User::sign_up(&system, "alice@example.com").await;
     let submit_to = |url: String, content: &'static str| alice.http.post(url).json(&json!({ "content": content })).send();

@@ -19,7 +19,7 @@ fn names_every_service_of_the_production_topology() {
     let services = compose["services"].as_mapping().expect("services");
     let mut names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["command-api", "kafka-1", "kafka-2", "kafka-3", "postgres", "projector", "query-api", "validator"]);
+    assert_eq!(names, ["command-api", "kafka-1", "kafka-2", "kafka-3", "postgres", "projector", "prometheus", "query-api", "validator"]);
 }
 
 /// The Apache Kafka version the tests and the one-command run use (local-kafka/pom.xml).
@@ -85,4 +85,38 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
     assert!(dockerfile.contains("./scripts/build-ui"), "the image builds the UI");
     assert!(dockerfile.contains("COPY --from=ui /src/ui/dist/ /usr/local/share/content-processor/ui/"));
     assert!(dockerfile.contains("UI_DIR=/usr/local/share/content-processor/ui"));
+}
+
+/// Prometheus scrapes every component on the port the compose file has it listen on (its
+/// metrics share the listener of its API, health or admin endpoints).
+#[test]
+fn prometheus_scrapes_every_component_where_it_listens() {
+    let compose = compose();
+    let prometheus = &compose["services"]["prometheus"];
+    assert_eq!(prometheus["volumes"][0], "./ops/prometheus.yml:/etc/prometheus/prometheus.yml:ro");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/prometheus.yml");
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut scraped = std::collections::BTreeMap::new();
+    for job in config["scrape_configs"].as_sequence().unwrap() {
+        assert!(job["metrics_path"].is_null(), "the default path, /metrics");
+        for target in job["static_configs"].as_sequence().into_iter().flatten().flat_map(|c| c["targets"].as_sequence().unwrap()) {
+            let (host, port) = target.as_str().unwrap().split_once(':').unwrap();
+            scraped.insert(host.to_owned(), port.to_owned());
+        }
+        for discovery in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            for name in discovery["names"].as_sequence().unwrap() {
+                scraped.insert(name.as_str().unwrap().to_owned(), discovery["port"].as_u64().unwrap().to_string());
+            }
+        }
+    }
+    for (service, listen) in [
+        ("command-api", "COMMAND_API_LISTEN"),
+        ("query-api", "QUERY_API_LISTEN"),
+        ("projector", "PROJECTOR_ADMIN_LISTEN"),
+        ("validator", "VALIDATOR_HEALTH_LISTEN"),
+    ] {
+        let address = compose["services"][service]["environment"][listen].as_str().unwrap_or_else(|| panic!("{service} sets {listen}"));
+        let port = address.rsplit_once(':').unwrap().1;
+        assert_eq!(scraped.get(service).map(String::as_str), Some(port), "Prometheus scrapes {service} on {port}");
+    }
 }
