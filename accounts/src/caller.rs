@@ -46,12 +46,22 @@ impl TryFrom<String> for Role {
 }
 
 /// How the caller proved who it is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credential {
     /// A browser session; `token_digest` keys it (sign-out deletes it).
     Session { token_digest: Vec<u8>, csrf_token: String },
     /// A personal API token.
     Token { id: Uuid },
+}
+
+/// Shows which kind, never the session's secrets: a logged caller must not leak them.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Session { .. } => f.write_str("Session(..)"),
+            Credential::Token { id } => f.debug_struct("Token").field("id", id).finish(),
+        }
+    }
 }
 
 /// An authenticated caller. Taking it as an extractor makes a route answer 401 without valid
@@ -112,6 +122,20 @@ where
             }
         }
         Ok(Caller { account_id, role, credential: Credential::Session { token_digest, csrf_token } })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_in_a_log_line_shows_no_session_secret() {
+        let credential = Credential::Session { token_digest: vec![0xab; 32], csrf_token: "csrf-secret-1".into() };
+        let caller = Caller { account_id: Uuid::nil(), role: Role::User, credential };
+        let shown = format!("{caller:?}");
+        assert!(!shown.contains("csrf-secret-1") && !shown.contains("171"), "{shown}");
+        assert!(shown.contains("Session(..)"), "{shown}");
     }
 }
 

@@ -37,7 +37,8 @@ pub fn routes(accounts: Accounts) -> Router {
         .with_state(accounts)
 }
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: a password must never reach a log line.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
     email: String,
@@ -45,7 +46,8 @@ struct Credentials {
 }
 
 /// The signed-in account, with the CSRF token the UI sends back on changes (none for a token).
-#[derive(Debug, Serialize)]
+/// No `Debug`, as for everything here that holds a secret.
+#[derive(Serialize)]
 struct SessionView {
     account: Account,
     csrf_token: Option<String>,
@@ -151,7 +153,7 @@ struct NewToken {
 }
 
 /// A new token: the only time the token itself is shown.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 struct CreatedToken {
     #[serde(flatten)]
     view: TokenView,

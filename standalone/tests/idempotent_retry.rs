@@ -41,7 +41,21 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
     let db = TestDb::create().await;
     let token = support::admin_token(&db.url).await;
     let port = free_port();
-    let args = ["--kafka-brokers", broker.kafka.bootstrap_servers(), "--kafka-partitions", "3", "--database-url", &db.url, "--listen", &format!("127.0.0.1:{port}")];
+    // One database connection: requests Kafka acknowledged queue for it to record that before
+    // they answer, which widens the window a kill must land in (on a busy machine a kill could
+    // otherwise miss it for many rounds).
+    let args = [
+        "--kafka-brokers",
+        broker.kafka.bootstrap_servers(),
+        "--kafka-partitions",
+        "3",
+        "--database-url",
+        &db.url,
+        "--max-connections",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ];
     let mut command_api = Component::new("command-api", args.iter().map(|s| s.to_string()).collect(), &log_dir("idempotent-retry"));
     let url = format!("http://127.0.0.1:{port}/api/submissions");
     let http = reqwest::Client::builder().default_headers(support::bearer(&token)).timeout(Duration::from_secs(10)).build().unwrap();
@@ -69,7 +83,7 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
         accepting(format!("warm-up-{round}"), format!("warm-up {round}")).await;
         let requests: Vec<(String, String)> = (0..IN_FLIGHT).map(|i| (format!("key-{round}-{i}"), format!("round {round} text {i}"))).collect();
         let in_flight: Vec<_> = requests.iter().map(|(key, content)| tokio::spawn(post(key.clone(), content.clone()))).collect();
-        tokio::time::sleep(Duration::from_millis(rng.u64(5..60))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(10..150))).await;
         command_api.kill().await;
         let mut unanswered = Vec::new();
         for ((key, content), outcome) in requests.into_iter().zip(in_flight) {
