@@ -386,11 +386,29 @@ impl KafkaArgs {
         blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
             let partitions = topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))?;
-            (0..partitions)
-                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, Duration::from_secs(5))?)))
-                .collect()
+            (0..partitions).map(|p| Ok((p, watermarks(&consumer, &topic, p)?))).collect()
         })
         .await
+    }
+}
+
+/// How long a partition may go without a leader (a broker just restarted, a leader moving)
+/// before reading its offsets fails.
+const LEADERLESS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A partition's low and high watermarks (blocking). Right after a broker starts, a partition
+/// may not have its leader yet; that passes, so it is waited out rather than reported.
+fn watermarks(consumer: &rdkafka::consumer::BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+    let deadline = std::time::Instant::now() + LEADERLESS_PATIENCE;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            outcome => return outcome,
+        }
     }
 }
 
