@@ -112,14 +112,19 @@ pub struct Page {
 }
 
 pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) -> Result<Page, sqlx::Error> {
-    // The horizon is read first: changes past it may commit while the page is read.
-    let horizon: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(pool).await?;
-    let changes = sqlx::query_as(
+    // With an owner filter, the horizon is read first (changes past it may commit while the
+    // page is read). Without one, every change is in the page, so the page is its own horizon:
+    // the hub and admins' streams spare the extra query.
+    let horizon: Option<i64> = match scope.owner {
+        Some(_) => Some(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(pool).await?),
+        None => None,
+    };
+    let changes: Vec<StatusChange> = sqlx::query_as(
         "SELECT e.generation, e.seq, e.submission_id, s.owner_id, e.event_type, e.status, e.occurred_at,
                 e.payload->>'content' AS content,
                 ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
          FROM submission_events e JOIN submissions s ON s.id = e.submission_id
-         WHERE e.seq > $1 AND e.seq <= $2
+         WHERE e.seq > $1 AND ($2::bigint IS NULL OR e.seq <= $2)
            AND ($3::uuid IS NULL OR e.submission_id = $3)
            AND ($4::uuid IS NULL OR s.owner_id = $4)
          ORDER BY e.seq
@@ -132,6 +137,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    let horizon = horizon.unwrap_or_else(|| changes.last().map_or(after, |last| last.seq));
     Ok(Page { changes, horizon })
 }
 

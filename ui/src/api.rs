@@ -89,12 +89,14 @@ fn changing(endpoints: &Endpoints, request: RequestBuilder) -> RequestBuilder {
     }
 }
 
-pub async fn submit(endpoints: &Endpoints, content: &str) -> Result<SubmissionView, String> {
-    let body = serde_json::json!({ "content": content });
-    let request = changing(endpoints, Request::post(&format!("{}/api/submissions", endpoints.command_api)))
-        .json(&body)
-        .map_err(|e| e.to_string())?;
+/// POSTs `body` as JSON (with the cookie and any CSRF token) and reads the answer.
+async fn post_json<T: DeserializeOwned>(endpoints: &Endpoints, url: &str, body: serde_json::Value) -> Result<T, String> {
+    let request = changing(endpoints, Request::post(url)).json(&body).map_err(|e| e.to_string())?;
     read(request.send().await).await
+}
+
+pub async fn submit(endpoints: &Endpoints, content: &str) -> Result<SubmissionView, String> {
+    post_json(endpoints, &format!("{}/api/submissions", endpoints.command_api), serde_json::json!({ "content": content })).await
 }
 
 pub async fn page(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page, String> {
@@ -122,9 +124,7 @@ pub async fn session(endpoints: &Endpoints) -> Result<Option<Session>, String> {
 /// Signs in (`create` false) or signs up and in (`create` true).
 pub async fn sign_in(endpoints: &Endpoints, email: &str, password: &str, create: bool) -> Result<Session, String> {
     let path = if create { "/api/accounts" } else { "/api/session" };
-    let body = serde_json::json!({ "email": email, "password": password });
-    let request = with_cookie(Request::post(&format!("{}{path}", endpoints.query_api))).json(&body).map_err(|e| e.to_string())?;
-    read(request.send().await).await
+    post_json(endpoints, &format!("{}{path}", endpoints.query_api), serde_json::json!({ "email": email, "password": password })).await
 }
 
 pub async fn sign_out(endpoints: &Endpoints) -> Result<(), String> {
@@ -136,11 +136,7 @@ pub async fn tokens(endpoints: &Endpoints) -> Result<Vec<TokenView>, String> {
 }
 
 pub async fn create_token(endpoints: &Endpoints, name: &str) -> Result<CreatedToken, String> {
-    let body = serde_json::json!({ "name": name });
-    let request = changing(endpoints, Request::post(&format!("{}/api/tokens", endpoints.query_api)))
-        .json(&body)
-        .map_err(|e| e.to_string())?;
-    read(request.send().await).await
+    post_json(endpoints, &format!("{}/api/tokens", endpoints.query_api), serde_json::json!({ "name": name })).await
 }
 
 pub async fn revoke_token(endpoints: &Endpoints, id: &str) -> Result<(), String> {

@@ -54,6 +54,7 @@ pub fn app() -> Html {
     let endpoints = use_state(|| None::<Endpoints>);
     let signed_in = use_state(|| SignedIn::Unknown);
     let showing_tokens = use_state(|| false);
+    let sign_out_error = use_state(|| None::<String>);
 
     // Where the APIs are, and who is signed in, once.
     {
@@ -93,13 +94,17 @@ pub fn app() -> Html {
     };
     let endpoints = Endpoints { csrf_token: session.csrf_token.clone(), ..base };
     let sign_out = {
-        let (signed_in, endpoints) = (signed_in.clone(), endpoints.clone());
+        let (signed_in, sign_out_error, endpoints) = (signed_in.clone(), sign_out_error.clone(), endpoints.clone());
         Callback::from(move |_: MouseEvent| {
-            let (signed_in, endpoints) = (signed_in.clone(), endpoints.clone());
+            let (signed_in, sign_out_error, endpoints) = (signed_in.clone(), sign_out_error.clone(), endpoints.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 match api::sign_out(&endpoints).await {
-                    Ok(()) => signed_in.set(SignedIn::No(None)),
-                    Err(message) => signed_in.set(SignedIn::No(Some(message))),
+                    Ok(()) => {
+                        sign_out_error.set(None);
+                        signed_in.set(SignedIn::No(None));
+                    }
+                    // The session may still be alive on the server: stay signed in and say so.
+                    Err(message) => sign_out_error.set(Some(format!("Not signed out: {message}"))),
                 }
             });
         })
@@ -124,6 +129,9 @@ pub fn app() -> Html {
                     <button type="button" class="sign-out" onclick={sign_out}>{ "Sign out" }</button>
                 </nav>
             </header>
+            if let Some(message) = &*sign_out_error {
+                <p class="error" role="alert">{ message }</p>
+            }
             if *showing_tokens {
                 <Tokens endpoints={endpoints} />
             } else {
