@@ -60,7 +60,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let mut chunk = Vec::with_capacity(30_000);
     for i in 0..submissions {
         let content = if i % 5 == 0 { "short".to_owned() } else { format!("replayed submission {i}") };
-        let created = Envelope::new(Uuid::now_v7(), Event::SubmissionCreated { content: content.clone(), owner_id: None }, Utc::now(), Uuid::new_v4());
+        let created = Envelope::new(Uuid::now_v7(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
         let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
         let verdict = created.follow_up(Event::verdict_for(&content), Utc::now());
         chunk.extend([created, started, verdict]);

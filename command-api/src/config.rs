@@ -26,6 +26,15 @@ pub struct Config {
     /// Largest accepted content, in bytes of UTF-8.
     #[arg(long, env = "MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
+    /// Most items one batch may hold.
+    #[arg(long, env = "MAX_BATCH_ITEMS", default_value_t = 1_000)]
+    pub max_batch_items: usize,
+    /// Largest body of a batch request, in bytes.
+    #[arg(long, env = "MAX_BATCH_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
+    /// Kafka transactions (batches) that can be open at once: one producer each.
+    #[arg(long, env = "BATCH_PRODUCERS", default_value_t = 2)]
+    pub batch_producers: usize,
     /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,

@@ -5,6 +5,7 @@ use accounts::AccountsError;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use service_kit::http_error::{error_response, unavailable};
 
 /// Seconds a client should wait before retrying after a 503.
@@ -25,22 +26,75 @@ pub enum ApiError {
     Json(#[from] JsonRejection),
     #[error("{0}")]
     InvalidBody(&'static str),
-    #[error("content must not be empty")]
-    EmptyContent,
-    #[error("content must not contain NUL characters")]
-    NulInContent,
-    #[error("content is {actual} bytes; the limit is {limit} bytes")]
-    ContentTooLarge { actual: usize, limit: usize },
+    #[error(transparent)]
+    Content(#[from] ContentError),
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
     #[error("this Idempotency-Key was already used for a request with other content; use a new key for a new submission")]
     IdempotencyKeyReused,
+    #[error("`replaces`: no submission {0} of yours")]
+    UnknownReplaced(uuid::Uuid),
+    #[error("only a FAILED submission can be resubmitted; {replaced} is {status}")]
+    NotFailed { replaced: uuid::Uuid, status: String },
+    #[error("{replaced} is already replaced{}; resubmit that one if it failed too", .replacement.map(|id| format!(" by {id}")).unwrap_or_default())]
+    AlreadyReplaced { replaced: uuid::Uuid, replacement: Option<uuid::Uuid> },
+    #[error("a batch holds 1 to {limit} items; this one has {actual}")]
+    BatchSize { actual: usize, limit: usize },
+    #[error("{} of the batch's items are invalid; nothing was accepted", .0.len())]
+    InvalidItems(Vec<ItemError>),
     #[error("too many submissions; {} allowed per {} seconds, try again in {} seconds", .0.policy.limit, .0.policy.window_secs, .0.reset_secs.max(1))]
     RateLimited(Decision),
     #[error("the event log did not acknowledge the submission: {0}")]
     BrokerUnavailable(#[source] rdkafka::error::KafkaError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// Why one item of a batch was refused.
+#[derive(Debug, serde::Serialize)]
+pub struct ItemError {
+    pub index: usize,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ItemError {
+    pub fn new(index: usize, error: &ContentError) -> Self {
+        ItemError { index, code: error.code(), message: error.to_string() }
+    }
+}
+
+/// What is wrong with a piece of content: of a submission, or of one item of a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("`content` is required")]
+    Missing,
+    #[error("`content` must be a string")]
+    NotAString,
+    #[error("content must not be empty")]
+    Empty,
+    #[error("content must not contain NUL characters")]
+    Nul,
+    #[error("content is {actual} bytes; the limit is {limit} bytes")]
+    TooLarge { actual: usize, limit: usize },
+}
+
+impl ContentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ContentError::Missing | ContentError::NotAString => "invalid_body",
+            ContentError::Empty => "empty_content",
+            ContentError::Nul => "invalid_content",
+            ContentError::TooLarge { .. } => "content_too_large",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ContentError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -66,10 +120,14 @@ impl IntoResponse for ApiError {
                 error_response(status, code, rejection.body_text())
             }
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
-            ApiError::EmptyContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "empty_content", message),
-            ApiError::NulInContent => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_content", message),
-            ApiError::ContentTooLarge { .. } => {
-                error_response(StatusCode::PAYLOAD_TOO_LARGE, "content_too_large", message)
+            ApiError::Content(error) => error_response(error.status(), error.code(), message),
+            ApiError::UnknownReplaced(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "unknown_submission", message),
+            ApiError::NotFailed { .. } => error_response(StatusCode::CONFLICT, "not_failed", message),
+            ApiError::AlreadyReplaced { .. } => error_response(StatusCode::CONFLICT, "already_replaced", message),
+            ApiError::BatchSize { .. } => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch_size", message),
+            ApiError::InvalidItems(items) => {
+                let body = serde_json::json!({ "error": { "code": "invalid_items", "message": message, "items": items } });
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
             }
             ApiError::InvalidIdempotencyKey => error_response(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message),
             ApiError::IdempotencyKeyReused => {

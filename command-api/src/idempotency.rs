@@ -1,11 +1,16 @@
-//! `Idempotency-Key` on `POST /api/submissions` (draft-ietf-httpapi-idempotency-key-header).
+//! `Idempotency-Key` on `POST /api/submissions` and `POST /api/batches`
+//! (draft-ietf-httpapi-idempotency-key-header).
 //!
-//! The key is recorded with the submission id it was given before the event is published. A
-//! retry with the same key (and the same content) gets that id back: answered from the record
-//! when Kafka had acknowledged the first attempt, otherwise by publishing the same event again.
-//! The event id derives from the submission id, so even when the first attempt reached Kafka
-//! and the process died before recording that, the log holds one submission, not two: the fold
-//! sees the second copy as a duplicate. Keys are kept for 24 hours.
+//! The key is recorded with the ids it was given (a submission's, or a batch's) before the
+//! events are published. A retry with the same key (and the same request) gets those ids back:
+//! answered from the record when Kafka had acknowledged the first attempt, otherwise by
+//! publishing the same events again. Event ids derive from submission ids, so even when the
+//! first attempt reached Kafka and the process died before recording that, the log holds one
+//! submission (or batch), not two: the fold sees the second copy as a duplicate. Keys are kept
+//! for 24 hours.
+//!
+//! A resubmission is keyed by what it replaces ([`replacement_key`]), whatever the client sends:
+//! retrying it is safe without a key, and a second, different replacement is refused.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -37,10 +42,18 @@ pub fn parse_key(value: &axum::http::HeaderValue) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
+/// The key under which a resubmission of `replaced` is recorded. Clients cannot send it: their
+/// keys have no spaces.
+pub fn replacement_key(replaced: Uuid) -> String {
+    format!("replaces {replaced}")
+}
+
 /// What a key stands for.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Recorded {
+    /// The submission (for a batch, its first item).
     pub submission_id: Uuid,
+    pub batch_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     /// Where Kafka stored the event, once it acknowledged it.
     pub kafka_partition: Option<i32>,
@@ -48,6 +61,18 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// New ids for a request seen for the first time: time-ordered (UUIDv7), so they index as
+    /// near-appends and sort by creation; times as an event keeps them.
+    pub fn fresh() -> Recorded {
+        Recorded {
+            submission_id: Uuid::now_v7(),
+            batch_id: None,
+            created_at: domain_time(Utc::now()),
+            kafka_partition: None,
+            kafka_offset: None,
+        }
+    }
+
     pub fn acknowledged_at(&self) -> Option<Position> {
         Some(Position { partition: self.kafka_partition?, offset: self.kafka_offset? })
     }
@@ -61,23 +86,34 @@ pub enum Claim {
     Retry(Recorded),
 }
 
-/// Records `key` for `content` with a fresh submission id, or finds what it was recorded for.
-/// The same key with other content is refused: it is another request, not a retry.
-pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, content: &str) -> Result<Claim, ApiError> {
-    let digest = Sha256::digest(content.as_bytes()).to_vec();
+/// The digest a request is recognised by: `parts` (the request's fields, in order) each
+/// length-prefixed, so no two different requests share one.
+pub fn request_digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Records `key` for the request with `digest` and the `fresh` ids, or finds what it was
+/// recorded for. The same key with another request is refused: it is a new request, not a
+/// retry.
+pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fresh: Recorded) -> Result<Claim, ApiError> {
     sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND created_at < now() - interval '24 hours'")
         .bind(account_id)
         .execute(pool)
         .await?;
-    let fresh = Recorded { submission_id: Uuid::now_v7(), created_at: domain_time(Utc::now()), kafka_partition: None, kafka_offset: None };
     let inserted = sqlx::query(
-        "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO NOTHING",
+        "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, batch_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, key) DO NOTHING",
     )
     .bind(account_id)
     .bind(key)
-    .bind(&digest)
+    .bind(digest)
     .bind(fresh.submission_id)
+    .bind(fresh.batch_id)
     .bind(fresh.created_at)
     .execute(pool)
     .await?;
@@ -92,7 +128,7 @@ pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, content: &str) ->
             recorded: Recorded,
         }
         let row: Row = sqlx::query_as(
-            "SELECT request_digest, submission_id, created_at, kafka_partition, kafka_offset
+            "SELECT request_digest, submission_id, batch_id, created_at, kafka_partition, kafka_offset
              FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2",
         )
         .bind(account_id)

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod resubmission;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use axum::extract::FromRef;
 use axum::Router;
 use sqlx::postgres::PgPoolOptions;
 use service_kit::health::{self, ReadinessCheck};
+use service_kit::atomic_publisher::AtomicPublisher;
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
@@ -28,8 +30,12 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub publisher: EventPublisher,
+    /// Publishes a batch's events in one Kafka transaction.
+    pub batches: AtomicPublisher,
     pub accounts: Accounts,
     pub max_content_bytes: usize,
+    pub max_batch_items: usize,
+    pub max_batch_bytes: usize,
 }
 
 impl FromRef<AppState> for Accounts {
@@ -53,15 +59,18 @@ impl AppState {
         idempotency::migrate(&pool).await?;
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,
+            batches: AtomicPublisher::new(&config.kafka, config.publish_timeout(), config.batch_producers),
             accounts: Accounts::new(pool, config.accounts.clone()),
             max_content_bytes: config.max_content_bytes,
+            max_batch_items: config.max_batch_items,
+            max_batch_bytes: config.max_batch_bytes,
         })
     }
 }
 
-/// The API routes (`/api/submissions`), without health routes or common layers.
+/// The API routes (`/api/submissions`, `/api/batches`), without health routes or common layers.
 pub fn router(state: AppState) -> Router {
-    http::submissions::routes(state)
+    http::submissions::routes(state.clone()).merge(http::batches::routes(state))
 }
 
 /// What `/readyz` checks for this service: the broker and the database answer.

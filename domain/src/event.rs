@@ -23,6 +23,19 @@ pub type SubmissionId = Uuid;
 pub type EventId = Uuid;
 /// Identity of the account that made a submission.
 pub type AccountId = Uuid;
+/// Identity of a batch of submissions accepted together.
+pub type BatchId = Uuid;
+
+/// Where a submission sits in the batch it was accepted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub batch_id: BatchId,
+    /// 0-based position in the request.
+    pub index: u32,
+    /// How many submissions the batch holds, so a reader of any one item knows when the batch
+    /// is complete.
+    pub size: u32,
+}
 
 
 /// Namespace for deriving event ids (UUID v5). Never change it: stored ids depend on it.
@@ -66,6 +79,12 @@ pub enum Event {
         /// from before accounts, which only admins see).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner_id: Option<AccountId>,
+        /// Since version 3: the batch it was accepted with, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<BatchItem>,
+        /// Since version 3: the failed submission this one was edited from and replaces.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<SubmissionId>,
     },
     ProcessingStarted {},
     SubmissionPassed {},
@@ -81,9 +100,9 @@ impl Event {
     /// The schema version this code writes for this event type; it reads every version from 1
     /// up to this one.
     ///
-    /// History: `SubmissionFailed` 2 added `char_count` and `SubmissionCreated` 2 added
-    /// `owner_id` (both optional, so version 1 records read as `None`). The other events are at
-    /// version 1.
+    /// History: `SubmissionFailed` 2 added `char_count`, `SubmissionCreated` 2 added `owner_id`
+    /// and `SubmissionCreated` 3 `batch` and `replaces` (all optional, so older records read as
+    /// `None`). The other events are at version 1.
     pub fn schema_version(&self) -> u16 {
         Event::version_written(self.type_name()).unwrap_or(1)
     }
@@ -92,10 +111,16 @@ impl Event {
     /// named `event_type` on the wire; `None` for a type this build does not know.
     pub fn version_written(event_type: &str) -> Option<u16> {
         match event_type {
-            "SubmissionFailed" | "SubmissionCreated" => Some(2),
+            "SubmissionCreated" => Some(3),
+            "SubmissionFailed" => Some(2),
             "ProcessingStarted" | "SubmissionPassed" => Some(1),
             _ => None,
         }
+    }
+
+    /// A submission on its own (no batch, replacing nothing).
+    pub fn created(content: impl Into<String>, owner_id: Option<AccountId>) -> Event {
+        Event::SubmissionCreated { content: content.into(), owner_id, batch: None, replaces: None }
     }
 
     /// The verdict event for `content`: judged by [`crate::rule::judge`], with the length

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{AccountId, Envelope, Event, FailureReason, SubmissionId};
+use crate::event::{AccountId, BatchItem, Envelope, Event, FailureReason, SubmissionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -62,6 +62,10 @@ pub struct Submission {
     pub content: String,
     /// Who submitted it; `None` for submissions from before accounts.
     pub owner_id: Option<AccountId>,
+    /// The batch it was accepted with, if any.
+    pub batch: Option<BatchItem>,
+    /// The failed submission it was edited from.
+    pub replaces: Option<SubmissionId>,
     pub status: Status,
     /// Empty unless FAILED.
     pub reasons: Vec<FailureReason>,
@@ -100,11 +104,13 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
 
     let Some(current) = state else {
         return match &envelope.event {
-            Event::SubmissionCreated { content, owner_id } => {
+            Event::SubmissionCreated { content, owner_id, batch, replaces } => {
                 *state = Some(Submission {
                     id: submission_id,
                     content: content.clone(),
                     owner_id: *owner_id,
+                    batch: *batch,
+                    replaces: *replaces,
                     status: Status::Pending,
                     reasons: Vec::new(),
                     created_at: at,
@@ -125,8 +131,12 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
     let contradicts = TransitionError::Contradicts { submission_id, event_type };
 
     match &envelope.event {
-        Event::SubmissionCreated { content, owner_id } => {
-            if *content == current.content && *owner_id == current.owner_id {
+        Event::SubmissionCreated { content, owner_id, batch, replaces } => {
+            let same = *content == current.content
+                && *owner_id == current.owner_id
+                && *batch == current.batch
+                && *replaces == current.replaces;
+            if same {
                 Ok(Applied::AlreadyApplied)
             } else {
                 Err(contradicts)

@@ -6,6 +6,6 @@ pub mod event;
 pub mod fold;
 pub mod rule;
 
-pub use event::{AccountId, DecodeError, Envelope, Event, EventId, FailureReason, SubmissionId};
+pub use event::{AccountId, BatchId, BatchItem, DecodeError, Envelope, Event, EventId, FailureReason, SubmissionId};
 pub use fold::{Applied, Status, Submission, TransitionError};
 pub use rule::{judge, Verdict};

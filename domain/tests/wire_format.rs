@@ -45,7 +45,7 @@ fn submission_created() {
         envelope(
             "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:00.123456Z",
-            Event::SubmissionCreated { content: "hello world 42".into(), owner_id: None },
+            Event::created("hello world 42", None),
         ),
     );
 }
@@ -100,9 +100,32 @@ fn submission_created_version_2_carries_its_owner() {
             2,
             "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:00.123456Z",
-            Event::SubmissionCreated { content: "hello world 42".into(), owner_id: Some(owner) },
+            Event::created("hello world 42", Some(owner)),
         ),
     );
+}
+
+#[test]
+fn submission_created_version_3_carries_its_batch_and_what_it_replaces() {
+    let owner = "019ab0c4-7e2a-7c11-9a3b-5d6e7f809112".parse().unwrap();
+    let batch = domain::BatchItem { batch_id: "019ab0c5-0000-7000-8000-000000000001".parse().unwrap(), index: 2, size: 3 };
+    assert_pinned(
+        "v3/submission_created",
+        envelope_v(
+            3,
+            "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
+            "2026-11-25T10:00:00.123456Z",
+            Event::SubmissionCreated {
+                content: "hello world 42".into(),
+                owner_id: Some(owner),
+                batch: Some(batch),
+                replaces: Some("019ab0c4-0000-7000-8000-0000000000aa".parse().unwrap()),
+            },
+        ),
+    );
+    // Older versions read without either.
+    let v2 = Envelope::decode(fixture("v2/submission_created").trim().as_bytes()).unwrap();
+    assert!(matches!(v2.event, Event::SubmissionCreated { batch: None, replaces: None, .. }));
 }
 
 #[test]
@@ -124,8 +147,8 @@ fn new_events_are_written_at_the_current_version() {
     assert!(matches!(failed.event, Event::SubmissionFailed { char_count: Some(3), .. }));
     let passed = Envelope::new(Uuid::nil(), Event::verdict_for("abcdefghi1"), Utc::now(), Uuid::nil());
     assert_eq!(passed.schema_version, 1);
-    let created = Envelope::new(Uuid::nil(), Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::nil());
-    assert_eq!(created.schema_version, 2);
+    let created = Envelope::new(Uuid::nil(), Event::created("x", None), Utc::now(), Uuid::nil());
+    assert_eq!(created.schema_version, 3);
 }
 
 #[test]
@@ -150,8 +173,8 @@ fn a_log_mixing_versions_folds_the_same_as_either_version_alone() {
 #[test]
 fn event_ids_are_derived_from_submission_and_step() {
     let id: Uuid = SUBMISSION.parse().unwrap();
-    let created = Envelope::new(id, Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::nil());
-    let again = Envelope::new(id, Event::SubmissionCreated { content: "x".into(), owner_id: None }, Utc::now(), Uuid::new_v4());
+    let created = Envelope::new(id, Event::created("x", None), Utc::now(), Uuid::nil());
+    let again = Envelope::new(id, Event::created("x", None), Utc::now(), Uuid::new_v4());
     assert_eq!(created.event_id, again.event_id);
     // Pinned: stored ids depend on the derivation never changing.
     assert_eq!(created.event_id.to_string(), "ee9f0108-da8a-59c8-b563-941ee9c11826");
@@ -185,11 +208,11 @@ fn a_known_type_at_a_newer_version_is_told_apart_from_garbage() {
     assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::NewerVersion { version: 3, supported: 2, .. })));
     // A newer version may reshape the payload so that this build's types cannot parse it.
     let reshaped = fixture("v2/submission_created")
-        .replace("\"schema_version\":2", "\"schema_version\":3")
+        .replace("\"schema_version\":2", "\"schema_version\":4")
         .replace("\"content\":", "\"content_parts\":");
     let error = Envelope::decode(reshaped.as_bytes()).unwrap_err();
     assert!(error.is_newer_version(), "{error}");
-    assert_eq!(error.to_string(), "SubmissionCreated has schema version 3, newer than this build reads (1 to 2); a newer build must read it");
+    assert_eq!(error.to_string(), "SubmissionCreated has schema version 4, newer than this build reads (1 to 3); a newer build must read it");
 }
 
 #[test]

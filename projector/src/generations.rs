@@ -209,7 +209,8 @@ async fn point_views_at(tx: &mut Transaction<'_, Postgres>, generation: Generati
     let to = generation;
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.submissions AS
-         SELECT id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id
+         SELECT id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id,
+                batch_id, batch_index, batch_size, replaces
          FROM {schema}.submissions"
     ))
         .execute(&mut **tx)

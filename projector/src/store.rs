@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
-use domain::{AccountId, Applied, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
+use domain::{AccountId, Applied, BatchItem, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use sqlx::postgres::PgPoolOptions;
 use service_kit::topic_identity::TopicIdentity;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -165,6 +165,10 @@ struct SubmissionRow {
     id: SubmissionId,
     content: String,
     owner_id: Option<AccountId>,
+    batch_id: Option<uuid::Uuid>,
+    batch_index: Option<i32>,
+    batch_size: Option<i32>,
+    replaces: Option<SubmissionId>,
     status: String,
     reasons: Vec<String>,
     created_at: DateTime<Utc>,
@@ -185,6 +189,15 @@ impl SubmissionRow {
                 .collect::<Result<_, _>>()?,
             content: self.content,
             owner_id: self.owner_id,
+            batch: match (self.batch_id, self.batch_index, self.batch_size) {
+                (Some(batch_id), Some(index), Some(size)) => Some(BatchItem {
+                    batch_id,
+                    index: u32::try_from(index).map_err(|_| corrupt(format!("batch index {index}")))?,
+                    size: u32::try_from(size).map_err(|_| corrupt(format!("batch size {size}")))?,
+                }),
+                _ => None,
+            },
+            replaces: self.replaces,
             created_at: self.created_at,
             processing_started_at: self.processing_started_at,
             processed_at: self.processed_at,
@@ -201,7 +214,8 @@ async fn load_states(
     ids.sort_unstable();
     ids.dedup();
     let rows: Vec<SubmissionRow> = sqlx::query_as(
-        "SELECT id, content, owner_id, status, reasons, created_at, processing_started_at, processed_at
+        "SELECT id, content, owner_id, batch_id, batch_index, batch_size, replaces, status, reasons, created_at,
+             processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -309,12 +323,14 @@ async fn upsert_submissions(
         .collect();
     sqlx::query(
         "INSERT INTO submissions (id, content, status, reasons, created_at, processing_started_at,
-             processed_at, last_event_seq, owner_id)
+             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces)
          SELECT id, content, status, string_to_array(reasons, ','), created_at, processing_started_at,
-             processed_at, last_event_seq, owner_id
+             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-             $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::uuid[])
-           AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id)
+             $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::uuid[], $10::uuid[], $11::int[], $12::int[],
+             $13::uuid[])
+           AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id,
+             batch_id, batch_index, batch_size, replaces)
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              reasons = EXCLUDED.reasons,
@@ -331,6 +347,10 @@ async fn upsert_submissions(
     .bind(rows.iter().map(|s| s.processed_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| events.last_seq_of[&s.id]).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.owner_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.batch.map(|b| b.batch_id)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.batch.map(|b| i32::try_from(b.index).unwrap_or(i32::MAX))).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.batch.map(|b| i32::try_from(b.size).unwrap_or(i32::MAX))).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.replaces).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -48,11 +48,11 @@ impl Position {
 }
 
 /// The live generation and the newest `seq` in it, read in one statement.
-pub async fn live_position(pool: &PgPool) -> Result<Position, sqlx::Error> {
+pub async fn live_position(executor: impl sqlx::PgExecutor<'_>) -> Result<Position, sqlx::Error> {
     let (generation, seq): (Option<i32>, i64) = sqlx::query_as(
         "SELECT (SELECT generation FROM read_models WHERE state = 'live'), COALESCE(MAX(seq), 0) FROM submission_events",
     )
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await?;
     let generation = generation.ok_or_else(|| sqlx::Error::Protocol("no live read model yet".into()))?;
     Ok(Position { generation, seq })
@@ -77,6 +77,9 @@ pub struct StatusChange {
     /// Who may see it (not sent: a client only ever gets its own, or is an admin).
     #[serde(skip)]
     pub owner_id: Option<Uuid>,
+    /// The batch the submission was accepted with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<Uuid>,
     pub event_type: String,
     /// Status after this change.
     pub status: String,
@@ -95,12 +98,21 @@ pub struct Scope {
     pub submission: Option<Uuid>,
     /// One owner's, or everyone's (an admin, and the hub).
     pub owner: Option<Uuid>,
+    /// One batch's items, or any submission's.
+    pub batch: Option<Uuid>,
 }
 
 impl Scope {
     pub fn includes(&self, change: &StatusChange) -> bool {
         self.submission.is_none_or(|id| id == change.submission_id)
             && self.owner.is_none_or(|owner| change.owner_id == Some(owner))
+            && self.batch.is_none_or(|batch| change.batch_id == Some(batch))
+    }
+
+    /// Whether the scope picks some submissions (one, or a batch's) rather than a whole
+    /// owner's or everyone's: such a stream does not follow every seq.
+    pub fn is_narrow(&self) -> bool {
+        self.submission.is_some() || self.batch.is_some()
     }
 }
 
@@ -120,13 +132,14 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
         None => None,
     };
     let changes: Vec<StatusChange> = sqlx::query_as(
-        "SELECT e.generation, e.seq, e.submission_id, s.owner_id, e.event_type, e.status, e.occurred_at,
+        "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
                 e.payload->>'content' AS content,
                 ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
          FROM submission_events e JOIN submissions s ON s.id = e.submission_id
          WHERE e.seq > $1 AND ($2::bigint IS NULL OR e.seq <= $2)
            AND ($3::uuid IS NULL OR e.submission_id = $3)
            AND ($4::uuid IS NULL OR s.owner_id = $4)
+           AND ($6::uuid IS NULL OR s.batch_id = $6)
          ORDER BY e.seq
          LIMIT $5",
     )
@@ -135,6 +148,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     .bind(scope.submission)
     .bind(scope.owner)
     .bind(limit)
+    .bind(scope.batch)
     .fetch_all(pool)
     .await?;
     let horizon = horizon.unwrap_or_else(|| changes.last().map_or(after, |last| last.seq));

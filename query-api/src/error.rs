@@ -13,6 +13,8 @@ pub enum ApiError {
     Accounts(#[from] accounts::AccountsError),
     #[error("no submission with id {0}")]
     NotFound(uuid::Uuid),
+    #[error("no batch with id {0}")]
+    BatchNotFound(uuid::Uuid),
     #[error("{0}")]
     InvalidId(String),
     #[error("{0}")]
@@ -38,7 +40,7 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         match self {
             ApiError::Accounts(error) => error.into_response(),
-            ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
+            ApiError::NotFound(_) | ApiError::BatchNotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
             ApiError::Unavailable(ref error) => {

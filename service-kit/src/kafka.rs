@@ -216,7 +216,7 @@ impl KafkaArgs {
         self.producer_config(delivery_timeout).create().map_err(KafkaSetupError::Client)
     }
 
-    fn producer_config(&self, delivery_timeout: Duration) -> ClientConfig {
+    pub(crate) fn producer_config(&self, delivery_timeout: Duration) -> ClientConfig {
         let timeout_ms = delivery_timeout.as_millis().max(1).to_string();
         let mut config = self.base_config();
         config
@@ -237,6 +237,10 @@ impl KafkaArgs {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Never a record of an aborted or still open transaction: a batch of submissions
+            // is read entirely or not at all (librdkafka's default, stated here because
+            // batches depend on it).
+            .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             // A fetch returns once 4 KiB are there, or after 25 ms. With the defaults (1 byte) a
             // consumer that keeps up re-fetches for every record or two, and on Apache Kafka
@@ -430,7 +434,7 @@ pub fn topic_partition_count<C: rdkafka::ClientContext>(
 }
 
 /// Runs a blocking librdkafka call off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, KafkaError> {
     tokio::task::spawn_blocking(call)
@@ -450,7 +454,7 @@ pub struct DeadLetter {
 }
 
 /// Counts an event Kafka acknowledged, by type.
-fn event_produced(envelope: &Envelope) {
+pub(crate) fn event_produced(envelope: &Envelope) {
     metrics::counter!("content_processor_events_produced_total", "type" => envelope.event.type_name()).increment(1);
 }
 
@@ -475,6 +479,24 @@ impl std::str::FromStr for Position {
         let (partition, offset) = text.split_once(':').ok_or(())?;
         let position = Position { partition: partition.parse().map_err(drop)?, offset: offset.parse().map_err(drop)? };
         (position.partition >= 0 && position.offset >= 0).then_some(position).ok_or(())
+    }
+}
+
+/// Hands one record to `producer`, waiting while its queue is full: unlike concurrent `send`s
+/// retrying on their own, records enqueued one after another keep their order.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, String, Vec<u8>>,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(QUEUE_FULL_WAIT).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
     }
 }
 
@@ -553,19 +575,8 @@ impl EventPublisher {
         Ok(())
     }
 
-    /// Hands one record to the producer, waiting while its queue is full: unlike concurrent
-    /// `send`s retrying on their own, records enqueued one after another keep their order.
-    async fn enqueue(&self, mut record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+    async fn enqueue(&self, record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
+        enqueue(&self.producer, record).await
     }
 
     /// Whether the cluster answers a metadata request for the topic in time.

@@ -17,6 +17,7 @@ pub fn default_config<T: clap::Parser>() -> T {
     T::from_arg_matches(&matches).expect("every flag has a default")
 }
 
+pub mod atomic_publisher;
 pub mod embedded_broker;
 pub mod health;
 pub mod held_partitions;

@@ -9,63 +9,8 @@ use std::time::Duration;
 
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
+use support::user::{User, PASSWORD};
 use support::{SseConnection, TestSystem};
-
-/// A signed-up user: the session cookie and CSRF token a browser would hold, and a personal
-/// API token a script would use.
-struct User {
-    email: String,
-    id: String,
-    cookie: String,
-    csrf: String,
-    token: String,
-    /// Sends the token with every request.
-    http: reqwest::Client,
-}
-
-const PASSWORD: &str = "a long enough password 1";
-
-impl User {
-    async fn sign_up(system: &TestSystem, email: &str) -> User {
-        let plain = reqwest::Client::new();
-        let response = plain.post(system.url("/api/accounts")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
-        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-            assert!(set_cookie.contains(attribute), "{set_cookie}");
-        }
-        let cookie = set_cookie.split(';').next().unwrap().to_owned();
-        let session: Value = response.json().await.unwrap();
-        assert!(session.to_string().find(PASSWORD).is_none(), "the password never comes back: {session}");
-        let csrf = session["csrf_token"].as_str().unwrap().to_owned();
-        let created: Value = plain
-            .post(system.url("/api/tokens"))
-            .header(header::COOKIE, &cookie)
-            .header("x-csrf-token", &csrf)
-            .json(&json!({"name": "script"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = created["token"].as_str().unwrap().to_owned();
-        let http = reqwest::Client::builder().default_headers(support::bearer(&token)).build().unwrap();
-        let email = session["account"]["email"].as_str().unwrap().to_owned();
-        User { email, id: session["account"]["id"].as_str().unwrap().into(), cookie, csrf, token, http }
-    }
-
-    async fn submit(&self, system: &TestSystem, content: &str) -> Value {
-        let response = self.http.post(system.url("/api/submissions")).json(&json!({ "content": content })).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        response.json().await.unwrap()
-    }
-
-    async fn get(&self, system: &TestSystem, path: &str) -> (StatusCode, Value) {
-        let response = self.http.get(system.url(path)).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-}
 
 /// How many submissions the log holds (their `SubmissionCreated` records).
 fn created_in_topic(system: &TestSystem) -> usize {

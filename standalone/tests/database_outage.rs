@@ -42,7 +42,7 @@ async fn projector_pauses_and_queries_answer_503_until_the_database_returns() {
     let publisher = service_kit::kafka::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
     let mut during = Vec::new();
     for content in ["during the outage 2", "short"] {
-        let event = domain::Event::SubmissionCreated { content: content.into(), owner_id: None };
+        let event = domain::Event::created(content, None);
         let created = domain::Envelope::new(uuid::Uuid::new_v4(), event, chrono::Utc::now(), uuid::Uuid::new_v4());
         publisher.publish(&created).await.unwrap();
         during.push(created.submission_id.to_string());

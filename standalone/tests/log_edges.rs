@@ -17,7 +17,7 @@ use support::{eventually, TestSystem};
 use uuid::Uuid;
 
 fn created(content: &str) -> Envelope {
-    Envelope::new(Uuid::new_v4(), Event::SubmissionCreated { content: content.into(), owner_id: None }, chrono::Utc::now(), Uuid::new_v4())
+    Envelope::new(Uuid::new_v4(), Event::created(content, None), chrono::Utc::now(), Uuid::new_v4())
 }
 
 /// Appends `value` under `key` to `partition` of the submission topic; returns its offset.

@@ -26,7 +26,7 @@ fn histories(n: usize) -> (Vec<Envelope>, HashMap<Uuid, &'static str>) {
     let mut expected = HashMap::new();
     for i in 0..n {
         let content = if i % 3 == 0 { format!("short{}", i % 10) } else { format!("long enough content {i}") };
-        let created = Envelope::new(Uuid::new_v4(), Event::SubmissionCreated { content: content.clone(), owner_id: None }, Utc::now(), Uuid::new_v4());
+        let created = Envelope::new(Uuid::new_v4(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
         let verdict = Event::verdict_for(&content);
         let status = if matches!(verdict, Event::SubmissionPassed {}) { "PASSED" } else { "FAILED" };
         let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());

@@ -162,7 +162,7 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
     let events: Vec<domain::Envelope> = (0..50)
         .map(|i| {
             let content = format!("soon deleted {i}");
-            domain::Envelope::new(Uuid::new_v4(), domain::Event::SubmissionCreated { content, owner_id: None }, chrono::Utc::now(), Uuid::nil())
+            domain::Envelope::new(Uuid::new_v4(), domain::Event::created(content, None), chrono::Utc::now(), Uuid::nil())
         })
         .collect();
     publisher.publish_all(events.iter().map(|e| (None, e))).await.unwrap();

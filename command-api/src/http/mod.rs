@@ -1,1 +1,3 @@
+pub mod batches;
+pub mod intake;
 pub mod submissions;

@@ -12,7 +12,7 @@ fn at(second: i64) -> DateTime<Utc> {
 fn history(id: SubmissionId, content: &str) -> Vec<Envelope> {
     let created = Envelope::new(
         id,
-        Event::SubmissionCreated { content: content.to_owned(), owner_id: None },
+        Event::created(content.to_owned(), None),
         at(0),
         Uuid::nil(),
     );
@@ -74,7 +74,7 @@ fn a_verdict_never_changes() {
 fn refuses_a_second_creation_with_other_content() {
     let id = Uuid::from_u128(5);
     let mut state = Submission::fold(&history(id, "abcdefghi1")[..1]).unwrap();
-    let other = Envelope::new(id, Event::SubmissionCreated { content: "x".into(), owner_id: None }, at(9), Uuid::nil());
+    let other = Envelope::new(id, Event::created("x", None), at(9), Uuid::nil());
     assert!(matches!(apply(&mut state, &other), Err(TransitionError::Contradicts { .. })));
 }
 

@@ -40,10 +40,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
-type SseStream = Sse<axum::response::sse::KeepAliveStream<EventStream>>;
+pub(super) type SseStream = Sse<axum::response::sse::KeepAliveStream<EventStream>>;
 
 /// What a stream sends.
-enum Item {
+pub(super) enum Item {
     Change(StatusChange),
     /// Reload over REST; the stream goes on after this position (its id, so a reconnect
     /// resumes there).
@@ -52,9 +52,9 @@ enum Item {
 
 /// Where a stream starts: after a position, telling the client to reload first if its
 /// `Last-Event-ID` cannot be resumed from.
-struct Start {
-    after: Position,
-    reset: bool,
+pub(super) struct Start {
+    pub after: Position,
+    pub reset: bool,
 }
 
 impl Start {
@@ -76,7 +76,7 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
     let updates = state.changes.subscribe();
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID, a client of the whole stream starts from now.
-    let scope = Scope { submission: None, owner: caller.visible_owner() };
+    let scope = Scope { submission: None, owner: caller.visible_owner(), batch: None };
     Ok(sse(changes_after(state, updates, Start::new(seen, live, live), scope)))
 }
 
@@ -94,7 +94,7 @@ async fn one_submission(
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID (or after a rebuild), the client gets the submission's whole history.
     let from_start = Position { generation: live.generation, seq: 0 };
-    let scope = Scope { submission: Some(id), owner: caller.visible_owner() };
+    let scope = Scope { submission: Some(id), owner: caller.visible_owner(), batch: None };
     Ok(sse(changes_after(state, updates, Start::new(seen, live, from_start), scope)))
 }
 
@@ -110,24 +110,42 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
 
 fn sse(stream: impl Stream<Item = Item> + Send + 'static) -> SseStream {
     use futures_util::StreamExt;
+    sse_of(stream.map(Item::into_event))
+}
+
+/// Serves `events` as an SSE response, counting the client and what it is sent.
+pub(super) fn sse_of(events: impl Stream<Item = Event> + Send + 'static) -> SseStream {
+    use futures_util::StreamExt;
     let client = ConnectedClient::new();
-    let events = stream.map(move |item| {
+    let events = events.map(move |event| {
         let _counted_while_open = &client;
         metrics::counter!("content_processor_sse_events_pushed_total").increment(1);
-        let event = match item {
-            Item::Change(change) => Event::default()
-                .id(change.position().event_id())
-                .event("status")
-                .json_data(&change),
-            Item::Reset(at) => Event::default().id(at.event_id()).event("reset").json_data(json!({
-                "generation": at.generation,
-                "message": "the read model was rebuilt: reload the state over REST; this stream goes on from now",
-            })),
-        };
-        // Serialising plain data cannot fail.
-        Ok(event.unwrap_or_else(|_| Event::default().comment("unserialisable")))
+        Ok(event)
     });
     Sse::new(Box::pin(events) as EventStream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+impl Item {
+    fn into_event(self) -> Event {
+        match self {
+            Item::Change(change) => json_event(Event::default().id(change.position().event_id()).event("status"), &change),
+            Item::Reset(at) => reset_event(at),
+        }
+    }
+}
+
+/// Tells the client to reload over REST; the stream goes on after `at`.
+pub(super) fn reset_event(at: Position) -> Event {
+    let body = json!({
+        "generation": at.generation,
+        "message": "the read model was rebuilt: reload the state over REST; this stream goes on from now",
+    });
+    json_event(Event::default().id(at.event_id()).event("reset"), &body)
+}
+
+pub(super) fn json_event(event: Event, data: &impl serde::Serialize) -> Event {
+    // Serialising plain data cannot fail.
+    event.json_data(data).unwrap_or_else(|_| Event::default().comment("unserialisable"))
 }
 
 /// A connected SSE client, counted in `content_processor_sse_clients` while its stream lives.
@@ -151,7 +169,7 @@ impl Drop for ConnectedClient {
 /// before the client got its answer: a change committed meanwhile is then in the table and in
 /// `live`, and the position check drops the second copy; and a client that has its answer
 /// misses nothing committed after it.
-fn changes_after(
+pub(super) fn changes_after(
     state: AppState,
     mut live: tokio::sync::broadcast::Receiver<Update>,
     start: Start,
@@ -164,9 +182,9 @@ fn changes_after(
             yield Item::Reset(at);
         }
         // After a reset, a one-submission stream sends the submission's history again.
-        let restart = |reset: Position| match scope.submission {
-            Some(_) => Position { generation: reset.generation, seq: 0 },
-            None => reset,
+        let restart = |reset: Position| match scope.is_narrow() {
+            true => Position { generation: reset.generation, seq: 0 },
+            false => reset,
         };
         'catch_up: loop {
             // From the table until it has nothing newer.
@@ -197,7 +215,7 @@ fn changes_after(
                             // The stream of every submission has looked at every change up to
                             // the horizon (those out of scope too), so the live gap check
                             // counts from there.
-                            if scope.submission.is_none() && page.horizon > at.seq {
+                            if !scope.is_narrow() && page.horizon > at.seq {
                                 at.seq = page.horizon;
                             }
                             break;
@@ -266,11 +284,11 @@ impl LiveStep {
         if change.seq <= at.seq {
             return LiveStep::Skip;
         }
-        match scope.submission {
+        match scope.is_narrow() {
             // Every change has the next seq of its generation.
-            None if change.seq != at.seq + 1 => LiveStep::CatchUp,
-            None if !scope.includes(change) => LiveStep::Pass,
-            Some(_) if !scope.includes(change) => LiveStep::Skip,
+            false if change.seq != at.seq + 1 => LiveStep::CatchUp,
+            false if !scope.includes(change) => LiveStep::Pass,
+            true if !scope.includes(change) => LiveStep::Skip,
             _ => LiveStep::Send,
         }
     }
@@ -283,7 +301,7 @@ mod tests {
     use uuid::Uuid;
 
     const OWNER: Uuid = Uuid::from_u128(7);
-    const EVERYONE: Scope = Scope { submission: None, owner: None };
+    const EVERYONE: Scope = Scope { submission: None, owner: None, batch: None };
 
     const fn at(generation: i32, seq: i64) -> Position {
         Position { generation, seq }
@@ -295,6 +313,7 @@ mod tests {
             seq,
             submission_id,
             owner_id: Some(OWNER),
+            batch_id: None,
             event_type: "ProcessingStarted".into(),
             status: "PROCESSING".into(),
             occurred_at: chrono::Utc::now(),
@@ -337,19 +356,19 @@ mod tests {
     #[test]
     fn another_owners_change_is_passed_over_without_losing_the_gap_check() {
         let id = Uuid::new_v4();
-        let mine = Scope { submission: None, owner: Some(OWNER) };
-        let theirs = Scope { submission: None, owner: Some(Uuid::from_u128(8)) };
+        let mine = Scope { owner: Some(OWNER), ..EVERYONE };
+        let theirs = Scope { owner: Some(Uuid::from_u128(8)), ..EVERYONE };
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), mine), LiveStep::Send);
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs), LiveStep::Pass);
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), theirs), LiveStep::CatchUp);
-        let one = Scope { submission: Some(id), owner: Some(Uuid::from_u128(8)) };
+        let one = Scope { submission: Some(id), owner: Some(Uuid::from_u128(8)), batch: None };
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), one), LiveStep::Skip);
     }
 
     #[test]
     fn the_stream_of_one_submission_skips_the_others_seqs() {
         let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
-        let scope = Scope { submission: Some(mine), owner: None };
+        let scope = Scope { submission: Some(mine), ..EVERYONE };
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), scope), LiveStep::Send);
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), scope), LiveStep::Skip);
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), scope), LiveStep::Skip);

@@ -38,12 +38,20 @@ pub struct SubmissionView {
     /// The account that submitted it; null for submissions from before accounts.
     pub owner_id: Option<Uuid>,
     pub owner_email: Option<String>,
+    /// The batch it was accepted with, and its position there.
+    pub batch_id: Option<Uuid>,
+    pub batch_index: Option<i32>,
+    /// The FAILED submission this one was edited from.
+    pub replaces: Option<Uuid>,
+    /// The submission that was edited from this one.
+    pub replaced_by: Option<Uuid>,
 }
 
 /// The columns of [`SubmissionView`], from `submissions s` joined with its owner's account `a`.
-const SUBMISSION_COLUMNS: &str =
-    "s.id, s.content, s.status, s.reasons, s.created_at, s.processing_started_at, s.processed_at, s.owner_id, a.email AS owner_email";
-const FROM_SUBMISSIONS: &str = "submissions s LEFT JOIN accounts.accounts a ON a.id = s.owner_id";
+pub(super) const SUBMISSION_COLUMNS: &str = "s.id, s.content, s.status, s.reasons, s.created_at, s.processing_started_at,
+     s.processed_at, s.owner_id, a.email AS owner_email, s.batch_id, s.batch_index, s.replaces,
+     (SELECT r.id FROM submissions r WHERE r.replaces = s.id ORDER BY r.created_at LIMIT 1) AS replaced_by";
+pub(super) const FROM_SUBMISSIONS: &str = "submissions s LEFT JOIN accounts.accounts a ON a.id = s.owner_id";
 
 /// How long a read of a just-accepted submission waits for the read model to hold it.
 const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
@@ -77,10 +85,7 @@ async fn list(
                 .ok_or_else(|| ApiError::InvalidQuery(format!("unknown status {s:?}; use PENDING, PROCESSING, PASSED or FAILED")))
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = page_limit(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
 
     let mut items: Vec<SubmissionView> = sqlx::query_as(&format!(
@@ -108,18 +113,27 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
+/// The `limit` of a page, checked.
+pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    Ok(limit)
+}
+
 /// Position in the newest-first order: the last item of the previous page.
-struct Cursor {
-    created_at: DateTime<Utc>,
-    id: Uuid,
+pub(super) struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
 }
 
 impl Cursor {
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         format!("{}_{}", self.created_at.timestamp_micros(), self.id)
     }
 
-    fn parse(text: &str) -> Result<Self, ApiError> {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
         let invalid = || ApiError::InvalidQuery("invalid cursor; pass next_cursor from a previous page".into());
         let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
         let created_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
@@ -129,16 +143,21 @@ impl Cursor {
 
 /// Parses the `{id}` path segment, answering 400 with the standard body when it is no UUID.
 pub(super) fn submission_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
+    path_id(path, "submission")
+}
+
+/// The `{id}` path segment as the id of a `what`.
+pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
     let Path(raw) = path.map_err(|rejection| ApiError::InvalidId(rejection.body_text()))?;
-    raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not a submission id (a UUID)")))
+    raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not a {what} id (a UUID)")))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GetQuery {
+pub(super) struct GetQuery {
     /// The `partition:offset` the command API returned with the submission (its `Location`
     /// carries it): the read waits until the read model has read that far.
-    position: Option<String>,
+    pub position: Option<String>,
 }
 
 /// One submission of the caller's (any, for an admin); another user's answers 404, exactly as
@@ -151,8 +170,28 @@ async fn get_one(
 ) -> Result<Json<SubmissionView>, ApiError> {
     let id = submission_id(path)?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let written_at = query
-        .position
+    let found = read_your_write(&state, query.position.as_deref(), || async {
+        sqlx::query_as(&format!(
+            "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"
+        ))
+        .bind(id)
+        .bind(caller.visible_owner())
+        .fetch_optional(&state.pool)
+        .await
+    })
+    .await?;
+    found.map(Json).ok_or(ApiError::NotFound(id))
+}
+
+/// Reads with `read` until it finds something, or the read model has passed `position` (the
+/// `partition:offset` the command API returned with a write: its `Location` carries it), and
+/// not for longer than [`READ_YOUR_WRITE_WAIT`]. Without a position, reads once.
+pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
+{
+    let written_at = position
         .map(|text| text.parse::<KafkaPosition>().map_err(|()| ApiError::InvalidQuery(format!("position {text:?} is not partition:offset"))))
         .transpose()?;
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
@@ -160,23 +199,16 @@ async fn get_one(
         // Read before the row: once the read model is past the position, the row query that
         // follows sees whatever that commit wrote.
         let projected = match written_at {
-            Some(position) => projected_past(&state, position).await?,
+            Some(position) => projected_past(state, position).await?,
             None => true,
         };
-        let found: Option<SubmissionView> = sqlx::query_as(&format!(
-            "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"
-        ))
-        .bind(id)
-        .bind(caller.visible_owner())
-        .fetch_optional(&state.pool)
-        .await?;
-        if let Some(found) = found {
-            return Ok(Json(found));
+        if let Some(found) = read().await? {
+            return Ok(Some(found));
         }
         // Not there: wait only while the read model has not yet read as far as the write the
-        // client names, and not for ever. Without a position, an unknown id answers at once.
+        // client names, and not for ever.
         if projected || tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::NotFound(id));
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod process;
+pub mod user;
 
 use std::time::{Duration, Instant};
 
@@ -422,24 +423,40 @@ pub struct ReadRecord {
     pub headers: std::collections::HashMap<String, String>,
 }
 
-/// Every record of `topic` from the beginning to its current end.
+/// Every record of `topic` from the beginning to its current end, as consumers read it
+/// (committed transactions only).
 pub fn read_topic(kafka: &KafkaArgs, topic: &str) -> Vec<ReadRecord> {
+    read_topic_as(kafka, topic, "read_committed")
+}
+
+/// Every record of `topic`, read at `isolation` (`read_uncommitted` shows records of aborted
+/// and open transactions too). Reading stops when every partition reported its end: offsets
+/// alone cannot tell, since transaction markers take offsets too.
+pub fn read_topic_as(kafka: &KafkaArgs, topic: &str, isolation: &str) -> Vec<ReadRecord> {
+    use rdkafka::error::KafkaError;
     use rdkafka::message::{Headers, Message};
     use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = kafka.consumer_config("reader").create().unwrap();
+    let consumer: BaseConsumer =
+        kafka.consumer_config("reader").set("enable.partition.eof", "true").set("isolation.level", isolation).create().unwrap();
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0;
-    for partition in 0..kafka.partitions {
-        remaining += consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).unwrap().1;
+    let partitions = service_kit::kafka::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).expect("the topic's partitions");
+    for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let deadline = Instant::now() + DEADLINE;
     let mut records = Vec::new();
-    while remaining > 0 {
+    let mut at_end = std::collections::HashSet::new();
+    while at_end.len() < partitions as usize {
         assert!(Instant::now() < deadline, "topic {topic} read in time");
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
-        let message = message.unwrap();
+        let message = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+                continue;
+            }
+            Some(message) => message.unwrap(),
+        };
         let headers = message
             .headers()
             .map(|hs| {
@@ -455,7 +472,6 @@ pub fn read_topic(kafka: &KafkaArgs, topic: &str) -> Vec<ReadRecord> {
             value: message.payload().map(<[u8]>::to_vec),
             headers,
         });
-        remaining -= 1;
     }
     records
 }

@@ -1,0 +1,138 @@
+//! What every command goes through before its events are published: reading the JSON body,
+//! checking content, recognising a retry, spending the rate limit.
+
+use accounts::rate_limit::Decision;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::idempotency::{self, Claim, Recorded};
+use crate::error::ContentError;
+use crate::{ApiError, AppState};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Reads the whole body before judging it, even one with the wrong content type: a refusal
+/// that leaves the body unread makes the server close the connection, and a client reusing it
+/// would see a broken pipe instead of the answer. Fields are taken by hand because a derived
+/// struct would also accept a JSON array as a positional form of the object.
+pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
+    let body = body?;
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let Json(object) = Json::<Map<String, Value>>::from_bytes(&body)?;
+    Ok(object)
+}
+
+/// `application/json` or any `application/*+json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The `content` field of `object`, checked.
+pub fn content(object: &mut Map<String, Value>, limit: usize) -> Result<String, ContentError> {
+    let content = match object.remove("content") {
+        Some(Value::String(content)) => content,
+        Some(_) => return Err(ContentError::NotAString),
+        None => return Err(ContentError::Missing),
+    };
+    if content.is_empty() {
+        return Err(ContentError::Empty);
+    }
+    if content.len() > limit {
+        return Err(ContentError::TooLarge { actual: content.len(), limit });
+    }
+    // PostgreSQL text cannot hold NUL; accepting it would make an event the read model can never store.
+    if content.contains('\0') {
+        return Err(ContentError::Nul);
+    }
+    Ok(content)
+}
+
+/// The request id, which every event of the request carries as its correlation id.
+pub fn correlation_id(headers: &HeaderMap) -> Uuid {
+    headers
+        .get(&service_kit::http_server::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(Uuid::new_v4)
+}
+
+/// The client's `Idempotency-Key`, checked.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers.get(IDEMPOTENCY_KEY).map(idempotency::parse_key).transpose()
+}
+
+/// A request whose ids are settled: new ones, or those of the first attempt it retries.
+pub struct Claimed {
+    pub ids: Recorded,
+    is_retry: bool,
+    key: Option<String>,
+}
+
+/// Recognises a retry by `key` (when given): the first attempt's ids, else `fresh`.
+pub async fn claim(state: &AppState, owner: Uuid, key: Option<String>, digest: &[u8], fresh: Recorded) -> Result<Claimed, ApiError> {
+    let claim = match &key {
+        Some(key) => Some(idempotency::claim(&state.accounts.pool, owner, key, digest, fresh.clone()).await?),
+        None => None,
+    };
+    Ok(match claim {
+        Some(Claim::New(ids)) => Claimed { ids, is_retry: false, key },
+        Some(Claim::Retry(ids)) => Claimed { ids, is_retry: true, key },
+        None => Claimed { ids: fresh, is_retry: false, key },
+    })
+}
+
+impl Claimed {
+    /// Spends `cost` units of the owner's rate limit, unless this is a retry (which spends
+    /// nothing). A refused request gives its key up again.
+    pub async fn admit(self, state: &AppState, owner: Uuid, cost: u32) -> Result<Admitted, ApiError> {
+        let published = self.ids.acknowledged_at();
+        if self.is_retry {
+            return Ok(Admitted { ids: self.ids, published, limit: None, key: self.key });
+        }
+        let decision = state.accounts.limiter.take(state.accounts.settings.submission_policy(), &owner.to_string(), cost).await?;
+        if !decision.allowed {
+            self.release(state, owner).await?;
+            return Err(ApiError::RateLimited(decision));
+        }
+        Ok(Admitted { ids: self.ids, published, limit: Some(decision), key: self.key })
+    }
+
+    /// Gives a new claim's key up again: its request was refused before anything was published.
+    pub async fn release(&self, state: &AppState, owner: Uuid) -> Result<(), ApiError> {
+        match (&self.key, self.is_retry) {
+            (Some(key), false) => idempotency::release(&state.accounts.pool, owner, key).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A request cleared to publish: the ids to publish under, and the rate-limit decision to
+/// report (none for a retry, which spends nothing).
+pub struct Admitted {
+    pub ids: Recorded,
+    /// Set when a retry finds its events already acknowledged: answer without publishing.
+    pub published: Option<service_kit::kafka::Position>,
+    pub limit: Option<Decision>,
+    key: Option<String>,
+}
+
+impl Admitted {
+    /// Notes that Kafka acknowledged the request's events, so retries are answered from the
+    /// record.
+    pub async fn acknowledged(&self, state: &AppState, owner: Uuid, position: service_kit::kafka::Position) -> Result<(), ApiError> {
+        match &self.key {
+            Some(key) => idempotency::acknowledged(&state.accounts.pool, owner, key, position).await,
+            None => Ok(()),
+        }
+    }
+}
