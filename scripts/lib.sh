@@ -57,6 +57,19 @@ ensure_nextest() {
     cargo install cargo-nextest --locked --quiet
 }
 
+# Python tools the tests run, from PyPI, in a virtual environment outside git: aiosmtpd, the
+# real SMTP server the notification tests send mail to. Exports CONTENT_PROCESSOR_PYTHON.
+ensure_python_tools() {
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/content-processor/python"
+    if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+        command -v python3 >/dev/null || apt_install python3
+        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+        say "installing aiosmtpd into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+    fi
+    export CONTENT_PROCESSOR_PYTHON="$venv/bin/python"
+}
+
 # PostgreSQL on 127.0.0.1:5432 with trust auth for local connections (the default DATABASE_URL).
 ensure_postgres() {
     if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

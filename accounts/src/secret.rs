@@ -7,11 +7,16 @@ use sha2::{Digest, Sha256};
 /// Prefix of personal API tokens, so a leaked one is recognisable (and greppable by scanners).
 pub const TOKEN_PREFIX: &str = "cpt_";
 
-/// 32 random bytes from the operating system, as 64 hex characters.
-pub fn random_hex() -> String {
+/// 32 random bytes from the operating system.
+pub fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    bytes
+}
+
+/// 32 random bytes from the operating system, as 64 hex characters.
+pub fn random_hex() -> String {
+    hex::encode(random_bytes())
 }
 
 /// A new personal API token.

@@ -19,6 +19,7 @@ pub fn default_config<T: clap::Parser>() -> T {
 
 pub mod atomic_publisher;
 pub mod embedded_broker;
+pub mod group_member;
 pub mod health;
 pub mod held_partitions;
 pub mod http_error;

@@ -1,5 +1,5 @@
-//! The whole system in one process: command-api and query-api on one port, the validator and
-//! the projector as tasks, and (unless told of a real Kafka) an embedded broker.
+//! The whole system in one process: command-api, query-api and the notifier's API on one port,
+//! the validator, the projector and the notifier as tasks, and (unless told of a real Kafka) an embedded broker.
 //!
 //! This is the one-command mode for trying the product, and the harness the end-to-end tests
 //! run: the same code path, so what the tests prove is what a user runs.
@@ -92,6 +92,23 @@ pub struct Config {
     /// Sessions, sign-in and submission rate limits.
     #[command(flatten)]
     pub accounts: accounts::AccountsArgs,
+    /// The SMTP server notification emails go through (e.g. smtp://127.0.0.1:1025); without
+    /// it, notifications go out by webhook only.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of notification emails [default: the notifier's].
+    #[arg(long, env = "NOTIFIER_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Allow webhook URLs on loopback, private and link-local addresses (trusted networks and
+    /// tests only).
+    #[arg(long, env = "NOTIFIER_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_webhook_targets: bool,
+    /// Wait before a delivery's second attempt [default: the notifier's].
+    #[arg(long, env = "NOTIFIER_RETRY_BASE_MS")]
+    pub notifier_retry_base_ms: Option<u64>,
+    /// Attempts per delivery [default: the notifier's].
+    #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS")]
+    pub notifier_max_attempts: Option<i32>,
 }
 
 /// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
@@ -260,12 +277,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
 
+    let mut notifier_config = notifier::Config::new(&config.database_url, kafka.clone());
+    notifier_config.smtp_url = config.smtp_url.clone();
+    override_with(&mut notifier_config.mail_from, config.mail_from.clone());
+    notifier_config.allow_private_targets = config.allow_private_webhook_targets;
+    notifier_config.accounts = config.accounts.clone();
+    override_with(&mut notifier_config.retry_base_ms, config.notifier_retry_base_ms);
+    override_with(&mut notifier_config.max_attempts, config.notifier_max_attempts);
+    let notifier = notifier::Notifier::start(&notifier_config).await?;
+
     let mut checks = command_api::readiness_checks(&commands);
     checks.extend(query_api::readiness_checks(&queries));
     checks.push(projector.readiness_check());
     checks.extend(validators.iter().map(validator::Validator::readiness_check));
+    checks.extend(notifier.readiness_checks());
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
+        .merge(notifier.router())
         .merge(projector::admin::routes(admin.clone()))
         .merge(health::routes(checks))
         .merge(service_kit::metrics::routes());
@@ -273,6 +301,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));
+    tasks.spawn(notifier.run(shutdown.clone()));
     for validator in validators {
         tasks.spawn(validator.run(shutdown.clone()));
     }

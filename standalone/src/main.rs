@@ -27,6 +27,8 @@ enum Role {
     Projector(projector::Config),
     /// Only the query API.
     QueryApi(query_api::Config),
+    /// Only the notifier.
+    Notifier(notifier::Config),
     /// Rebuild the read model from the topic next to the live one, switch when caught up, exit.
     Rebuild(projector::Config),
     /// Create an admin account, or make an existing account an admin (setting its password).
@@ -48,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Validator(config)) => validator::run(config, shutdown).await,
         Some(Role::Projector(config)) => projector::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
+        Some(Role::Notifier(config)) => notifier::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
         Some(Role::CreateAdmin(args)) => create_admin(args).await,
         Some(Role::EmbeddedBroker(kafka)) => {

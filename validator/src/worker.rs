@@ -1,17 +1,17 @@
 //! The consume -> judge -> produce -> commit loop.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Envelope;
 use futures_util::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
-use service_kit::held_partitions::HeldPartitions;
+use service_kit::group_member::GroupMember;
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
@@ -21,47 +21,8 @@ use crate::Config;
 /// Pause before retrying a batch whose output Kafka did not acknowledge.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
-/// The partitions this instance owns, and those it holds at a record only a newer build
-/// reads, so operators, readiness and tests can see both.
-#[derive(Default, Clone)]
-struct PartitionTracker {
-    owned: Arc<Mutex<Vec<i32>>>,
-    held: HeldPartitions,
-}
-
-impl ClientContext for PartitionTracker {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        service_kit::metrics::record_consumer_lag("validator", &statistics);
-    }
-}
-
-impl ConsumerContext for PartitionTracker {
-    fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        match rebalance {
-            Rebalance::Assign(list) => {
-                *owned = list.elements().iter().map(|e| e.partition()).collect();
-                owned.sort_unstable();
-                // A partition held before a rebalance starts again from its committed offset,
-                // the held record, and is held again there if this build still cannot read it.
-                if let Err(error) = consumer.resume(list) {
-                    tracing::warn!(%error, "cannot resume the assigned partitions");
-                }
-                tracing::info!(partitions = ?*owned, "partitions assigned");
-            }
-            Rebalance::Revoke(list) => {
-                for element in list.elements() {
-                    self.held.release(element.partition());
-                }
-                owned.clear();
-            }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
-        }
-    }
-}
-
 pub struct Validator {
-    consumer: StreamConsumer<PartitionTracker>,
+    consumer: StreamConsumer<GroupMember>,
     publisher: EventPublisher,
     topic: String,
     batch_size: usize,
@@ -76,10 +37,10 @@ impl Validator {
     /// Connects, makes sure the topic exists and joins the consumer group.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
-        let consumer: StreamConsumer<PartitionTracker> = config
+        let consumer: StreamConsumer<GroupMember> = config
             .kafka
             .consumer_config(&config.group_id)
-            .create_with_context(PartitionTracker::default())?;
+            .create_with_context(GroupMember::new("validator"))?;
         consumer.subscribe(&[&config.kafka.topic])?;
         let publisher = EventPublisher::new(&config.kafka, Duration::from_millis(config.publish_timeout_ms))?;
         Ok(Validator {
@@ -95,8 +56,7 @@ impl Validator {
     /// A view of the partitions this instance owns, usable while it runs (it is moved into
     /// [`Validator::run`]).
     pub fn assignment_probe(&self) -> Box<dyn Fn() -> Vec<i32> + Send + Sync> {
-        let owned = self.consumer.context().owned.clone();
-        Box::new(move || owned.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        self.consumer.context().owned_probe()
     }
 
     /// Fails while a partition is held at a record only a newer build reads.

@@ -3,7 +3,9 @@
 //! no test can hang.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod mail;
 pub mod process;
+pub mod receiver;
 pub mod user;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,259 @@
+//! Sends what the watcher recorded, and retries what failed.
+//!
+//! A delivery is claimed by pushing its next attempt a lease into the future (so replicas and
+//! a restarted notifier leave it alone while it is being sent), then sent, then its outcome
+//! recorded. A crash between sending and recording sends it again when the lease runs out:
+//! the only way a notification is sent twice, with the same `webhook-id` or Message-ID both
+//! times. Failed attempts wait exponentially longer, with jitter, until the last, which marks
+//! the delivery failed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::email::Mailer;
+use crate::webhook::{Outcome, WebhookSender};
+
+/// How often due deliveries are looked for when nothing woke the worker.
+const POLL: Duration = Duration::from_millis(500);
+
+/// When to try again after a failed attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: i32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (from 1): `base` doubled per attempt,
+    /// capped at `max`, then scaled by a random factor in [0.5, 1) so receivers that failed
+    /// together are not retried together. `None` once no attempt is left.
+    pub fn after_failure(&self, attempt: i32) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let doublings = u32::try_from(attempt - 1).unwrap_or(0).min(30);
+        let wait = self.base.saturating_mul(1 << doublings).min(self.max);
+        Some(wait.mul_f64(0.5 + fastrand::f64() * 0.5))
+    }
+}
+
+/// One claimed delivery, with what it needs to be sent.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    channel: String,
+    attempts: i32,
+    payload: Value,
+    email: Option<String>,
+    url: Option<String>,
+    secret: Option<String>,
+    endpoint_deleted: Option<bool>,
+}
+
+pub struct Deliverer {
+    pub pool: PgPool,
+    pub mailer: Option<Mailer>,
+    pub webhooks: WebhookSender,
+    pub retry: RetryPolicy,
+    pub concurrency: usize,
+    /// A claimed delivery is left alone this long (longer than any send may take).
+    pub lease: Duration,
+    pub wake: Arc<Notify>,
+}
+
+impl Deliverer {
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            let claimed = match self.claim().await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for deliveries; retrying");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+            // Sends in hand are finished on shutdown: their outcome is recorded.
+            futures_util::future::join_all(claimed.into_iter().map(|delivery| self.deliver(delivery))).await;
+        }
+    }
+
+    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE notifier.deliveries d
+             SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
+             WHERE d.id IN (
+                 SELECT id FROM notifier.deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING d.id, d.channel, d.attempts,
+                 (SELECT n.payload FROM notifier.notifications n WHERE n.id = d.notification_id) AS payload,
+                 (SELECT a.email FROM accounts.accounts a WHERE a.id = d.account_id) AS email,
+                 (SELECT e.url FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS url,
+                 (SELECT e.secret FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS secret,
+                 (SELECT e.deleted_at IS NOT NULL FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS endpoint_deleted",
+        )
+        .bind(i64::try_from(self.concurrency.max(1)).unwrap_or(16))
+        .bind(self.lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    async fn deliver(&self, delivery: Claimed) {
+        let started = Instant::now();
+        let attempted_at = Utc::now();
+        let outcome = self.send(&delivery).await;
+        let elapsed = started.elapsed();
+        let next = match outcome.error {
+            None => Next::Delivered,
+            Some(_) => match self.retry.after_failure(delivery.attempts) {
+                Some(wait) => Next::Retry(wait),
+                None => Next::Failed,
+            },
+        };
+        tracing::info!(
+            delivery_id = %delivery.id,
+            channel = %delivery.channel,
+            attempt = delivery.attempts,
+            status_code = ?outcome.status_code,
+            error = ?outcome.error,
+            next = ?next,
+            "delivery attempted"
+        );
+        let outcome_label = if outcome.error.is_none() { "delivered" } else { "failed" };
+        metrics::counter!("content_processor_notification_attempts_total", "channel" => delivery.channel.clone(), "outcome" => outcome_label).increment(1);
+        metrics::histogram!("content_processor_notification_send_duration_seconds", "channel" => delivery.channel.clone()).record(elapsed.as_secs_f64());
+        match next {
+            Next::Delivered => metrics::counter!("content_processor_notifications_sent_total", "channel" => delivery.channel.clone()).increment(1),
+            Next::Failed => metrics::counter!("content_processor_notifications_failed_total", "channel" => delivery.channel.clone()).increment(1),
+            Next::Retry(_) => {}
+        }
+        // The outcome must be recorded, or the delivery is sent again when its lease runs out.
+        while let Err(error) = record(&self.pool, &delivery, attempted_at, elapsed, &outcome, next).await {
+            tracing::warn!(delivery_id = %delivery.id, %error, "cannot record the delivery's outcome; retrying");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn send(&self, delivery: &Claimed) -> Outcome {
+        let failed = |error: &str| Outcome { status_code: None, error: Some(error.to_owned()) };
+        let body = delivery.payload.to_string();
+        match delivery.channel.as_str() {
+            "email" => {
+                let (Some(mailer), Some(to)) = (&self.mailer, &delivery.email) else {
+                    return failed("email is not configured (SMTP_URL)");
+                };
+                match mailer.send(to, &delivery.id, &delivery.payload).await {
+                    Ok(()) => Outcome { status_code: None, error: None },
+                    Err(error) => failed(&error),
+                }
+            }
+            _ => {
+                if delivery.endpoint_deleted == Some(true) {
+                    return failed("the endpoint was deleted");
+                }
+                let (Some(url), Some(secret)) = (&delivery.url, &delivery.secret) else {
+                    return failed("the endpoint is gone");
+                };
+                self.webhooks.send(url, secret, &delivery.id, body.as_bytes()).await
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    Delivered,
+    Retry(Duration),
+    Failed,
+}
+
+async fn record(
+    pool: &PgPool,
+    delivery: &Claimed,
+    attempted_at: chrono::DateTime<Utc>,
+    elapsed: Duration,
+    outcome: &Outcome,
+    next: Next,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO notifier.delivery_attempts (delivery_id, attempt, attempted_at, status_code, error, duration_ms)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(&delivery.id)
+    .bind(delivery.attempts)
+    .bind(attempted_at)
+    .bind(outcome.status_code.map(i32::from))
+    .bind(&outcome.error)
+    .bind(i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?;
+    let (state, wait) = match next {
+        Next::Delivered => ("delivered", None),
+        Next::Retry(wait) => ("pending", Some(wait.as_secs_f64())),
+        Next::Failed => ("failed", None),
+    };
+    sqlx::query(
+        "UPDATE notifier.deliveries
+         SET state = $2, last_error = $3,
+             next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at ELSE now() + make_interval(secs => $4) END,
+             finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
+         WHERE id = $1",
+    )
+    .bind(&delivery.id)
+    .bind(state)
+    .bind(&outcome.error)
+    .bind(wait)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// A `webhook.test` delivery to one endpoint, sent like any other.
+pub async fn queue_test(pool: &PgPool, account_id: Uuid, endpoint_id: Uuid) -> Result<String, sqlx::Error> {
+    let notification = crate::store::Notification {
+        id: Uuid::new_v4(),
+        account_id,
+        event_type: "webhook.test",
+        data: serde_json::json!({ "endpoint_id": endpoint_id, "message": "a test event sent from content-processor" }),
+        at: Utc::now(),
+    };
+    let mut tx = pool.begin().await?;
+    crate::store::insert_notification(&mut tx, &notification).await?;
+    let id = crate::store::add_delivery(&mut tx, &notification, Some(endpoint_id)).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_with_jitter_up_to_the_cap_then_stop() {
+        let policy = RetryPolicy { max_attempts: 6, base: Duration::from_secs(10), max: Duration::from_secs(60) };
+        for (attempt, full) in [(1, 10), (2, 20), (3, 40), (4, 60), (5, 60)] {
+            let wait = policy.after_failure(attempt).unwrap();
+            let full = Duration::from_secs(full);
+            assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?}");
+        }
+        assert_eq!(policy.after_failure(6), None);
+        let waits: std::collections::HashSet<_> = (0..20).map(|_| policy.after_failure(3)).collect();
+        assert!(waits.len() > 1, "jittered");
+    }
+}

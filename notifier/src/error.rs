@@ -1,0 +1,52 @@
+//! Every way a notification request can fail, and the HTTP answer for each.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use service_kit::http_error::error_response;
+
+use crate::ssrf::UrlRefused;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountsError),
+    /// The body is not acceptable JSON (axum says why).
+    #[error(transparent)]
+    Json(#[from] axum::extract::rejection::JsonRejection),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error(transparent)]
+    UrlRefused(#[from] UrlRefused),
+    #[error("an account has at most {0} webhook endpoints")]
+    TooManyEndpoints(i64),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("no webhook endpoint with id {0}")]
+    NotFound(uuid::Uuid),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            ApiError::Accounts(error) => error.into_response(),
+            ApiError::Json(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid_body" } else { "malformed_json" };
+                error_response(status, code, rejection.body_text())
+            }
+            ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
+            ApiError::UrlRefused(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "url_refused", message),
+            ApiError::TooManyEndpoints(_) => error_response(StatusCode::CONFLICT, "too_many_endpoints", message),
+            ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
+            ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
+            // Unavailable or internal, as the account layer decides for every database error.
+            ApiError::Database(error) => accounts::AccountsError::from(error).into_response(),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The notification API: per-channel settings, webhook endpoints (the secret is shown once, at
+//! creation), test events, and every delivery with its attempts.
+
+use accounts::Caller;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{ssrf, webhook, ApiError, AppState};
+
+/// Endpoints one account may have.
+const MAX_ENDPOINTS: i64 = 10;
+/// Deliveries listed at most.
+const MAX_DELIVERIES: i64 = 200;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/notification-settings", get(settings).put(update_settings))
+        .route("/api/webhooks", get(list_endpoints).post(create_endpoint))
+        .route("/api/webhooks/{id}", axum::routing::delete(delete_endpoint))
+        .route("/api/webhooks/{id}/test", post(send_test))
+        .route("/api/deliveries", get(deliveries))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+struct Settings {
+    email: bool,
+    webhooks: bool,
+    /// Where email goes (the account's address).
+    email_address: String,
+    /// Whether this installation sends email at all (`SMTP_URL`).
+    email_available: bool,
+}
+
+async fn settings(State(state): State<AppState>, caller: Caller) -> Result<Json<Settings>, ApiError> {
+    read_settings(&state, caller.account_id).await.map(Json)
+}
+
+async fn read_settings(state: &AppState, account_id: Uuid) -> Result<Settings, ApiError> {
+    let (email, webhooks, email_address): (bool, bool, String) = sqlx::query_as(
+        "SELECT COALESCE(s.email_enabled, true), COALESCE(s.webhooks_enabled, true), a.email
+         FROM accounts.accounts a LEFT JOIN notifier.channel_settings s ON s.account_id = a.id WHERE a.id = $1",
+    )
+    .bind(account_id)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok(Settings { email, webhooks, email_address, email_available: state.email_available })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsChange {
+    email: Option<bool>,
+    webhooks: Option<bool>,
+}
+
+async fn update_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<SettingsChange>, JsonRejection>,
+) -> Result<Json<Settings>, ApiError> {
+    let Json(change) = body?;
+    sqlx::query(
+        "INSERT INTO notifier.channel_settings (account_id, email_enabled, webhooks_enabled)
+         VALUES ($1, COALESCE($2, true), COALESCE($3, true))
+         ON CONFLICT (account_id) DO UPDATE SET
+             email_enabled = COALESCE($2, channel_settings.email_enabled),
+             webhooks_enabled = COALESCE($3, channel_settings.webhooks_enabled)",
+    )
+    .bind(caller.account_id)
+    .bind(change.email)
+    .bind(change.webhooks)
+    .execute(&state.pool)
+    .await?;
+    tracing::info!(account_id = %caller.account_id, email = ?change.email, webhooks = ?change.webhooks, "notification settings changed");
+    read_settings(&state, caller.account_id).await.map(Json)
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Endpoint {
+    id: Uuid,
+    url: String,
+    description: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<Items<Endpoint>>, ApiError> {
+    let items = sqlx::query_as(
+        "SELECT id, url, description, created_at FROM notifier.webhook_endpoints
+         WHERE account_id = $1 AND deleted_at IS NULL ORDER BY created_at",
+    )
+    .bind(caller.account_id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(Items { items }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEndpoint {
+    url: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// The endpoint as created, with its signing secret: the only time the secret is shown.
+#[derive(Debug, Serialize)]
+struct CreatedEndpoint {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    secret: String,
+}
+
+async fn create_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewEndpoint>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(new) = body?;
+    if new.url.len() > 2048 || new.description.chars().count() > 200 {
+        return Err(ApiError::InvalidBody("`url` is at most 2048 bytes and `description` 200 characters".into()));
+    }
+    let url = ssrf::check_url(&new.url, state.allow_private_targets).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
+        .bind(caller.account_id)
+        .fetch_one(&state.pool)
+        .await?;
+    if count >= MAX_ENDPOINTS {
+        return Err(ApiError::TooManyEndpoints(MAX_ENDPOINTS));
+    }
+    let secret = webhook::new_secret();
+    let endpoint: Endpoint = sqlx::query_as(
+        "INSERT INTO notifier.webhook_endpoints (id, account_id, url, secret, description) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, url, description, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(caller.account_id)
+    .bind(url.as_str())
+    .bind(&secret)
+    .bind(&new.description)
+    .fetch_one(&state.pool)
+    .await?;
+    tracing::info!(account_id = %caller.account_id, endpoint_id = %endpoint.id, "webhook endpoint created");
+    Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
+}
+
+fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
+    let Path(raw) = path.map_err(|rejection| ApiError::InvalidId(rejection.body_text()))?;
+    raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not an endpoint id (a UUID)")))
+}
+
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = endpoint_id(path)?;
+    let deleted = sqlx::query(
+        "UPDATE notifier.webhook_endpoints SET deleted_at = now() WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(caller.account_id)
+    .execute(&state.pool)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound(id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = endpoint_id(path)?;
+    let live: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM notifier.webhook_endpoints WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(caller.account_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    live.ok_or(ApiError::NotFound(id))?;
+    let delivery_id = crate::delivery::queue_test(&state.pool, caller.account_id, id).await?;
+    state.wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "delivery_id": delivery_id }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    /// Only the deliveries to this webhook endpoint.
+    endpoint: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Delivery {
+    id: String,
+    channel: String,
+    endpoint_id: Option<Uuid>,
+    event_type: String,
+    state: String,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    /// Every attempt so far: when, the status code, the error.
+    #[sqlx(json)]
+    attempt_log: Vec<Attempt>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Attempt {
+    attempt: i32,
+    attempted_at: DateTime<Utc>,
+    status_code: Option<i32>,
+    error: Option<String>,
+    duration_ms: i32,
+}
+
+/// The caller's deliveries, newest first, with their attempts.
+async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> Result<Json<Items<Delivery>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_DELIVERIES).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_DELIVERIES}")));
+    }
+    let items = sqlx::query_as(
+        "SELECT d.id, d.channel, d.endpoint_id, n.event_type, d.state, d.attempts,
+             CASE WHEN d.state = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
+             d.last_error, d.created_at, d.finished_at,
+             COALESCE((SELECT jsonb_agg(jsonb_build_object('attempt', t.attempt, 'attempted_at', t.attempted_at,
+                          'status_code', t.status_code, 'error', t.error, 'duration_ms', t.duration_ms) ORDER BY t.attempt)
+                       FROM notifier.delivery_attempts t WHERE t.delivery_id = d.id), '[]'::jsonb) AS attempt_log
+         FROM notifier.deliveries d JOIN notifier.notifications n ON n.id = d.notification_id
+         WHERE d.account_id = $1 AND ($2::uuid IS NULL OR d.endpoint_id = $2)
+         ORDER BY d.created_at DESC, d.id LIMIT $3",
+    )
+    .bind(caller.account_id)
+    .bind(query.endpoint)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(Items { items }))
+}

@@ -1,0 +1,145 @@
+//! Tells owners their verdicts: the `notifier` component.
+//!
+//! It reads the event log with a consumer group of its own ([`watcher`]), records a
+//! notification per verdict (per batch, when its last item is judged) with a delivery per
+//! channel the owner has on, and sends them ([`delivery`]): email over SMTP ([`email`]) and
+//! webhooks signed per Standard Webhooks ([`webhook`]) to URLs that pass the SSRF policy
+//! ([`ssrf`]). [`http`] serves the settings, endpoints and deliveries. Its state is in
+//! PostgreSQL, schema `notifier`.
+
+pub mod config;
+pub mod delivery;
+pub mod email;
+pub mod error;
+pub mod http;
+pub mod ssrf;
+pub mod store;
+pub mod watcher;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use accounts::Accounts;
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::Router;
+use service_kit::health::{self, ReadinessCheck};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::ApiError;
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub accounts: Accounts,
+    /// Wakes the delivery worker (a test event was queued).
+    pub wake: Arc<Notify>,
+    pub allow_private_targets: bool,
+    pub email_available: bool,
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
+/// The notifier, connected and ready to run.
+pub struct Notifier {
+    pub state: AppState,
+    watcher: watcher::Watcher,
+    deliverer: delivery::Deliverer,
+}
+
+impl Notifier {
+    /// Connects to PostgreSQL (migrating its schema) and Kafka, and joins the consumer group.
+    pub async fn start(config: &Config) -> anyhow::Result<Notifier> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", config.database_url))?;
+        store::migrate(&pool).await.context("cannot create the notifier's schema")?;
+        let mailer = config
+            .smtp_url
+            .as_deref()
+            .map(|url| email::Mailer::new(url, &config.mail_from, config.send_timeout()))
+            .transpose()?;
+        if mailer.is_none() {
+            tracing::info!("no SMTP_URL: notifications go out by webhook only");
+        }
+        let wake = Arc::new(Notify::new());
+        let state = AppState {
+            pool: pool.clone(),
+            accounts: Accounts::new(pool.clone(), config.accounts.clone()),
+            wake: wake.clone(),
+            allow_private_targets: config.allow_private_targets,
+            email_available: mailer.is_some(),
+        };
+        let watcher = watcher::Watcher::start(config, pool.clone(), wake.clone()).await?;
+        let deliverer = delivery::Deliverer {
+            pool,
+            mailer,
+            webhooks: webhook::WebhookSender::new(config.send_timeout(), config.allow_private_targets)?,
+            retry: config.retry(),
+            concurrency: config.concurrency,
+            lease: config.send_timeout() * 3 + Duration::from_secs(30),
+            wake,
+        };
+        Ok(Notifier { state, watcher, deliverer })
+    }
+
+    /// The API routes (`/api/notification-settings`, `/api/webhooks`, `/api/deliveries`).
+    pub fn router(&self) -> Router {
+        http::routes(self.state.clone())
+    }
+
+    /// What `/readyz` checks: the database answers, and no partition is held.
+    pub fn readiness_checks(&self) -> Vec<ReadinessCheck> {
+        let pool = self.state.pool.clone();
+        vec![
+            ReadinessCheck::new("notifier-database", move || {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query("SELECT 1 FROM notifier.deliveries LIMIT 1")
+                        .execute(&pool)
+                        .await
+                        .map(drop)
+                        .map_err(|error| format!("database unavailable: {error}"))
+                }
+            }),
+            self.watcher.readiness_check(),
+        ]
+    }
+
+    /// Watches the log and delivers until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (watched, delivered) = tokio::join!(self.watcher.run(shutdown.clone()), self.deliverer.run(shutdown));
+        watched.and(delivered)
+    }
+}
+
+/// Runs the notifier as its own process until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let notifier = Notifier::start(&config).await?;
+    let mut app = notifier
+        .router()
+        .merge(health::routes(notifier.readiness_checks()))
+        .merge(service_kit::metrics::routes())
+        .fallback(service_kit::http_error::not_found_fallback);
+    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
+        app = app.layer(cors);
+    }
+    let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
+    tracing::info!(%addr, "notifier listening");
+    let server = service_kit::http_server::serve(listener, app, shutdown.clone());
+    let (served, ran) = tokio::join!(server, notifier.run(shutdown));
+    served.and(ran)
+}

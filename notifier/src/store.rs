@@ -1,0 +1,191 @@
+//! The notifier's SQL: what reading the log records, and the notifications it makes.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::migrate::Migrator;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Namespace of notification and delivery ids (UUID v5). Never change it: stored ids depend on it.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x3b1f_7c52_9d04_4e8a_b6a1_52c9_e07d_2f13);
+
+/// Creates or updates the notifier's schema (`notifier`).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    accounts::migrate(pool).await?;
+    service_kit::postgres::migrate_in_schema(pool, "notifier", &MIGRATOR).await
+}
+
+/// The id of the notification about `subject` (a submission or a batch): derived, so the same
+/// verdict read twice makes one notification.
+pub fn notification_id(subject: Uuid, event_type: &str) -> Uuid {
+    let mut name = subject.as_bytes().to_vec();
+    name.extend_from_slice(event_type.as_bytes());
+    Uuid::new_v5(&ID_NAMESPACE, &name)
+}
+
+/// The id of one delivery of a notification (`webhook-id`, and the email's Message-ID):
+/// derived from the notification and where it goes, the same on every attempt.
+fn delivery_id(notification: Uuid, endpoint: Option<Uuid>) -> String {
+    let mut name = notification.as_bytes().to_vec();
+    name.extend_from_slice(endpoint.as_ref().map_or(&b"email"[..], |id| id.as_bytes()));
+    format!("msg_{}", Uuid::new_v5(&ID_NAMESPACE, &name).simple())
+}
+
+/// A submission whose verdict is awaited.
+pub struct Awaited {
+    pub submission_id: Uuid,
+    pub owner_id: Uuid,
+    pub content: Option<String>,
+    pub batch: Option<domain::BatchItem>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn await_verdict(tx: &mut Transaction<'_, Postgres>, awaited: &Awaited) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notifier.awaited_verdicts (submission_id, owner_id, content, batch_id, batch_size, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (submission_id) DO NOTHING",
+    )
+    .bind(awaited.submission_id)
+    .bind(awaited.owner_id)
+    .bind(&awaited.content)
+    .bind(awaited.batch.map(|b| b.batch_id))
+    .bind(awaited.batch.map(|b| i32::try_from(b.size).unwrap_or(i32::MAX)))
+    .bind(awaited.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes the awaited submission out, now that its verdict is read; `None` when it is not
+/// awaited (its verdict was handled before, or it has no owner).
+pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
+    let row: Option<(Uuid, Option<String>, Option<Uuid>, Option<i32>, DateTime<Utc>)> = sqlx::query_as(
+        "DELETE FROM notifier.awaited_verdicts WHERE submission_id = $1
+         RETURNING owner_id, content, batch_id, batch_size, created_at",
+    )
+    .bind(submission_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(owner_id, content, batch_id, batch_size, created_at)| Awaited {
+        submission_id,
+        owner_id,
+        content,
+        batch: batch_id.zip(batch_size).map(|(batch_id, size)| domain::BatchItem { batch_id, index: 0, size: size.max(0) as u32 }),
+        created_at,
+    }))
+}
+
+/// Counts an item's verdict; returns the batch's (passed, failed) once this verdict completes
+/// it, and only then.
+pub async fn count_batch_verdict(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: domain::BatchItem,
+    submission_id: Uuid,
+    passed: bool,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO notifier.batch_verdicts (batch_id, submission_id, passed) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(batch.batch_id)
+    .bind(submission_id)
+    .bind(passed)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let (judged, passed): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE passed) FROM notifier.batch_verdicts WHERE batch_id = $1")
+            .bind(batch.batch_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok((judged == i64::from(batch.size)).then_some((passed, judged - passed)))
+}
+
+/// What a notification says: its Standard Webhooks body (`type`, `timestamp`, `data`).
+pub struct Notification {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub event_type: &'static str,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+impl Notification {
+    pub fn body(&self) -> Value {
+        json!({ "type": self.event_type, "timestamp": self.at, "data": self.data })
+    }
+}
+
+/// Which channels a new notification goes out on.
+#[derive(Debug, Clone, Copy)]
+pub struct Channels {
+    /// Email is configured (`SMTP_URL`); each account may still have turned it off.
+    pub email: bool,
+}
+
+/// Records `notification` and a delivery for each channel its account has on (every live
+/// webhook endpoint); nothing when it was recorded before. Returns the deliveries made.
+pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notification, channels: Channels) -> Result<u64, sqlx::Error> {
+    if !insert_notification(tx, notification).await? {
+        return Ok(0);
+    }
+    let (email_on, webhooks_on): (bool, bool) = sqlx::query_as(
+        "SELECT COALESCE(bool_and(email_enabled), true), COALESCE(bool_and(webhooks_enabled), true)
+         FROM notifier.channel_settings WHERE account_id = $1",
+    )
+    .bind(notification.account_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut targets: Vec<Option<Uuid>> = Vec::new();
+    if email_on && channels.email {
+        targets.push(None);
+    }
+    if webhooks_on {
+        let endpoints: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
+                .bind(notification.account_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        targets.extend(endpoints.into_iter().map(Some));
+    }
+    for endpoint in &targets {
+        add_delivery(tx, notification, *endpoint).await?;
+    }
+    Ok(targets.len() as u64)
+}
+
+/// Records `notification`; false when it was recorded before.
+pub async fn insert_notification(tx: &mut Transaction<'_, Postgres>, notification: &Notification) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO notifier.notifications (id, account_id, event_type, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(notification.id)
+    .bind(notification.account_id)
+    .bind(notification.event_type)
+    .bind(notification.body())
+    .bind(notification.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// A delivery of `notification` by email (`endpoint` `None`) or to a webhook endpoint.
+pub async fn add_delivery(tx: &mut Transaction<'_, Postgres>, notification: &Notification, endpoint: Option<Uuid>) -> Result<String, sqlx::Error> {
+    let id = delivery_id(notification.id, endpoint);
+    sqlx::query(
+        "INSERT INTO notifier.deliveries (id, notification_id, account_id, channel, endpoint_id)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(notification.id)
+    .bind(notification.account_id)
+    .bind(if endpoint.is_some() { "webhook" } else { "email" })
+    .bind(endpoint)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}

@@ -1,0 +1,215 @@
+//! Reads the event log (consumer group `notifier`) and turns verdicts into notifications.
+//!
+//! A `SubmissionCreated` with an owner is remembered until its verdict is read. A verdict then
+//! makes a notification for a submission on its own, or counts towards its batch, which makes
+//! one notification when its last item is judged. Each batch of records is handled in one
+//! PostgreSQL transaction, and the consumer offsets are committed only after it: a crash before
+//! the commit reads the records again, and derived notification ids make that a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::{Envelope, Event};
+use futures_util::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use service_kit::group_member::GroupMember;
+use service_kit::health::ReadinessCheck;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{self, Awaited, Channels, Notification};
+use crate::Config;
+
+/// Most records handled in one transaction.
+const BATCH: usize = 500;
+/// Pause before handling a batch again after the database failed.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+pub struct Watcher {
+    consumer: StreamConsumer<GroupMember>,
+    pool: PgPool,
+    topic: String,
+    channels: Channels,
+    max_age: chrono::Duration,
+    /// Wakes the delivery worker when new deliveries were recorded.
+    wake: Arc<Notify>,
+}
+
+impl Watcher {
+    pub async fn start(config: &Config, pool: PgPool, wake: Arc<Notify>) -> anyhow::Result<Self> {
+        config.kafka.ensure_topic().await?;
+        let consumer: StreamConsumer<GroupMember> =
+            config.kafka.consumer_config(&config.group_id).create_with_context(GroupMember::new("notifier"))?;
+        consumer.subscribe(&[&config.kafka.topic])?;
+        Ok(Watcher {
+            consumer,
+            pool,
+            topic: config.kafka.topic.clone(),
+            channels: Channels { email: config.smtp_url.is_some() },
+            max_age: chrono::Duration::seconds(i64::try_from(config.max_age_secs).unwrap_or(i64::MAX / 1000)),
+            wake,
+        })
+    }
+
+    /// Fails while a partition is held at a record only a newer build reads.
+    pub fn readiness_check(&self) -> ReadinessCheck {
+        self.consumer.context().held.readiness_check("notifier")
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(topic = %self.topic, "notifier watching the log");
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = self.consumer.recv() => received,
+            };
+            let first = match first {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(%error, "consume failed; retrying");
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message.detach()),
+                    _ => break,
+                }
+            }
+            // Until the database takes the batch: skipping it would lose notifications.
+            loop {
+                match self.handle(&batch).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, records = batch.len(), "cannot record the batch; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+                        }
+                    }
+                }
+            }
+        }
+        self.commit(CommitMode::Sync);
+        tracing::info!("notifier stopped watching");
+        Ok(())
+    }
+
+    async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut progress = std::collections::BTreeMap::new();
+        let mut deliveries = 0;
+        for message in batch {
+            let (partition, offset) = (message.partition(), message.offset());
+            if self.consumer.context().held.is_held(partition) {
+                continue;
+            }
+            match message.payload().map(Envelope::decode) {
+                Some(Ok(envelope)) => {
+                    service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
+                    deliveries += self.apply(&mut tx, &envelope).await?;
+                }
+                Some(Err(error)) if error.is_newer_version() => {
+                    self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
+                    continue;
+                }
+                // Not an event (the projector dead-letters it): nothing to tell anyone.
+                _ => {}
+            }
+            progress.insert(partition, offset + 1);
+        }
+        tx.commit().await?;
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in progress {
+            let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(next));
+        }
+        if deliveries > 0 {
+            self.wake.notify_one();
+        }
+        if let Err(error) = self.consumer.store_offsets(&offsets) {
+            // Revoked meanwhile: its next owner reads the records again, to no effect.
+            tracing::debug!(%error, "offsets not stored");
+            return Ok(());
+        }
+        self.commit(CommitMode::Async);
+        Ok(())
+    }
+
+    /// Records what `envelope` means for notifications; returns the deliveries it made.
+    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope) -> Result<u64, sqlx::Error> {
+        let submission_id = envelope.submission_id;
+        let passed = match &envelope.event {
+            Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
+                let awaited = Awaited {
+                    submission_id,
+                    owner_id: *owner_id,
+                    // A batch is told by its counts, not its items' texts.
+                    content: batch.is_none().then(|| content.clone()),
+                    batch: *batch,
+                    created_at: envelope.occurred_at,
+                };
+                store::await_verdict(tx, &awaited).await?;
+                return Ok(0);
+            }
+            Event::SubmissionPassed {} => true,
+            Event::SubmissionFailed { .. } => false,
+            _ => return Ok(0),
+        };
+        let Some(awaited) = store::take_awaited(tx, submission_id).await? else { return Ok(0) };
+        let notification = match awaited.batch {
+            Some(batch) => {
+                let Some((passed, failed)) = store::count_batch_verdict(tx, batch, submission_id, passed).await? else {
+                    return Ok(0);
+                };
+                tracing::info!(batch_id = %batch.batch_id, passed, failed, "batch complete");
+                Notification {
+                    id: store::notification_id(batch.batch_id, "batch.completed"),
+                    account_id: awaited.owner_id,
+                    event_type: "batch.completed",
+                    data: json!({ "batch_id": batch.batch_id, "size": batch.size, "passed": passed, "failed": failed }),
+                    at: envelope.occurred_at,
+                }
+            }
+            None => {
+                let (status, reasons) = match &envelope.event {
+                    Event::SubmissionFailed { reasons, .. } => ("FAILED", reasons.iter().map(|r| r.as_str()).collect()),
+                    _ => ("PASSED", Vec::new()),
+                };
+                tracing::info!(%submission_id, status, "verdict to notify");
+                Notification {
+                    id: store::notification_id(submission_id, "submission.judged"),
+                    account_id: awaited.owner_id,
+                    event_type: "submission.judged",
+                    data: json!({
+                        "submission_id": submission_id,
+                        "status": status,
+                        "reasons": reasons,
+                        "content": awaited.content,
+                        "created_at": awaited.created_at,
+                        "processed_at": envelope.occurred_at,
+                    }),
+                    at: envelope.occurred_at,
+                }
+            }
+        };
+        if Utc::now() - notification.at > self.max_age {
+            tracing::debug!(notification_id = %notification.id, "verdict too old to notify");
+            return Ok(0);
+        }
+        store::notify(tx, &notification, self.channels).await
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        match self.consumer.commit_consumer_state(mode) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Webhook requests, signed per the Standard Webhooks specification.
+//!
+//! Each request carries `webhook-id` (the delivery's id, the same on every retry, so receivers
+//! can drop duplicates), `webhook-timestamp` (seconds, of this attempt) and
+//! `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the
+//! endpoint's secret), computed by the `standardwebhooks` crate.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::ssrf;
+
+/// Prefix of endpoint secrets, as the specification writes them.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// A new endpoint secret: 32 random bytes, base64, with the prefix.
+pub fn new_secret() -> String {
+    format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(accounts::secret::random_bytes()))
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status_code: Option<u16>,
+    /// Why the attempt failed; `None` when it was delivered.
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct WebhookSender {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl WebhookSender {
+    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            // A redirect could lead anywhere, internal addresses included.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("content-processor-webhooks/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(ssrf::PublicOnlyResolver));
+        }
+        Ok(WebhookSender { client: builder.build()?, allow_private })
+    }
+
+    /// POSTs `body` to `url`, signed with `secret`. Delivered on any 2xx answer.
+    pub async fn send(&self, url: &str, secret: &str, webhook_id: &str, body: &[u8]) -> Outcome {
+        let failed = |error: String| Outcome { status_code: None, error: Some(error) };
+        let url = match reqwest::Url::parse(url) {
+            Ok(url) => url,
+            Err(error) => return failed(format!("invalid URL: {error}")),
+        };
+        // An address in the URL itself is not looked up, so the resolver cannot refuse it.
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()) {
+            if !self.allow_private && !ssrf::is_public(ip) {
+                return failed(format!("{ip} is not a public address"));
+            }
+        }
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = match standardwebhooks::Webhook::new(secret).and_then(|signer| signer.sign(webhook_id, timestamp, body)) {
+            Ok(signature) => signature,
+            Err(error) => return failed(format!("cannot sign: {error}")),
+        };
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec());
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Outcome { status_code: Some(response.status().as_u16()), error: None },
+            Ok(response) => {
+                let status = response.status();
+                Outcome { status_code: Some(status.as_u16()), error: Some(format!("answered {status}")) }
+            }
+            Err(error) => failed(describe(&error)),
+        }
+    }
+}
+
+/// The error with its causes (reqwest's own message hides why a connection failed).
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_send_to_an_internal_address_is_refused_before_any_connection() {
+        let sender = WebhookSender::new(Duration::from_secs(2), false).unwrap();
+        let secret = new_secret();
+        for url in ["http://127.0.0.1:9/hook", "http://[::1]:9/hook", "http://localhost:9/hook"] {
+            let outcome = sender.send(url, &secret, "msg_1", b"{}").await;
+            let error = outcome.error.unwrap_or_default();
+            assert!(outcome.status_code.is_none() && (error.contains("not a public address") || error.contains("no public address")), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_random_and_read_by_the_standard_library() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_ne!(a, b);
+        assert!(a.starts_with(SECRET_PREFIX));
+        assert!(standardwebhooks::Webhook::new(&a).is_ok());
+    }
+}
