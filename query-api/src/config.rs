@@ -17,6 +17,9 @@ pub struct Config {
     /// Where the UI sends submissions, when the command API is on another origin.
     #[arg(long, env = "UI_COMMAND_API_URL", default_value = "")]
     pub ui_command_api_url: String,
+    /// Where the UI manages notifications, when the notifier is on another origin.
+    #[arg(long, env = "UI_NOTIFIER_API_URL", default_value = "")]
+    pub ui_notifier_api_url: String,
     /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,

@@ -19,7 +19,10 @@ fn names_every_service_of_the_production_topology() {
     let services = compose["services"].as_mapping().expect("services");
     let mut names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["command-api", "kafka-1", "kafka-2", "kafka-3", "postgres", "projector", "prometheus", "query-api", "validator"]);
+    assert_eq!(
+        names,
+        ["command-api", "kafka-1", "kafka-2", "kafka-3", "mailpit", "notifier", "postgres", "projector", "prometheus", "query-api", "validator"]
+    );
 }
 
 /// The Apache Kafka version the tests and the one-command run use (local-kafka/pom.xml).
@@ -54,7 +57,7 @@ fn three_kafka_brokers_of_the_tested_version_form_one_kraft_quorum() {
 fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies() {
     let compose = compose();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    for service in ["command-api", "validator", "projector", "query-api"] {
+    for service in ["command-api", "validator", "projector", "query-api", "notifier"] {
         let spec = &compose["services"][service];
         assert_eq!(spec["build"], ".", "{service} is built from the repository");
         let binary = spec["command"][0].as_str().unwrap();
@@ -67,7 +70,7 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
             assert_eq!(env["KAFKA_REPLICATION_FACTOR"], "3", "{service}");
             assert_eq!(env["KAFKA_MIN_INSYNC_REPLICAS"], "2", "{service}");
         }
-        if matches!(service, "command-api" | "projector" | "query-api") {
+        if matches!(service, "command-api" | "projector" | "query-api" | "notifier") {
             assert!(env["DATABASE_URL"].as_str().unwrap().contains("@postgres:5432/"), "{service}");
         }
     }
@@ -77,8 +80,15 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
     assert_eq!(compose["services"]["query-api"]["environment"]["UI_COMMAND_API_URL"], "http://localhost:8001");
     assert_eq!(compose["services"]["command-api"]["ports"][0], "8001:8001");
     assert_eq!(compose["services"]["command-api"]["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
+    // ...and manages notifications at the notifier's, which mails to the mail catcher.
+    let notifier = &compose["services"]["notifier"];
+    assert_eq!(compose["services"]["query-api"]["environment"]["UI_NOTIFIER_API_URL"], "http://localhost:8005");
+    assert_eq!(notifier["ports"][0], "8005:8005");
+    assert_eq!(notifier["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
+    assert_eq!(notifier["environment"]["SMTP_URL"], "smtp://mailpit:1025");
+    assert!(compose["services"]["mailpit"]["image"].as_str().unwrap().starts_with("axllent/mailpit:"));
     let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
-    for binary in ["command-api", "validator", "projector", "query-api"] {
+    for binary in ["command-api", "validator", "projector", "query-api", "notifier"] {
         assert!(dockerfile.contains(&format!("target/release/{binary}")), "the image holds {binary}");
     }
     // The query API serves the UI from UI_DIR: the image must hold a built one there.
@@ -114,6 +124,7 @@ fn prometheus_scrapes_every_component_where_it_listens() {
         ("query-api", "QUERY_API_LISTEN"),
         ("projector", "PROJECTOR_ADMIN_LISTEN"),
         ("validator", "VALIDATOR_HEALTH_LISTEN"),
+        ("notifier", "NOTIFIER_LISTEN"),
     ] {
         let address = compose["services"][service]["environment"][listen].as_str().unwrap_or_else(|| panic!("{service} sets {listen}"));
         let port = address.rsplit_once(':').unwrap().1;

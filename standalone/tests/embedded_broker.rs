@@ -20,6 +20,24 @@ async fn the_system_runs_on_the_embedded_broker_when_asked_to() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let verdict = system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
     assert_eq!(verdict["status"], "PASSED");
+
+    // Batches too: the mock accepts Kafka transactions (it cannot hide an aborted one, which
+    // ARCHITECTURE.md says).
+    let response = system
+        .http
+        .post(system.url("/api/batches"))
+        .json(&serde_json::json!({"items": [{"content": "in memory 1234567"}, {"content": "short"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let batch = support::eventually("the batch is judged", || async {
+        let (status, batch) = system.get_json(&location).await;
+        (status == StatusCode::OK && batch["complete"] == true).then_some(batch)
+    })
+    .await;
+    assert_eq!(batch["counts"], serde_json::json!({"pending": 0, "processing": 0, "passed": 1, "failed": 1}));
     system.stop().await;
 }
 
