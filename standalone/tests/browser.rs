@@ -3,7 +3,10 @@
 //! watches the statuses change without a reload, while a second page signed in as her sees the
 //! same submissions appear live. Bob, on a phone-sized screen, signs up beside them: neither
 //! ever sees the other's submissions, live or after a reload. Alice creates an API token in the
-//! UI, uses it, revokes it. Saves screenshots to `artifacts/ui-e2e.png` and `ui-phone.png`.
+//! UI, uses it, revokes it. She resubmits a failed text edited, submits a batch from a file and
+//! watches its counts, and registers a webhook, sends it a test event and sees the delivery.
+//! Saves screenshots to `artifacts/ui-e2e.png`, `ui-phone.png`, `ui-batch.png` and
+//! `ui-notifications.png`.
 
 mod support;
 
@@ -131,6 +134,7 @@ async fn users_watch_submissions_change_status_live_in_a_real_browser() {
     let mut config = support::test_config(&db);
     config.ui_dir = ui_dir;
     config.processing_delay_ms = 700; // long enough for every state to be on screen
+    config.allow_private_webhook_targets = true; // the webhook receiver is on loopback
     let mut system = TestSystem::start_with(db, config).await;
 
     let driver_port = free_port();
@@ -268,9 +272,72 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client, bob: &
     let refused = script.get(system.url("/api/submissions")).send().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
+    more_than_one_at_a_time(page, &artifacts).await;
+
     // Signing out ends the session on the server: a reload shows the sign-in form again.
     other.find(Locator::Css("button.sign-out")).await.unwrap().click().await.unwrap();
     other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
     other.refresh().await.unwrap();
     other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
+}
+
+/// Resubmitting a failed text, a batch from a file, and notifications, on Alice's page.
+async fn more_than_one_at_a_time(page: &Client, artifacts: &std::path::Path) {
+    page.find(Locator::Css("button.show-tokens")).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("ol.submissions")).await.unwrap();
+
+    // The failed text, edited and resubmitted: both show the link.
+    page.find(Locator::Css("li.submission[data-status=FAILED] button.open")).await.unwrap().click().await.unwrap();
+    let area = page.wait().at_most(DEADLINE).for_element(Locator::Css("textarea#resubmit-content")).await.unwrap();
+    assert_eq!(area.prop("value").await.unwrap().as_deref(), Some("nope"), "the failed text, to edit");
+    area.send_keys(" longer now 1").await.unwrap();
+    page.find(Locator::Css("form.resubmit button[type=submit]")).await.unwrap().click().await.unwrap();
+    let link = page.wait().at_most(DEADLINE).for_element(Locator::Css("p.replaced-by code")).await.unwrap().text().await.unwrap();
+    wait_for_status(page, "nope longer now 1", "PASSED").await;
+    let replacement = page
+        .execute("return [...document.querySelectorAll('li.submission')].find(li => li.querySelector('.content').textContent === 'nope longer now 1').dataset.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(replacement.as_str(), Some(link.as_str()), "the original names its replacement");
+    page.find(Locator::Css(&format!("li.submission[data-id='{link}'] button.open"))).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("p.replaces code")).await.unwrap();
+
+    // A batch from a text file, one item per line, followed live to its last verdict.
+    let dir = support::scratch_dir("batch-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("items.txt");
+    std::fs::write(&file, "batch item one 12345\nshort\n\nbatch item three 67890\n").unwrap();
+    page.find(Locator::Css("input#batch-file")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
+    let button = page.wait().at_most(DEADLINE).for_element(Locator::XPath("//form[@class='batch-form']//button[contains(., 'Submit 3 as a batch')]")).await.unwrap();
+    button.click().await.unwrap();
+    let done = page.wait().at_most(DEADLINE).for_element(Locator::Css(".batch-progress[data-complete=true] p.counts")).await.unwrap();
+    assert_eq!(done.text().await.unwrap(), "3 of 3 judged: 2 passed, 1 failed, 0 processing, 0 pending");
+    std::fs::write(artifacts.join("ui-batch.png"), page.screenshot().await.unwrap()).unwrap();
+
+    // Notifications: a webhook endpoint, its secret once, a test event delivered and shown.
+    let receiver = support::receiver::Receiver::start().await;
+    page.find(Locator::Css("button.show-notifications")).await.unwrap().click().await.unwrap();
+    let url = page.wait().at_most(DEADLINE).for_element(Locator::Css("input#webhook-url")).await.unwrap();
+    url.send_keys(&receiver.url("ok")).await.unwrap();
+    page.find(Locator::Css("form.new-webhook button[type=submit]")).await.unwrap().click().await.unwrap();
+    let secret = page.wait().at_most(DEADLINE).for_element(Locator::Css("code.secret")).await.unwrap().text().await.unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("li.webhook button.send-test")).await.unwrap().click().await.unwrap();
+    receiver.wait_for("the test event arrives", |r| !r.is_empty()).await;
+    let deadline = Instant::now() + DEADLINE;
+    while page.find(Locator::Css("li.delivery[data-state=delivered] .status-code")).await.is_err() {
+        assert!(Instant::now() < deadline, "the delivery shows as delivered");
+        page.find(Locator::Css("button.refresh")).await.unwrap().click().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shown = page.find(Locator::Css("li.delivery[data-state=delivered]")).await.unwrap().text().await.unwrap();
+    assert!(shown.contains("webhook.test") && shown.contains("HTTP 204"), "{shown}");
+    // Email off, and it stays off after a reload.
+    page.find(Locator::Css("input.channel-email")).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("input.channel-email:not(:checked)")).await.unwrap();
+    std::fs::write(artifacts.join("ui-notifications.png"), page.screenshot().await.unwrap()).unwrap();
+    page.refresh().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("button.show-notifications")).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("input.channel-email:not(:checked)")).await.unwrap();
+    page.find(Locator::Css("button.show-notifications")).await.unwrap().click().await.unwrap();
 }

@@ -5,9 +5,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use web_sys::RequestCredentials;
 
-use crate::model::{CreatedToken, History, Page, Session, SubmissionView, TokenView};
+use crate::model::{
+    BatchAccepted, BatchView, CreatedEndpoint, CreatedToken, Delivery, History, Items, NotificationSettings, Page, Session,
+    SubmissionView, TokenView, WebhookEndpoint,
+};
 
-/// Where the two APIs are. Empty means the origin that served the page (the usual case: the
+/// Where the APIs are (command, query, notifier). Empty means the origin that served the page (the usual case: the
 /// query API or the one-process mode serves the UI). Set through `/ui-config.json`. Once signed
 /// in, it also carries the session's CSRF token, which every request that changes something
 /// sends back.
@@ -17,6 +20,8 @@ pub struct Endpoints {
     pub command_api: String,
     #[serde(default)]
     pub query_api: String,
+    #[serde(default)]
+    pub notifier_api: String,
     #[serde(skip)]
     pub csrf_token: Option<String>,
 }
@@ -33,6 +38,10 @@ impl Endpoints {
     pub fn stream_url(&self) -> String {
         format!("{}/api/stream", self.query_api)
     }
+
+    pub fn batch_stream_url(&self, id: &str) -> String {
+        format!("{}/api/batches/{id}/stream", self.query_api)
+    }
 }
 
 const UNREACHABLE: &str = "Cannot reach the server. Check your connection and try again.";
@@ -45,6 +54,15 @@ struct ErrorBody {
 #[derive(Deserialize)]
 struct ErrorDetail {
     message: String,
+    /// A refused batch's bad items.
+    #[serde(default)]
+    items: Vec<ItemError>,
+}
+
+#[derive(Deserialize)]
+struct ItemError {
+    index: usize,
+    message: String,
 }
 
 /// Turns a non-success answer into words, using the server's own message when it sent one.
@@ -52,7 +70,8 @@ async fn explain(response: Response) -> String {
     let status = response.status();
     let retry_after = response.headers().get("retry-after");
     let message = match response.json::<ErrorBody>().await {
-        Ok(body) => body.error.message,
+        // Items are numbered from 1 for people (line 1 is index 0).
+        Ok(body) => body.error.items.iter().fold(body.error.message, |text, item| format!("{text} Line {}: {}.", item.index + 1, item.message)),
         Err(_) => format!("The server answered {status} {}.", response.status_text()),
     };
     match (status, retry_after) {
@@ -97,6 +116,63 @@ async fn post_json<T: DeserializeOwned>(endpoints: &Endpoints, url: &str, body: 
 
 pub async fn submit(endpoints: &Endpoints, content: &str) -> Result<SubmissionView, String> {
     post_json(endpoints, &format!("{}/api/submissions", endpoints.command_api), serde_json::json!({ "content": content })).await
+}
+
+/// Submits `content` as the replacement of the FAILED submission `replaces`.
+pub async fn resubmit(endpoints: &Endpoints, replaces: &str, content: &str) -> Result<SubmissionView, String> {
+    let body = serde_json::json!({ "content": content, "replaces": replaces });
+    post_json(endpoints, &format!("{}/api/submissions", endpoints.command_api), body).await
+}
+
+/// Submits every item as one batch, accepted all or none.
+pub async fn submit_batch(endpoints: &Endpoints, items: &[String]) -> Result<BatchAccepted, String> {
+    let items: Vec<_> = items.iter().map(|content| serde_json::json!({ "content": content })).collect();
+    post_json(endpoints, &format!("{}/api/batches", endpoints.command_api), serde_json::json!({ "items": items })).await
+}
+
+/// The batch, once the read model holds it (`position` from its acceptance).
+pub async fn batch(endpoints: &Endpoints, id: &str, position: &str) -> Result<BatchView, String> {
+    let url = format!("{}/api/batches/{id}?position={position}", endpoints.query_api);
+    read(with_cookie(Request::get(&url)).send().await).await
+}
+
+pub async fn submission(endpoints: &Endpoints, id: &str) -> Result<SubmissionView, String> {
+    read(with_cookie(Request::get(&format!("{}/api/submissions/{id}", endpoints.query_api))).send().await).await
+}
+
+pub async fn notification_settings(endpoints: &Endpoints) -> Result<NotificationSettings, String> {
+    read(with_cookie(Request::get(&format!("{}/api/notification-settings", endpoints.notifier_api))).send().await).await
+}
+
+/// Turns one channel on or off (`channel`: `email` or `webhooks`).
+pub async fn set_channel(endpoints: &Endpoints, channel: &str, on: bool) -> Result<NotificationSettings, String> {
+    let url = format!("{}/api/notification-settings", endpoints.notifier_api);
+    let request = changing(endpoints, Request::put(&url)).json(&serde_json::json!({ channel: on })).map_err(|e| e.to_string())?;
+    read(request.send().await).await
+}
+
+pub async fn webhooks(endpoints: &Endpoints) -> Result<Vec<WebhookEndpoint>, String> {
+    let list: Items<WebhookEndpoint> = read(with_cookie(Request::get(&format!("{}/api/webhooks", endpoints.notifier_api))).send().await).await?;
+    Ok(list.items)
+}
+
+pub async fn create_webhook(endpoints: &Endpoints, url: &str) -> Result<CreatedEndpoint, String> {
+    post_json(endpoints, &format!("{}/api/webhooks", endpoints.notifier_api), serde_json::json!({ "url": url })).await
+}
+
+pub async fn delete_webhook(endpoints: &Endpoints, id: &str) -> Result<(), String> {
+    let request = changing(endpoints, Request::delete(&format!("{}/api/webhooks/{id}", endpoints.notifier_api)));
+    checked(request.send().await).await.map(drop)
+}
+
+pub async fn test_webhook(endpoints: &Endpoints, id: &str) -> Result<(), String> {
+    let request = changing(endpoints, Request::post(&format!("{}/api/webhooks/{id}/test", endpoints.notifier_api)));
+    checked(request.send().await).await.map(drop)
+}
+
+pub async fn deliveries(endpoints: &Endpoints) -> Result<Vec<Delivery>, String> {
+    let list: Items<Delivery> = read(with_cookie(Request::get(&format!("{}/api/deliveries?limit=50", endpoints.notifier_api))).send().await).await?;
+    Ok(list.items)
 }
 
 pub async fn page(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page, String> {

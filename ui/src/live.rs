@@ -1,4 +1,4 @@
-//! The live feed: one `EventSource` on `/api/stream`.
+//! The live feeds: one `EventSource` on `/api/stream`, and one per batch being watched.
 //!
 //! The browser reconnects by itself after a network error and sends `Last-Event-ID`, and the
 //! server resumes right after that event, so a reconnect neither loses nor repeats a change.
@@ -8,7 +8,23 @@ use wasm_bindgen::JsCast;
 use web_sys::{Event, EventSource, MessageEvent};
 use yew::Callback;
 
-use crate::model::StatusChange;
+use crate::model::{BatchView, StatusChange};
+
+/// Calls `callback` with the JSON data of every `name` event of `source`.
+fn on_json<T: serde::de::DeserializeOwned + 'static>(
+    source: &EventSource,
+    name: &str,
+    callback: Callback<T>,
+) -> Option<Closure<dyn FnMut(MessageEvent)>> {
+    let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+        let Some(data) = message.data().as_string() else { return };
+        if let Ok(value) = serde_json::from_str::<T>(&data) {
+            callback.emit(value);
+        }
+    });
+    source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref()).ok()?;
+    Some(listener)
+}
 
 /// What the user is told about the live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +65,7 @@ impl LiveFeed {
         on_reset: Callback<()>,
     ) -> Option<LiveFeed> {
         let source = EventSource::new(url).ok()?;
-        let on_status = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
-            let Some(data) = message.data().as_string() else { return };
-            if let Ok(change) = serde_json::from_str::<StatusChange>(&data) {
-                on_change.emit(change);
-            }
-        });
-        source.add_event_listener_with_callback("status", on_status.as_ref().unchecked_ref()).ok()?;
+        let on_status = on_json(&source, "status", on_change)?;
         let on_reset = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_reset.emit(()));
         source.add_event_listener_with_callback("reset", on_reset.as_ref().unchecked_ref()).ok()?;
 
@@ -78,6 +88,27 @@ impl LiveFeed {
 }
 
 impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+/// A batch's counts, live: the server sends a snapshot, then the counts after every change, and
+/// a fresh snapshot whenever the browser reconnects.
+pub struct CountsFeed {
+    source: EventSource,
+    _on_counts: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl CountsFeed {
+    pub fn open(url: &str, on_counts: Callback<BatchView>) -> Option<CountsFeed> {
+        let source = EventSource::new(url).ok()?;
+        let on_counts = on_json(&source, "counts", on_counts)?;
+        Some(CountsFeed { source, _on_counts: on_counts })
+    }
+}
+
+impl Drop for CountsFeed {
     fn drop(&mut self) {
         self.source.close();
     }

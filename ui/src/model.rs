@@ -19,6 +19,89 @@ pub struct SubmissionView {
     /// Who submitted it (admins see everyone's submissions).
     #[serde(default)]
     pub owner_email: Option<String>,
+    /// The failed submission this one was edited from, and the one edited from this one.
+    #[serde(default)]
+    pub replaces: Option<String>,
+    #[serde(default)]
+    pub replaced_by: Option<String>,
+}
+
+/// How many of a batch's items are in each status.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Counts {
+    pub pending: i64,
+    pub processing: i64,
+    pub passed: i64,
+    pub failed: i64,
+}
+
+/// A batch as `GET /api/batches/{id}` and its `counts` events show it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BatchView {
+    pub id: String,
+    pub size: i64,
+    pub counts: Counts,
+    pub complete: bool,
+}
+
+/// The answer to an accepted batch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BatchAccepted {
+    pub id: String,
+    pub size: i64,
+    /// Where Kafka stored its first item: reading the batch with it waits for the read model.
+    pub position: String,
+}
+
+/// Which notifications the account gets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NotificationSettings {
+    pub email: bool,
+    pub webhooks: bool,
+    pub email_address: String,
+    pub email_available: bool,
+}
+
+/// A registered webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+}
+
+/// An endpoint just created: the only time its signing secret is shown.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CreatedEndpoint {
+    pub id: String,
+    pub secret: String,
+}
+
+/// A notification sent over one channel, with its attempts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub channel: String,
+    pub endpoint_id: Option<String>,
+    pub event_type: String,
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<String>,
+    pub attempt_log: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub attempted_at: String,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// A list answer, `{"items": [...]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
 /// The signed-in account, as `GET /api/session` answers.
@@ -161,6 +244,8 @@ impl Board {
             reasons: change.reasons,
             created_at: change.occurred_at,
             owner_email: None,
+            replaces: None,
+            replaced_by: None,
         });
     }
 
@@ -192,7 +277,7 @@ mod tests {
     use super::*;
 
     fn view(id: &str, at: &str, status: Status) -> SubmissionView {
-        SubmissionView { id: id.into(), content: format!("content {id}"), status, reasons: vec![], created_at: at.into(), owner_email: None }
+        SubmissionView { id: id.into(), content: format!("content {id}"), status, reasons: vec![], created_at: at.into(), owner_email: None, replaces: None, replaced_by: None }
     }
 
     fn change(id: &str, status: Status, content: Option<&str>) -> StatusChange {

@@ -17,6 +17,8 @@ fn submission(status: Status, content: &str, reasons: &[&str]) -> SubmissionView
         reasons: reasons.iter().map(|r| r.to_string()).collect(),
         created_at: "2026-11-25T10:11:12.123456Z".into(),
         owner_email: None,
+        replaces: None,
+        replaced_by: None,
     }
 }
 

@@ -9,9 +9,11 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use super::auth::AuthForm;
+use super::batch::BatchForm;
 use super::detail::Detail;
 use super::form::SubmitForm;
 use super::list::SubmissionList;
+use super::notifications::Notifications;
 use super::tokens::Tokens;
 use crate::api::{self, Endpoints};
 use crate::live::{Connection, LiveFeed};
@@ -41,6 +43,14 @@ impl Reducible for BoardState {
     }
 }
 
+/// What the signed-in page shows below the account bar.
+#[derive(Clone, Copy, PartialEq)]
+enum View {
+    Board,
+    Tokens,
+    Notifications,
+}
+
 /// Whether someone is signed in, once the page knows.
 #[derive(Clone, PartialEq)]
 enum SignedIn {
@@ -53,7 +63,7 @@ enum SignedIn {
 pub fn app() -> Html {
     let endpoints = use_state(|| None::<Endpoints>);
     let signed_in = use_state(|| SignedIn::Unknown);
-    let showing_tokens = use_state(|| false);
+    let view = use_state(|| View::Board);
     let sign_out_error = use_state(|| None::<String>);
 
     // Where the APIs are, and who is signed in, once.
@@ -109,9 +119,10 @@ pub fn app() -> Html {
             });
         })
     };
-    let toggle_tokens = {
-        let showing_tokens = showing_tokens.clone();
-        Callback::from(move |_: MouseEvent| showing_tokens.set(!*showing_tokens))
+    // A view's button shows it, or the board again when it is showing.
+    let switch_to = |target: View| {
+        let view = view.clone();
+        Callback::from(move |_: MouseEvent| view.set(if *view == target { View::Board } else { target }))
     };
     let is_admin = session.account.is_admin();
     html! {
@@ -123,8 +134,11 @@ pub fn app() -> Html {
                     if is_admin {
                         <span class="role">{ "admin" }</span>
                     }
-                    <button type="button" class="show-tokens" aria-pressed={showing_tokens.to_string()} onclick={toggle_tokens}>
-                        { if *showing_tokens { "Back to submissions" } else { "API tokens" } }
+                    <button type="button" class="show-notifications" aria-pressed={(*view == View::Notifications).to_string()} onclick={switch_to(View::Notifications)}>
+                        { if *view == View::Notifications { "Back to submissions" } else { "Notifications" } }
+                    </button>
+                    <button type="button" class="show-tokens" aria-pressed={(*view == View::Tokens).to_string()} onclick={switch_to(View::Tokens)}>
+                        { if *view == View::Tokens { "Back to submissions" } else { "API tokens" } }
                     </button>
                     <button type="button" class="sign-out" onclick={sign_out}>{ "Sign out" }</button>
                 </nav>
@@ -132,11 +146,11 @@ pub fn app() -> Html {
             if let Some(message) = &*sign_out_error {
                 <p class="error" role="alert">{ message }</p>
             }
-            if *showing_tokens {
-                <Tokens endpoints={endpoints} />
-            } else {
-                <BoardView {endpoints} show_owner={is_admin} />
-            }
+            { match *view {
+                View::Tokens => html! { <Tokens endpoints={endpoints} /> },
+                View::Notifications => html! { <Notifications endpoints={endpoints} /> },
+                View::Board => html! { <BoardView {endpoints} show_owner={is_admin} /> },
+            } }
         </main>
     }
 }
@@ -229,7 +243,10 @@ pub fn board_view(props: &BoardProps) -> Html {
             <p class={connection_class} role="status" aria-live="polite">
                 <span aria-hidden="true">{ "● " }</span>{ connection.label() }
             </p>
-            <SubmitForm endpoints={endpoints.clone()} {on_accepted} />
+            <div class="forms">
+                <SubmitForm endpoints={endpoints.clone()} {on_accepted} />
+                <BatchForm endpoints={endpoints.clone()} />
+            </div>
             if let Some(message) = &*load_error {
                 <p class="error" role="alert">{ message }</p>
             }

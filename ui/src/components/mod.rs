@@ -2,7 +2,9 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod detail;
 pub mod form;
 pub mod list;
+pub mod notifications;
 pub mod tokens;
