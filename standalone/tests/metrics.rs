@@ -47,7 +47,18 @@ impl Scrape {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_families_exist_and_move_under_load() {
-    let system = TestSystem::start().await;
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.allow_private_webhook_targets = true;
+    config.notifier_retry_base_ms = Some(100);
+    config.notifier_max_attempts = Some(2);
+    let system = TestSystem::start_with(db, config).await;
+    // Verdicts are told to one endpoint that takes them and one that never does.
+    let receiver = support::receiver::Receiver::start().await;
+    for path in ["ok", "down"] {
+        let response = system.http.post(system.url("/api/webhooks")).json(&serde_json::json!({ "url": receiver.url(path) })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
     let before = Scrape::take(&system).await;
 
     let stream = SseConnection::open(&system.http, &system.url("/api/stream"), None).await;
@@ -62,6 +73,11 @@ async fn the_metrics_families_exist_and_move_under_load() {
     for id in &ids {
         system.wait_for_verdict(id).await;
     }
+    receiver
+        .wait_for("every verdict reaches both endpoints, twice the one that is down", |r| {
+            r.iter().filter(|r| r.path == "ok").count() >= 20 && r.iter().filter(|r| r.path == "down").count() >= 40
+        })
+        .await;
     stream.read(60).await;
     // A record nobody can read goes to the dead-letter topic.
     let producer = system.running.kafka.producer(Duration::from_secs(10)).unwrap();
@@ -80,7 +96,9 @@ async fn the_metrics_families_exist_and_move_under_load() {
         let scrape = Scrape::take(&system).await;
         let lag = |consumer: &str| scrape.sum("content_processor_consumer_lag_records", &[&format!("consumer=\"{consumer}\"")]);
         let dead = scrape.sum("content_processor_dead_letters_total", &[]).unwrap_or(0.0);
-        (lag("validator").is_some() && lag("projector").is_some() && dead >= 1.0).then_some(scrape)
+        let failed = scrape.sum("content_processor_notifications_failed_total", &[]).unwrap_or(0.0);
+        let ready = lag("validator").is_some() && lag("projector").is_some() && lag("notifier").is_some();
+        (ready && dead >= 1.0 && failed >= 20.0).then_some(scrape)
     })
     .await;
 
@@ -103,5 +121,10 @@ async fn the_metrics_families_exist_and_move_under_load() {
     assert!(moved("content_processor_sse_events_pushed_total", &[]) >= 60.0);
     assert!(after.sum("content_processor_rebuild_events_applied", &[]).unwrap() >= 60.0);
     assert_eq!(after.sum("content_processor_rebuild_running", &[]), Some(0.0));
+    assert!(moved("content_processor_events_consumed_total", &["consumer=\"notifier\"", "type=\"SubmissionPassed\""]) >= 20.0);
+    assert!(moved("content_processor_notifications_sent_total", &["channel=\"webhook\""]) >= 20.0);
+    assert!(moved("content_processor_notifications_failed_total", &["channel=\"webhook\""]) >= 20.0);
+    assert!(moved("content_processor_notification_attempts_total", &["channel=\"webhook\"", "outcome=\"failed\""]) >= 40.0);
+    moved("content_processor_notification_send_duration_seconds_count", &["channel=\"webhook\""]);
     system.stop().await;
 }
