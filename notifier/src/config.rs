@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::kafka::KafkaArgs;
+use service_kit::kafka::{KafkaArgs, Secret};
 
 /// notifier settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]
@@ -24,9 +24,10 @@ pub struct Config {
     #[command(flatten)]
     pub accounts: accounts::AccountsArgs,
     /// The SMTP server to send email through, e.g. smtp://mail:1025 or
-    /// smtps://user:password@smtp.example.com; without it, no email is sent.
-    #[arg(long, env = "SMTP_URL")]
-    pub smtp_url: Option<String>,
+    /// smtps://user:password@smtp.example.com; without it, no email is sent. It may hold a
+    /// password, so it is never logged.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
     /// The sender of notification emails.
     #[arg(long, env = "NOTIFIER_MAIL_FROM", default_value = "content-processor <notifications@localhost>")]
     pub mail_from: String,

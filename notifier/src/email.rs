@@ -15,6 +15,7 @@ impl Mailer {
     /// A mailer sending through `smtp_url` (smtp://, smtps://, with credentials if any).
     pub fn new(smtp_url: &str, from: &str, timeout: std::time::Duration) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            // The error is lettre's, which never repeats the URL (it may hold a password).
             .map_err(|error| anyhow::anyhow!("SMTP_URL is not usable: {error}"))?
             .timeout(Some(timeout))
             .build();

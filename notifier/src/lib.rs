@@ -69,8 +69,8 @@ impl Notifier {
         store::migrate(&pool).await.context("cannot create the notifier's schema")?;
         let mailer = config
             .smtp_url
-            .as_deref()
-            .map(|url| email::Mailer::new(url, &config.mail_from, config.send_timeout()))
+            .as_ref()
+            .map(|url| email::Mailer::new(url.expose(), &config.mail_from, config.send_timeout()))
             .transpose()?;
         if mailer.is_none() {
             tracing::info!("no SMTP_URL: notifications go out by webhook only");
@@ -90,7 +90,8 @@ impl Notifier {
             webhooks: webhook::WebhookSender::new(config.send_timeout(), config.allow_private_targets)?,
             retry: config.retry(),
             concurrency: config.concurrency,
-            lease: config.send_timeout() * 3 + Duration::from_secs(30),
+            // Longer than a send may take (its timeout), with room to record the outcome.
+            lease: config.send_timeout() * 2 + Duration::from_secs(5),
             wake,
         };
         Ok(Notifier { state, watcher, deliverer })

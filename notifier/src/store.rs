@@ -38,8 +38,15 @@ pub struct Awaited {
     pub submission_id: Uuid,
     pub owner_id: Uuid,
     pub content: Option<String>,
-    pub batch: Option<domain::BatchItem>,
+    pub batch: Option<AwaitedBatch>,
     pub created_at: DateTime<Utc>,
+}
+
+/// The batch an awaited submission belongs to, and how many verdicts complete it.
+#[derive(Debug, Clone, Copy)]
+pub struct AwaitedBatch {
+    pub batch_id: Uuid,
+    pub size: u32,
 }
 
 pub async fn await_verdict(tx: &mut Transaction<'_, Postgres>, awaited: &Awaited) -> Result<(), sqlx::Error> {
@@ -72,7 +79,7 @@ pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uui
         submission_id,
         owner_id,
         content,
-        batch: batch_id.zip(batch_size).map(|(batch_id, size)| domain::BatchItem { batch_id, index: 0, size: size.max(0) as u32 }),
+        batch: batch_id.zip(batch_size).map(|(batch_id, size)| AwaitedBatch { batch_id, size: u32::try_from(size).unwrap_or(0) }),
         created_at,
     }))
 }
@@ -81,7 +88,7 @@ pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uui
 /// it, and only then.
 pub async fn count_batch_verdict(
     tx: &mut Transaction<'_, Postgres>,
-    batch: domain::BatchItem,
+    batch: AwaitedBatch,
     submission_id: Uuid,
     passed: bool,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {

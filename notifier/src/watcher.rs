@@ -11,19 +11,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
-use futures_util::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
-use service_kit::group_member::GroupMember;
+use service_kit::group_member::{next_batch, GroupMember};
 use service_kit::health::ReadinessCheck;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, Awaited, Channels, Notification};
+use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
 
 /// Most records handled in one transaction.
@@ -64,25 +63,7 @@ impl Watcher {
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(topic = %self.topic, "notifier watching the log");
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = self.consumer.recv() => received,
-            };
-            let first = match first {
-                Ok(message) => message.detach(),
-                Err(error) => {
-                    tracing::warn!(%error, "consume failed; retrying");
-                    continue;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.push(message.detach()),
-                    _ => break,
-                }
-            }
+        while let Some(batch) = next_batch(&self.consumer, BATCH, &shutdown).await {
             // Until the database takes the batch: skipping it would lose notifications.
             loop {
                 match self.handle(&batch).await {
@@ -152,7 +133,7 @@ impl Watcher {
                     owner_id: *owner_id,
                     // A batch is told by its counts, not its items' texts.
                     content: batch.is_none().then(|| content.clone()),
-                    batch: *batch,
+                    batch: batch.map(|b| AwaitedBatch { batch_id: b.batch_id, size: b.size }),
                     created_at: envelope.occurred_at,
                 };
                 store::await_verdict(tx, &awaited).await?;

@@ -3,8 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use futures_util::FutureExt;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::OwnedMessage;
 use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
 
 use crate::held_partitions::HeldPartitions;
 
@@ -62,4 +65,34 @@ impl ConsumerContext for GroupMember {
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
         }
     }
+}
+
+/// Waits for the next record, then takes whatever else is already fetched, up to `max`
+/// records; `None` once `shutdown` is cancelled.
+pub async fn next_batch<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> Option<Vec<OwnedMessage>> {
+    let first = loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => break message.detach(),
+            // librdkafka reports connection trouble as events, one per `recv`, and recovers
+            // by itself. No pause here: a pause per event would only work through the backlog
+            // an outage leaves behind at that pace, long after the broker is back.
+            Err(error) => tracing::warn!(%error, "consume failed; retrying"),
+        }
+    };
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match consumer.recv().now_or_never() {
+            Some(Ok(message)) => batch.push(message.detach()),
+            _ => break,
+        }
+    }
+    Some(batch)
 }

@@ -94,8 +94,8 @@ pub struct Config {
     pub accounts: accounts::AccountsArgs,
     /// The SMTP server notification emails go through (e.g. smtp://127.0.0.1:1025); without
     /// it, notifications go out by webhook only.
-    #[arg(long, env = "SMTP_URL")]
-    pub smtp_url: Option<String>,
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<service_kit::kafka::Secret>,
     /// The sender of notification emails [default: the notifier's].
     #[arg(long, env = "NOTIFIER_MAIL_FROM")]
     pub mail_from: Option<String>,

@@ -1,7 +1,7 @@
 //! Batches and resubmissions on Apache Kafka: a batch is accepted whole or not at all (even when
 //! the command API is killed in the middle of its Kafka transaction), its counts are followed
 //! live, a retry never doubles it; a FAILED submission, edited, is resubmitted once and both
-//! show the link.
+//! show the link; and webhook URLs inside the network are refused by default.
 
 mod support;
 
@@ -183,6 +183,14 @@ async fn a_failed_submission_is_resubmitted_once_and_both_show_the_link() {
     // Once the read model shows the link, a second replacement is refused by it too.
     let (status, body) = resubmit(&alice, &failed_id, "yet another edit 12345").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_replaced")), "{body}");
+
+    // Without the operator's permission, webhooks cannot point inside the network.
+    for url in ["http://127.0.0.1:5432/", "http://169.254.169.254/latest/meta-data/", "http://localhost/hook", "http://[::1]/"] {
+        let response = alice.http.post(system.url("/api/webhooks")).json(&json!({ "url": url })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "url_refused", "{url}");
+    }
+    assert_eq!(alice.get(&system, "/api/webhooks").await.1["items"], json!([]));
     system.stop().await;
 }
 

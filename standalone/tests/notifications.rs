@@ -44,7 +44,7 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     let receiver = Receiver::start().await;
     let db = TestDb::create().await;
     let mut config = support::test_config(&db);
-    config.smtp_url = Some(smtp.url());
+    config.smtp_url = Some(smtp.url().into());
     config.allow_private_webhook_targets = true;
     config.notifier_retry_base_ms = Some(200);
     config.notifier_max_attempts = Some(3);
@@ -182,6 +182,9 @@ async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments()
             "--allow-private-targets".into(),
             "--retry-base-ms".into(),
             "200".into(),
+            // A send cut off by a kill is retried once its lease (twice this, plus 5 s) is over.
+            "--send-timeout-ms".into(),
+            "2000".into(),
         ]),
         &logs,
     );

@@ -85,7 +85,7 @@ async fn user_text_is_rendered_as_text_never_as_markup() {
 }
 
 async fn render_hint(content: &str) -> String {
-    LocalServerRenderer::<RuleHint>::with_props(HintProps { content: content.into() }).render().await
+    LocalServerRenderer::<RuleHint>::with_props(HintProps { content: content.into(), id: "rules".into() }).render().await
 }
 
 #[tokio::test]

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Envelope;
-use futures_util::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
-use service_kit::group_member::GroupMember;
+use service_kit::group_member::{next_batch, GroupMember};
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
@@ -72,29 +71,7 @@ impl Validator {
     /// Consumes until `shutdown`; the batch in hand is finished and committed before returning.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(topic = %self.topic, "validator running");
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = self.consumer.recv() => received,
-            };
-            let first = match first {
-                Ok(message) => message.detach(),
-                // librdkafka reports connection trouble as events, one per `recv`, and recovers
-                // by itself. No pause here: a pause per event would only work through the
-                // backlog an outage leaves behind at that pace, long after the broker is back.
-                Err(error) => {
-                    tracing::warn!(%error, "consume failed; retrying");
-                    continue;
-                }
-            };
-            let mut batch = vec![first];
-            // Take whatever else is already fetched, without waiting.
-            while batch.len() < self.batch_size {
-                match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.push(message.detach()),
-                    _ => break,
-                }
-            }
+        while let Some(batch) = next_batch(&self.consumer, self.batch_size, &shutdown).await {
             self.handle_batch(&batch, &shutdown).await;
         }
         self.commit(CommitMode::Sync);

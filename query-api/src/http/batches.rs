@@ -15,7 +15,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream, Start};
-use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
+use super::submissions::{
+    page_limit, path_id, read_your_write, Cursor, GetQuery, Page, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS,
+};
 use crate::changes::{Position, Scope};
 use crate::{ApiError, AppState};
 use accounts::Caller;
@@ -122,13 +124,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    /// Pass as `cursor` to get the next (older) page; null on the last page.
-    next_cursor: Option<String>,
-}
-
 /// The caller's batches, newest first (everyone's for an admin). A batch is listed once the
 /// read model holds its first item.
 async fn list(
@@ -155,14 +150,8 @@ async fn list(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await?;
-    let mut items: Vec<BatchView> = rows.into_iter().map(BatchView::from).collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|last| Cursor { created_at: last.created_at, id: last.id }.encode())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    let items: Vec<BatchView> = rows.into_iter().map(BatchView::from).collect();
+    Ok(Json(Page::of(items, limit, |last| Some(Cursor { created_at: last.created_at, id: last.id }.encode()))))
 }
 
 /// One batch of the caller's; `?position=` (from the command API's `Location`) waits until
@@ -197,7 +186,7 @@ async fn items(
     let id = path_id(path, "batch")?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let limit = page_limit(query.limit)?;
-    let mut items: Vec<SubmissionView> = sqlx::query_as(&format!(
+    let items: Vec<SubmissionView> = sqlx::query_as(&format!(
         "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS}
          WHERE s.batch_id = $1 AND s.batch_index > $2 AND ($3::uuid IS NULL OR s.owner_id = $3)
          ORDER BY s.batch_index LIMIT $4"
@@ -211,13 +200,7 @@ async fn items(
     if items.is_empty() && query.after.is_none() && fetch_batch(&state.pool, id, caller.visible_owner()).await?.is_none() {
         return Err(ApiError::BatchNotFound(id));
     }
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().and_then(|last| last.batch_index).map(|index| index.to_string())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::of(items, limit, |last| last.batch_index.map(|index| index.to_string()))))
 }
 
 /// The batch's counts as one `counts` event, then another after every change of an item. Each

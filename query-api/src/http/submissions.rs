@@ -64,11 +64,26 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+/// One page of a list.
 #[derive(Debug, Serialize)]
-struct Page {
-    items: Vec<SubmissionView>,
-    /// Pass as `cursor` to get the next (older) page; null on the last page.
+pub(super) struct Page<T> {
+    items: Vec<T>,
+    /// Pass as `cursor` (`after` for a batch's items) to get the next page; null on the last.
     next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `rows` read with `LIMIT limit + 1`: a row beyond `limit` only says that a next
+    /// page exists, which starts after the last row kept (`cursor_of` it).
+    pub fn of(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> Option<String>) -> Page<T> {
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().and_then(cursor_of)
+        } else {
+            None
+        };
+        Page { items: rows, next_cursor }
+    }
 }
 
 /// The caller's submissions, newest first (everyone's for an admin).
@@ -76,7 +91,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<Json<Page<SubmissionView>>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let status = query
         .status
@@ -88,7 +103,7 @@ async fn list(
     let limit = page_limit(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
 
-    let mut items: Vec<SubmissionView> = sqlx::query_as(&format!(
+    let items: Vec<SubmissionView> = sqlx::query_as(&format!(
         "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS}
          WHERE ($1::text IS NULL OR s.status = $1)
            AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3))
@@ -104,13 +119,7 @@ async fn list(
     .fetch_all(&state.pool)
     .await?;
 
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|last| Cursor { created_at: last.created_at, id: last.id }.encode())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::of(items, limit, |last| Some(Cursor { created_at: last.created_at, id: last.id }.encode()))))
 }
 
 /// The `limit` of a page, checked.

@@ -122,8 +122,8 @@ pub fn resubmit(props: &ResubmitProps) -> Html {
     html! {
         <form class="resubmit" {onsubmit}>
             <label for="resubmit-content">{ "Edit and resubmit" }</label>
-            <textarea id="resubmit-content" rows="3" value={(*text).clone()} {oninput} disabled={*sending} />
-            <super::form::RuleHint content={(*text).clone()} />
+            <textarea id="resubmit-content" rows="3" value={(*text).clone()} {oninput} disabled={*sending} aria-describedby="resubmit-rules" />
+            <super::form::RuleHint content={(*text).clone()} id="resubmit-rules" />
             <button type="submit" disabled={*sending || text.is_empty()}>{ "Resubmit" }</button>
             if let Some(message) = &*error {
                 <p class="error" role="alert">{ message }</p>

@@ -88,6 +88,9 @@ pub fn submit_form(props: &FormProps) -> Html {
 #[derive(Properties, PartialEq)]
 pub struct HintProps {
     pub content: String,
+    /// The list's id, for the `aria-describedby` of its text area (unique on the page).
+    #[prop_or(AttrValue::Static("rules"))]
+    pub id: AttrValue,
 }
 
 /// The two rules and whether the text typed so far meets each, judged by the same rule the
@@ -106,7 +109,7 @@ pub fn rule_hint(props: &HintProps) -> Html {
         html! { <li class={class}><span aria-hidden="true">{ mark }</span>{ " " }{ text }<span class="visually-hidden">{ format!(" ({word})") }</span></li> }
     };
     html! {
-        <ul id="rules" class="rules" aria-live="polite">
+        <ul id={props.id.clone()} class="rules" aria-live="polite">
             { rule(length_ok, format!("At least {} characters ({characters} so far)", domain::rule::MIN_CHARS)) }
             { rule(digit_ok, "At least one digit (0-9)".to_owned()) }
         </ul>
