@@ -18,7 +18,7 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
 use sqlx::postgres::PgPoolOptions;
-use service_kit::health::{self, ReadinessCheck};
+use service_kit::health::ReadinessCheck;
 use service_kit::atomic_publisher::AtomicPublisher;
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
@@ -94,13 +94,7 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 /// Runs the service as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config).await?;
-    let mut app = router(state.clone())
-        .merge(health::routes(readiness_checks(&state)))
-        .merge(service_kit::metrics::routes())
-        .fallback(service_kit::http_error::not_found_fallback);
-    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
-        app = app.layer(cors);
-    }
+    let app = service_kit::http_server::service_app(router(state.clone()), readiness_checks(&state), &config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
     service_kit::http_server::serve(listener, app, shutdown).await?;

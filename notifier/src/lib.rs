@@ -24,7 +24,7 @@ use accounts::Accounts;
 use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
-use service_kit::health::{self, ReadinessCheck};
+use service_kit::health::ReadinessCheck;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -130,14 +130,7 @@ impl Notifier {
 /// Runs the notifier as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config).await?;
-    let mut app = notifier
-        .router()
-        .merge(health::routes(notifier.readiness_checks()))
-        .merge(service_kit::metrics::routes())
-        .fallback(service_kit::http_error::not_found_fallback);
-    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
-        app = app.layer(cors);
-    }
+    let app = service_kit::http_server::service_app(notifier.router(), notifier.readiness_checks(), &config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "notifier listening");
     let server = service_kit::http_server::serve(listener, app, shutdown.clone());

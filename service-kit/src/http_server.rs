@@ -14,6 +14,19 @@ use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A service's whole app when it runs as its own process: its `routes`, `/healthz` and
+/// `/readyz` from `checks`, `/metrics`, the JSON 404, and CORS for `allowed_origins`.
+pub fn service_app(routes: Router, checks: Vec<crate::health::ReadinessCheck>, allowed_origins: &[String]) -> anyhow::Result<Router> {
+    let app = routes
+        .merge(crate::health::routes(checks))
+        .merge(crate::metrics::routes())
+        .fallback(crate::http_error::not_found_fallback);
+    Ok(match cors(allowed_origins)? {
+        Some(cors) => app.layer(cors),
+        None => app,
+    })
+}
+
 /// Adds the layers every service wants to `router`, and a JSON 405 for a method a route does
 /// not take (axum's own has no body).
 pub fn with_common_layers(router: Router) -> Router {

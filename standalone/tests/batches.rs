@@ -200,9 +200,7 @@ const BATCH_SIZE: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_part() {
-    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("batch kill seed: {seed} (rerun with CRASH_SEED={seed})");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let (seed, mut rng) = support::crash_seed("batch kill");
     let broker = TestKafka::start(1, 6).await;
     let db = TestDb::create().await;
     let token = support::admin_token(&db.url).await;

@@ -46,9 +46,7 @@ fn content(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() {
-    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("crash test seed: {seed} (rerun with CRASH_SEED={seed})");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let (_, mut rng) = support::crash_seed("crash test");
 
     let logs = log_dir("crash");
     let broker = TestKafka::start(1, PARTITIONS).await;

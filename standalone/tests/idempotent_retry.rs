@@ -33,9 +33,7 @@ fn submissions_in_log(kafka: &service_kit::kafka::KafkaArgs) -> HashMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
-    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("idempotent retry seed: {seed} (rerun with CRASH_SEED={seed})");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let (seed, mut rng) = support::crash_seed("idempotent retry");
 
     let broker = TestKafka::start(1, 3).await;
     let db = TestDb::create().await;

@@ -151,9 +151,7 @@ const SUBMISSIONS: usize = 150;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments() {
-    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("notifier kill seed: {seed} (rerun with CRASH_SEED={seed})");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let (_, mut rng) = support::crash_seed("notifier kill");
     let smtp = SmtpServer::start().await;
     let receiver = Receiver::start().await;
     let broker = TestKafka::start(1, 3).await;

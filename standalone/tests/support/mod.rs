@@ -45,6 +45,14 @@ pub async fn admin_client(database_url: &str) -> reqwest::Client {
     reqwest::Client::builder().default_headers(bearer(&token)).build().expect("a client")
 }
 
+/// The seed of a test's random moments: `CRASH_SEED` when set (to rerun a failure), else a new
+/// one, printed so a failure can be rerun; and the generator it seeds.
+pub fn crash_seed(test: &str) -> (u64, fastrand::Rng) {
+    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("{test} seed: {seed} (rerun with CRASH_SEED={seed})");
+    (seed, fastrand::Rng::with_seed(seed))
+}
+
 /// How long any condition in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
