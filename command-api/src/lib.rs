@@ -11,13 +11,10 @@ pub mod http;
 pub mod idempotency;
 pub mod resubmission;
 
-use std::time::Duration;
 
 use accounts::Accounts;
-use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
-use sqlx::postgres::PgPoolOptions;
 use service_kit::health::ReadinessCheck;
 use service_kit::atomic_publisher::AtomicPublisher;
 use service_kit::kafka::EventPublisher;
@@ -49,12 +46,7 @@ impl AppState {
     /// schemas this service uses.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect(&config.database_url)
-            .await
-            .with_context(|| format!("cannot reach PostgreSQL at {}", config.database_url))?;
+        let pool = service_kit::postgres::connect(&config.database_url, config.max_connections).await?;
         accounts::migrate(&pool).await?;
         idempotency::migrate(&pool).await?;
         Ok(AppState {

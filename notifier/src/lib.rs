@@ -25,7 +25,6 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
 use service_kit::health::ReadinessCheck;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,12 +59,7 @@ pub struct Notifier {
 impl Notifier {
     /// Connects to PostgreSQL (migrating its schema) and Kafka, and joins the consumer group.
     pub async fn start(config: &Config) -> anyhow::Result<Notifier> {
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect(&config.database_url)
-            .await
-            .with_context(|| format!("cannot reach PostgreSQL at {}", config.database_url))?;
+        let pool = service_kit::postgres::connect(&config.database_url, config.max_connections).await?;
         store::migrate(&pool).await.context("cannot create the notifier's schema")?;
         let mailer = config
             .smtp_url

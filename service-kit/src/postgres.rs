@@ -4,6 +4,18 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+/// A pool of at most `max_connections` to `database_url`, failing at once, with the address,
+/// when PostgreSQL cannot be reached: what a service that needs the database from its start does.
+pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    use anyhow::Context;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(database_url)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {database_url}"))
+}
+
 /// Applies `migrator` inside `schema`, creating it when missing. The migrations and their
 /// bookkeeping table land in that schema, so each owner of a schema migrates it on its own
 /// without seeing another owner's migrations as unknown.
