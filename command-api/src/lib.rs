@@ -43,15 +43,20 @@ impl FromRef<AppState> for Accounts {
 
 impl AppState {
     /// Connects to Kafka and makes sure the topic exists, and to PostgreSQL, migrating the
-    /// schemas this service uses.
+    /// schemas this service uses; sets up the batch producers in the background.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
         let pool = service_kit::postgres::connect(&config.database_url, config.max_connections).await?;
         accounts::migrate(&pool).await?;
         idempotency::migrate(&pool).await?;
+        let batches = AtomicPublisher::new(&config.kafka, config.publish_timeout(), config.batch_producers);
+        tokio::spawn({
+            let batches = batches.clone();
+            async move { batches.warm_up().await }
+        });
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,
-            batches: AtomicPublisher::new(&config.kafka, config.publish_timeout(), config.batch_producers),
+            batches,
             accounts: Accounts::new(pool, config.accounts.clone()),
             max_content_bytes: config.max_content_bytes,
             max_batch_items: config.max_batch_items,

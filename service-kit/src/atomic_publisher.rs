@@ -57,6 +57,23 @@ impl AtomicPublisher {
         }
     }
 
+    /// Creates every producer of the pool and registers its transactional id with the
+    /// coordinator, so that the first batches do not pay for it. On a new cluster the first
+    /// registration also creates the transaction state topic, which takes seconds: longer than
+    /// a request should wait. A slot that fails here is tried again on first use.
+    pub async fn warm_up(&self) {
+        for (slot_index, slot) in self.slots.iter().enumerate() {
+            let mut slot = slot.lock().await;
+            if slot.is_some() {
+                continue;
+            }
+            match self.transactional_producer(slot_index, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
+                Ok(producer) => *slot = Some(producer),
+                Err(error) => tracing::warn!(%error, "a transactional producer is not ready yet; it is set up on first use"),
+            }
+        }
+    }
+
     /// Publishes every event, each to where its key hashes, in one transaction. Resolves with
     /// their positions once the transaction committed; with an error when it was aborted (none
     /// of them will ever be read) or when the commit's outcome is unknown (a retry with the
@@ -67,7 +84,7 @@ impl AtomicPublisher {
         let producer = match slot.as_ref() {
             Some(producer) => producer.clone(),
             None => {
-                let producer = self.transactional_producer(slot_index).await?;
+                let producer = self.transactional_producer(slot_index, self.timeout).await?;
                 slot.insert(producer).clone()
             }
         };
@@ -83,7 +100,8 @@ impl AtomicPublisher {
         }
     }
 
-    async fn transactional_producer(&self, slot: usize) -> Result<FutureProducer, KafkaError> {
+    /// A producer for `slot`, registered with the coordinator within `init_timeout`.
+    async fn transactional_producer(&self, slot: usize, init_timeout: Duration) -> Result<FutureProducer, KafkaError> {
         let transaction_timeout = (self.timeout * 2).max(MIN_TRANSACTION_TIMEOUT);
         let producer: FutureProducer = self
             .kafka
@@ -92,8 +110,7 @@ impl AtomicPublisher {
             .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string())
             .create()?;
         let init = producer.clone();
-        let timeout = self.timeout;
-        blocking(move || init.init_transactions(timeout)).await?;
+        blocking(move || init.init_transactions(init_timeout)).await?;
         Ok(producer)
     }
 

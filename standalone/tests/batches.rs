@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use support::process::{free_port, log_dir, Component};
@@ -198,6 +199,13 @@ async fn a_failed_submission_is_resubmitted_once_and_both_show_the_link() {
 const KILL_ROUNDS: usize = 8;
 const BATCH_SIZE: usize = 1000;
 
+/// The sum over the topic's partitions of the end offset a consumer of `isolation` sees: under
+/// `read_committed` that is the last stable offset, which stops before any open transaction.
+fn end_offsets(consumer: &BaseConsumer, topic: &str) -> i64 {
+    let partitions = service_kit::kafka::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).unwrap();
+    (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_part() {
     let (seed, mut rng) = support::crash_seed("batch kill");
@@ -220,6 +228,9 @@ async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_pa
     let url = format!("http://127.0.0.1:{port}/api/batches");
     let padding = "x".repeat(400);
     let body = json!({ "items": (0..BATCH_SIZE).map(|i| json!({ "content": format!("item {i} {padding}") })).collect::<Vec<_>>() });
+    let topic = &broker.kafka.topic;
+    let [written_end, stable_end]: [BaseConsumer; 2] =
+        ["read_uncommitted", "read_committed"].map(|isolation| broker.kafka.consumer_config("ends").set("isolation.level", isolation).create().unwrap());
 
     let (mut torn, mut whole, mut answered) = (0, 0, 0);
     for round in 0..KILL_ROUNDS {
@@ -229,7 +240,22 @@ async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_pa
         })
         .await;
         let request = tokio::spawn(http.post(&url).json(&body).send());
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..400))).await;
+        if round % 2 == 0 {
+            // Aimed: freeze the process at random short intervals until it is caught with its
+            // transaction open (records written past the last stable offset), or has answered.
+            // A fixed delay misses the window on a slower machine.
+            loop {
+                tokio::time::sleep(Duration::from_millis(rng.u64(1..20))).await;
+                command_api.pause();
+                if end_offsets(&written_end, topic) > end_offsets(&stable_end, topic) || request.is_finished() {
+                    break;
+                }
+                command_api.resume();
+            }
+        } else {
+            // Anywhere: before, inside or after the transaction, or after the answer.
+            tokio::time::sleep(Duration::from_millis(rng.u64(20..1500))).await;
+        }
         command_api.kill().await;
         if request.await.unwrap().is_ok_and(|r| r.status() == StatusCode::ACCEPTED) {
             answered += 1;
@@ -252,6 +278,7 @@ async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_pa
     }
     assert!(torn > 0, "a kill landed inside a transaction: records written but never read (seed {seed})");
     assert!(whole >= answered, "every answered batch is read whole");
+    drop((written_end, stable_end));
     db.drop_database().await;
     broker.stop().await;
 }

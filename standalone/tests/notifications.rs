@@ -84,8 +84,9 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let batch_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, body) = (response.status(), response.json::<Value>().await.unwrap());
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let batch_id = body["id"].as_str().unwrap().to_owned();
     let received = receiver
         .wait_for("the batch's webhook is delivered", |r| of_type(r, "batch.completed").iter().any(|r| r.status.is_success()))
         .await;

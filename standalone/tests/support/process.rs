@@ -67,12 +67,26 @@ impl Component {
         }
     }
 
+    /// SIGSTOP: the process is frozen where it is, its open connections and transactions with it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Component::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
+        let sent = std::process::Command::new("kill").args([format!("-{name}"), pid]).status().unwrap();
+        assert!(sent.success(), "SIG{name} sent to {}", self.role);
+    }
+
     /// SIGTERM, then waits for the process to exit by itself.
     pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.signal("TERM");
         let mut child = self.child.take().expect("running");
-        let pid = child.id().expect("has a pid").to_string();
-        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "SIGTERM sent to {}", self.role);
         match tokio::time::timeout(within, child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => panic!("{} did not exit within {within:?} of SIGTERM", self.role),
