@@ -32,7 +32,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("warn");
+    let _telemetry = service_kit::telemetry::init("bench", "warn")?;
     match Cli::parse().command {
         Command::Http(args) => {
             let report = load::run(&args).await?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::Utc;
 use domain::{Envelope, Event};
 use serde::Serialize;
-use service_kit::kafka::EventPublisher;
+use service_kit::kafka::{EventPublisher, Outgoing};
 use sqlx::migrate::MigrateDatabase;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -65,7 +65,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
         let verdict = created.follow_up(Event::verdict_for(&content), Utc::now());
         chunk.extend([created, started, verdict]);
         if chunk.len() >= 30_000 || i + 1 == submissions {
-            publisher.publish_all(chunk.iter().map(|e| (None, e))).await?;
+            publisher.publish_all(chunk.iter().map(Outgoing::from)).await?;
             produced += chunk.len() as u64;
             chunk.clear();
         }

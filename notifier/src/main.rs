@@ -2,7 +2,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("info,rdkafka=warn,sqlx=warn");
+    let telemetry = service_kit::telemetry::init("notifier", "info,rdkafka=warn,sqlx=warn")?;
     let config = notifier::Config::parse();
-    notifier::run(config, service_kit::shutdown::on_signal()).await
+    let result = notifier::run(config, service_kit::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    result
 }

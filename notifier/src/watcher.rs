@@ -18,9 +18,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use service_kit::group_member::{next_batch, GroupMember};
 use service_kit::health::ReadinessCheck;
+use service_kit::trace_context;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
@@ -95,7 +97,8 @@ impl Watcher {
             match message.payload().map(Envelope::decode) {
                 Some(Ok(envelope)) => {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
-                    deliveries += self.apply(&mut tx, &envelope).await?;
+                    let span = trace_context::record_span("notifier", message, envelope.submission_id);
+                    deliveries += self.apply(&mut tx, &envelope).instrument(span).await?;
                 }
                 Some(Err(error)) if error.is_newer_version() => {
                     self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
@@ -163,7 +166,7 @@ impl Watcher {
                     Event::SubmissionFailed { reasons, .. } => ("FAILED", reasons.iter().map(|r| r.as_str()).collect()),
                     _ => ("PASSED", Vec::new()),
                 };
-                tracing::info!(%submission_id, status, "verdict to notify");
+                tracing::info!(status, "verdict to notify");
                 Notification {
                     id: store::notification_id(submission_id, "submission.judged"),
                     account_id: awaited.owner_id,

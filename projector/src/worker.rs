@@ -17,6 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
+use service_kit::trace_context;
 use service_kit::held_partitions::HeldPartitions;
 use service_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
 use service_kit::topic_identity::{self, TopicIdentity};
@@ -541,7 +542,15 @@ impl Batch {
             Some(Err(error)) => Err(error.to_string()),
         };
         match decoded {
-            Ok(envelope) => self.records.push(Record { partition, offset, envelope }),
+            Ok(envelope) => {
+                // A span per record costs more than projecting it at rebuild speed: only when
+                // someone reads the lines.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    trace_context::record_span("projector", message, envelope.submission_id)
+                        .in_scope(|| tracing::debug!(event = envelope.event.type_name(), partition, offset, "read for projection"));
+                }
+                self.records.push(Record { partition, offset, envelope })
+            }
             Err(error) => {
                 tracing::error!(partition, offset, %error, "undecodable record");
                 self.undecodable.push(DeadLetter {

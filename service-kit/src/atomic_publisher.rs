@@ -135,10 +135,12 @@ impl AtomicPublisher {
     /// Hands every record to the producer in order and waits for each acknowledgement.
     async fn send_all(&self, producer: &FutureProducer, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
         let mut deliveries = Vec::with_capacity(events.len());
+        let span = tracing::Span::current();
         for envelope in events {
             let key = envelope.key();
             let payload = envelope.encode();
-            deliveries.push(enqueue(producer, FutureRecord::to(&self.kafka.topic).key(&key).payload(&payload)).await?);
+            let record = FutureRecord::to(&self.kafka.topic).key(&key).payload(&payload).headers(crate::trace_context::record_headers(&span));
+            deliveries.push(enqueue(producer, record).await?);
         }
         let mut positions = Vec::with_capacity(events.len());
         for delivery in deliveries {

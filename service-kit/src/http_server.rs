@@ -13,6 +13,7 @@ use tower_http::trace::TraceLayer;
 
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A service's whole app when it runs as its own process: its `routes`, `/healthz` and
 /// `/readyz` from `checks`, `/metrics`, the JSON 404, and CORS for `allowed_origins`.
@@ -33,6 +34,7 @@ pub fn with_common_layers(router: Router) -> Router {
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn(answer_traceparent))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request
@@ -40,12 +42,31 @@ pub fn with_common_layers(router: Router) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+                let span = tracing::info_span!(
+                    target: crate::trace_context::TRACE_TARGET,
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                    trace_id = tracing::field::Empty
+                );
+                crate::trace_context::continue_http_trace(&span, request.headers());
+                span
             }),
         )
         // Outermost: the id exists before the trace span is made, and goes back to the client.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Tells the client the `traceparent` of its request's span (inside the trace layer), so it
+/// can find the trace its request started or continued.
+async fn answer_traceparent(request: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if let Some(traceparent) = crate::trace_context::traceparent(&tracing::Span::current()) {
+        response.headers_mut().insert(TRACEPARENT, traceparent);
+    }
+    response
 }
 
 async fn method_not_allowed(method: Method) -> axum::response::Response {
@@ -76,12 +97,15 @@ pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
                 HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("x-csrf-token"),
                 HeaderName::from_static("idempotency-key"),
+                TRACEPARENT,
+                HeaderName::from_static("tracestate"),
             ])
             .expose_headers([
                 header::LOCATION,
                 header::RETRY_AFTER,
                 HeaderName::from_static("ratelimit"),
                 HeaderName::from_static("ratelimit-policy"),
+                TRACEPARENT,
             ]),
     ))
 }

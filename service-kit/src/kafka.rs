@@ -500,6 +500,21 @@ pub(crate) async fn enqueue(
     }
 }
 
+/// An event for [`EventPublisher::publish_all`]: where it goes, and the span whose trace it
+/// continues (the current span when `None`).
+pub struct Outgoing<'a> {
+    pub envelope: &'a Envelope,
+    /// The partition; where the key hashes to when `None`.
+    pub partition: Option<i32>,
+    pub trace: Option<&'a tracing::Span>,
+}
+
+impl<'a> From<&'a Envelope> for Outgoing<'a> {
+    fn from(envelope: &'a Envelope) -> Self {
+        Outgoing { envelope, partition: None, trace: None }
+    }
+}
+
 /// Appends events to the submission topic and waits for the broker's acknowledgement.
 #[derive(Clone)]
 pub struct EventPublisher {
@@ -517,7 +532,10 @@ impl EventPublisher {
     pub async fn publish(&self, envelope: &Envelope) -> Result<Position, KafkaError> {
         let key = envelope.key();
         let payload = envelope.encode();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(crate::trace_context::record_headers(&tracing::Span::current()));
         // Timeout::Never only concerns a full local queue; delivery itself is bounded by
         // message.timeout.ms, after which the send resolves with an error.
         match self.producer.send(record, Timeout::Never).await {
@@ -555,14 +573,15 @@ impl EventPublisher {
     /// waits for every acknowledgement. Records are handed to the producer strictly in the
     /// order given, waiting for room when its queue is full, and the idempotent producer keeps
     /// that order within a partition: the events of one submission land in the order given.
-    pub async fn publish_all<'a>(&self, events: impl IntoIterator<Item = (Option<i32>, &'a Envelope)>) -> Result<(), KafkaError> {
+    pub async fn publish_all<'a>(&self, events: impl IntoIterator<Item = Outgoing<'a>>) -> Result<(), KafkaError> {
         let mut deliveries = Vec::new();
         let mut enqueued = Vec::new();
-        for (partition, envelope) in events {
+        for Outgoing { envelope, partition, trace } in events {
             enqueued.push(envelope);
             let key = envelope.key();
             let payload = envelope.encode();
-            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            let headers = crate::trace_context::record_headers(trace.unwrap_or(&tracing::Span::current()));
+            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(headers);
             if let Some(partition) = partition {
                 record = record.partition(partition);
             }
@@ -648,7 +667,7 @@ mod tests {
         let events: Vec<Envelope> = (0..200)
             .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), uuid::Uuid::nil()))
             .collect();
-        publisher.publish_all(events.iter().map(|event| (Some(0), event))).await.unwrap();
+        publisher.publish_all(events.iter().map(|envelope| Outgoing { envelope, partition: Some(0), trace: None })).await.unwrap();
 
         let consumer: BaseConsumer = kafka.consumer_config("order-check").create().unwrap();
         let mut assignment = TopicPartitionList::new();

@@ -1,7 +1,7 @@
 //! Plumbing every service shares, kept out of the services so each of them reads as its own
 //! job: Kafka clients and topic set-up ([`kafka`]), `/healthz` and `/readyz` ([`health`]),
-//! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]) and logging
-//! ([`telemetry`]).
+//! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]), logging and tracing
+//! ([`telemetry`], [`trace_context`]).
 
 /// Where every component finds PostgreSQL unless told otherwise (`DATABASE_URL`).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/content_processor";
@@ -30,6 +30,7 @@ pub mod postgres;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topic_identity;
+pub mod trace_context;
 
 /// The PostgreSQL channel the projector NOTIFYs after each commit (and after a read-model
 /// switch), and the query side LISTENs on: the one contract between the two over the database.

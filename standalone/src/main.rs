@@ -41,10 +41,10 @@ enum Role {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("info,rdkafka=warn,sqlx=warn");
     let cli = Cli::parse();
+    let telemetry = service_kit::telemetry::init(cli.service_name(), "info,rdkafka=warn,sqlx=warn")?;
     let shutdown = service_kit::shutdown::on_signal();
-    match cli.role {
+    let result = match cli.role {
         None => run_all(cli.all_in_one, shutdown).await,
         Some(Role::CommandApi(config)) => command_api::run(config, shutdown).await,
         Some(Role::Validator(config)) => validator::run(config, shutdown).await,
@@ -58,6 +58,25 @@ async fn main() -> anyhow::Result<()> {
             println!("bootstrap.servers={}", broker.bootstrap_servers());
             shutdown.cancelled().await;
             Ok(())
+        }
+    };
+    telemetry.shutdown().await;
+    result
+}
+
+impl Cli {
+    /// The name this process's spans are exported under: its role, or the whole system's.
+    fn service_name(&self) -> &'static str {
+        match &self.role {
+            None => "content-processor",
+            Some(Role::CommandApi(_)) => "command-api",
+            Some(Role::Validator(_)) => "validator",
+            Some(Role::Projector(_)) => "projector",
+            Some(Role::QueryApi(_)) => "query-api",
+            Some(Role::Notifier(_)) => "notifier",
+            Some(Role::Rebuild(_)) => "rebuild",
+            Some(Role::CreateAdmin(_)) => "create-admin",
+            Some(Role::EmbeddedBroker(_)) => "embedded-broker",
         }
     }
 }

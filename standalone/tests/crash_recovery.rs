@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use domain::{judge, Envelope, Event, Verdict};
 use reqwest::StatusCode;
-use service_kit::kafka::KafkaArgs;
+use service_kit::kafka::{KafkaArgs, Outgoing};
 use sqlx::PgPool;
 use support::process::{free_port, log_dir, Component};
 use support::{read_topic, TestDb, TestKafka};
@@ -139,7 +139,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
         .iter()
         .map(|(id, _)| Envelope::new(*id, Event::ProcessingStarted {}, chrono::Utc::now(), Uuid::nil()))
         .collect();
-    publisher.publish_all(replayed.iter().map(|event| (None, event))).await.unwrap();
+    publisher.publish_all(replayed.iter().map(Outgoing::from)).await.unwrap();
     wait_for_projection_to_finish(&pool, &kafka, &outcomes.acknowledged).await;
 
     // 1. Every 202 is in the read model with the right verdict.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
-use service_kit::kafka::EventPublisher;
+use service_kit::kafka::{EventPublisher, Outgoing};
 use sqlx::PgPool;
 use support::{eventually, TestDb, TestKafka};
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let (log, expected) = histories(SUBMISSIONS);
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(10)).unwrap();
     for chunk in log.chunks(1000) {
-        publisher.publish_all(chunk.iter().map(|e| (None, e))).await.unwrap();
+        publisher.publish_all(chunk.iter().map(Outgoing::from)).await.unwrap();
     }
     let distinct_events = (SUBMISSIONS * 3) as i64;
 

@@ -10,7 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::kafka::KafkaArgs;
+use service_kit::kafka::{KafkaArgs, Outgoing};
 use sqlx::PgPool;
 use support::{eventually, TestDb, TestKafka, TestSystem};
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
             domain::Envelope::new(Uuid::new_v4(), domain::Event::created(content, None), chrono::Utc::now(), Uuid::nil())
         })
         .collect();
-    publisher.publish_all(events.iter().map(|e| (None, e))).await.unwrap();
+    publisher.publish_all(events.iter().map(Outgoing::from)).await.unwrap();
     // What retention, or an operator's DeleteRecords, does to the oldest records.
     let admin: AdminClient<DefaultClientContext> = broker.cluster.admin_client_config().create().unwrap();
     let mut delete_before = TopicPartitionList::new();

@@ -2,7 +2,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("info,rdkafka=warn");
+    let telemetry = service_kit::telemetry::init("validator", "info,rdkafka=warn")?;
     let config = validator::Config::parse();
-    validator::run(config, service_kit::shutdown::on_signal()).await
+    let result = validator::run(config, service_kit::shutdown::on_signal()).await;
+    telemetry.shutdown().await;
+    result
 }

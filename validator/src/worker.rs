@@ -11,7 +11,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
 use service_kit::group_member::{next_batch, GroupMember};
-use service_kit::kafka::EventPublisher;
+use service_kit::kafka::{EventPublisher, Outgoing};
+use service_kit::trace_context;
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{judgement_for, Judgement};
@@ -27,6 +28,20 @@ pub struct Validator {
     batch_size: usize,
     processing_delay: Duration,
     judged: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A judgement with where its submission's record came from: the partition its output goes
+/// to, and the span of that record, whose trace the output continues.
+struct Judged {
+    partition: i32,
+    judgement: Judgement,
+    span: tracing::Span,
+}
+
+impl Judged {
+    fn outgoing<'a>(&'a self, envelope: &'a Envelope) -> Outgoing<'a> {
+        Outgoing { envelope, partition: Some(self.partition), trace: Some(&self.span) }
+    }
 }
 
 /// Offsets to commit: for each partition, the offset after the last record handled.
@@ -93,7 +108,11 @@ impl Validator {
                 match Envelope::decode(payload) {
                     Ok(envelope) => {
                         service_kit::metrics::event_consumed("validator", envelope.event.type_name());
-                        judgements.extend(judgement_for(&envelope).map(|j| (partition, j)));
+                        if let Some(judgement) = judgement_for(&envelope) {
+                            // Its output continues the trace of the submission's record.
+                            let span = trace_context::record_span("validator", message, envelope.submission_id);
+                            judgements.push(Judged { partition, judgement, span });
+                        }
                     }
                     Err(error) if error.is_newer_version() => {
                         self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
@@ -120,8 +139,8 @@ impl Validator {
             }
             tokio::time::sleep(RETRY_BACKOFF).await;
         }
-        for (_, judgement) in &judgements {
-            tracing::debug!(submission_id = %judgement.verdict.submission_id, verdict = judgement.verdict.event.type_name(), "judged");
+        for judged in &judgements {
+            judged.span.in_scope(|| tracing::debug!(verdict = judged.judgement.verdict.event.type_name(), "judged"));
         }
         self.judged.fetch_add(judgements.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // From the batch in hand to every verdict acknowledged by Kafka.
@@ -132,9 +151,9 @@ impl Validator {
     /// Emits each judgement's events to the partition its submission was created on, so a
     /// submission's whole history stays in one partition even after partitions are added
     /// (which changes where its key would hash to).
-    async fn emit(&self, judgements: &[(i32, Judgement)]) -> Result<(), KafkaError> {
-        let mut started: Vec<_> = judgements.iter().map(|(partition, j)| (Some(*partition), &j.started)).collect();
-        let verdicts: Vec<_> = judgements.iter().map(|(partition, j)| (Some(*partition), &j.verdict)).collect();
+    async fn emit(&self, judgements: &[Judged]) -> Result<(), KafkaError> {
+        let mut started: Vec<_> = judgements.iter().map(|judged| judged.outgoing(&judged.judgement.started)).collect();
+        let verdicts: Vec<_> = judgements.iter().map(|judged| judged.outgoing(&judged.judgement.verdict)).collect();
         if self.processing_delay.is_zero() {
             // Every ProcessingStarted is enqueued before any verdict: order per submission holds.
             started.extend(verdicts);

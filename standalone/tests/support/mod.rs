@@ -425,6 +425,7 @@ pub async fn assert_read_model_equals_fold_of_topic(pool: &sqlx::PgPool, kafka: 
 }
 
 /// A record as read back from a topic.
+#[derive(Debug)]
 pub struct ReadRecord {
     pub partition: i32,
     pub offset: i64,

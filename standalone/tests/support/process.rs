@@ -28,12 +28,19 @@ pub struct Component {
     args: Vec<String>,
     logs: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
     pub starts: u32,
 }
 
 impl Component {
     pub fn new(role: &'static str, args: Vec<String>, logs: &std::path::Path) -> Component {
-        Component { role, args, logs: logs.to_owned(), child: None, starts: 0 }
+        Component { role, args, logs: logs.to_owned(), child: None, env: Vec::new(), starts: 0 }
+    }
+
+    /// Sets an environment variable for the process from its next start (`RUST_LOG` included).
+    pub fn with_env(mut self, key: &str, value: &str) -> Component {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn start(&mut self) {
@@ -48,6 +55,7 @@ impl Component {
             .arg(self.role)
             .args(&self.args)
             .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)

@@ -1,0 +1,150 @@
+//! W3C trace context (`traceparent`, `tracestate`) carried from an HTTP request into the Kafka
+//! records it causes, and from a consumed record into the records and log lines that follow
+//! from it: one trace id ties together everything that happens to a submission, in every
+//! component, however many processes and hops of the log lie between.
+//!
+//! The carriers are `tracing` spans; the OpenTelemetry layer [`crate::telemetry`] installs gives
+//! them trace and span ids (and exports them over OTLP when an endpoint is configured). The
+//! trace id is also a field of each span, so every log line inside one shows it.
+
+use axum::http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+/// The target of the spans that carry trace context from a request or a record: always
+/// enabled, whatever the log filter (see [`crate::telemetry`]).
+pub const TRACE_TARGET: &str = "content_processor::trace";
+
+/// The span for handling one consumed record in `component`: it continues the trace the
+/// record's headers carry, or starts one when they carry none (a record older than tracing).
+pub fn record_span(component: &'static str, message: &impl Message, submission_id: Uuid) -> Span {
+    let span = tracing::info_span!(target: TRACE_TARGET, "record", component, %submission_id, trace_id = tracing::field::Empty);
+    if let Some(headers) = message.headers() {
+        continue_trace(&span, &RecordHeaders(headers));
+    }
+    record_trace_id(&span);
+    span
+}
+
+/// Makes `span` (an HTTP request's) continue the trace of the request's `traceparent`, when
+/// it has a valid one; otherwise `span` starts a trace of its own.
+pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
+    continue_trace(span, &opentelemetry_http::HeaderExtractor(headers));
+    record_trace_id(span);
+}
+
+/// The `traceparent` (and `tracestate`) of `span`, as Kafka record headers.
+pub fn record_headers(span: &Span) -> OwnedHeaders {
+    let mut fields = Vec::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
+    fields
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }))
+}
+
+/// The `traceparent` of `span` as an HTTP header value, for telling a client which trace its
+/// request started. `None` when the span has no trace (tracing not installed).
+pub fn traceparent(span: &Span) -> Option<HeaderValue> {
+    let mut fields = Vec::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
+    fields.into_iter().find(|(key, _)| key == "traceparent").and_then(|(_, value)| HeaderValue::from_str(&value).ok())
+}
+
+fn continue_trace(span: &Span, carrier: &dyn Extractor) {
+    let parent = TraceContextPropagator::new().extract(carrier);
+    if parent.span().span_context().is_valid() {
+        // Only fails when no OpenTelemetry layer is installed; the span then has no trace.
+        let _ = span.set_parent(parent);
+    }
+}
+
+fn record_trace_id(span: &Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
+}
+
+/// Reads a consumed record's headers as propagation fields.
+struct RecordHeaders<'a, H: Headers>(&'a H);
+
+impl<H: Headers> Extractor for RecordHeaders<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|header| header.key.eq_ignore_ascii_case(key)).and_then(|header| std::str::from_utf8(header.value?).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|header| header.key).collect()
+    }
+}
+
+/// Collects propagation fields to write them out as headers of either kind.
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl Injector for Fields<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::OwnedMessage;
+    use rdkafka::Timestamp;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn with_tracing(test: impl FnOnce()) {
+        let subscriber = tracing_subscriber::registry().with(crate::telemetry::trace_layer());
+        tracing::subscriber::with_default(subscriber, test);
+    }
+
+    fn trace_id_of(value: &HeaderValue) -> String {
+        value.to_str().unwrap().split('-').nth(1).unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_request_trace_continues_into_record_headers_and_from_them() {
+        with_tracing(|| {
+            let mut request = HeaderMap::new();
+            request.insert("traceparent", HeaderValue::from_str(&format!("00-{TRACE_ID}-00f067aa0ba902b7-01")).unwrap());
+            let http = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
+            continue_http_trace(&http, &request);
+            assert_eq!(trace_id_of(&traceparent(&http).unwrap()), TRACE_ID);
+
+            let headers = record_headers(&http);
+            let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, Some(headers));
+            let consumed = record_span("validator", &message, Uuid::nil());
+            let continued = traceparent(&consumed).unwrap();
+            assert_eq!(trace_id_of(&continued), TRACE_ID);
+            assert_ne!(continued, traceparent(&http).unwrap(), "a span of its own in the same trace");
+        });
+    }
+
+    #[test]
+    fn without_a_valid_traceparent_a_new_trace_starts() {
+        with_tracing(|| {
+            let mut request = HeaderMap::new();
+            request.insert("traceparent", HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+            let first = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
+            continue_http_trace(&first, &request);
+            let second = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
+            continue_http_trace(&second, &HeaderMap::new());
+            let (first, second) = (trace_id_of(&traceparent(&first).unwrap()), trace_id_of(&traceparent(&second).unwrap()));
+            assert_ne!(first, "00000000000000000000000000000000");
+            assert_ne!(first, second);
+
+            let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, None);
+            assert!(traceparent(&record_span("projector", &message, Uuid::nil())).is_some());
+        });
+    }
+}
