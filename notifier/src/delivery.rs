@@ -14,7 +14,9 @@ use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use service_kit::trace_context;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::email::Mailer;
@@ -56,6 +58,7 @@ struct Claimed {
     url: Option<String>,
     secret: Option<String>,
     endpoint_deleted: Option<bool>,
+    traceparent: Option<String>,
 }
 
 pub struct Deliverer {
@@ -88,7 +91,11 @@ impl Deliverer {
                 continue;
             }
             // Sends in hand are finished on shutdown: their outcome is recorded.
-            futures_util::future::join_all(claimed.into_iter().map(|delivery| self.deliver(delivery))).await;
+            futures_util::future::join_all(claimed.into_iter().map(|delivery| {
+                let span = trace_context::stored_span("notifier", delivery.traceparent.as_deref());
+                self.deliver(delivery).instrument(span)
+            }))
+            .await;
         }
     }
 
@@ -105,7 +112,8 @@ impl Deliverer {
                  (SELECT a.email FROM accounts.accounts a WHERE a.id = d.account_id) AS email,
                  (SELECT e.url FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS url,
                  (SELECT e.secret FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS secret,
-                 (SELECT e.deleted_at IS NOT NULL FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS endpoint_deleted",
+                 (SELECT e.deleted_at IS NOT NULL FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS endpoint_deleted,
+                 (SELECT n.traceparent FROM notifier.notifications n WHERE n.id = d.notification_id) AS traceparent",
         )
         .bind(i64::try_from(self.concurrency.max(1)).unwrap_or(16))
         .bind(self.lease.as_secs_f64())

@@ -167,14 +167,16 @@ pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notificat
 /// Records `notification`; false when it was recorded before.
 pub async fn insert_notification(tx: &mut Transaction<'_, Postgres>, notification: &Notification) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO notifier.notifications (id, account_id, event_type, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO notifier.notifications (id, account_id, event_type, payload, created_at, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
     )
     .bind(notification.id)
     .bind(notification.account_id)
     .bind(notification.event_type)
     .bind(notification.body())
     .bind(notification.at)
+    // The trace of the record being handled, if any: its deliveries continue it.
+    .bind(service_kit::trace_context::traceparent(&tracing::Span::current()).and_then(|value| value.to_str().ok().map(str::to_owned)))
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)

@@ -31,6 +31,17 @@ pub fn record_span(component: &'static str, message: &impl Message, submission_i
     span
 }
 
+/// A span for work done later on behalf of a record (a notification's delivery, say) that
+/// continues the trace whose `traceparent` was stored with it; a trace of its own without one.
+pub fn stored_span(component: &'static str, traceparent: Option<&str>) -> Span {
+    let span = tracing::info_span!(target: TRACE_TARGET, "stored", component, trace_id = tracing::field::Empty);
+    if let Some(traceparent) = traceparent {
+        continue_trace(&span, &std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]));
+    }
+    record_trace_id(&span);
+    span
+}
+
 /// Makes `span` (an HTTP request's) continue the trace of the request's `traceparent`, when
 /// it has a valid one; otherwise `span` starts a trace of its own.
 pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
@@ -131,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_valid_traceparent_a_new_trace_starts() {
+    fn without_a_valid_traceparent_a_new_trace_starts_and_a_stored_one_continues() {
         with_tracing(|| {
             let mut request = HeaderMap::new();
             request.insert("traceparent", HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
@@ -139,9 +150,12 @@ mod tests {
             continue_http_trace(&first, &request);
             let second = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
             continue_http_trace(&second, &HeaderMap::new());
+            let stored = traceparent(&first).unwrap();
+            assert_eq!(trace_id_of(&traceparent(&stored_span("notifier", stored.to_str().ok())).unwrap()), trace_id_of(&stored));
             let (first, second) = (trace_id_of(&traceparent(&first).unwrap()), trace_id_of(&traceparent(&second).unwrap()));
             assert_ne!(first, "00000000000000000000000000000000");
             assert_ne!(first, second);
+
 
             let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, None);
             assert!(traceparent(&record_span("projector", &message, Uuid::nil())).is_some());

@@ -1,8 +1,9 @@
 //! Tracing across the log, on Apache Kafka with every component a process of its own: the W3C
 //! `traceparent` a client sends with a POST (or the one the command API starts) travels in the
 //! Kafka record headers through validator, projector and notifier. One trace id is on every
-//! record of the submission, on every log line about it in every component, and on the spans
-//! each component exports to an OTLP/HTTP collector (a real HTTP server on loopback).
+//! record of the submission, on every log line about it in every component (the webhook
+//! delivery sent later from the notifier's table included), and on the spans each component
+//! exports to an OTLP/HTTP collector (a real HTTP server on loopback).
 
 mod support;
 
@@ -16,6 +17,7 @@ use axum::{Json, Router};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::process::{free_port, log_dir, Component};
+use support::receiver::Receiver;
 use support::{read_topic, TestDb, TestKafka};
 
 const CLIENT_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -77,12 +79,20 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
         traced("command-api", &["--database-url", &db.url, "--listen", &command_listen]),
         traced("validator", &[]),
         traced("projector", &["--database-url", &db.url]),
-        traced("notifier", &["--database-url", &db.url, "--listen", &notifier_listen]),
+        traced("notifier", &["--database-url", &db.url, "--listen", &notifier_listen, "--allow-private-targets"]),
     ];
     for component in &mut components {
         component.start();
     }
     let http = reqwest::Client::builder().default_headers(support::bearer(&token)).timeout(Duration::from_secs(10)).build().unwrap();
+    // A webhook endpoint: each verdict's delivery, sent later from the notifier's table, logs
+    // under the submission's trace too.
+    let receiver = Receiver::start().await;
+    support::eventually("the notifier takes a webhook endpoint", || async {
+        let response = http.post(format!("http://{notifier_listen}/api/webhooks")).json(&json!({"url": receiver.url("ok")})).send().await.ok()?;
+        (response.status() == StatusCode::CREATED).then_some(())
+    })
+    .await;
     let submit = |traceparent: Option<&'static str>| {
         let mut request = http.post(format!("http://{command_listen}/api/submissions")).json(&json!({"content": "traced text 12345"}));
         if let Some(traceparent) = traceparent {
@@ -126,6 +136,11 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
             })
             .await;
         }
+        support::eventually("the verdict's webhook delivery is logged in the trace", || async {
+            let log = std::fs::read_to_string(logs.join("notifier.log")).unwrap_or_default();
+            log.lines().any(|line| line.contains("delivery attempted") && line.contains(&format!("trace_id={trace}"))).then_some(())
+        })
+        .await;
         // At the collector: spans of every component in the one trace.
         support::eventually(&format!("every component's spans of trace {trace} are exported"), || async {
             let services: BTreeSet<_> = spans.lock().unwrap().iter().filter(|(_, t, _)| t == trace).map(|(s, _, _)| s.clone()).collect();
