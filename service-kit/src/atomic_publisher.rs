@@ -57,20 +57,19 @@ impl AtomicPublisher {
         }
     }
 
-    /// Creates every producer of the pool and registers its transactional id with the
-    /// coordinator, so that the first batches do not pay for it. On a new cluster the first
-    /// registration also creates the transaction state topic, which takes seconds: longer than
-    /// a request should wait. A slot that fails here is tried again on first use.
+    /// Creates the pool's first producer and registers its transactional id with the
+    /// coordinator. On a new cluster the first registration also creates the transaction state
+    /// topic, which takes seconds: longer than a request should wait. The other producers are
+    /// made on first use (each is a client with its own threads and buffers, idle until then);
+    /// registering them is quick once the topic exists. On failure, first use tries again.
     pub async fn warm_up(&self) {
-        for (slot_index, slot) in self.slots.iter().enumerate() {
-            let mut slot = slot.lock().await;
-            if slot.is_some() {
-                continue;
-            }
-            match self.transactional_producer(slot_index, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
-                Ok(producer) => *slot = Some(producer),
-                Err(error) => tracing::warn!(%error, "a transactional producer is not ready yet; it is set up on first use"),
-            }
+        let mut slot = self.slots[0].lock().await;
+        if slot.is_some() {
+            return;
+        }
+        match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
+            Ok(producer) => *slot = Some(producer),
+            Err(error) => tracing::warn!(%error, "the first transactional producer is not ready yet; it is set up on first use"),
         }
     }
 
