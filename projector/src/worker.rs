@@ -17,10 +17,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
-use service_kit::trace_context;
 use service_kit::held_partitions::HeldPartitions;
 use service_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
 use service_kit::topic_identity::{self, TopicIdentity};
+use service_kit::trace_context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
