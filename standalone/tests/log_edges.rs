@@ -99,6 +99,12 @@ async fn a_topic_recreated_while_running_is_rebuilt_from_the_new_log_even_once_i
 
     let admin: AdminClient<DefaultClientContext> = system.kafka_node().admin_client_config().create().unwrap();
     admin.delete_topics(&[&kafka.topic], &AdminOptions::new()).await.unwrap();
+    // Deletion finishes in the background; creating the topic before it did only finds the old
+    // one ("already exists"), which then disappears.
+    eventually("the old topic is gone", || async {
+        service_kit::kafka::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).is_err().then_some(())
+    })
+    .await;
     eventually("the topic is created again", || async { kafka.ensure_topic().await.ok() }).await;
 
     // More records than the old topic had: every old position is inside the new log.
