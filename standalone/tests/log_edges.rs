@@ -138,6 +138,11 @@ async fn partitions_added_to_the_topic_are_followed_and_a_submission_stays_on_it
     let grown = kafka.partitions + 2;
     let outcome = admin.create_partitions(&[NewPartitions::new(&kafka.topic, grown as usize)], &AdminOptions::new()).await.unwrap();
     assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
+    // The answer comes before every broker's metadata shows the partitions (seen under load).
+    eventually("the metadata shows the new partitions", || async {
+        (service_kit::kafka::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).ok() == Some(grown)).then_some(())
+    })
+    .await;
 
     // A producer that already knows the new partition writes there (the command API learns
     // of it within its metadata refresh).
