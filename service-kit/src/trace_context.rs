@@ -49,22 +49,25 @@ pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
     record_trace_id(span);
 }
 
-/// The `traceparent` (and `tracestate`) of `span`, as Kafka record headers.
+/// The `traceparent` (and `tracestate`, when there is one) of `span`, as Kafka record headers.
 pub fn record_headers(span: &Span) -> OwnedHeaders {
-    let mut fields = Vec::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
-    fields
+    propagation_fields(span)
         .iter()
-        .filter(|(_, value)| !value.is_empty())
         .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }))
 }
 
 /// The `traceparent` of `span` as an HTTP header value, for telling a client which trace its
 /// request started. `None` when the span has no trace (tracing not installed).
 pub fn traceparent(span: &Span) -> Option<HeaderValue> {
+    propagation_fields(span).into_iter().find(|(key, _)| key == "traceparent").and_then(|(_, value)| HeaderValue::from_str(&value).ok())
+}
+
+/// The W3C fields that carry `span`'s context, empty ones left out.
+fn propagation_fields(span: &Span) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
-    fields.into_iter().find(|(key, _)| key == "traceparent").and_then(|(_, value)| HeaderValue::from_str(&value).ok())
+    fields.retain(|(_, value)| !value.is_empty());
+    fields
 }
 
 fn continue_trace(span: &Span, carrier: &dyn Extractor) {
