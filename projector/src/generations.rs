@@ -1,8 +1,9 @@
 //! Read-model generations: complete read models side by side, one of them live.
 //!
 //! Generation `n` lives in schema `read_model_n` (tables from `generation_migrations/`). The
-//! views `public.submissions`, `public.submission_events` (with a `generation` column) and
-//! `public.projector_positions` show the live generation, so readers never name a generation. A rebuild fills a new generation from the beginning of the
+//! views `public.submissions`, `public.submission_events` (with a `generation` column),
+//! `public.projector_positions` and the tallies (`public.status_counts`,
+//! `public.activity_per_minute`) show the live generation, so readers never name a generation. A rebuild fills a new generation from the beginning of the
 //! topic while the live one keeps serving and receiving events; [`switch`] then flips the
 //! control rows and the views in one transaction, but only once the new generation has read at
 //! least as far as the live one on every partition, so no reader ever sees the read model go
@@ -228,6 +229,9 @@ async fn point_views_at(tx: &mut Transaction<'_, Postgres>, generation: Generati
     ))
         .execute(&mut **tx)
         .await?;
+    for tallies in ["status_counts", "activity_per_minute"] {
+        sqlx::query(&format!("CREATE OR REPLACE VIEW public.{tallies} AS SELECT * FROM {schema}.{tallies}")).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

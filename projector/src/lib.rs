@@ -28,12 +28,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // The admin endpoints authenticate against the accounts.
     accounts::migrate(&pool).await?;
     let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
-    let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone());
+    let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone())?;
     if let Some(addr) = config.admin_listen {
-        let app = admin::routes(admin.clone())
+        let mut app = admin::routes(admin.clone())
             .merge(health::routes(readiness_checks(&pool, &projector)))
             .merge(service_kit::metrics::routes())
             .fallback(service_kit::http_error::not_found_fallback);
+        if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
+            app = app.layer(cors);
+        }
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");
         tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));

@@ -12,6 +12,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::generations::{self, Generation};
 
+mod tallies;
+
 /// Advisory lock taken by every write transaction, one per generation: one writer at a time per
 /// read model, so `seq` is assigned in commit order even if two projectors run by mistake.
 const WRITER_LOCK_BASE: i64 = 0x636f_6e74_656e_7500;
@@ -122,13 +124,16 @@ impl BatchTransaction {
         let mut outcome = BatchOutcome::default();
         let mut events = EventRows::default();
         let mut changed: Vec<SubmissionId> = Vec::new();
+        let mut tallies = tallies::Tallies::default();
         let first_seq = self.last_seq + self.written + 1;
         for (index, record) in records.iter().enumerate() {
             let envelope = &record.envelope;
             let state = states.entry(envelope.submission_id).or_default();
+            let before = state.as_ref().map(|s| s.status);
             match apply(state, envelope) {
                 Ok(Applied::Changed) => {
                     let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
+                    tallies.moved(before, status, envelope.occurred_at);
                     events.push(first_seq + events.len() as i64, record, status);
                     changed.push(envelope.submission_id);
                     outcome.applied += 1;
@@ -140,6 +145,7 @@ impl BatchTransaction {
         if !events.is_empty() {
             events.insert(&mut self.tx).await?;
             upsert_submissions(&mut self.tx, &states, &changed, &events).await?;
+            tallies.write(&mut self.tx).await?;
             self.written += events.len() as i64;
         }
         Ok(outcome)

@@ -20,6 +20,10 @@ pub struct Config {
     /// Where the UI manages notifications, when the notifier is on another origin.
     #[arg(long, env = "UI_NOTIFIER_API_URL", default_value = "")]
     pub ui_notifier_api_url: String,
+    /// Where the UI's operations dashboard reads, when the projector's admin endpoints are on
+    /// another origin (PROJECTOR_ADMIN_LISTEN).
+    #[arg(long, env = "UI_ADMIN_API_URL", default_value = "")]
+    pub ui_admin_api_url: String,
     /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,

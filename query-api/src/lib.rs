@@ -44,7 +44,7 @@ impl AppState {
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(&config.database_url)?;
         let changes = ChangeHub::start(pool.clone(), shutdown.clone());
-        let ui = http::ui::UiSettings::new(&config.ui_dir, &config.ui_command_api_url, &config.ui_notifier_api_url);
+        let ui = http::ui::UiSettings::new(config);
         let accounts = Accounts::new(pool.clone(), config.accounts.clone());
         Ok(AppState { pool, accounts, changes, shutdown, ui })
     }

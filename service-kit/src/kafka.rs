@@ -193,7 +193,7 @@ impl KafkaArgs {
         self.dead_letter_topic.clone().unwrap_or_else(|| format!("{}.dead-letter", self.topic))
     }
 
-    fn base_config(&self) -> ClientConfig {
+    pub(crate) fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", self.bootstrap_servers())
@@ -387,13 +387,14 @@ impl KafkaArgs {
     pub async fn partition_bounds(&self) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
         let config = self.base_config();
         let topic = self.topic.clone();
-        blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
-            let partitions = topic_partition_count(consumer.client(), &topic, Duration::from_secs(5))?;
-            (0..partitions).map(|p| Ok((p, watermarks(&consumer, &topic, p)?))).collect()
-        })
-        .await
+        blocking(move || bounds(&config.create()?, &topic)).await
     }
+}
+
+/// The low and high watermarks of every partition of `topic` (blocking).
+pub(crate) fn bounds(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
+    let partitions = topic_partition_count(consumer.client(), topic, Duration::from_secs(5))?;
+    (0..partitions).map(|p| Ok((p, watermarks(consumer, topic, p)?))).collect()
 }
 
 /// How long a partition may go without a leader (a broker just restarted, a leader moving)

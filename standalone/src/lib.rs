@@ -250,8 +250,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     projector_config.on_topic_reset = config.on_topic_reset;
     override_with(&mut projector_config.batch_size, config.projector_batch_size);
     override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
+    override_with(&mut projector_config.validator_group_id, config.validator_group_id.clone());
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
-    let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone());
+    let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone())?;
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;

@@ -87,6 +87,12 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
     assert_eq!(notifier["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
     assert_eq!(notifier["environment"]["SMTP_URL"], "smtp://mailpit:1025");
     assert!(compose["services"]["mailpit"]["image"].as_str().unwrap().starts_with("axllent/mailpit:"));
+    // ...and its operations dashboard reads the projector's admin endpoints.
+    let projector = &compose["services"]["projector"];
+    assert_eq!(compose["services"]["query-api"]["environment"]["UI_ADMIN_API_URL"], "http://localhost:8004");
+    assert_eq!(projector["ports"][0], "8004:8004");
+    assert_eq!(projector["environment"]["PROJECTOR_ADMIN_LISTEN"], "0.0.0.0:8004");
+    assert_eq!(projector["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
     let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
     for binary in ["command-api", "validator", "projector", "query-api", "notifier"] {
         assert!(dockerfile.contains(&format!("target/release/{binary}")), "the image holds {binary}");

@@ -1,4 +1,4 @@
-//! Talking to the command and query APIs. Every failure comes back as a sentence for the user.
+//! Talking to the command and query APIs, the notifier and the admin endpoints. Every failure comes back as a sentence for the user.
 
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -9,8 +9,10 @@ use crate::model::{
     BatchAccepted, BatchView, CreatedEndpoint, CreatedToken, Delivery, History, Items, NotificationSettings, Page, Session,
     SubmissionView, TokenView, WebhookEndpoint,
 };
+use crate::operations::{DeadLetters, Overview, RebuildStatus, Records};
 
-/// Where the APIs are (command, query, notifier). Empty means the origin that served the page (the usual case: the
+/// Where the APIs are (command, query, notifier, and the admin endpoints the projector serves).
+/// Empty means the origin that served the page (the usual case: the
 /// query API or the one-process mode serves the UI). Set through `/ui-config.json`. Once signed
 /// in, it also carries the session's CSRF token, which every request that changes something
 /// sends back.
@@ -22,6 +24,8 @@ pub struct Endpoints {
     pub query_api: String,
     #[serde(default)]
     pub notifier_api: String,
+    #[serde(default)]
+    pub admin_api: String,
     #[serde(skip)]
     pub csrf_token: Option<String>,
 }
@@ -218,4 +222,26 @@ pub async fn create_token(endpoints: &Endpoints, name: &str) -> Result<CreatedTo
 pub async fn revoke_token(endpoints: &Endpoints, id: &str) -> Result<(), String> {
     let request = changing(endpoints, Request::delete(&format!("{}/api/tokens/{id}", endpoints.query_api)));
     checked(request.send().await).await.map(drop)
+}
+
+/// What the admin dashboard shows, now.
+pub async fn overview(endpoints: &Endpoints) -> Result<Overview, String> {
+    read(with_cookie(Request::get(&format!("{}/admin/overview", endpoints.admin_api))).send().await).await
+}
+
+pub async fn dead_letters(endpoints: &Endpoints) -> Result<DeadLetters, String> {
+    read(with_cookie(Request::get(&format!("{}/admin/dead-letters?limit=10", endpoints.admin_api))).send().await).await
+}
+
+/// A page of `topic` (`events` or `dead_letters`): from `offset`, or the latest records.
+pub async fn records(endpoints: &Endpoints, topic: &str, partition: i32, offset: Option<i64>) -> Result<Records, String> {
+    let mut url = format!("{}/admin/records?topic={topic}&partition={partition}&limit=20", endpoints.admin_api);
+    if let Some(offset) = offset {
+        url.push_str(&format!("&offset={offset}"));
+    }
+    read(with_cookie(Request::get(&url)).send().await).await
+}
+
+pub async fn start_rebuild(endpoints: &Endpoints) -> Result<RebuildStatus, String> {
+    read(changing(endpoints, Request::post(&format!("{}/admin/rebuild", endpoints.admin_api))).send().await).await
 }

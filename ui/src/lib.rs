@@ -9,6 +9,7 @@ pub mod api;
 pub mod components;
 pub mod live;
 pub mod model;
+pub mod operations;
 
 pub use components::app::App;
 

@@ -1,5 +1,5 @@
 //! The page. Signed out: the sign-in (or sign-up) form. Signed in: the account bar, and either
-//! the API tokens or the board: form, connection state, the user's own submissions with "load
+//! the API tokens, the notifications, the operations dashboard (admins only) or the board: form, connection state, the user's own submissions with "load
 //! more", and the detail of the selected one. The board opens the live feed first and loads the
 //! first page each time the feed (re)connects or the server says the read model was rebuilt;
 //! merging only moves statuses forward, so the order of the two never matters.
@@ -10,6 +10,7 @@ use yew::prelude::*;
 
 use super::auth::AuthForm;
 use super::batch::BatchForm;
+use super::dashboard::Dashboard;
 use super::detail::Detail;
 use super::form::SubmitForm;
 use super::list::SubmissionList;
@@ -49,6 +50,8 @@ enum View {
     Board,
     Tokens,
     Notifications,
+    /// Admins only.
+    Operations,
 }
 
 /// Whether someone is signed in, once the page knows.
@@ -133,6 +136,9 @@ pub fn app() -> Html {
                     <span class="email">{ &session.account.email }</span>
                     if is_admin {
                         <span class="role">{ "admin" }</span>
+                        <button type="button" class="show-operations" aria-pressed={(*view == View::Operations).to_string()} onclick={switch_to(View::Operations)}>
+                            { if *view == View::Operations { "Back to submissions" } else { "Operations" } }
+                        </button>
                     }
                     <button type="button" class="show-notifications" aria-pressed={(*view == View::Notifications).to_string()} onclick={switch_to(View::Notifications)}>
                         { if *view == View::Notifications { "Back to submissions" } else { "Notifications" } }
@@ -149,6 +155,8 @@ pub fn app() -> Html {
             { match *view {
                 View::Tokens => html! { <Tokens endpoints={endpoints} /> },
                 View::Notifications => html! { <Notifications endpoints={endpoints} /> },
+                View::Operations if is_admin => html! { <Dashboard endpoints={endpoints} /> },
+                View::Operations => html! {},
                 View::Board => html! { <BoardView {endpoints} show_owner={is_admin} /> },
             } }
         </main>

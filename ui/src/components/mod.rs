@@ -3,8 +3,10 @@
 pub mod app;
 pub mod auth;
 pub mod batch;
+pub mod dashboard;
 pub mod detail;
 pub mod form;
 pub mod list;
 pub mod notifications;
+pub mod record_browser;
 pub mod tokens;
