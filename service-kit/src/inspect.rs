@@ -114,7 +114,8 @@ impl Inspector {
                 .map(|member| Member {
                     member_id: member.id().to_owned(),
                     client_id: member.client_id().to_owned(),
-                    host: member.client_host().to_owned(),
+                    // The coordinator writes the address as Java's InetAddress prints it.
+                    host: member.client_host().trim_start_matches('/').to_owned(),
                     partitions: member.assignment().and_then(|bytes| assigned_partitions(bytes, &topic)).unwrap_or_default(),
                 })
                 .collect();

@@ -11,50 +11,13 @@
 mod support;
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
-use support::process::free_port;
+use support::browser::{artifacts, built_ui, close_all, sign_in, Chromedriver, Screen};
 use support::{TestDb, TestSystem, DEADLINE};
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// How a session's screen looks.
-#[derive(Clone, Copy)]
-enum Screen {
-    Desktop,
-    /// A phone 390 CSS pixels wide (Chromium windows are never narrower than 500, so this is
-    /// its device emulation).
-    Phone,
-}
-
-/// Starts a headless Chromium session (its own cookies) on `url`.
-async fn open_browser(port: u16, url: &str, screen: Screen) -> Client {
-    let mut options = json!({
-        "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900"],
-    });
-    if let Screen::Phone = screen {
-        options["mobileEmulation"] = json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}});
-    }
-    let capabilities = json!({ "goog:chromeOptions": options });
-    let Value::Object(capabilities) = capabilities else { unreachable!() };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session through chromedriver");
-    client.goto(url).await.unwrap();
-    client
-}
 
 /// Records, in the page, every status each submission has shown, in order; and marks the page so
 /// a reload would be noticed.
@@ -98,19 +61,6 @@ async fn wait_for_status(client: &Client, content: &str, status: &str) -> Vec<St
     }
 }
 
-/// Signs in through the form (first creating the account when `create`), then waits for the
-/// live feed.
-async fn sign_in(client: &Client, email: &str, password: &str, create: bool) {
-    client.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.expect("the sign-in form");
-    if create {
-        client.find(Locator::Css("form.auth-form button.switch-mode")).await.unwrap().click().await.unwrap();
-    }
-    client.find(Locator::Css("input#email")).await.unwrap().send_keys(email).await.unwrap();
-    client.find(Locator::Css("input#password")).await.unwrap().send_keys(password).await.unwrap();
-    client.find(Locator::Css("form.auth-form button[type=submit]")).await.unwrap().click().await.unwrap();
-    client.wait().at_most(DEADLINE).for_element(Locator::Css("p.connection.live")).await.expect("signed in, the page connects live");
-}
-
 /// The contents the page lists.
 async fn listed(client: &Client) -> Vec<String> {
     let shown = client
@@ -128,39 +78,19 @@ async fn submit(client: &Client, content: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_watch_submissions_change_status_live_in_a_real_browser() {
-    let ui_dir = repository().join("ui/dist");
-    assert!(ui_dir.join("index.html").is_file(), "the UI is not built: run scripts/build-ui (scripts/test does)");
     let db = TestDb::create().await;
     let mut config = support::test_config(&db);
-    config.ui_dir = ui_dir;
+    config.ui_dir = built_ui();
     config.processing_delay_ms = 700; // long enough for every state to be on screen
     config.allow_private_webhook_targets = true; // the webhook receiver is on loopback
     let mut system = TestSystem::start_with(db, config).await;
 
-    let driver_port = free_port();
-    let _driver = tokio::process::Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()))
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver (Debian package chromium-driver; scripts/test installs it)");
-    support::eventually("chromedriver listens", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", driver_port)).await.ok().map(|_| ())
-    })
-    .await;
-
-    let page = open_browser(driver_port, &system.base, Screen::Desktop).await;
-    let other = open_browser(driver_port, &system.base, Screen::Desktop).await;
-    let bob = open_browser(driver_port, &system.base, Screen::Phone).await;
-    // Close the browsers whatever happens: chromedriver does not take them down with it.
+    let driver = Chromedriver::start().await;
+    let page = driver.open(&system.base, Screen::Desktop).await;
+    let other = driver.open(&system.base, Screen::Desktop).await;
+    let bob = driver.open(&system.base, Screen::Phone).await;
     let outcome = AssertUnwindSafe(scenario(&mut system, &page, &other, &bob)).catch_unwind().await;
-    for client in [page, other, bob] {
-        let _ = client.close().await;
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    close_all([page, other, bob], outcome).await;
     system.stop().await;
 }
 
@@ -200,8 +130,7 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client, bob: &
         assert!(!listed(alice).await.contains(&bobs.to_owned()), "Alice never sees Bob's");
     }
     // On a phone-sized screen the text gets the width of the screen, not a sliver of it.
-    let artifacts = repository().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifacts();
     std::fs::write(artifacts.join("ui-phone.png"), bob.screenshot().await.unwrap()).unwrap();
     let widths = bob
         .execute("return [window.innerWidth, document.querySelector('li.submission .content').getBoundingClientRect().width];", vec![])

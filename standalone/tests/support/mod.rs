@@ -3,6 +3,7 @@
 //! no test can hang.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod browser;
 pub mod mail;
 pub mod process;
 pub mod receiver;

@@ -166,14 +166,14 @@ fn validator_group_view(props: &OverviewProps) -> Html {
     let group = &props.overview.validator_group;
     html! {
         <section class="validator-group" aria-labelledby="group-heading">
-            <h3 id="group-heading">{ format!("Validator group {}", group.group_id) }</h3>
-            <p>{ format!("State: {}; {} member(s)", group.state, group.members.len()) }</p>
+            <h3 id="group-heading">{ "Validators" }</h3>
+            <p>{ format!("Group {}: {}, {} member(s)", group.group_id, group.state, group.members.len()) }</p>
             <table>
                 <thead><tr><th>{ "Member" }</th><th>{ "Host" }</th><th>{ "Partitions" }</th></tr></thead>
                 <tbody>
                     { for group.members.iter().map(|member| html! {
-                        <tr class="member" title={member.member_id.clone()}>
-                            <td>{ &member.client_id }</td>
+                        <tr class="member" title={format!("client id {}", member.client_id)}>
+                            <td class="member-id">{ &member.member_id }</td>
                             <td>{ &member.host }</td>
                             <td class="partitions">{ member.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(", ") }</td>
                         </tr>
