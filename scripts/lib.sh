@@ -61,11 +61,11 @@ ensure_nextest() {
 # real SMTP server the notification tests send mail to. Exports CONTENT_PROCESSOR_PYTHON.
 ensure_python_tools() {
     local venv="${XDG_CACHE_HOME:-$HOME/.cache}/content-processor/python"
-    if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || ! "$venv/bin/st" --version 2>/dev/null | grep -q '4.32.5'; then
         command -v python3 >/dev/null || apt_install python3
         python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
-        say "installing aiosmtpd into $venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+        say "installing aiosmtpd and schemathesis into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6' 'schemathesis==4.32.5'
     fi
     export CONTENT_PROCESSOR_PYTHON="$venv/bin/python"
 }

@@ -16,7 +16,7 @@ pub const SESSION_COOKIE: &str = "cp_session";
 /// The header carrying the session's CSRF token on cookie requests that change something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,

@@ -18,6 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
+use service_kit::http_error::ErrorBody;
 use uuid::Uuid;
 
 use crate::store::{self, Account, TokenView};
@@ -38,21 +39,32 @@ pub fn routes(accounts: Accounts) -> Router {
 }
 
 /// No `Debug`: a password must never reach a log line.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
+    #[schema(example = "ada@example.com")]
     email: String,
     password: String,
 }
 
 /// The signed-in account, with the CSRF token the UI sends back on changes (none for a token).
 /// No `Debug`, as for everything here that holds a secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SessionView {
     account: Account,
     csrf_token: Option<String>,
 }
 
+/// Signs up and in: creates a user account and a session (the `cp_session` cookie).
+#[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = Credentials, security(()), responses(
+    (status = 201, description = "the account, signed in", body = SessionView),
+    (status = 409, description = "`email_taken`", body = ErrorBody),
+    (status = 400, description = "`malformed_json`", body = ErrorBody),
+    (status = 413, description = "`body_too_large`", body = ErrorBody),
+    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    (status = 422, description = "`invalid_body`: a bad email address, a short password, a missing or unknown field", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn sign_up(
     State(accounts): State<Accounts>,
     headers: HeaderMap,
@@ -69,6 +81,17 @@ async fn sign_up(
     Ok((StatusCode::CREATED, jar, Json(view)).into_response())
 }
 
+/// Signs in with email and password: a session (the `cp_session` cookie).
+#[utoipa::path(post, path = "/api/session", tag = "accounts", request_body = Credentials, security(()), responses(
+    (status = 200, description = "signed in", body = SessionView),
+    (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many attempts for the account or the address", body = ErrorBody),
+    (status = 400, description = "`malformed_json`", body = ErrorBody),
+    (status = 413, description = "`body_too_large`", body = ErrorBody),
+    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn sign_in(
     State(accounts): State<Accounts>,
     ClientAddress(address): ClientAddress,
@@ -124,6 +147,12 @@ async fn start_session(
     Ok((jar.add(cookie), SessionView { account, csrf_token: Some(csrf_token) }))
 }
 
+/// Who is signed in (for a session, with its CSRF token).
+#[utoipa::path(get, path = "/api/session", tag = "accounts", responses(
+    (status = 200, description = "the caller", body = SessionView),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<SessionView>, AccountsError> {
     let account = store::account(&accounts.pool, caller.account_id)
         .await?
@@ -135,6 +164,13 @@ async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Js
     Ok(Json(SessionView { account, csrf_token }))
 }
 
+/// Signs out: ends the session on the server (with a token: nothing to end).
+#[utoipa::path(delete, path = "/api/session", tag = "accounts", responses(
+    (status = 204, description = "signed out"),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`csrf_failed`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn sign_out(State(accounts): State<Accounts>, caller: Caller, jar: CookieJar) -> Result<Response, AccountsError> {
     if let Credential::Session { token_digest, .. } = &caller.credential {
         store::end_session(&accounts.pool, token_digest).await?;
@@ -144,7 +180,7 @@ async fn sign_out(State(accounts): State<Accounts>, caller: Caller, jar: CookieJ
     Ok((StatusCode::NO_CONTENT, jar.remove(removal)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
@@ -153,13 +189,25 @@ struct NewToken {
 }
 
 /// A new token: the only time the token itself is shown.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     view: TokenView,
     token: String,
 }
 
+/// Creates a personal API token, sent as `Authorization: Bearer <token>`. The token is in this
+/// answer only.
+#[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body = NewToken, responses(
+    (status = 201, description = "the token, shown once", body = CreatedToken),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`csrf_failed`", body = ErrorBody),
+    (status = 400, description = "`malformed_json`", body = ErrorBody),
+    (status = 413, description = "`body_too_large`", body = ErrorBody),
+    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn create_token(
     State(accounts): State<Accounts>,
     caller: Caller,
@@ -179,10 +227,24 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { view, token })).into_response())
 }
 
+/// The caller's API tokens (never the tokens themselves).
+#[utoipa::path(get, path = "/api/tokens", tag = "accounts", responses(
+    (status = 200, description = "newest first", body = [TokenView]),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn list_tokens(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<Vec<TokenView>>, AccountsError> {
     Ok(Json(store::list_tokens(&accounts.pool, caller.account_id).await?))
 }
 
+/// Revokes one of the caller's API tokens.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "accounts", params(("id" = String, Path, description = "the token's id")), responses(
+    (status = 204, description = "revoked"),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`csrf_failed`", body = ErrorBody),
+    (status = 404, description = "`not_found`: not one of the caller's tokens", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn revoke_token(
     State(accounts): State<Accounts>,
     caller: Caller,
@@ -200,6 +262,11 @@ async fn revoke_token(
     tracing::info!(account_id = %caller.account_id, token_id = ?id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The OpenAPI description of the account endpoints.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(sign_up, sign_in, who_am_i, sign_out, create_token, list_tokens, revoke_token))]
+pub struct AccountsApi;
 
 /// The client's IP address as the server sees it (behind a proxy: the proxy's), for limits.
 pub struct ClientAddress(pub String);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::{AccountsError, Role};
 
 /// An account as the API shows it (never its password hash).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Account {
     pub id: Uuid,
     pub email: String,
@@ -127,7 +127,7 @@ pub async fn end_session(pool: &PgPool, token_digest: &[u8]) -> Result<(), Accou
 }
 
 /// A personal API token as its owner sees it (never the token itself, which is not stored).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: Uuid,
     pub name: String,

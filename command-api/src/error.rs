@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use service_kit::http_error::{error_response, unavailable};
+use service_kit::http_error::{error_response, unavailable, ErrorBody, ErrorDetail, ItemError};
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -51,17 +51,8 @@ pub enum ApiError {
 }
 
 /// Why one item of a batch was refused.
-#[derive(Debug, serde::Serialize)]
-pub struct ItemError {
-    pub index: usize,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ItemError {
-    pub fn new(index: usize, error: &ContentError) -> Self {
-        ItemError { index, code: error.code(), message: error.to_string() }
-    }
+pub fn item_error(index: usize, error: &ContentError) -> ItemError {
+    ItemError { index, code: error.code().to_owned(), message: error.to_string() }
 }
 
 /// What is wrong with a piece of content: of a submission, or of one item of a batch.
@@ -126,7 +117,7 @@ impl IntoResponse for ApiError {
             ApiError::AlreadyReplaced { .. } => error_response(StatusCode::CONFLICT, "already_replaced", message),
             ApiError::BatchSize { .. } => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch_size", message),
             ApiError::InvalidItems(items) => {
-                let body = serde_json::json!({ "error": { "code": "invalid_items", "message": message, "items": items } });
+                let body = ErrorBody { error: ErrorDetail { code: "invalid_items".into(), message, items } };
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
             }
             ApiError::InvalidIdempotencyKey => error_response(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message),

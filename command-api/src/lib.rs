@@ -66,6 +66,14 @@ impl AppState {
 }
 
 /// The API routes (`/api/submissions`, `/api/batches`), without health routes or common layers.
+/// The OpenAPI description of [`router`]'s endpoints.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut document = http::submissions::SubmissionsApi::openapi();
+    document.merge(http::batches::BatchesApi::openapi());
+    document
+}
+
 pub fn router(state: AppState) -> Router {
     http::submissions::routes(state.clone()).merge(http::batches::routes(state))
 }
@@ -91,7 +99,8 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 /// Runs the service as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config).await?;
-    let app = service_kit::http_server::service_app(router(state.clone()), readiness_checks(&state), &config.cors_allowed_origins)?;
+    let document = service_kit::openapi::document("command-api", [openapi()]);
+    let app = service_kit::http_server::service_app(router(state.clone()), document, readiness_checks(&state), &config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
     service_kit::http_server::serve(listener, app, shutdown).await?;

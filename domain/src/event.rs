@@ -43,6 +43,7 @@ const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f0b_3c2e_8a41_4d7e_9f52_1c7a
 
 /// Why content failed the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// Fewer than [`crate::rule::MIN_CHARS`] characters.

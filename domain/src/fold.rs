@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{AccountId, BatchItem, Envelope, Event, FailureReason, SubmissionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,

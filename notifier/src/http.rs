@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use service_kit::http_error::ErrorBody;
 use uuid::Uuid;
 
 use crate::{ssrf, webhook, ApiError, AppState};
@@ -18,6 +19,11 @@ use crate::{ssrf, webhook, ApiError, AppState};
 const MAX_ENDPOINTS: i64 = 10;
 /// Deliveries listed at most.
 const MAX_DELIVERIES: i64 = 200;
+
+/// The OpenAPI description of the notification endpoints.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(settings, update_settings, list_endpoints, create_endpoint, delete_endpoint, send_test, deliveries))]
+pub struct NotifierApi;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -29,7 +35,7 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Settings {
     email: bool,
     webhooks: bool,
@@ -39,6 +45,10 @@ struct Settings {
     email_available: bool,
 }
 
+/// Which notifications the caller gets.
+#[utoipa::path(get, path = "/api/notification-settings", tag = "notifications", responses(
+    (status = 200, description = "the caller's channels", body = Settings), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn settings(State(state): State<AppState>, caller: Caller) -> Result<Json<Settings>, ApiError> {
     read_settings(&state, caller.account_id).await.map(Json)
 }
@@ -54,13 +64,22 @@ async fn read_settings(state: &AppState, account_id: Uuid) -> Result<Settings, A
     Ok(Settings { email, webhooks, email_address, email_available: state.email_available })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettingsChange {
     email: Option<bool>,
     webhooks: Option<bool>,
 }
 
+/// Turns channels on or off; a channel left out keeps its setting.
+#[utoipa::path(put, path = "/api/notification-settings", tag = "notifications", request_body = SettingsChange, responses(
+    (status = 200, description = "the channels now", body = Settings),
+    (status = 400, description = "`malformed_json`", body = ErrorBody),
+    (status = 413, description = "`body_too_large`", body = ErrorBody),
+    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn update_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,7 +102,7 @@ async fn update_settings(
     read_settings(&state, caller.account_id).await.map(Json)
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Endpoint {
     id: Uuid,
     url: String,
@@ -91,11 +110,15 @@ struct Endpoint {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Items<T> {
     items: Vec<T>,
 }
 
+/// The caller's webhook endpoints (never their secrets).
+#[utoipa::path(get, path = "/api/webhooks", tag = "notifications", responses(
+    (status = 200, description = "oldest first", body = Items<Endpoint>), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<Items<Endpoint>>, ApiError> {
     let items = sqlx::query_as(
         "SELECT id, url, description, created_at FROM notifier.webhook_endpoints
@@ -107,7 +130,7 @@ async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result
     Ok(Json(Items { items }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewEndpoint {
     url: String,
@@ -116,13 +139,24 @@ struct NewEndpoint {
 }
 
 /// The endpoint as created, with its signing secret: the only time the secret is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CreatedEndpoint {
     #[serde(flatten)]
     endpoint: Endpoint,
     secret: String,
 }
 
+/// Registers a webhook endpoint: verdicts are POSTed to it, signed per Standard Webhooks with
+/// the secret in this answer (shown once).
+#[utoipa::path(post, path = "/api/webhooks", tag = "notifications", request_body = NewEndpoint, responses(
+    (status = 201, description = "the endpoint and its signing secret", body = CreatedEndpoint),
+    (status = 400, description = "`malformed_json`", body = ErrorBody),
+    (status = 413, description = "`body_too_large`", body = ErrorBody),
+    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    (status = 409, description = "`too_many_endpoints`", body = ErrorBody),
+    (status = 422, description = "`invalid_body`, `url_refused` (not http(s), or a private address)", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn create_endpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,6 +195,13 @@ fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErr
     raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not an endpoint id (a UUID)")))
 }
 
+/// Removes a webhook endpoint; nothing more is sent to it.
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "notifications", params(("id" = String, Path, description = "the endpoint's id (a UUID)")), responses(
+    (status = 204, description = "removed"),
+    (status = 400, description = "`invalid_id`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn delete_endpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,6 +221,13 @@ async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Sends a `webhook.test` event to the endpoint (delivered like any other, with retries).
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "notifications", params(("id" = String, Path, description = "the endpoint's id (a UUID)")), responses(
+    (status = 202, description = "queued; see `/api/deliveries`", body = TestQueued),
+    (status = 400, description = "`invalid_id`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn send_test(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,18 +244,26 @@ async fn send_test(
     live.ok_or(ApiError::NotFound(id))?;
     let delivery_id = crate::delivery::queue_test(&state.pool, caller.account_id, id).await?;
     state.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "delivery_id": delivery_id }))))
+    Ok((StatusCode::ACCEPTED, Json(TestQueued { delivery_id })))
 }
 
-#[derive(Debug, Deserialize)]
+/// A test event, queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct TestQueued {
+    delivery_id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
     /// Only the deliveries to this webhook endpoint.
     endpoint: Option<Uuid>,
+    /// 1 to 200; 50 when absent.
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Delivery {
     id: String,
     channel: String,
@@ -224,7 +280,7 @@ struct Delivery {
     attempt_log: Vec<Attempt>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 struct Attempt {
     attempt: i32,
     attempted_at: DateTime<Utc>,
@@ -234,6 +290,12 @@ struct Attempt {
 }
 
 /// The caller's deliveries, newest first, with their attempts.
+/// The caller's deliveries, newest first, each with every attempt.
+#[utoipa::path(get, path = "/api/deliveries", tag = "notifications", params(DeliveriesQuery), responses(
+    (status = 200, description = "newest first", body = Items<Delivery>),
+    (status = 400, description = "`invalid_query`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
 async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,

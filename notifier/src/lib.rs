@@ -121,10 +121,16 @@ impl Notifier {
     }
 }
 
+/// The OpenAPI description of [`Notifier::router`]'s endpoints.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::NotifierApi as utoipa::OpenApi>::openapi()
+}
+
 /// Runs the notifier as its own process until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config).await?;
-    let app = service_kit::http_server::service_app(notifier.router(), notifier.readiness_checks(), &config.cors_allowed_origins)?;
+    let document = service_kit::openapi::document("notifier", [openapi()]);
+    let app = service_kit::http_server::service_app(notifier.router(), document, notifier.readiness_checks(), &config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "notifier listening");
     let server = service_kit::http_server::serve(listener, app, shutdown.clone());

@@ -30,7 +30,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
     let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone())?;
     if let Some(addr) = config.admin_listen {
+        let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
         let mut app = admin::routes(admin.clone())
+            .merge(service_kit::openapi::routes(document))
             .merge(health::routes(readiness_checks(&pool, &projector)))
             .merge(service_kit::metrics::routes())
             .fallback(service_kit::http_error::not_found_fallback);

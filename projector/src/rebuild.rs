@@ -15,7 +15,7 @@ use crate::generations::{self, Generation, GenerationError};
 use crate::worker::{Projector, Target};
 use crate::Config;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RebuildState {
     #[default]
@@ -27,16 +27,19 @@ pub enum RebuildState {
 }
 
 /// What `GET /admin/rebuild` shows.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RebuildStatus {
     pub state: RebuildState,
     pub from_generation: Option<Generation>,
     pub to_generation: Option<Generation>,
     /// Events applied to the new generation so far.
     pub events_applied: u64,
-    /// Next offset per partition the new generation has read...
+    /// Next offset per partition the new generation has read (JSON keys are the partitions
+    /// as text)...
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub positions: BTreeMap<i32, i64>,
     /// ...and the end of each partition when last looked at.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub topic_ends: BTreeMap<i32, i64>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -67,7 +67,7 @@ pub enum Update {
 }
 
 /// One status change of one submission: what every SSE event carries.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StatusChange {
     /// The read-model generation `seq` belongs to.
     pub generation: i32,
@@ -76,6 +76,7 @@ pub struct StatusChange {
     pub submission_id: Uuid,
     /// Who may see it (not sent: a client only ever gets its own, or is an admin).
     #[serde(skip)]
+    #[schema(ignore)]
     pub owner_id: Option<Uuid>,
     /// The batch the submission was accepted with, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -62,6 +62,14 @@ pub fn router(state: AppState) -> Router {
     accounts::http::routes(state.accounts.clone()).merge(http::routes(state))
 }
 
+/// The OpenAPI description of [`router`]'s API endpoints (the account endpoints included).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut document = accounts::http::AccountsApi::openapi();
+    document.merge(http::openapi());
+    document
+}
+
 /// What `/readyz` checks for this service: the read model answers.
 pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
     let pool = state.pool.clone();
@@ -81,7 +89,11 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config, shutdown.clone())?;
     accounts::migrate(&state.pool).await.context("cannot create the accounts schema")?;
-    let mut app = router(state.clone()).merge(health::routes(readiness_checks(&state))).merge(service_kit::metrics::routes());
+    let document = service_kit::openapi::document("query-api", [openapi()]);
+    let mut app = router(state.clone())
+        .merge(service_kit::openapi::routes(document))
+        .merge(health::routes(readiness_checks(&state)))
+        .merge(service_kit::metrics::routes());
     if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
         app = app.layer(cors);
     }

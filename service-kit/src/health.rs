@@ -2,6 +2,7 @@
 //! registers one [`ReadinessCheck`] per dependency; the one-process mode merges the checks of
 //! every component it runs behind a single pair of routes.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -39,11 +40,32 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Routes `/healthz` and `/readyz` for the given checks.
 pub fn routes(checks: Vec<ReadinessCheck>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(checks))
 }
 
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (`/healthz`), `ready` or `not_ready` (`/readyz`).
+    pub status: &'static str,
+    /// Each dependency `/readyz` checked: `ok`, or what is wrong with it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<&'static str, String>,
+}
+
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "the process runs", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", checks: BTreeMap::new() })
+}
+
+/// Every dependency this process needs answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
+    (status = 200, description = "ready", body = Health),
+    (status = 503, description = "a dependency does not answer; `checks` says which", body = Health),
+))]
 async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> impl IntoResponse {
     let results = futures_util::future::join_all(checks.iter().map(|check| async move {
         let outcome = match tokio::time::timeout(PROBE_TIMEOUT, (check.probe)()).await {
@@ -54,22 +76,17 @@ async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> impl IntoResp
     }))
     .await;
 
-    let mut report = Map::new();
-    let mut ready = true;
-    for (name, outcome) in results {
-        let value = match outcome {
-            Ok(()) => Value::from("ok"),
-            Err(problem) => {
-                ready = false;
-                Value::from(problem)
-            }
-        };
-        report.insert(name.to_owned(), value);
-    }
+    let ready = results.iter().all(|(_, outcome)| outcome.is_ok());
+    let checks = results.into_iter().map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".into()))).collect();
     let (status, word) = if ready {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     };
-    (status, Json(json!({"status": word, "checks": report})))
+    (status, Json(Health { status: word, checks }))
 }
+
+/// The OpenAPI description of `/healthz` and `/readyz`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub struct HealthApi;

@@ -6,20 +6,35 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
+/// Every error answer's body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ErrorDetail<'a> {
-    pub code: &'a str,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `invalid_query`, `not_found`, `unauthenticated`, ...
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// A refused batch's bad items (`invalid_items` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemError>,
+}
+
+/// Why one item of a batch was refused.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ItemError {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    pub code: String,
     pub message: String,
 }
 
 /// Builds an error response with the standard body.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code, message: message.into() } };
+    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into(), items: Vec::new() } };
     (status, Json(body)).into_response()
 }
 

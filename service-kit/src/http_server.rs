@@ -15,10 +15,17 @@ use tower_http::trace::TraceLayer;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// A service's whole app when it runs as its own process: its `routes`, `/healthz` and
-/// `/readyz` from `checks`, `/metrics`, the JSON 404, and CORS for `allowed_origins`.
-pub fn service_app(routes: Router, checks: Vec<crate::health::ReadinessCheck>, allowed_origins: &[String]) -> anyhow::Result<Router> {
+/// A service's whole app when it runs as its own process: its `routes`, their OpenAPI
+/// `document` at `/api/openapi.json`, `/healthz` and `/readyz` from `checks`, `/metrics`, the
+/// JSON 404, and CORS for `allowed_origins`.
+pub fn service_app(
+    routes: Router,
+    document: utoipa::openapi::OpenApi,
+    checks: Vec<crate::health::ReadinessCheck>,
+    allowed_origins: &[String],
+) -> anyhow::Result<Router> {
     let app = routes
+        .merge(crate::openapi::routes(document))
         .merge(crate::health::routes(checks))
         .merge(crate::metrics::routes())
         .fallback(crate::http_error::not_found_fallback);

@@ -51,9 +51,21 @@ pub fn handle() -> PrometheusHandle {
 
 /// `GET /metrics`.
 pub fn routes() -> Router {
-    let handle = handle();
-    Router::new().route("/metrics", get(move || async move { handle.render() }))
+    Router::new().route("/metrics", get(render))
 }
+
+/// This process's metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses(
+    (status = 200, description = "the Prometheus text exposition format", body = String, content_type = "text/plain"),
+))]
+async fn render() -> String {
+    handle().render()
+}
+
+/// The OpenAPI description of `/metrics`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(render))]
+pub struct MetricsApi;
 
 /// Middleware: counts requests by method, route (the pattern, not the path, so ids do not
 /// make new series) and status, and times them.

@@ -296,6 +296,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .merge(query_api::router(queries))
         .merge(notifier.router())
         .merge(projector::admin::routes(admin.clone()))
+        .merge(service_kit::openapi::routes(openapi()))
         .merge(health::routes(checks))
         .merge(service_kit::metrics::routes());
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
@@ -313,6 +314,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Ok(())
     });
     Ok(Running { addr, kafka, broker, tasks, admin, shutdown })
+}
+
+/// The OpenAPI description of everything the one-process mode serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let admin = <projector::admin::AdminApi as utoipa::OpenApi>::openapi();
+    service_kit::openapi::document("all services in one process", [query_api::openapi(), command_api::openapi(), notifier::openapi(), admin])
 }
 
 /// Replaces a service's default with the value given to the one-process mode, if any.

@@ -4,7 +4,8 @@
 //! chart, sees two validators and the partitions each holds, the queue depth of every
 //! partition, a dead letter with its reason and content, browses the topic to a record and to
 //! the poison one, and starts a rebuild and sees it switch. A user who is not an admin is never
-//! offered the dashboard. Saves `artifacts/ui-operations.png` and `ui-operations-log.png`.
+//! offered the dashboard. The interactive API docs at `/docs` show every operation. Saves
+//! `artifacts/ui-operations.png`, `ui-operations-log.png` and `ui-docs.png`.
 
 mod support;
 
@@ -33,7 +34,7 @@ async fn an_admin_watches_the_operations_dashboard_live_in_a_real_browser() {
     let driver = Chromedriver::start().await;
     let admin = driver.open(&system.base, Screen::Desktop).await;
     let user = driver.open(&system.base, Screen::Desktop).await;
-    let outcome = AssertUnwindSafe(scenario(&system, &admin, &user)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(scenario(&system, &driver, &admin, &user)).catch_unwind().await;
     close_all([admin, user], outcome).await;
     system.stop().await;
 }
@@ -52,7 +53,7 @@ async fn until(page: &Client, what: &str, script: &str) {
     }
 }
 
-async fn scenario(system: &TestSystem, admin: &Client, user: &Client) {
+async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, user: &Client) {
     // A user who is not an admin is not offered the dashboard.
     sign_in(user, "not-an-admin@example.com", "a user's password 1", true).await;
     assert!(user.find(Locator::Css("button.show-operations")).await.is_err(), "no Operations button for a user");
@@ -121,6 +122,16 @@ async fn scenario(system: &TestSystem, admin: &Client, user: &Client) {
     until(admin, "the counts are the same after the rebuild", &format!("return document.querySelector('.status-count[data-status=PASSED] .count').textContent === '{PASSING}';")).await;
 
     assert_eq!(admin.execute("return window.__notReloaded === true;", vec![]).await.unwrap(), true, "all of it without a reload");
+    // The interactive API docs, from this server only.
+    let docs = driver.open(&format!("{}/docs/", system.base), Screen::Desktop).await;
+    let docs_outcome = AssertUnwindSafe(async {
+        until(&docs, "the docs list every operation", "return document.querySelectorAll('.opblock').length >= 30;").await;
+        std::fs::write(artifacts().join("ui-docs.png"), docs.screenshot().await.unwrap()).unwrap();
+    })
+    .catch_unwind()
+    .await;
+    close_all([docs], docs_outcome).await;
+
     admin.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
     std::fs::write(artifacts().join("ui-operations.png"), admin.screenshot().await.unwrap()).unwrap();
     admin.execute("document.querySelector('section.dead-letters').scrollIntoView();", vec![]).await.unwrap();

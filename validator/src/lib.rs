@@ -20,6 +20,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(addr) = config.health_listen {
         let app = service_kit::health::routes(vec![validator.readiness_check()])
             .merge(service_kit::metrics::routes())
+            .merge(service_kit::openapi::routes(service_kit::openapi::document("validator", [])))
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "validator health checks listening");

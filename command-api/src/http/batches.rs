@@ -19,12 +19,18 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use service_kit::http_error::ErrorBody;
 use uuid::Uuid;
 
 use super::intake;
-use crate::error::ItemError;
+use crate::error::item_error;
 use crate::idempotency::{self, Recorded};
 use crate::{ApiError, AppState};
+
+/// The OpenAPI description of `POST /api/batches`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create))]
+pub struct BatchesApi;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -35,8 +41,9 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// The answer to an accepted batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
+    #[schema(value_type = uuid::Uuid)]
     pub id: BatchId,
     pub size: usize,
     pub created_at: DateTime<Utc>,
@@ -47,12 +54,44 @@ pub struct BatchAccepted {
     pub items: Vec<AcceptedItem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AcceptedItem {
     pub index: usize,
+    #[schema(value_type = uuid::Uuid)]
     pub id: SubmissionId,
 }
 
+/// What `POST /api/batches` takes (read field by field, as a submission is).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewBatch {
+    /// 1 to `MAX_BATCH_ITEMS` items.
+    items: Vec<NewItem>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewItem {
+    /// As a single submission's content.
+    #[schema(example = "batch item 1")]
+    content: String,
+}
+
+/// Accepts every item or none: one Kafka transaction holds their events.
+#[utoipa::path(post, path = "/api/batches", tag = "batches", request_body = NewBatch,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers with the same batch and item ids")),
+    responses(
+        (status = 202, description = "accepted: every item in the log; `Location` is where to read the batch", body = BatchAccepted,
+            headers(("Location" = String, description = "`/api/batches/{id}?position=...`"))),
+        (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_batch_size`, `invalid_items` (with `items`: each bad item's index, code and message), `idempotency_key_reused`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`broker_unavailable`, `database_unavailable`", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,7 +167,7 @@ fn check_items(items: Vec<Value>, max_content_bytes: usize) -> Result<Vec<String
         };
         match checked {
             Ok(content) => contents.push(content),
-            Err(error) => errors.push(ItemError::new(index, &error)),
+            Err(error) => errors.push(item_error(index, &error)),
         }
     }
     if errors.is_empty() {
@@ -179,7 +218,7 @@ mod tests {
         let Err(ApiError::InvalidItems(errors)) = check_items(serde_json::from_value(items).unwrap(), 100) else {
             panic!("refused");
         };
-        let seen: Vec<_> = errors.iter().map(|e| (e.index, e.code)).collect();
+        let seen: Vec<_> = errors.iter().map(|e| (e.index, e.code.as_str())).collect();
         assert_eq!(seen, [(1, "empty_content"), (2, "invalid_body"), (3, "invalid_content"), (4, "invalid_body")]);
     }
 }

@@ -15,11 +15,17 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use service_kit::http_error::ErrorBody;
 use uuid::Uuid;
 
 use super::intake;
 use crate::idempotency::{self, Recorded};
 use crate::{resubmission, ApiError, AppState};
+
+/// The OpenAPI description of `POST /api/submissions`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create))]
+pub struct SubmissionsApi;
 
 pub fn routes(state: AppState) -> Router {
     // JSON escapes can make a body up to six times the content it carries (`\u0000`), so the
@@ -34,21 +40,51 @@ pub fn routes(state: AppState) -> Router {
 
 /// The answer to an accepted submission; the same fields the query side serves, and where
 /// Kafka stored it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
+    #[schema(value_type = uuid::Uuid)]
     pub id: SubmissionId,
     pub content: String,
     pub status: Status,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
     /// The FAILED submission this one replaces, if it is a resubmission.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub replaces: Option<SubmissionId>,
     /// `partition:offset` of its event: the `Location` carries it, and the query API answers
     /// that URL only once its read model holds the submission (reading your own write).
     pub position: String,
 }
 
-/// Accepts one submission, or with `replaces` the resubmission of a FAILED one.
+/// What `POST /api/submissions` takes. The body is read field by field (see `intake`), so
+/// each field's error has its own code; this is its shape for the API's description.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewSubmission {
+    /// The text to judge: 1 byte to `MAX_CONTENT_BYTES` of UTF-8, no NUL.
+    #[schema(example = "my text with digits 42")]
+    content: String,
+    /// The FAILED submission (of the caller) this one replaces.
+    replaces: Option<Uuid>,
+}
+
+/// Accepts one submission, or with `replaces` the resubmission of a FAILED one. Answers once
+/// Kafka acknowledged its event.
+#[utoipa::path(post, path = "/api/submissions", tag = "submissions", request_body = NewSubmission,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (1 to 255 visible ASCII characters) answers with the same submission")),
+    responses(
+        (status = 202, description = "accepted: in the log, not yet judged; `Location` is where to read it", body = Accepted,
+            headers(("Location" = String, description = "`/api/submissions/{id}?position=...`"))),
+        (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`", body = ErrorBody),
+        (status = 409, description = "`not_failed`, `already_replaced`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`, `content_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `empty_content`, `invalid_content`, `unknown_submission`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`broker_unavailable`, `database_unavailable`", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,

@@ -62,6 +62,11 @@ impl FromRef<AdminState> for Accounts {
     }
 }
 
+/// The OpenAPI description of the admin endpoints.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(overview::overview, records::dead_letters, records::records, rebuild::status, rebuild::start))]
+pub struct AdminApi;
+
 pub fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/admin/overview", get(overview::overview))

@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::Status;
 use serde::Serialize;
+use service_kit::http_error::ErrorBody;
 use service_kit::inspect::Member;
 
 use super::{AdminError, AdminState};
@@ -17,7 +18,7 @@ use crate::rebuild::RebuildStatus;
 /// How many minutes of throughput the overview shows.
 const THROUGHPUT_MINUTES: i32 = 15;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub topic: String,
     /// Every partition of the topic, with how far behind its end each reader is.
@@ -36,7 +37,7 @@ pub struct Overview {
 }
 
 /// One partition's bounds and the queue depth (records not yet read) of each reader.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PartitionDepth {
     pub partition: i32,
     /// The oldest offset still in the log.
@@ -51,7 +52,7 @@ pub struct PartitionDepth {
     pub projector_depth: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ValidatorGroup {
     pub group_id: String,
     /// As the group coordinator says: `Stable`, `PreparingRebalance`, `CompletingRebalance`,
@@ -60,7 +61,7 @@ pub struct ValidatorGroup {
     pub members: Vec<GroupMember>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupMember {
     pub member_id: String,
     pub client_id: String,
@@ -69,7 +70,7 @@ pub struct GroupMember {
 }
 
 /// Events that occurred in one minute, by the status they moved their submission to.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MinuteActivity {
     pub minute: DateTime<Utc>,
     pub accepted: i64,
@@ -78,6 +79,11 @@ pub struct MinuteActivity {
     pub failed: i64,
 }
 
+/// What the operations dashboard shows, now.
+#[utoipa::path(get, path = "/admin/overview", tag = "operations", responses(
+    (status = 200, description = "the overview", body = Overview), (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+))]
 pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Result<Json<Overview>, AdminError> {
     let topic = &state.config.kafka.topic;
     let dead_letter_topic = state.config.kafka.dead_letter_topic();

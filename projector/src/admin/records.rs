@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::inspect::LoggedRecord;
 
 use super::{AdminError, AdminState};
+use service_kit::http_error::ErrorBody;
 
 /// Most records one request returns.
 const MAX_LIMIT: usize = 100;
@@ -21,7 +22,7 @@ const DEFAULT_LIMIT: usize = 20;
 /// Longest text shown of a record that is not an event, in bytes.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TopicChoice {
     /// The submission topic.
@@ -30,25 +31,32 @@ pub enum TopicChoice {
     DeadLetters,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RecordsQuery {
+    /// `events` (the submission topic, when absent) or `dead_letters`.
     #[serde(default)]
+    #[param(inline)]
     topic: TopicChoice,
+    /// A partition of that topic.
     partition: i32,
     /// The first offset to show; the latest records when absent.
     offset: Option<i64>,
+    /// 1 to 100; 20 when absent.
     limit: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DeadLettersQuery {
+    /// 1 to 100; 20 when absent.
     limit: Option<usize>,
 }
 
 /// One page of a partition.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Records {
     pub topic: String,
     pub partition: i32,
@@ -61,7 +69,7 @@ pub struct Records {
     pub records: Vec<RecordView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub partition: i32,
     pub offset: i64,
@@ -76,13 +84,13 @@ pub struct RecordView {
     pub text: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HeaderView {
     pub key: String,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetters {
     pub topic: String,
     /// Records on the dead-letter topic.
@@ -91,7 +99,7 @@ pub struct DeadLetters {
     pub latest: Vec<DeadLetterView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     pub partition: i32,
     pub offset: i64,
@@ -105,6 +113,13 @@ pub struct DeadLetterView {
     pub content: Option<String>,
 }
 
+/// A page of the submission topic (or the dead-letter topic), each record decoded.
+#[utoipa::path(get, path = "/admin/records", tag = "operations", params(RecordsQuery), responses(
+    (status = 200, description = "the records", body = Records),
+    (status = 400, description = "`invalid_query`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+))]
 pub(super) async fn records(
     _: Admin,
     State(state): State<AdminState>,
@@ -128,6 +143,13 @@ pub(super) async fn records(
     Ok(Json(Records { topic, partition: query.partition, first_offset, end_offset, records: logged.into_iter().map(RecordView::from).collect() }))
 }
 
+/// The latest dead letters, with their reason and content.
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "operations", params(DeadLettersQuery), responses(
+    (status = 200, description = "the count and the latest", body = DeadLetters),
+    (status = 400, description = "`invalid_query`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+))]
 pub(super) async fn dead_letters(
     _: Admin,
     State(state): State<AdminState>,

@@ -21,6 +21,7 @@ use super::submissions::{
 use crate::changes::{Position, Scope};
 use crate::{ApiError, AppState};
 use accounts::Caller;
+use service_kit::http_error::ErrorBody;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,8 +32,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/batches/{id}/stream", get(stream))
 }
 
+/// The OpenAPI description of the batch reads.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get_one, items, stream))]
+pub struct BatchesApi;
+
 /// How many of a batch's items are in each status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub pending: i64,
     pub processing: i64,
@@ -63,7 +69,7 @@ impl Counts {
 }
 
 /// A batch as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BatchView {
     pub id: Uuid,
     pub size: i64,
@@ -117,15 +123,21 @@ async fn fetch_batch(executor: impl sqlx::PgExecutor<'_>, id: Uuid, owner: Optio
     Ok(row.map(BatchView::from))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// 1 to 100; 20 when absent.
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
 /// The caller's batches, newest first (everyone's for an admin). A batch is listed once the
 /// read model holds its first item.
+#[utoipa::path(get, path = "/api/batches", tag = "batches", params(ListQuery), responses(
+    (status = 200, description = "one page", body = Page<BatchView>),
+    (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,6 +168,13 @@ async fn list(
 
 /// One batch of the caller's; `?position=` (from the command API's `Location`) waits until
 /// the read model holds it.
+#[utoipa::path(get, path = "/api/batches/{id}", tag = "batches",
+    params(("id" = String, Path, description = "the batch's id (a UUID)"), GetQuery), responses(
+    (status = 200, description = "the batch and its counts", body = BatchView),
+    (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,15 +187,24 @@ async fn get_one(
     found.map(Json).ok_or(ApiError::BatchNotFound(id))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ItemsQuery {
+    /// 1 to 100; 20 when absent.
     limit: Option<i64>,
     /// The last index of the previous page.
     after: Option<i32>,
 }
 
 /// A batch's items in the order they were sent, `limit` at a time.
+#[utoipa::path(get, path = "/api/batches/{id}/items", tag = "batches",
+    params(("id" = String, Path, description = "the batch's id (a UUID)"), ItemsQuery), responses(
+    (status = 200, description = "one page of items", body = Page<SubmissionView>),
+    (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn items(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,6 +235,13 @@ async fn items(
 /// connection starts from a fresh snapshot (counts are state, not a history to resume), so
 /// `Last-Event-ID` is not needed; after a rebuild the stream sends `reset` and ends, and the
 /// client reconnects to a snapshot of the new read model.
+#[utoipa::path(get, path = "/api/batches/{id}/stream", tag = "batches",
+    params(("id" = String, Path, description = "the batch's id (a UUID)")), responses(
+    (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchView),
+    (status = 400, description = "`invalid_id`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<SseStream, ApiError> {
     let id = path_id(path, "batch")?;
     let owner = caller.visible_owner();

@@ -9,6 +9,16 @@ use axum::Router;
 
 use crate::AppState;
 
+/// The OpenAPI description of these routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut document = submissions::SubmissionsApi::openapi();
+    document.merge(batches::BatchesApi::openapi());
+    document.merge(stream::StreamApi::openapi());
+    document.merge(ui::UiApi::openapi());
+    document
+}
+
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(submissions::routes())

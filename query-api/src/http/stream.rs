@@ -29,9 +29,15 @@ use super::submissions::submission_id;
 use crate::changes::{fetch_changes, live_position, Position, Scope, StatusChange, Update, PAGE};
 use crate::{ApiError, AppState};
 use accounts::Caller;
+use service_kit::http_error::ErrorBody;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
+
+/// The OpenAPI description of the live streams.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(all_submissions, one_submission))]
+pub struct StreamApi;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -70,7 +76,12 @@ impl Start {
     }
 }
 
-/// The caller's submissions (every submission for an admin).
+/// The caller's submissions (every submission for an admin), live.
+#[utoipa::path(get, path = "/api/stream", tag = "live", params(("Last-Event-ID" = Option<String>, Header, description = "the last `id` received: the stream resumes right after it")), responses(
+    (status = 200, description = "server-sent events: `status` (data: a `StatusChange`, id: its position) for every change from now, or after `Last-Event-ID`; `reset` (data: `{generation, message}`) when the read model was rebuilt: reload over REST", content_type = "text/event-stream", body = StatusChange),
+    (status = 400, description = "`invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn all_submissions(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<SseStream, ApiError> {
     let seen = last_event_id(&headers)?;
     let updates = state.changes.subscribe();
@@ -82,6 +93,11 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
 
 /// One submission. Another user's submission streams exactly as an unknown id does: nothing,
 /// until a submission of the caller's with that id exists (which never happens).
+#[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = String, Path, description = "the submission's id (a UUID)"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
+    (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusChange),
+    (status = 400, description = "`invalid_id`, `invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn one_submission(
     State(state): State<AppState>,
     caller: Caller,

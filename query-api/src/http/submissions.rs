@@ -5,7 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use domain::Status;
+use domain::{FailureReason, Status};
+use service_kit::http_error::ErrorBody;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -25,12 +26,19 @@ pub fn routes() -> Router<AppState> {
         .route("/api/submissions/{id}/events", get(history))
 }
 
+/// The OpenAPI description of the submission reads.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get_one, history))]
+pub struct SubmissionsApi;
+
 /// A submission as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SubmissionView {
     pub id: Uuid,
     pub content: String,
+    #[schema(value_type = Status)]
     pub status: String,
+    #[schema(value_type = Vec<FailureReason>)]
     pub reasons: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub processing_started_at: Option<DateTime<Utc>>,
@@ -56,16 +64,20 @@ pub(super) const FROM_SUBMISSIONS: &str = "submissions s LEFT JOIN accounts.acco
 /// How long a read of a just-accepted submission waits for the read model to hold it.
 const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only submissions in this status (any case).
     status: Option<String>,
+    /// 1 to 100; 20 when absent.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// One page of a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Page<T> {
     items: Vec<T>,
     /// Pass as `cursor` (`after` for a batch's items) to get the next page; null on the last.
@@ -87,6 +99,10 @@ impl<T> Page<T> {
 }
 
 /// The caller's submissions, newest first (everyone's for an admin).
+#[utoipa::path(get, path = "/api/submissions", tag = "submissions", params(ListQuery), responses(
+    (status = 200, description = "one page", body = Page<SubmissionView>),
+    (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,8 +177,9 @@ pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> 
     raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not a {what} id (a UUID)")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct GetQuery {
     /// The `partition:offset` the command API returned with the submission (its `Location`
     /// carries it): the read waits until the read model has read that far.
@@ -171,6 +188,13 @@ pub(super) struct GetQuery {
 
 /// One submission of the caller's (any, for an admin); another user's answers 404, exactly as
 /// an unknown id does.
+#[utoipa::path(get, path = "/api/submissions/{id}", tag = "submissions",
+    params(("id" = String, Path, description = "the submission's id (a UUID)"), GetQuery), responses(
+    (status = 200, description = "the submission", body = SubmissionView),
+    (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+    (status = 404, description = "`not_found`: no such submission of the caller's", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -233,7 +257,7 @@ async fn projected_past(state: &AppState, position: KafkaPosition) -> Result<boo
 }
 
 /// One entry of a submission's history, with its place in the log for audit.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct EventView {
     seq: i64,
     event_id: Uuid,
@@ -247,12 +271,20 @@ struct EventView {
     kafka_offset: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct History {
     submission_id: Uuid,
     events: Vec<EventView>,
 }
 
+/// Every event applied to the submission, in order, with where it is in the log.
+#[utoipa::path(get, path = "/api/submissions/{id}/events", tag = "submissions",
+    params(("id" = String, Path, description = "the submission's id (a UUID)")), responses(
+    (status = 200, description = "the events", body = History),
+    (status = 400, description = "`invalid_id`", body = ErrorBody),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+))]
 async fn history(
     State(state): State<AppState>,
     caller: Caller,

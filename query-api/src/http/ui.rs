@@ -4,10 +4,29 @@
 
 use axum::routing::{get, get_service};
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 use tower_http::services::ServeDir;
 
 use crate::{AppState, Config};
+
+/// Where the UI finds each API: a base URL, or empty for the origin that served the page.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UiConfig {
+    command_api: String,
+    query_api: String,
+    notifier_api: String,
+    admin_api: String,
+}
+
+/// Where the browser UI finds the APIs.
+#[utoipa::path(get, path = "/ui-config.json", tag = "ui", security(()), responses((status = 200, description = "the UI's settings", body = UiConfig)))]
+async fn ui_config(config: UiConfig) -> Json<UiConfig> {
+    Json(config)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ui_config))]
+pub(super) struct UiApi;
 
 #[derive(Clone)]
 pub struct UiSettings {
@@ -36,16 +55,16 @@ impl UiSettings {
 /// `/ui-config.json`, and every path no API route claims served from the UI directory; what is
 /// not there, or asked for with another method than GET, gets the JSON 404.
 pub fn routes(settings: &UiSettings) -> Router<AppState> {
-    let config = json!({
-        "command_api": settings.command_api_url,
-        "query_api": "",
-        "notifier_api": settings.notifier_api_url,
-        "admin_api": settings.admin_api_url,
-    });
+    let config = UiConfig {
+        command_api: settings.command_api_url.clone(),
+        query_api: String::new(),
+        notifier_api: settings.notifier_api_url.clone(),
+        admin_api: settings.admin_api_url.clone(),
+    };
     let files = ServeDir::new(&settings.dir)
         .precompressed_gzip()
         .not_found_service(get(service_kit::http_error::not_found_fallback));
     Router::new()
-        .route("/ui-config.json", get(move || async move { Json(config) }))
+        .route("/ui-config.json", get(move || ui_config(config)))
         .fallback_service(get_service(files).fallback(service_kit::http_error::not_found_fallback))
 }
