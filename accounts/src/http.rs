@@ -18,7 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
 use uuid::Uuid;
 
 use crate::store::{self, Account, TokenView};
@@ -59,11 +59,9 @@ struct SessionView {
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = Credentials, security(()), responses(
     (status = 201, description = "the account, signed in", body = SessionView),
     (status = 409, description = "`email_taken`", body = ErrorBody),
-    (status = 400, description = "`malformed_json`", body = ErrorBody),
-    (status = 413, description = "`body_too_large`", body = ErrorBody),
-    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a bad email address, a short password, a missing or unknown field", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    DatabaseUnavailable,
 ))]
 async fn sign_up(
     State(accounts): State<Accounts>,
@@ -86,11 +84,9 @@ async fn sign_up(
     (status = 200, description = "signed in", body = SessionView),
     (status = 401, description = "`invalid_credentials`", body = ErrorBody),
     (status = 429, description = "`rate_limited`: too many attempts for the account or the address", body = ErrorBody),
-    (status = 400, description = "`malformed_json`", body = ErrorBody),
-    (status = 413, description = "`body_too_large`", body = ErrorBody),
-    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    DatabaseUnavailable,
 ))]
 async fn sign_in(
     State(accounts): State<Accounts>,
@@ -150,8 +146,8 @@ async fn start_session(
 /// Who is signed in (for a session, with its CSRF token).
 #[utoipa::path(get, path = "/api/session", tag = "accounts", responses(
     (status = 200, description = "the caller", body = SessionView),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedIn,
+    DatabaseUnavailable,
 ))]
 async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<SessionView>, AccountsError> {
     let account = store::account(&accounts.pool, caller.account_id)
@@ -167,9 +163,8 @@ async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Js
 /// Signs out: ends the session on the server (with a token: nothing to end).
 #[utoipa::path(delete, path = "/api/session", tag = "accounts", responses(
     (status = 204, description = "signed out"),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`csrf_failed`", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange,
+    DatabaseUnavailable,
 ))]
 async fn sign_out(State(accounts): State<Accounts>, caller: Caller, jar: CookieJar) -> Result<Response, AccountsError> {
     if let Credential::Session { token_digest, .. } = &caller.credential {
@@ -200,13 +195,10 @@ struct CreatedToken {
 /// answer only.
 #[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body = NewToken, responses(
     (status = 201, description = "the token, shown once", body = CreatedToken),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`csrf_failed`", body = ErrorBody),
-    (status = 400, description = "`malformed_json`", body = ErrorBody),
-    (status = 413, description = "`body_too_large`", body = ErrorBody),
-    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    SignedInChange,
+    JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    DatabaseUnavailable,
 ))]
 async fn create_token(
     State(accounts): State<Accounts>,
@@ -230,8 +222,8 @@ async fn create_token(
 /// The caller's API tokens (never the tokens themselves).
 #[utoipa::path(get, path = "/api/tokens", tag = "accounts", responses(
     (status = 200, description = "newest first", body = [TokenView]),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedIn,
+    DatabaseUnavailable,
 ))]
 async fn list_tokens(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<Vec<TokenView>>, AccountsError> {
     Ok(Json(store::list_tokens(&accounts.pool, caller.account_id).await?))
@@ -240,10 +232,9 @@ async fn list_tokens(State(accounts): State<Accounts>, caller: Caller) -> Result
 /// Revokes one of the caller's API tokens.
 #[utoipa::path(delete, path = "/api/tokens/{id}", tag = "accounts", params(("id" = String, Path, description = "the token's id")), responses(
     (status = 204, description = "revoked"),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`csrf_failed`", body = ErrorBody),
+    SignedInChange,
     (status = 404, description = "`not_found`: not one of the caller's tokens", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    DatabaseUnavailable,
 ))]
 async fn revoke_token(
     State(accounts): State<Accounts>,

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
 use uuid::Uuid;
 
 use crate::{ssrf, webhook, ApiError, AppState};
@@ -47,7 +47,7 @@ struct Settings {
 
 /// Which notifications the caller gets.
 #[utoipa::path(get, path = "/api/notification-settings", tag = "notifications", responses(
-    (status = 200, description = "the caller's channels", body = Settings), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    (status = 200, description = "the caller's channels", body = Settings), SignedIn, DatabaseUnavailable,
 ))]
 async fn settings(State(state): State<AppState>, caller: Caller) -> Result<Json<Settings>, ApiError> {
     read_settings(&state, caller.account_id).await.map(Json)
@@ -74,11 +74,9 @@ struct SettingsChange {
 /// Turns channels on or off; a channel left out keeps its setting.
 #[utoipa::path(put, path = "/api/notification-settings", tag = "notifications", request_body = SettingsChange, responses(
     (status = 200, description = "the channels now", body = Settings),
-    (status = 400, description = "`malformed_json`", body = ErrorBody),
-    (status = 413, description = "`body_too_large`", body = ErrorBody),
-    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange, DatabaseUnavailable,
 ))]
 async fn update_settings(
     State(state): State<AppState>,
@@ -117,7 +115,7 @@ struct Items<T> {
 
 /// The caller's webhook endpoints (never their secrets).
 #[utoipa::path(get, path = "/api/webhooks", tag = "notifications", responses(
-    (status = 200, description = "oldest first", body = Items<Endpoint>), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    (status = 200, description = "oldest first", body = Items<Endpoint>), SignedIn, DatabaseUnavailable,
 ))]
 async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<Items<Endpoint>>, ApiError> {
     let items = sqlx::query_as(
@@ -150,12 +148,10 @@ struct CreatedEndpoint {
 /// the secret in this answer (shown once).
 #[utoipa::path(post, path = "/api/webhooks", tag = "notifications", request_body = NewEndpoint, responses(
     (status = 201, description = "the endpoint and its signing secret", body = CreatedEndpoint),
-    (status = 400, description = "`malformed_json`", body = ErrorBody),
-    (status = 413, description = "`body_too_large`", body = ErrorBody),
-    (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    JsonBodyErrors,
     (status = 409, description = "`too_many_endpoints`", body = ErrorBody),
     (status = 422, description = "`invalid_body`, `url_refused` (not http(s), or a private address)", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange, DatabaseUnavailable,
 ))]
 async fn create_endpoint(
     State(state): State<AppState>,
@@ -200,7 +196,7 @@ fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErr
     (status = 204, description = "removed"),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange, DatabaseUnavailable,
 ))]
 async fn delete_endpoint(
     State(state): State<AppState>,
@@ -226,7 +222,7 @@ async fn delete_endpoint(
     (status = 202, description = "queued; see `/api/deliveries`", body = TestQueued),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 403, description = "`csrf_failed`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange, DatabaseUnavailable,
 ))]
 async fn send_test(
     State(state): State<AppState>,
@@ -294,7 +290,7 @@ struct Attempt {
 #[utoipa::path(get, path = "/api/deliveries", tag = "notifications", params(DeliveriesQuery), responses(
     (status = 200, description = "newest first", body = Items<Delivery>),
     (status = 400, description = "`invalid_query`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedIn, DatabaseUnavailable,
 ))]
 async fn deliveries(
     State(state): State<AppState>,

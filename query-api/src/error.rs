@@ -6,6 +6,15 @@ use service_kit::http_error::{error_response, unavailable};
 
 const RETRY_AFTER_SECS: u64 = 2;
 
+/// What any query may be answered while the read model is unreachable (for the OpenAPI
+/// document).
+#[derive(utoipa::IntoResponses)]
+pub enum ReadModelUnavailable {
+    /// `read_model_unavailable`, with `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(service_kit::http_error::ErrorBody),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Not signed in (the account layer says why).

@@ -32,6 +32,60 @@ pub struct ItemError {
     pub message: String,
 }
 
+/// What any request with credentials may be answered besides its own answers (for the
+/// OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+pub enum SignedIn {
+    /// `unauthenticated`: no credentials, or unknown, expired or revoked ones.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+}
+
+/// ...and a request that changes something, which with the session cookie must carry the
+/// session's CSRF token.
+#[derive(utoipa::IntoResponses)]
+pub enum SignedInChange {
+    /// `unauthenticated`: no credentials, or unknown, expired or revoked ones.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// `csrf_failed`: signed in with the cookie, without the session's `X-CSRF-Token`.
+    #[response(status = 403)]
+    CsrfFailed(ErrorBody),
+}
+
+/// ...and a request only admins may make.
+#[derive(utoipa::IntoResponses)]
+pub enum AdminOnly {
+    /// `unauthenticated`: no credentials, or unknown, expired or revoked ones.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// `forbidden`: not an admin (or, with the cookie, `csrf_failed` on a change).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
+/// What a request that needs the database may be answered while it is unreachable.
+#[derive(utoipa::IntoResponses)]
+pub enum DatabaseUnavailable {
+    /// `database_unavailable`, with `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What a request with a JSON body may be answered when the body cannot be read as JSON.
+#[derive(utoipa::IntoResponses)]
+pub enum JsonBodyErrors {
+    /// `malformed_json`: not JSON.
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// `body_too_large`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// `unsupported_media_type`: not `application/json`.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
 /// Builds an error response with the standard body.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into(), items: Vec::new() } };

@@ -89,7 +89,7 @@ impl Inspector {
             asked.add_partition(topic, partition);
         }
         let consumer = self.consumer.clone();
-        let answer = blocking(move || consumer.committed_offsets(asked, LOOK_TIMEOUT)).await?;
+        let answer = blocking(move || while_coordinator_settles(|| consumer.committed_offsets(asked.clone(), LOOK_TIMEOUT))).await?;
         Ok(answer
             .elements()
             .iter()
@@ -104,7 +104,7 @@ impl Inspector {
     pub async fn group(&self, topic: &str) -> Result<Group, KafkaError> {
         let (consumer, group_id, topic) = (self.consumer.clone(), self.group_id.clone(), topic.to_owned());
         blocking(move || {
-            let list = consumer.fetch_group_list(Some(&group_id), LOOK_TIMEOUT)?;
+            let list = while_coordinator_settles(|| consumer.fetch_group_list(Some(&group_id), LOOK_TIMEOUT))?;
             let Some(group) = list.groups().iter().find(|g| g.name() == group_id) else {
                 return Ok(Group { state: "Dead".into(), members: Vec::new() });
             };
@@ -171,6 +171,27 @@ impl Inspector {
             Ok(records)
         })
         .await
+    }
+}
+
+/// Runs `ask` (blocking) again while the group's coordinator is being chosen or is loading,
+/// which it is for a while after the cluster or the group starts, or after a broker fails; a
+/// coordinator that does not settle within [`LOOK_TIMEOUT`] is reported.
+fn while_coordinator_settles<T>(mut ask: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    let deadline = Instant::now() + LOOK_TIMEOUT;
+    loop {
+        match ask() {
+            Err(error)
+                if Instant::now() < deadline
+                    && matches!(
+                        error.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::NotCoordinator | RDKafkaErrorCode::CoordinatorLoadInProgress | RDKafkaErrorCode::CoordinatorNotAvailable)
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            outcome => return outcome,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{ErrorBody, SignedInChange};
 use uuid::Uuid;
 
 use super::intake;
@@ -84,8 +84,7 @@ pub struct NewItem {
         (status = 202, description = "accepted: every item in the log; `Location` is where to read the batch", body = BatchAccepted,
             headers(("Location" = String, description = "`/api/batches/{id}?position=...`"))),
         (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`", body = ErrorBody),
+        SignedInChange,
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_batch_size`, `invalid_items` (with `items`: each bad item's index, code and message), `idempotency_key_reused`", body = ErrorBody),

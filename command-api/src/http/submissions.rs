@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{ErrorBody, SignedInChange};
 use uuid::Uuid;
 
 use super::intake;
@@ -76,8 +76,7 @@ pub struct NewSubmission {
         (status = 202, description = "accepted: in the log, not yet judged; `Location` is where to read it", body = Accepted,
             headers(("Location" = String, description = "`/api/submissions/{id}?position=...`"))),
         (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`", body = ErrorBody),
+        SignedInChange,
         (status = 409, description = "`not_failed`, `already_replaced`", body = ErrorBody),
         (status = 413, description = "`body_too_large`, `content_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),

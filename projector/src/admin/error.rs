@@ -7,6 +7,15 @@ use service_kit::http_error::{error_response, unavailable};
 
 const RETRY_AFTER_SECS: u64 = 2;
 
+/// What an admin request that reads Kafka and the database may be answered while either is
+/// unreachable (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+pub enum AdminUnavailable {
+    /// `database_unavailable` or `kafka_unavailable`, with `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(service_kit::http_error::ErrorBody),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// Not signed in, or not an admin (the account layer says which).

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::rebuild::Progress;
 use crate::Config;
 
-pub use error::AdminError;
+pub use error::{AdminError, AdminUnavailable};
 pub use overview::{MinuteActivity, Overview, PartitionDepth, ValidatorGroup};
 pub use records::{DeadLetterView, DeadLetters, RecordView, Records};
 

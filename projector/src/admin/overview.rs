@@ -9,7 +9,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::Status;
 use serde::Serialize;
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::AdminOnly;
+use super::AdminUnavailable;
 use service_kit::inspect::Member;
 
 use super::{AdminError, AdminState};
@@ -81,8 +82,7 @@ pub struct MinuteActivity {
 
 /// What the operations dashboard shows, now.
 #[utoipa::path(get, path = "/admin/overview", tag = "operations", responses(
-    (status = 200, description = "the overview", body = Overview), (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+    (status = 200, description = "the overview", body = Overview), AdminOnly, AdminUnavailable,
 ))]
 pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Result<Json<Overview>, AdminError> {
     let topic = &state.config.kafka.topic;

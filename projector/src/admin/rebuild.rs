@@ -8,13 +8,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 
 use super::{AdminError, AdminState};
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody};
 use crate::rebuild::{rebuild, RebuildLock, RebuildStatus};
 
 /// The rebuild started through this process, if any.
 #[utoipa::path(get, path = "/admin/rebuild", tag = "operations", responses(
-    (status = 200, description = "its state and progress", body = RebuildStatus), (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+    (status = 200, description = "its state and progress", body = RebuildStatus), AdminOnly,
 ))]
 pub(super) async fn status(_: Admin, State(state): State<AdminState>) -> Json<RebuildStatus> {
     Json(state.progress.snapshot())
@@ -24,9 +23,8 @@ pub(super) async fn status(_: Admin, State(state): State<AdminState>) -> Json<Re
 #[utoipa::path(post, path = "/admin/rebuild", tag = "operations", responses(
     (status = 202, description = "started; `Location` shows its progress", body = RebuildStatus, headers(("Location" = String))),
     (status = 409, description = "`rebuild_running`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
-    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    AdminOnly,
+    DatabaseUnavailable,
 ))]
 pub(super) async fn start(_: Admin, State(state): State<AdminState>) -> Result<impl IntoResponse, AdminError> {
     let lock = RebuildLock::try_acquire(&state.pool).await?.ok_or(AdminError::RebuildRunning)?;

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use service_kit::inspect::LoggedRecord;
 
 use super::{AdminError, AdminState};
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{AdminOnly, ErrorBody};
+use super::AdminUnavailable;
 
 /// Most records one request returns.
 const MAX_LIMIT: usize = 100;
@@ -117,8 +118,7 @@ pub struct DeadLetterView {
 #[utoipa::path(get, path = "/admin/records", tag = "operations", params(RecordsQuery), responses(
     (status = 200, description = "the records", body = Records),
     (status = 400, description = "`invalid_query`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+    AdminOnly, AdminUnavailable,
 ))]
 pub(super) async fn records(
     _: Admin,
@@ -147,8 +147,7 @@ pub(super) async fn records(
 #[utoipa::path(get, path = "/admin/dead-letters", tag = "operations", params(DeadLettersQuery), responses(
     (status = 200, description = "the count and the latest", body = DeadLetters),
     (status = 400, description = "`invalid_query`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody), (status = 503, description = "`database_unavailable`, `kafka_unavailable`", body = ErrorBody),
+    AdminOnly, AdminUnavailable,
 ))]
 pub(super) async fn dead_letters(
     _: Admin,

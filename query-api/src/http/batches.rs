@@ -21,7 +21,8 @@ use super::submissions::{
 use crate::changes::{Position, Scope};
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{ErrorBody, SignedIn};
+use crate::error::ReadModelUnavailable;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -136,7 +137,7 @@ struct ListQuery {
 /// read model holds its first item.
 #[utoipa::path(get, path = "/api/batches", tag = "batches", params(ListQuery), responses(
     (status = 200, description = "one page", body = Page<BatchView>),
-    (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
 async fn list(
     State(state): State<AppState>,
@@ -173,7 +174,7 @@ async fn list(
     (status = 200, description = "the batch and its counts", body = BatchView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn get_one(
     State(state): State<AppState>,
@@ -203,7 +204,7 @@ struct ItemsQuery {
     (status = 200, description = "one page of items", body = Page<SubmissionView>),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn items(
     State(state): State<AppState>,
@@ -240,7 +241,7 @@ async fn items(
     (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchView),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<SseStream, ApiError> {
     let id = path_id(path, "batch")?;

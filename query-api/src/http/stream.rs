@@ -29,7 +29,8 @@ use super::submissions::submission_id;
 use crate::changes::{fetch_changes, live_position, Position, Scope, StatusChange, Update, PAGE};
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{ErrorBody, SignedIn};
+use crate::error::ReadModelUnavailable;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
@@ -80,7 +81,7 @@ impl Start {
 #[utoipa::path(get, path = "/api/stream", tag = "live", params(("Last-Event-ID" = Option<String>, Header, description = "the last `id` received: the stream resumes right after it")), responses(
     (status = 200, description = "server-sent events: `status` (data: a `StatusChange`, id: its position) for every change from now, or after `Last-Event-ID`; `reset` (data: `{generation, message}`) when the read model was rebuilt: reload over REST", content_type = "text/event-stream", body = StatusChange),
     (status = 400, description = "`invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn all_submissions(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<SseStream, ApiError> {
     let seen = last_event_id(&headers)?;
@@ -96,7 +97,7 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
 #[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = String, Path, description = "the submission's id (a UUID)"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
     (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusChange),
     (status = 400, description = "`invalid_id`, `invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn one_submission(
     State(state): State<AppState>,

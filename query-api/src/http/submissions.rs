@@ -6,7 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{FailureReason, Status};
-use service_kit::http_error::ErrorBody;
+use service_kit::http_error::{ErrorBody, SignedIn};
+use crate::error::ReadModelUnavailable;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -101,7 +102,7 @@ impl<T> Page<T> {
 /// The caller's submissions, newest first (everyone's for an admin).
 #[utoipa::path(get, path = "/api/submissions", tag = "submissions", params(ListQuery), responses(
     (status = 200, description = "one page", body = Page<SubmissionView>),
-    (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
 async fn list(
     State(state): State<AppState>,
@@ -193,7 +194,7 @@ pub(super) struct GetQuery {
     (status = 200, description = "the submission", body = SubmissionView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`: no such submission of the caller's", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn get_one(
     State(state): State<AppState>,
@@ -283,7 +284,7 @@ struct History {
     (status = 200, description = "the events", body = History),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 401, description = "`unauthenticated`", body = ErrorBody), (status = 503, description = "`read_model_unavailable`", body = ErrorBody),
+    SignedIn, ReadModelUnavailable,
 ))]
 async fn history(
     State(state): State<AppState>,
