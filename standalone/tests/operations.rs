@@ -32,8 +32,9 @@ async fn the_overview_shows_the_group_depth_and_tallies_and_the_log_reads_decode
     let db = TestDb::create().await;
     let mut config = support::test_config(&db);
     config.validators = 2;
-    // Slow judging, so the validators fall visibly behind during a burst.
-    config.processing_delay_ms = 400;
+    // Slow judging (per batch), so the validators are still behind when the burst is sent,
+    // however slowly the machine sends it: the last batch alone takes this long.
+    config.processing_delay_ms = 1_500;
     let system = TestSystem::start_with(db, config).await;
     let kafka = system.running.kafka.clone();
 
