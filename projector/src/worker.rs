@@ -351,11 +351,10 @@ impl Projector {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.try_commit(batch).await {
-                Ok(Some(outcome)) => {
+                Ok(Some((outcome, parked))) => {
                     let Stats { applied, duplicates, dead_lettered } = &*self.stats;
                     applied.fetch_add(outcome.applied as u64, Ordering::Relaxed);
                     duplicates.fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-                    let parked = outcome.refused.len() + batch.undecodable.len();
                     if parked > 0 {
                         let total = dead_lettered.fetch_add(parked as u64, Ordering::Relaxed) + parked as u64;
                         tracing::warn!(parked, total, topic = %self.dead_letter_topic, "records sent to the dead-letter topic");
@@ -376,9 +375,9 @@ impl Projector {
     }
 
     /// One attempt: fold the batch, park what cannot be used on the dead-letter topic (and wait
-    /// for Kafka to hold it), then commit rows and positions together. `None` if the generation
-    /// was retired.
-    async fn try_commit(&self, batch: &Batch) -> Result<Option<BatchOutcome>, CommitError> {
+    /// for Kafka to hold it), then commit rows and positions together. Returns what it did and
+    /// how many records it parked; `None` if the generation was retired.
+    async fn try_commit(&self, batch: &Batch) -> Result<Option<(BatchOutcome, usize)>, CommitError> {
         let started = std::time::Instant::now();
         let durable = self.target == Target::Live;
         let Some(mut tx) = store::begin_batch(&self.pool, self.generation, durable).await? else {
@@ -403,7 +402,7 @@ impl Projector {
                 reason: format!("refused by the fold: {refusal}"),
             }
         });
-        let letters: Vec<DeadLetter> = batch.undecodable.iter().cloned().chain(refused).collect();
+        let letters = self.not_parked_yet(batch.undecodable.iter().cloned().chain(refused).collect()).await?;
         let sends = letters.iter().map(|letter| self.publisher.publish_dead_letter(&self.dead_letter_topic, letter));
         for sent in futures_util::future::join_all(sends).await {
             sent?;
@@ -414,7 +413,26 @@ impl Projector {
         for record in &batch.records {
             service_kit::metrics::event_consumed("projector", record.envelope.event.type_name());
         }
-        Ok(Some(outcome))
+        Ok(Some((outcome, letters.len())))
+    }
+
+    /// Of the records this batch cannot use, those nobody parked yet. A rebuild reads again what
+    /// the live generation read: the live projector parked those before its positions moved
+    /// past them, so a rebuild parks only records at or past the live positions. After a topic
+    /// reset the live generation read another log (another topic id), and a rebuild parks all.
+    async fn not_parked_yet(&self, letters: Vec<DeadLetter>) -> Result<Vec<DeadLetter>, sqlx::Error> {
+        if letters.is_empty() || self.target == Target::Live {
+            return Ok(letters);
+        }
+        let Some(live) = generations::live(&self.pool).await? else { return Ok(letters) };
+        let topic = &self.kafka.topic;
+        let live_log = store::load_topic_identity(&self.pool, live, topic).await?;
+        let this_log = store::load_topic_identity(&self.pool, self.generation, topic).await?;
+        if live_log.is_none() || live_log != this_log {
+            return Ok(letters);
+        }
+        let live_read = store::load_positions(&self.pool, live, topic).await?;
+        Ok(letters.into_iter().filter(|letter| live_read.get(&letter.partition).is_none_or(|&next| letter.offset >= next)).collect())
     }
 }
 

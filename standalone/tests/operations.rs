@@ -1,7 +1,8 @@
 //! The admin dashboard's endpoints on Apache Kafka and PostgreSQL: the validator group's members
 //! and the partitions each holds, queue depth per partition, submissions per status and
 //! throughput from the read model's tallies (equal to counting the rows, computed again by a
-//! rebuild, and filled in when an older generation is upgraded), dead letters with their reason
+//! rebuild, and filled in when an older generation is upgraded), a rebuild that does not park
+//! again what the live projector parked, dead letters with their reason
 //! and content, and the record browser decoding the log. Admins only; bad queries get a 400.
 
 mod support;
@@ -183,6 +184,8 @@ async fn the_overview_shows_the_group_depth_and_tallies_and_the_log_reads_decode
     assert_eq!(rebuilt["rebuild"]["to_generation"], 2);
     assert_eq!(rebuilt["submissions_by_status"], caught_up["submissions_by_status"]);
     assert_eq!(totals(&rebuilt), totals(&caught_up));
+    // The live projector parked the poison record before the rebuild read it: not parked again.
+    assert_eq!(rebuilt["dead_letters"], 1, "{rebuilt}");
 
     // A generation made before the tallies existed gets them filled when it is upgraded.
     let db = system.stop_keeping_database().await;
