@@ -104,7 +104,9 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
         .args(["--exclude-path-regex", "/stream$"])
-        .args(["--max-examples", "30", "--workers", "2", "--request-timeout", "30", "--seed", "1"])
+        // One worker: with two, schemathesis once died inside CPython 3.11 compiling a module in
+        // two threads at once ("AST constructor recursion depth mismatch"), in the full suite.
+        .args(["--max-examples", "30", "--workers", "1", "--request-timeout", "30", "--seed", "1"])
         .output()
         .await
         .unwrap_or_else(|error| panic!("schemathesis at {} ({error}); scripts/test installs it", schemathesis.display()));
