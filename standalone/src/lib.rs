@@ -236,6 +236,8 @@ impl Running {
 
 /// Starts every component; returns once all of them are ready to work.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    // First, so that a taken port is said at once, not after a broker start.
+    let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     ensure_database(&config.database_url).await?;
 
     let broker = Broker::start(&config).await?;
@@ -299,7 +301,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .merge(service_kit::openapi::routes(openapi()))
         .merge(health::routes(checks))
         .merge(service_kit::metrics::routes());
-    let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));

@@ -84,6 +84,8 @@ impl OneCommandRun {
             let exited = self.child.as_mut().unwrap().try_wait().unwrap();
             if exited.is_some() || std::time::Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.logs.join("run.log")).unwrap_or_default();
+                // An error's backtrace would fill the tail and hide the error itself.
+                let log = log.rsplit_once("Stack backtrace:").map_or(log.as_str(), |(before, _)| before);
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 panic!("the run is not ready (exit: {exited:?}); the end of its log:\n{tail}");

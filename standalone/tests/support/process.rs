@@ -17,9 +17,11 @@ pub fn log_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A port that was free a moment ago, for a child to listen on.
+/// A port that was free a moment ago, for a child to listen on. It lies below the ephemeral
+/// range: a child may bind it seconds later (after starting a broker), and in between any
+/// outgoing connection of a parallel test could take an ephemeral port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    local_kafka::free_port_block(1).expect("a free port below the ephemeral range")
 }
 
 /// One role of the system as a restartable child process.
