@@ -10,30 +10,36 @@
 pub mod admin;
 pub mod config;
 pub mod generations;
+pub mod leader;
 pub mod rebuild;
 mod store;
 mod worker;
 
+use leader::LeaderLock;
 use service_kit::health::{self, ReadinessCheck};
+use service_kit::held_partitions::HeldPartitions;
+use sqlx::PgPool;
 pub use config::{Config, TopicResetPolicy};
 pub use store::connect;
 pub use worker::{Projector, Stats, Target};
 
 use tokio_util::sync::CancellationToken;
 
-/// Runs the projector until `shutdown` is cancelled, with its admin endpoints when configured.
+/// Runs a projector replica until `shutdown` is cancelled, with its admin endpoints when
+/// configured. It writes the live read model while it holds the replicas' leader lock, and waits
+/// for the lock otherwise ([`leader`]); its admin endpoints answer either way.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = connect(&config.database_url).await?;
     generations::prepare(&pool).await?;
     // The admin endpoints authenticate against the accounts.
     accounts::migrate(&pool).await?;
-    let projector = Projector::start(&config, pool.clone(), Target::Live).await?;
     let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone())?;
+    let held = HeldPartitions::default();
     if let Some(addr) = config.admin_listen {
         let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
         let mut app = admin::routes(admin.clone())
             .merge(service_kit::openapi::routes(document))
-            .merge(health::routes(readiness_checks(&pool, &projector)))
+            .merge(health::routes(readiness_checks(&pool, &held)))
             .merge(service_kit::metrics::routes())
             .fallback(service_kit::http_error::not_found_fallback);
         if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
@@ -43,18 +49,42 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::info!(%addr, "projector admin listening");
         tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
     }
-    let outcome = projector.run(shutdown).await;
+    let outcome = write_while_leading(&config, &pool, &held, &shutdown).await;
     admin.wait_for_rebuild().await;
     outcome
 }
 
+/// Takes the leader lock, writes until shutdown or until the lock's session ends, and then
+/// waits for the lock again.
+async fn write_while_leading(config: &Config, pool: &PgPool, held: &HeldPartitions, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let leading = metrics::gauge!("content_processor_projector_leader");
+    leading.set(0.0);
+    while let Some(mut lock) = LeaderLock::acquire(&config.database_url, shutdown).await {
+        tracing::info!(session = lock.session(), "this projector replica writes the read model");
+        leading.set(1.0);
+        let projector = Projector::start_reporting_into(config, pool.clone(), Target::Live, held.clone()).await?.fenced_by(&lock);
+        let stop = shutdown.child_token();
+        let writing = projector.run(stop.clone());
+        tokio::pin!(writing);
+        let lost = tokio::select! {
+            outcome = &mut writing => return outcome,
+            lost = lock.lost() => lost,
+        };
+        leading.set(0.0);
+        tracing::error!(error = %lost, "the leader lock's session ended; another replica may write now: stopping, then waiting for the lock");
+        stop.cancel();
+        writing.await?;
+    }
+    Ok(())
+}
+
 /// What `/readyz` checks for the projector: the database answers, and no partition is held at
 /// a record only a newer build reads.
-pub fn readiness_checks(pool: &sqlx::PgPool, projector: &Projector) -> Vec<ReadinessCheck> {
+pub fn readiness_checks(pool: &PgPool, held: &HeldPartitions) -> Vec<ReadinessCheck> {
     let pool = pool.clone();
     let database = ReadinessCheck::new("database", move || {
         let pool = pool.clone();
         async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| format!("database unreachable: {e}")) }
     });
-    vec![database, projector.readiness_check()]
+    vec![database, held.readiness_check("projector")]
 }

@@ -118,6 +118,21 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool) -
 }
 
 impl BatchTransaction {
+    /// Whether PostgreSQL session `session` holds the replicas' leader lock, seen from inside
+    /// this transaction: a writer whose session ended (and whose lock may be another replica's
+    /// now) must not commit.
+    pub async fn leader_lock_held(&mut self, session: i32) -> Result<bool, sqlx::Error> {
+        // A bigint advisory key shows in pg_locks as classid (high half), objid (low half), objsubid 1.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1
+                 AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = $2)",
+        )
+        .bind(session)
+        .bind(crate::leader::LEADER_LOCK)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
     /// Folds `records` into the read model (not yet committed).
     pub async fn apply(&mut self, records: &[Record]) -> Result<BatchOutcome, sqlx::Error> {
         let mut states = load_states(&mut self.tx, records).await?;

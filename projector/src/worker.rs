@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TopicResetPolicy;
 use crate::generations::{self, Generation, SwitchWhen, Switched};
+use crate::leader::LeaderLock;
 use crate::rebuild::Progress;
 use crate::store::{self, BatchOutcome, Record};
 use crate::Config;
@@ -45,6 +46,8 @@ enum CommitError {
     Database(#[from] sqlx::Error),
     #[error("dead-letter topic did not acknowledge: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
+    #[error("this replica's leader lock is gone (its session ended); another replica may be writing")]
+    NotLeader,
 }
 
 /// Counters a running projector exposes (logs, tests, the rebuild progress).
@@ -84,6 +87,9 @@ pub struct Projector {
     topic_check: tokio::time::Interval,
     /// Partitions held at a record only a newer build reads.
     held: HeldPartitions,
+    /// The session holding the replicas' leader lock, when replicas elect their writer: a batch
+    /// commits only while it still holds the lock.
+    leader_session: Option<i32>,
     stats: Arc<Stats>,
 }
 
@@ -100,6 +106,12 @@ impl Projector {
     /// Connects and assigns every partition at the position stored in the target generation
     /// (the beginning where none is stored: an empty generation replays the whole topic).
     pub async fn start(config: &Config, pool: PgPool, target: Target) -> anyhow::Result<Self> {
+        Self::start_reporting_into(config, pool, target, HeldPartitions::default()).await
+    }
+
+    /// As [`Projector::start`], with the partitions it holds reported into `held`, which
+    /// outlives it (the readiness of a replica that writes only while it leads).
+    pub async fn start_reporting_into(config: &Config, pool: PgPool, target: Target, held: HeldPartitions) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
         let dead_letter_topic = config.kafka.dead_letter_topic();
         config.kafka.ensure_topic_named(&dead_letter_topic).await?;
@@ -126,11 +138,18 @@ impl Projector {
             generation: 0,
             attached: None,
             topic_check: topic_check_interval(),
-            held: HeldPartitions::default(),
+            held,
+            leader_session: None,
             stats: Arc::default(),
         };
         projector.attach().await?;
         Ok(projector)
+    }
+
+    /// Commits only while `lock` is held: see [`crate::leader`].
+    pub fn fenced_by(mut self, lock: &LeaderLock) -> Self {
+        self.leader_session = Some(lock.session());
+        self
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -383,6 +402,11 @@ impl Projector {
         let Some(mut tx) = store::begin_batch(&self.pool, self.generation, durable).await? else {
             return Ok(None);
         };
+        if let Some(session) = self.leader_session {
+            if !tx.leader_lock_held(session).await? {
+                return Err(CommitError::NotLeader);
+            }
+        }
         let outcome = tx.apply(&batch.records).await?;
         let refused = outcome.refused.iter().map(|(index, refusal)| {
             let record = &batch.records[*index];

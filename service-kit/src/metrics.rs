@@ -49,8 +49,10 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`; installs the recorder if it is not yet (an embedding that skipped
+/// [`crate::telemetry::init`]).
 pub fn routes() -> Router {
+    handle();
     Router::new().route("/metrics", get(render))
 }
 

@@ -46,6 +46,8 @@ pub fn init(service: &'static str, default_filter: &str) -> anyhow::Result<Telem
     };
     // try_init: the one-process mode and tests may get here more than once.
     let _ = tracing_subscriber::registry().with(filter(default_filter)).with(logs).with(trace_layer_for(&provider)).try_init();
+    // Before anything is counted: what is recorded before the recorder exists is dropped.
+    crate::metrics::handle();
     Ok(Telemetry { provider })
 }
 

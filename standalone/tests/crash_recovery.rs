@@ -11,12 +11,11 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domain::{judge, Envelope, Event, Verdict};
 use reqwest::StatusCode;
-use service_kit::kafka::{KafkaArgs, Outgoing};
-use sqlx::PgPool;
+use service_kit::kafka::Outgoing;
 use support::process::{free_port, log_dir, Component};
 use support::{read_topic, TestDb, TestKafka};
 use uuid::Uuid;
@@ -72,7 +71,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     let url = format!("http://127.0.0.1:{command_port}/api/submissions");
     let token = support::admin_token(&db.url).await;
     let http = reqwest::Client::builder().default_headers(support::bearer(&token)).timeout(Duration::from_secs(10)).build().unwrap();
-    wait_until_accepting(&http, &url).await;
+    support::wait_until_accepting(&http, &url).await;
 
     // The client: CLIENTS workers share the numbered submissions.
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
@@ -140,7 +139,8 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
         .map(|(id, _)| Envelope::new(*id, Event::ProcessingStarted {}, chrono::Utc::now(), Uuid::nil()))
         .collect();
     publisher.publish_all(replayed.iter().map(Outgoing::from)).await.unwrap();
-    wait_for_projection_to_finish(&pool, &kafka, &outcomes.acknowledged).await;
+    let ids: Vec<Uuid> = outcomes.acknowledged.iter().map(|(id, _)| *id).collect();
+    support::wait_until_projected(&pool, &kafka, &ids).await;
 
     // 1. Every 202 is in the read model with the right verdict.
     let rows = support::read_model(&pool).await;
@@ -181,36 +181,4 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     pool.close().await;
     db.drop_database().await;
     broker.stop().await;
-}
-
-async fn wait_until_accepting(http: &reqwest::Client, url: &str) {
-    support::eventually("the command API accepts", || async {
-        let sent = http.post(url).json(&serde_json::json!({"content": "warm-up 0000"})).send().await;
-        sent.ok().filter(|r| r.status() == StatusCode::ACCEPTED).map(|_| ())
-    })
-    .await;
-}
-
-/// Waits until every acknowledged submission has its verdict and the projector has read the
-/// whole topic (so the fold of the log can be compared with the read model).
-async fn wait_for_projection_to_finish(pool: &PgPool, kafka: &KafkaArgs, acknowledged: &[(Uuid, String)]) {
-    let ids: Vec<Uuid> = acknowledged.iter().map(|(id, _)| *id).collect();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (judged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submissions WHERE id = ANY($1) AND status IN ('PASSED', 'FAILED')")
-            .bind(&ids)
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        let ends = support::records_in_topic(kafka).await;
-        let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        if judged == ids.len() as i64 && read == Some(ends) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "recovered in time: {judged}/{} judged, {read:?}/{ends} records projected", ids.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -17,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
 use service_kit::kafka::KafkaArgs;
-use support::{eventually, Api, TestDb, TestKafka, TestSystem};
+use support::{eventually, TestDb, TestKafka, TestSystem};
 use uuid::Uuid;
 
 const PARTITIONS: i32 = 6;
@@ -34,55 +32,6 @@ async fn partition_states(kafka: &KafkaArgs) -> Vec<(i32, usize)> {
     })
     .await
     .unwrap()
-}
-
-/// Clients submitting at a steady pace until stopped; what each request got.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<Vec<Uuid>>>,
-    unavailable: Arc<Mutex<usize>>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(api: &Api, workers: usize) -> Load {
-        let load = Load { stop: Default::default(), acknowledged: Default::default(), unavailable: Default::default(), workers: Vec::new() };
-        let workers = (0..workers)
-            .map(|worker| {
-                let (api, stop, acknowledged, unavailable) =
-                    (api.clone(), load.stop.clone(), load.acknowledged.clone(), load.unavailable.clone());
-                tokio::spawn(async move {
-                    let mut i = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += 1;
-                        let content = if i % 4 == 0 { format!("w{worker}") } else { format!("worker {worker} item {i}") };
-                        let (status, body) = api.submit(&content).await;
-                        match status {
-                            StatusCode::ACCEPTED => acknowledged.lock().unwrap().push(body["id"].as_str().unwrap().parse().unwrap()),
-                            StatusCode::SERVICE_UNAVAILABLE => *unavailable.lock().unwrap() += 1,
-                            other => panic!("unexpected answer {other}: {body}"),
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                })
-            })
-            .collect();
-        Load { workers, ..load }
-    }
-
-    fn accepted(&self) -> usize {
-        self.acknowledged.lock().unwrap().len()
-    }
-
-    async fn stop(self) -> (Vec<Uuid>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers {
-            worker.await.unwrap();
-        }
-        let acknowledged = self.acknowledged.lock().unwrap().clone();
-        let unavailable = *self.unavailable.lock().unwrap();
-        (acknowledged, unavailable)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +54,7 @@ async fn leaders_killed_under_load_lose_nothing_and_two_brokers_down_mean_503() 
     assert_eq!(states.len(), PARTITIONS as usize);
     assert!(states.iter().all(|(_, in_sync)| *in_sync == 3), "three replicas in sync: {states:?}");
 
-    let load = Load::start(&system.api, 4);
+    let load = support::load::Load::start(&system.api, 4);
     eventually("the load is flowing", || async { (load.accepted() >= 50).then_some(()) }).await;
     for round in 1..=KILLS {
         let leader = partition_states(&kafka).await[0].0 as u16;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod browser;
+pub mod load;
 pub mod mail;
 pub mod process;
 pub mod receiver;
@@ -280,6 +281,38 @@ pub async fn records_in_topic(kafka: &KafkaArgs) -> i64 {
 pub async fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
     let bounds = kafka.partition_bounds().await.expect("watermarks of the topic");
     bounds.into_iter().map(|(partition, (_, end))| (partition, end)).collect()
+}
+
+/// Waits until the command API at `url` accepts a submission.
+pub async fn wait_until_accepting(http: &reqwest::Client, url: &str) {
+    eventually("the command API accepts", || async {
+        let sent = http.post(url).json(&serde_json::json!({"content": "warm-up 0000"})).send().await;
+        sent.ok().filter(|r| r.status() == StatusCode::ACCEPTED).map(|_| ())
+    })
+    .await;
+}
+
+/// Waits until every one of `ids` has its verdict and the projector has read the whole topic
+/// (so the fold of the log can be compared with the read model).
+pub async fn wait_until_projected(pool: &sqlx::PgPool, kafka: &KafkaArgs, ids: &[uuid::Uuid]) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (judged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submissions WHERE id = ANY($1) AND status IN ('PASSED', 'FAILED')")
+            .bind(ids)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let ends = records_in_topic(kafka).await;
+        let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if judged == ids.len() as i64 && read == Some(ends) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "projected in time: {judged}/{} judged, {read:?}/{ends} records projected", ids.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Retries `probe` until it yields a value; fails the test at [`DEADLINE`].

@@ -27,6 +27,8 @@ pub fn free_port() -> u16 {
 /// One role of the system as a restartable child process.
 pub struct Component {
     pub role: &'static str,
+    /// Its log is `{name}.log` in the log directory: the role, unless replicas need telling apart.
+    name: String,
     args: Vec<String>,
     logs: PathBuf,
     child: Option<Child>,
@@ -36,7 +38,12 @@ pub struct Component {
 
 impl Component {
     pub fn new(role: &'static str, args: Vec<String>, logs: &std::path::Path) -> Component {
-        Component { role, args, logs: logs.to_owned(), child: None, env: Vec::new(), starts: 0 }
+        Component { role, name: role.to_owned(), args, logs: logs.to_owned(), child: None, env: Vec::new(), starts: 0 }
+    }
+
+    /// A replica of `role`, logging to `{name}.log`.
+    pub fn replica(role: &'static str, name: &str, args: Vec<String>, logs: &std::path::Path) -> Component {
+        Component { name: name.to_owned(), ..Component::new(role, args, logs) }
     }
 
     /// Sets an environment variable for the process from its next start (`RUST_LOG` included).
@@ -46,12 +53,12 @@ impl Component {
     }
 
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} already running", self.role);
+        assert!(self.child.is_none(), "{} already running", self.name);
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs.join(format!("{}.log", self.role)))
+            .open(self.logs.join(format!("{}.log", self.name)))
             .unwrap();
         let child = Command::new(BINARY)
             .arg(self.role)
@@ -62,7 +69,7 @@ impl Component {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("{} starts: {e}", self.role));
+            .unwrap_or_else(|e| panic!("{} starts: {e}", self.name));
         self.child = Some(child);
     }
 
@@ -90,7 +97,7 @@ impl Component {
     fn signal(&self, name: &str) {
         let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
         let sent = std::process::Command::new("kill").args([format!("-{name}"), pid]).status().unwrap();
-        assert!(sent.success(), "SIG{name} sent to {}", self.role);
+        assert!(sent.success(), "SIG{name} sent to {}", self.name);
     }
 
     /// SIGTERM, then waits for the process to exit by itself.
@@ -99,7 +106,7 @@ impl Component {
         let mut child = self.child.take().expect("running");
         match tokio::time::timeout(within, child.wait()).await {
             Ok(status) => status.unwrap(),
-            Err(_) => panic!("{} did not exit within {within:?} of SIGTERM", self.role),
+            Err(_) => panic!("{} did not exit within {within:?} of SIGTERM", self.name),
         }
     }
 }

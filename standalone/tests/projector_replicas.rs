@@ -1,0 +1,139 @@
+//! Two projector replicas as separate processes, as a two-replica Deployment starts them: one
+//! writes the read model and the other waits, writing nothing. The writer is SIGKILLed under
+//! load; the other replica commits within [`TAKEOVER_BOUND`], the killed one comes back as the
+//! one that waits, and the read model has every submission that got a 202, each event once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use domain::Envelope;
+use support::load::Load;
+use support::process::{free_port, log_dir, Component};
+use support::{eventually, read_topic, Api, TestDb, TestKafka};
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 6;
+/// From the writer's death to the other replica's first commit, as ARCHITECTURE.md states it:
+/// the lock is free once PostgreSQL sees the dead session's socket close, a waiting replica
+/// tries it every 0.5 s, and then starts its Kafka consumer (seconds on a loaded machine).
+const TAKEOVER_BOUND: Duration = Duration::from_secs(15);
+
+/// A replica's projector process with its own admin port (its /metrics say what it does).
+struct Replica {
+    process: Component,
+    port: u16,
+}
+
+impl Replica {
+    /// The value of a metric family without labels on this replica's `/metrics`, if it has one.
+    async fn metric(&self, http: &reqwest::Client, family: &str) -> Option<f64> {
+        let text = http.get(format!("http://127.0.0.1:{}/metrics", self.port)).send().await.ok()?.text().await.ok()?;
+        text.lines().find_map(|line| line.strip_prefix(family)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Whether it holds the leader lock: `None` while it does not answer yet.
+    async fn leads(&self, http: &reqwest::Client) -> Option<bool> {
+        self.metric(http, "content_processor_projector_leader").await.map(|value| value == 1.0)
+    }
+
+    /// Events it applied to the read model since it started (none has no family yet).
+    async fn rows_written(&self, http: &reqwest::Client) -> f64 {
+        self.metric(http, "content_processor_projector_rows_written_total").await.unwrap_or(0.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_nothing() {
+    let logs = log_dir("projector-replicas");
+    let broker = TestKafka::start(1, PARTITIONS).await;
+    let db = TestDb::create().await;
+    let brokers = broker.kafka.bootstrap_servers().to_owned();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec!["--kafka-brokers".into(), brokers.clone(), "--kafka-partitions".into(), PARTITIONS.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let command_port = free_port();
+    let mut command_api =
+        Component::new("command-api", args(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs);
+    let mut validator = Component::new("validator", args(&[]), &logs);
+    command_api.start();
+    validator.start();
+    let mut replicas: Vec<Replica> = (0..2)
+        .map(|i| {
+            let port = free_port();
+            let admin = format!("127.0.0.1:{port}");
+            let process = Component::replica("projector", &format!("projector-{i}"), args(&["--database-url", &db.url, "--admin-listen", &admin]), &logs);
+            Replica { process, port }
+        })
+        .collect();
+    let metrics = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    // The first replica up writes; the second one waits.
+    replicas[0].process.start();
+    eventually("replica 0 leads", || async { (replicas[0].leads(&metrics).await == Some(true)).then_some(()) }).await;
+    replicas[1].process.start();
+    eventually("replica 1 is up and waits", || async { (replicas[1].leads(&metrics).await == Some(false)).then_some(()) }).await;
+
+    let api = Api { base: format!("http://127.0.0.1:{command_port}"), http: support::admin_client(&db.url).await };
+    support::wait_until_accepting(&api.http, &api.url("/api/submissions")).await;
+    let load = Load::start(&api, 4);
+    eventually("replica 0 projects the load", || async {
+        (load.accepted() >= 300 && replicas[0].rows_written(&metrics).await >= 300.0).then_some(())
+    })
+    .await;
+    assert_eq!(replicas[1].rows_written(&metrics).await, 0.0, "the waiting replica wrote nothing");
+    assert_eq!(replicas[1].leads(&metrics).await, Some(false));
+
+    // SIGKILL the writer in the middle of the stream.
+    replicas[0].process.kill().await;
+    let killed = Instant::now();
+    eventually("replica 1 takes over and commits", || async { (replicas[1].rows_written(&metrics).await > 0.0).then_some(()) }).await;
+    let takeover = killed.elapsed();
+    println!("replica 1 committed its first batch {takeover:?} after replica 0 was killed (bound {TAKEOVER_BOUND:?})");
+    assert!(takeover <= TAKEOVER_BOUND, "took over in {takeover:?}");
+    assert_eq!(replicas[1].leads(&metrics).await, Some(true));
+
+    // The killed replica restarts, as its Deployment would restart it, and now waits.
+    replicas[0].process.start();
+    eventually("replica 0 is back and waits", || async { (replicas[0].leads(&metrics).await == Some(false)).then_some(()) }).await;
+    let accepted_then = load.accepted();
+    eventually("the load goes on", || async { (load.accepted() >= accepted_then + 100).then_some(()) }).await;
+    let (acknowledged, unavailable) = load.stop().await;
+    println!("{} submissions got a 202, {unavailable} a 503", acknowledged.len());
+
+    let pool = db.pool().await;
+    support::wait_until_projected(&pool, &broker.kafka, &acknowledged).await;
+    assert_eq!(replicas[0].rows_written(&metrics).await, 0.0, "the restarted replica waits and writes nothing");
+
+    // Nothing lost: every 202 has its verdict, and the read model is the fold of the whole log.
+    support::assert_read_model_equals_fold_of_topic(&pool, &broker.kafka).await;
+    // Nothing twice: one history row per distinct event in the log, one verdict per submission.
+    let log = read_topic(&broker.kafka, &broker.kafka.topic);
+    let mut distinct: Vec<Uuid> = log.iter().map(|r| Envelope::decode(r.value.as_deref().unwrap()).unwrap().event_id).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let (history_rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submission_events").fetch_one(&pool).await.unwrap();
+    assert_eq!(history_rows as usize, distinct.len(), "one history row per distinct event");
+    let verdicts: HashMap<Uuid, i64> = sqlx::query_as(
+        "SELECT submission_id, COUNT(*) FROM submission_events \
+         WHERE event_type IN ('SubmissionPassed', 'SubmissionFailed') GROUP BY submission_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    for id in &acknowledged {
+        assert_eq!(verdicts.get(id), Some(&1), "{id} has exactly one verdict");
+    }
+
+    pool.close().await;
+    for replica in &mut replicas {
+        replica.process.kill().await;
+    }
+    db.drop_database().await;
+    broker.stop().await;
+}
