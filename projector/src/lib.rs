@@ -20,6 +20,10 @@ use service_kit::health::{self, ReadinessCheck};
 use service_kit::held_partitions::HeldPartitions;
 use sqlx::PgPool;
 pub use config::{Config, TopicResetPolicy};
+
+/// The group id of the projector's consumer. It assigns partitions itself and keeps its
+/// positions in PostgreSQL, so it never joins the group; a broker's ACLs still name it.
+pub const CONSUMER_GROUP: &str = "projector";
 pub use store::connect;
 pub use worker::{Projector, Stats, Target};
 

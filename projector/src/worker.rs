@@ -115,7 +115,7 @@ impl Projector {
         config.kafka.ensure_topic().await?;
         let dead_letter_topic = config.kafka.dead_letter_topic();
         config.kafka.ensure_topic_named(&dead_letter_topic).await?;
-        let mut consumer_config = config.kafka.consumer_config("projector");
+        let mut consumer_config = config.kafka.consumer_config(crate::CONSUMER_GROUP);
         // Positions live in PostgreSQL; a position the broker no longer has is a reset topic,
         // to be noticed, never silently replaced by another offset.
         consumer_config.set("auto.offset.reset", "error");

@@ -32,6 +32,11 @@ use crate::kafka::{blocking, enqueue, event_produced, KafkaArgs, Position};
 /// one left open by a crashed process can hold back `read_committed` consumers.
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What every `transactional.id` of the publishers of `topic` starts with (an ACL grants it).
+pub fn transactional_id_prefix(topic: &str) -> String {
+    format!("{topic}-batches-")
+}
+
 /// Publishes groups of events atomically. Cheap to clone.
 #[derive(Clone)]
 pub struct AtomicPublisher {
@@ -105,7 +110,7 @@ impl AtomicPublisher {
         let producer: FutureProducer = self
             .kafka
             .producer_config(self.timeout)
-            .set("transactional.id", format!("{}-batches-{}-{slot}", self.kafka.topic, self.instance))
+            .set("transactional.id", format!("{}{}-{slot}", transactional_id_prefix(&self.kafka.topic), self.instance))
             .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string())
             .create()?;
         let init = producer.clone();

@@ -14,6 +14,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{blocking, bounds, topic_partition_count, KafkaArgs, KafkaSetupError};
 
+/// The group id the inspector's record reader carries: it never joins the group or commits.
+pub const INSPECTOR_GROUP_ID: &str = "content-processor-inspector";
+
 /// How long one look may take before it is given up.
 const LOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,7 +135,7 @@ impl Inspector {
         config
             // librdkafka assigns partitions only to a consumer with a group; this one never
             // joins it (no subscribe) and never commits.
-            .set("group.id", "content-processor-inspector")
+            .set("group.id", INSPECTOR_GROUP_ID)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true");

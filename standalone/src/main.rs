@@ -84,15 +84,20 @@ impl Cli {
 #[derive(clap::Args)]
 struct CreateAdmin {
     /// The admin's email address (the sign-in name).
+    #[arg(env = "ADMIN_EMAIL")]
     email: String,
+    /// Asked for when not given. Better given in the environment than on the command line,
+    /// where `ps` shows it.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
     database_url: String,
 }
 
 async fn create_admin(args: CreateAdmin) -> anyhow::Result<()> {
-    let password = match std::env::var("ADMIN_PASSWORD") {
-        Ok(password) => password,
-        Err(_) => rpassword::prompt_password(format!("Password for {}: ", args.email))?,
+    let password = match args.password {
+        Some(password) => password,
+        None => rpassword::prompt_password(format!("Password for {}: ", args.email))?,
     };
     let account = content_processor::create_admin(&args.database_url, &args.email, password).await?;
     println!("{} is an admin (account {}); sign in with it at the UI or POST /api/session.", account.email, account.id);
