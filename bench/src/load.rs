@@ -73,7 +73,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Percentiles {
         let ms = |micros: u64| micros as f64 / 1000.0;
         Percentiles {
             count: h.len(),
@@ -108,21 +108,21 @@ pub struct LoadReport {
 
 /// Shared between the senders and the SSE reader.
 #[derive(Default)]
-struct Tracker {
+pub(crate) struct Tracker {
     /// Accepted, verdict not seen yet: when the submission was (meant to be) sent.
-    waiting: HashMap<Uuid, Instant>,
+    pub(crate) waiting: HashMap<Uuid, Instant>,
     /// Verdicts seen before their POST was answered.
     early: HashMap<Uuid, Instant>,
-    post: Option<Histogram<u64>>,
-    end_to_end: Option<Histogram<u64>>,
-    accepted: u64,
-    errors: BTreeMap<String, u64>,
+    pub(crate) post: Option<Histogram<u64>>,
+    pub(crate) end_to_end: Option<Histogram<u64>>,
+    pub(crate) accepted: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
     verdicts_in_window: u64,
-    window_end: Option<Instant>,
+    pub(crate) window_end: Option<Instant>,
 }
 
 impl Tracker {
-    fn new() -> Tracker {
+    pub(crate) fn new() -> Tracker {
         let histogram = || Histogram::new_with_bounds(1, 600_000_000, 3).ok();
         Tracker { post: histogram(), end_to_end: histogram(), ..Tracker::default() }
     }
@@ -144,7 +144,7 @@ impl Tracker {
         }
     }
 
-    fn verdict(&mut self, id: Uuid, at: Instant) {
+    pub(crate) fn verdict(&mut self, id: Uuid, at: Instant) {
         match self.waiting.remove(&id) {
             Some(sent) => self.verdict_seen(sent, at),
             None => {
@@ -176,7 +176,10 @@ fn content(i: u64) -> String {
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let http = client(&args.token, Some(Duration::from_secs(30)))?;
     let tracker = Arc::new(Mutex::new(Tracker::new()));
-    let verdicts = tokio::spawn(follow_verdicts(http.clone(), format!("{}/api/stream", args.query_url), tracker.clone()));
+    let follower = tracker.clone();
+    let verdicts = tokio::spawn(follow_verdicts(http.clone(), format!("{}/api/stream", args.query_url), None, || {}, move |id, at| {
+        follower.lock().unwrap().verdict(id, at)
+    }));
     // Let the stream connect before the first submission.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -186,7 +189,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     tracker.lock().unwrap().window_end = Some(started + window);
     let sent = match args.mode {
         Mode::Closed => closed_loop(&http, &url, args.concurrency, started + window, &tracker).await,
-        Mode::Open => open_loop(&http, &url, args.rate, started + window, &tracker).await,
+        Mode::Open => open_loop(&http, &url, args.rate, started + window, &tracker, Arc::default()).await,
     };
 
     let drain_until = Instant::now() + Duration::from_secs(args.drain_seconds);
@@ -213,9 +216,14 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// Sends one submission; `sent` is when it was meant to go (open loop) or went (closed loop).
-async fn submit(http: &reqwest::Client, url: &str, i: u64, sent: Instant, tracker: &Mutex<Tracker>) {
-    let outcome = http.post(url).json(&serde_json::json!({ "content": content(i) })).send().await;
+/// Sends one submission, as the owner of `token` if given (else with the client's own);
+/// `sent` is when it was meant to go (open loop) or went (closed loop).
+async fn submit(http: &reqwest::Client, url: &str, token: Option<&str>, i: u64, sent: Instant, tracker: &Mutex<Tracker>) {
+    let mut request = http.post(url).json(&serde_json::json!({ "content": content(i) }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let outcome = request.send().await;
     let answered = Instant::now();
     let result = match outcome {
         Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
@@ -244,7 +252,7 @@ async fn closed_loop(http: &reqwest::Client, url: &str, concurrency: usize, unti
             tokio::spawn(async move {
                 while Instant::now() < until {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    submit(&http, &url, i, Instant::now(), &tracker).await;
+                    submit(&http, &url, None, i, Instant::now(), &tracker).await;
                 }
             })
         })
@@ -255,7 +263,16 @@ async fn closed_loop(http: &reqwest::Client, url: &str, concurrency: usize, unti
     next.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-async fn open_loop(http: &reqwest::Client, url: &str, rate: u32, until: Instant, tracker: &Arc<Mutex<Tracker>>) -> u64 {
+/// Sends at `rate` per second until `until`; submission `i` is sent as the owner of
+/// `tokens[i % len]` (with the client's own token when there are none).
+pub(crate) async fn open_loop(
+    http: &reqwest::Client,
+    url: &str,
+    rate: u32,
+    until: Instant,
+    tracker: &Arc<Mutex<Tracker>>,
+    tokens: Arc<[String]>,
+) -> u64 {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let start = Instant::now();
     let mut in_flight = Vec::new();
@@ -266,8 +283,11 @@ async fn open_loop(http: &reqwest::Client, url: &str, rate: u32, until: Instant,
             break;
         }
         tokio::time::sleep_until(scheduled.into()).await;
-        let (http, url, tracker) = (http.clone(), url.to_owned(), tracker.clone());
-        in_flight.push(tokio::spawn(async move { submit(&http, &url, i, scheduled, &tracker).await }));
+        let (http, url, tracker, tokens) = (http.clone(), url.to_owned(), tracker.clone(), tokens.clone());
+        in_flight.push(tokio::spawn(async move {
+            let token = (!tokens.is_empty()).then(|| tokens[i as usize % tokens.len()].as_str());
+            submit(&http, &url, token, i, scheduled, &tracker).await
+        }));
         i += 1;
     }
     for request in in_flight {
@@ -276,18 +296,33 @@ async fn open_loop(http: &reqwest::Client, url: &str, rate: u32, until: Instant,
     i
 }
 
-/// Reads verdicts from the SSE stream until aborted; reconnects (resuming) if it drops.
-async fn follow_verdicts(http: reqwest::Client, url: String, tracker: Arc<Mutex<Tracker>>) {
+/// Reads verdicts from the SSE stream at `url` (as the owner of `token`, if given) until
+/// aborted, calling `connected` for each connection made and `verdict` for each verdict;
+/// reconnects, resuming, if the stream drops.
+pub(crate) async fn follow_verdicts(
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    connected: impl Fn(),
+    mut verdict: impl FnMut(Uuid, Instant),
+) {
     let mut last_event_id: Option<String> = None;
     loop {
         let mut request = http.get(&url).timeout(Duration::from_secs(3600));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
         if let Some(id) = &last_event_id {
             request = request.header("Last-Event-ID", id);
         }
-        let Ok(response) = request.send().await else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
+        let response = match request.send().await {
+            Ok(response) if response.status().is_success() => response,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
         };
+        connected();
         let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
         while let Some(Ok(event)) = events.next().await {
             let at = Instant::now();
@@ -298,7 +333,7 @@ async fn follow_verdicts(http: reqwest::Client, url: String, tracker: Arc<Mutex<
             let Ok(data) = serde_json::from_str::<serde_json::Value>(&event.data) else { continue };
             if matches!(data["status"].as_str(), Some("PASSED" | "FAILED")) {
                 if let Some(id) = data["submission_id"].as_str().and_then(|s| s.parse().ok()) {
-                    tracker.lock().unwrap().verdict(id, at);
+                    verdict(id, at);
                 }
             }
         }

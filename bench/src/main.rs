@@ -2,13 +2,17 @@
 //!
 //! - `loadgen http`: one load run against given URLs (closed or open loop).
 //! - `loadgen replay`: how fast a read model is rebuilt from a topic of N events.
+//! - `loadgen validators`: verdicts per second of 1, 2, 4... validator processes.
+//! - `loadgen live`: thousands of users' SSE streams on one query API under load.
 //! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
 mod broker;
+mod live;
 mod load;
 mod replay;
 mod report;
+mod scaling;
 mod suite;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +30,10 @@ enum Command {
     Http(load::LoadArgs),
     /// Rebuild rate: fill a topic with N events, then time a projector replaying it.
     Replay(replay::ReplayArgs),
+    /// Live browsers: N users' SSE streams on one query API while submissions flow.
+    Live(live::LiveArgs),
+    /// Validator scale-out: verdicts per second of 1, 2, 4... processes on one topic.
+    Validators(scaling::ScalingArgs),
     /// The whole benchmark: several runs of every scenario, with per-component memory.
     Suite(suite::SuiteArgs),
 }
@@ -43,6 +51,16 @@ async fn main() -> anyhow::Result<()> {
             let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
             let report = replay::run(&args, &launcher).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Live(args) => {
+            let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
+            let report = live::run(&args, &launcher).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Validators(args) => {
+            let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
+            let reports = scaling::run(&args, &launcher).await?;
+            println!("{}", serde_json::to_string_pretty(&reports)?);
         }
         Command::Suite(args) => suite::run(&args).await?,
     }

@@ -47,6 +47,8 @@ pub struct ReplayReport {
     pub produce_seconds: f64,
     pub replay_seconds: f64,
     pub events_per_second: f64,
+    /// Peak resident memory of the process during the rebuild (PostgreSQL's not included).
+    pub rebuild_peak_rss_mib: f64,
 }
 
 pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<ReplayReport> {
@@ -56,20 +58,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let produce_started = Instant::now();
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
     let submissions = args.events.div_ceil(3);
-    let mut produced = 0u64;
-    let mut chunk = Vec::with_capacity(30_000);
-    for i in 0..submissions {
-        let content = if i % 5 == 0 { "short".to_owned() } else { format!("replayed submission {i}") };
-        let created = Envelope::new(Uuid::now_v7(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
-        let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
-        let verdict = created.follow_up(Event::verdict_for(&content), Utc::now());
-        chunk.extend([created, started, verdict]);
-        if chunk.len() >= 30_000 || i + 1 == submissions {
-            publisher.publish_all(chunk.iter().map(Outgoing::from)).await?;
-            produced += chunk.len() as u64;
-            chunk.clear();
-        }
-    }
+    let produced = fill_topic(&publisher, submissions, History::Complete).await?;
     let produce_seconds = produce_started.elapsed().as_secs_f64();
     let bounds = kafka.partition_bounds().await?;
     let kept: i64 = bounds.values().map(|(start, end)| end - start).sum();
@@ -86,9 +75,12 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let progress = projector::rebuild::Progress::default();
     let lock = projector::rebuild::RebuildLock::try_acquire(&pool).await?.context("a rebuild is already running")?;
     progress.begin();
+    // The peak of the rebuild alone, not of filling the topic before it.
+    reset_peak_memory();
     let replay_started = Instant::now();
     projector::rebuild::rebuild(&config, &pool, &progress, lock, CancellationToken::new()).await?;
     let replay_seconds = replay_started.elapsed().as_secs_f64();
+    let rebuild_peak_rss_mib = peak_memory_mib(std::process::id()).unwrap_or(f64::NAN);
     // Positions at the end are not enough: every event must be in the read model.
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submission_events").fetch_one(&pool).await?;
     let submissions_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE status IN ('PASSED', 'FAILED')")
@@ -109,5 +101,55 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
         produce_seconds,
         replay_seconds,
         events_per_second: produced as f64 / replay_seconds,
+        rebuild_peak_rss_mib,
     })
+}
+
+/// What each submission written by [`fill_topic`] has in the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// `SubmissionCreated` only: work for validators.
+    Created,
+    /// Created, started and judged: what a rebuild replays.
+    Complete,
+}
+
+/// Publishes `submissions` submissions (every fifth one fails the rule) in chunks, acknowledged
+/// by the broker; returns the number of events written.
+pub async fn fill_topic(publisher: &EventPublisher, submissions: u64, history: History) -> anyhow::Result<u64> {
+    let mut produced = 0u64;
+    let mut chunk = Vec::with_capacity(30_000);
+    for i in 0..submissions {
+        let content = if i % 5 == 0 { "short".to_owned() } else { format!("replayed submission {i}") };
+        let created = Envelope::new(Uuid::now_v7(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
+        let follow_ups = match history {
+            History::Created => vec![],
+            History::Complete => vec![
+                created.follow_up(Event::ProcessingStarted {}, Utc::now()),
+                created.follow_up(Event::verdict_for(&content), Utc::now()),
+            ],
+        };
+        chunk.push(created);
+        chunk.extend(follow_ups);
+        if chunk.len() >= 30_000 || i + 1 == submissions {
+            publisher.publish_all(chunk.iter().map(Outgoing::from)).await?;
+            produced += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    Ok(produced)
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in MiB.
+pub fn peak_memory_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Resets this process's VmHWM to its current resident set (Linux: `clear_refs` value 5).
+fn reset_peak_memory() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::warn!(%error, "cannot reset the peak memory; the rebuild's peak includes filling the topic");
+    }
 }

@@ -56,7 +56,7 @@ pub struct SuiteArgs {
 }
 
 /// Peak resident memory (VmHWM) per process, in MiB.
-type Memory = BTreeMap<String, f64>;
+pub(crate) type Memory = BTreeMap<String, f64>;
 
 #[derive(Debug, Serialize)]
 struct Run {
@@ -226,12 +226,12 @@ fn machine() -> serde_json::Value {
 }
 
 /// The system with every component in a process of its own, on a fresh database.
-struct System {
+pub(crate) struct System {
     /// An admin's API token: the load submits with it and sees every verdict.
     token: String,
-    command_url: String,
-    query_url: String,
-    database_url: String,
+    pub(crate) command_url: String,
+    pub(crate) query_url: String,
+    pub(crate) database_url: String,
     broker: BenchBroker,
     broker_ready_seconds: f64,
     processes: Vec<(String, Child)>,
@@ -241,20 +241,24 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
+/// Starts `content-processor <role>`; its warnings and errors go to `<temp>/content-processor-bench/<role>.log`.
+pub fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
+    let logs = std::env::temp_dir().join("content-processor-bench");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{role}.log")))?;
     Command::new(binary)
         .arg(role)
         .args(args)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {role}"))
 }
 
 impl System {
-    async fn start(launcher: &Launcher, kind: BrokerKind, server_url: &str) -> anyhow::Result<System> {
+    pub(crate) async fn start(launcher: &Launcher, kind: BrokerKind, server_url: &str) -> anyhow::Result<System> {
         let database_url = format!("{server_url}/cp_bench_{}", uuid::Uuid::new_v4().simple());
         sqlx::Postgres::create_database(&database_url).await?;
         let started = launcher.start(kind, 6).await?;
@@ -324,19 +328,15 @@ impl System {
         }
     }
 
-    fn peak_memory(&self) -> Memory {
+    pub(crate) fn peak_memory(&self) -> Memory {
         let components = self.processes.iter().filter_map(|(role, child)| Some((role.as_str(), child.id()?)));
         components
             .chain(self.broker.pid().map(|pid| ("broker", pid)))
-            .filter_map(|(role, pid)| {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-                Some((role.to_owned(), kib / 1024.0))
-            })
+            .filter_map(|(role, pid)| Some((role.to_owned(), crate::replay::peak_memory_mib(pid)?)))
             .collect()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         // Components first, the broker last.
         for (_, child) in self.processes.iter_mut().rev() {
             let _ = child.kill().await;

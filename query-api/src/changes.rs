@@ -5,10 +5,16 @@
 //! read from the table by `seq`, so a notification lost while the connection was down costs
 //! latency, never an event (a periodic tick catches up regardless).
 //!
+//! A stream scoped to one owner subscribes to that owner's feed, which carries only the owner's
+//! changes: a change wakes the streams that may see it, not every open stream, so its cost
+//! does not grow with the number of users connected. Streams of everyone's changes (admins)
+//! follow the feed of every change.
+//!
 //! `seq` orders changes within one read-model generation. When a rebuild makes another
 //! generation live, the hub broadcasts [`Update::Reset`]: positions in the old generation mean
 //! nothing in the new one, and clients must reload the state over REST.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +32,9 @@ const SAFETY_TICK: Duration = Duration::from_secs(1);
 pub const PAGE: i64 = 500;
 /// Changes buffered per subscriber before it lags and has to catch up from the database.
 const BUFFER: usize = 4096;
+/// The same for one owner's feed: one user's changes arrive far more slowly, and every
+/// connected owner has one (its slots are allocated up front).
+const OWNER_BUFFER: usize = 16;
 
 /// A place in the stream of changes: a generation of the read model and a `seq` in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,9 +186,18 @@ impl StatusChange {
 }
 
 /// Fans status changes out to subscribers.
+/// A subscription to the hub.
+pub struct Feed {
+    pub updates: broadcast::Receiver<Update>,
+    /// Whether it carries every change (so each seq follows the one before), or one owner's.
+    pub every_seq: bool,
+}
+
 #[derive(Clone)]
 pub struct ChangeHub {
     sender: broadcast::Sender<Update>,
+    /// One channel per owner with a stream open in this process.
+    owners: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Update>>>>,
     /// The last position broadcast; `None` until the database was first read.
     position: Arc<Mutex<Option<Position>>>,
 }
@@ -188,13 +206,47 @@ impl ChangeHub {
     /// Starts the listening task; it ends with `shutdown`.
     pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
         let (sender, _) = broadcast::channel(BUFFER);
-        let hub = ChangeHub { sender, position: Arc::default() };
+        let hub = ChangeHub { sender, owners: Arc::default(), position: Arc::default() };
         tokio::spawn(hub.clone().listen(pool, shutdown));
         hub
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
-        self.sender.subscribe()
+    /// The feed for a reader of `scope`: its owner's, or every change when it has none.
+    pub fn subscribe(&self, scope: Scope) -> Feed {
+        match scope.owner {
+            Some(owner) => {
+                let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+                let sender = owners.entry(owner).or_insert_with(|| broadcast::channel(OWNER_BUFFER).0);
+                Feed { updates: sender.subscribe(), every_seq: false }
+            }
+            None => Feed { updates: self.sender.subscribe(), every_seq: true },
+        }
+    }
+
+    /// Sends `update` to the feed of every change and to the feeds of those it concerns: a
+    /// change to its owner's, a reset to every owner's. No subscribers is not an error: nobody
+    /// is watching right now.
+    fn send(&self, update: Update) {
+        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        match &update {
+            Update::Change(change) => {
+                if let Some(sender) = change.owner_id.and_then(|owner| owners.get(&owner)) {
+                    let _ = sender.send(update.clone());
+                }
+            }
+            Update::Reset(_) => {
+                for sender in owners.values() {
+                    let _ = sender.send(update.clone());
+                }
+            }
+        }
+        drop(owners);
+        let _ = self.sender.send(update);
+    }
+
+    /// Forgets the feeds of owners whose streams have all ended.
+    fn prune_owners(&self) {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, sender| sender.receiver_count() > 0);
     }
 
     /// The last position broadcast, or `None` before the hub has read the database once.
@@ -216,7 +268,7 @@ impl ChangeHub {
             self.catch_up(&pool).await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tick.tick() => self.prune_owners(),
                 received = async { listener.as_mut()?.try_recv().await.ok() }, if listener.is_some() => {
                     // Ok(Some) is a notification, Ok(None) a reconnect; either way catch up.
                     // An error drops the listener so the next round connects anew.
@@ -256,7 +308,7 @@ impl ChangeHub {
         if at.generation != live.generation {
             tracing::info!(from = at.generation, to = live.generation, "read model switched; telling subscribers to reload");
             self.set_position(live);
-            let _ = self.sender.send(Update::Reset(live));
+            self.send(Update::Reset(live));
             return;
         }
         loop {
@@ -274,8 +326,7 @@ impl ChangeHub {
                 }
                 at = change.position();
                 self.set_position(at);
-                // No subscribers is not an error: nobody is watching right now.
-                let _ = self.sender.send(Update::Change(Arc::new(change)));
+                self.send(Update::Change(Arc::new(change)));
             }
             if !full {
                 return;

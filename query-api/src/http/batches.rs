@@ -247,10 +247,11 @@ async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path
     let id = path_id(path, "batch")?;
     let owner = caller.visible_owner();
     // Subscribed before the snapshot: a change committed meanwhile is both in the snapshot's
-    // future (after its position) and in `updates`.
-    let updates = state.changes.subscribe();
+    // future (after its position) and in the feed.
+    let scope = Scope { submission: None, owner, batch: Some(id) };
+    let feed = state.changes.subscribe(scope);
     let (mut batch, at) = snapshot(&state.pool, id, owner).await?.ok_or(ApiError::BatchNotFound(id))?;
-    let changes = changes_after(state, updates, Start { after: at, reset: false }, Scope { submission: None, owner, batch: Some(id) });
+    let changes = changes_after(state, feed, Start { after: at, reset: false }, scope);
     let events = async_stream::stream! {
         yield counts_event(at, &batch);
         futures_util::pin_mut!(changes);

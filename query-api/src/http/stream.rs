@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::submissions::submission_id;
-use crate::changes::{fetch_changes, live_position, Position, Scope, StatusChange, Update, PAGE};
+use crate::changes::{fetch_changes, live_position, Feed, Position, Scope, StatusChange, Update, PAGE};
 use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::http_error::{ErrorBody, SignedIn};
@@ -85,11 +85,11 @@ impl Start {
 ))]
 async fn all_submissions(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<SseStream, ApiError> {
     let seen = last_event_id(&headers)?;
-    let updates = state.changes.subscribe();
+    let scope = Scope { submission: None, owner: caller.visible_owner(), batch: None };
+    let feed = state.changes.subscribe(scope);
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID, a client of the whole stream starts from now.
-    let scope = Scope { submission: None, owner: caller.visible_owner(), batch: None };
-    Ok(sse(changes_after(state, updates, Start::new(seen, live, live), scope)))
+    Ok(sse(changes_after(state, feed, Start::new(seen, live, live), scope)))
 }
 
 /// One submission. Another user's submission streams exactly as an unknown id does: nothing,
@@ -107,12 +107,12 @@ async fn one_submission(
 ) -> Result<SseStream, ApiError> {
     let id = submission_id(path)?;
     let seen = last_event_id(&headers)?;
-    let updates = state.changes.subscribe();
+    let scope = Scope { submission: Some(id), owner: caller.visible_owner(), batch: None };
+    let feed = state.changes.subscribe(scope);
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID (or after a rebuild), the client gets the submission's whole history.
     let from_start = Position { generation: live.generation, seq: 0 };
-    let scope = Scope { submission: Some(id), owner: caller.visible_owner(), batch: None };
-    Ok(sse(changes_after(state, updates, Start::new(seen, live, from_start), scope)))
+    Ok(sse(changes_after(state, feed, Start::new(seen, live, from_start), scope)))
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
@@ -182,16 +182,12 @@ impl Drop for ConnectedClient {
 }
 
 /// Every change after the start position (for one submission or all), exactly once, in order,
-/// until the service shuts down. `live` was subscribed before the start position was read and
+/// until the service shuts down. `feed` was subscribed before the start position was read and
 /// before the client got its answer: a change committed meanwhile is then in the table and in
-/// `live`, and the position check drops the second copy; and a client that has its answer
+/// the feed, and the position check drops the second copy; and a client that has its answer
 /// misses nothing committed after it.
-pub(super) fn changes_after(
-    state: AppState,
-    mut live: tokio::sync::broadcast::Receiver<Update>,
-    start: Start,
-    scope: Scope,
-) -> impl Stream<Item = Item> {
+pub(super) fn changes_after(state: AppState, feed: Feed, start: Start, scope: Scope) -> impl Stream<Item = Item> {
+    let Feed { updates: mut live, every_seq } = feed;
     async_stream::stream! {
         let shutdown = state.shutdown.clone();
         let mut at = start.after;
@@ -254,7 +250,7 @@ pub(super) fn changes_after(
                     received = live.recv() => received,
                 };
                 match received {
-                    Ok(Update::Change(change)) => match LiveStep::of(at, &change, scope) {
+                    Ok(Update::Change(change)) => match LiveStep::of(at, &change, scope, every_seq) {
                         LiveStep::Send => {
                             at = change.position();
                             yield Item::Change(StatusChange::clone(&change));
@@ -294,18 +290,22 @@ enum LiveStep {
 }
 
 impl LiveStep {
-    fn of(at: Position, change: &StatusChange, scope: Scope) -> LiveStep {
+    /// `every_seq`: the feed carries every change, so a stream of everyone's or a whole
+    /// owner's changes can check that each follows the one before. A feed of one owner's
+    /// changes has gaps by design; lagging behind it is reported by the channel instead.
+    fn of(at: Position, change: &StatusChange, scope: Scope, every_seq: bool) -> LiveStep {
         if change.generation != at.generation {
             return LiveStep::CatchUp;
         }
         if change.seq <= at.seq {
             return LiveStep::Skip;
         }
-        match scope.is_narrow() {
+        let gap_checked = every_seq && !scope.is_narrow();
+        match gap_checked {
             // Every change has the next seq of its generation.
-            false if change.seq != at.seq + 1 => LiveStep::CatchUp,
-            false if !scope.includes(change) => LiveStep::Pass,
-            true if !scope.includes(change) => LiveStep::Skip,
+            true if change.seq != at.seq + 1 => LiveStep::CatchUp,
+            true if !scope.includes(change) => LiveStep::Pass,
+            false if !scope.includes(change) => LiveStep::Skip,
             _ => LiveStep::Send,
         }
     }
@@ -364,10 +364,20 @@ mod tests {
     #[test]
     fn the_stream_of_every_submission_goes_back_to_the_table_on_a_gap() {
         let id = Uuid::new_v4();
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), EVERYONE), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), EVERYONE), LiveStep::CatchUp);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 10, id), EVERYONE), LiveStep::Skip);
-        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), EVERYONE), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), EVERYONE, true), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), EVERYONE, true), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 10, id), EVERYONE, true), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), EVERYONE, true), LiveStep::CatchUp);
+    }
+
+    #[test]
+    fn on_one_owners_feed_the_next_change_is_sent_across_the_gap_of_other_owners_seqs() {
+        let id = Uuid::new_v4();
+        let mine = Scope { owner: Some(OWNER), ..EVERYONE };
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, id), mine, false), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, id), mine, true), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 15), &change(1, 15, id), mine, false), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(2, 11, id), mine, false), LiveStep::CatchUp);
     }
 
     #[test]
@@ -375,19 +385,19 @@ mod tests {
         let id = Uuid::new_v4();
         let mine = Scope { owner: Some(OWNER), ..EVERYONE };
         let theirs = Scope { owner: Some(Uuid::from_u128(8)), ..EVERYONE };
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), mine), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs), LiveStep::Pass);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), theirs), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), mine, true), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs, true), LiveStep::Pass);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), theirs, true), LiveStep::CatchUp);
         let one = Scope { submission: Some(id), owner: Some(Uuid::from_u128(8)), batch: None };
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), one), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), one, true), LiveStep::Skip);
     }
 
     #[test]
     fn the_stream_of_one_submission_skips_the_others_seqs() {
         let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
         let scope = Scope { submission: Some(mine), ..EVERYONE };
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), scope), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), scope), LiveStep::Skip);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), scope), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 15, mine), scope, true), LiveStep::Send);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, other), scope, true), LiveStep::Skip);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 9, mine), scope, true), LiveStep::Skip);
     }
 }
