@@ -255,7 +255,6 @@ pub(super) fn changes_after(state: AppState, feed: Feed, start: Start, scope: Sc
                             at = change.position();
                             yield Item::Change(StatusChange::clone(&change));
                         }
-                        LiveStep::Pass => at = change.position(),
                         LiveStep::Skip => {}
                         // The table read sorts it out.
                         LiveStep::CatchUp => continue 'catch_up,
@@ -279,20 +278,17 @@ pub(super) fn changes_after(state: AppState, feed: Feed, start: Start, scope: Sc
 #[derive(Debug, PartialEq, Eq)]
 enum LiveStep {
     Send,
-    /// The next change on the stream of every submission, but another owner's: not sent, yet
-    /// the stream has seen up to it.
-    Pass,
-    /// Already sent (read from the table meanwhile), or another submission's.
+    /// Already sent (read from the table meanwhile), or not in the stream's scope.
     Skip,
-    /// Go back to the table: the change is from another generation, or, on the stream of every
-    /// submission, does not directly follow the last one seen (a gap: never skip silently).
+    /// Go back to the table: the change is from another generation, or, on a feed of every
+    /// change, does not directly follow the last one seen (a gap: never skip silently).
     CatchUp,
 }
 
 impl LiveStep {
-    /// `every_seq`: the feed carries every change, so a stream of everyone's or a whole
-    /// owner's changes can check that each follows the one before. A feed of one owner's
-    /// changes has gaps by design; lagging behind it is reported by the channel instead.
+    /// `every_seq`: the feed carries every change, so a stream of everyone's changes can check
+    /// that each follows the one before. A feed of one owner's changes has gaps by design;
+    /// lagging behind it is reported by the channel instead.
     fn of(at: Position, change: &StatusChange, scope: Scope, every_seq: bool) -> LiveStep {
         if change.generation != at.generation {
             return LiveStep::CatchUp;
@@ -300,12 +296,10 @@ impl LiveStep {
         if change.seq <= at.seq {
             return LiveStep::Skip;
         }
-        let gap_checked = every_seq && !scope.is_narrow();
-        match gap_checked {
+        match every_seq && !scope.is_narrow() {
             // Every change has the next seq of its generation.
             true if change.seq != at.seq + 1 => LiveStep::CatchUp,
-            true if !scope.includes(change) => LiveStep::Pass,
-            false if !scope.includes(change) => LiveStep::Skip,
+            _ if !scope.includes(change) => LiveStep::Skip,
             _ => LiveStep::Send,
         }
     }
@@ -381,13 +375,10 @@ mod tests {
     }
 
     #[test]
-    fn another_owners_change_is_passed_over_without_losing_the_gap_check() {
+    fn another_owners_change_is_never_sent() {
         let id = Uuid::new_v4();
-        let mine = Scope { owner: Some(OWNER), ..EVERYONE };
         let theirs = Scope { owner: Some(Uuid::from_u128(8)), ..EVERYONE };
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), mine, true), LiveStep::Send);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs, true), LiveStep::Pass);
-        assert_eq!(LiveStep::of(at(1, 10), &change(1, 12, id), theirs, true), LiveStep::CatchUp);
+        assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), theirs, false), LiveStep::Skip);
         let one = Scope { submission: Some(id), owner: Some(Uuid::from_u128(8)), batch: None };
         assert_eq!(LiveStep::of(at(1, 10), &change(1, 11, id), one, true), LiveStep::Skip);
     }
