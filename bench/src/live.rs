@@ -139,6 +139,7 @@ pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveRep
         *deliveries.entry((*user, *id)).or_default() += 1;
     }
     let repeated = deliveries.values().filter(|&&n| n > 1).count() as u64;
+    system.stop().await;
     let t = tracker.lock().unwrap();
     let report = LiveReport {
         users: args.users,
@@ -155,8 +156,6 @@ pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveRep
         verdict_delivery_ms: Percentiles::of(t.end_to_end.as_ref().context("histogram")?),
         peak_rss_mib,
     };
-    drop(t);
-    system.stop().await;
     Ok(report)
 }
 
