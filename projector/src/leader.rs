@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const LEADER_LOCK: i64 = 0x636f_6e74_6c65_6164;
 
 /// How often a waiting replica tries the lock, and how often the writer checks its session:
-/// half of the takeover bound after a crash.
+/// the most a waiting replica adds to a takeover once the lock is free.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Server-side keepalives on the lock's session: a writer whose machine vanished loses the lock

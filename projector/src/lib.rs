@@ -19,15 +19,15 @@ use leader::LeaderLock;
 use service_kit::health::{self, ReadinessCheck};
 use service_kit::held_partitions::HeldPartitions;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
 pub use config::{Config, TopicResetPolicy};
+pub use store::connect;
+pub use worker::{Projector, Stats, Target};
 
 /// The group id of the projector's consumer. It assigns partitions itself and keeps its
 /// positions in PostgreSQL, so it never joins the group; a broker's ACLs still name it.
 pub const CONSUMER_GROUP: &str = "projector";
-pub use store::connect;
-pub use worker::{Projector, Stats, Target};
-
-use tokio_util::sync::CancellationToken;
 
 /// Runs a projector replica until `shutdown` is cancelled, with its admin endpoints when
 /// configured. It writes the live read model while it holds the replicas' leader lock, and waits
