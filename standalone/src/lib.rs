@@ -223,7 +223,11 @@ impl Running {
         // A rebuild started over the admin API gives up its generation and lock, then the
         // broker goes last: components flush and commit to it on their way out.
         self.admin.wait_for_rebuild().await;
-        self.broker.stop().await;
+        // The admin endpoints' Kafka clients go before the broker: alive, they would log its
+        // going as a burst of connection errors.
+        let Running { broker, admin, .. } = self;
+        drop(admin);
+        broker.stop().await;
         first_error.map_or(Ok(()), Err)
     }
 
