@@ -185,7 +185,6 @@ impl StatusChange {
     }
 }
 
-/// Fans status changes out to subscribers.
 /// A subscription to the hub.
 pub struct Feed {
     pub updates: broadcast::Receiver<Update>,
@@ -193,6 +192,7 @@ pub struct Feed {
     pub every_seq: bool,
 }
 
+/// Fans status changes out to subscribers.
 #[derive(Clone)]
 pub struct ChangeHub {
     sender: broadcast::Sender<Update>,
