@@ -10,14 +10,11 @@ pub mod config;
 pub mod error;
 pub mod http;
 
-use std::time::Duration;
-
 use accounts::Accounts;
 use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
 use service_kit::health::{self, ReadinessCheck};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -39,10 +36,7 @@ pub struct AppState {
 impl AppState {
     /// Connects lazily: the service starts, and answers 503, while the database is down.
     pub fn connect(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(&config.database_url)?;
+        let pool = service_kit::postgres::pool_options(config.max_connections).connect_lazy(&config.database_url)?;
         let changes = ChangeHub::start(pool.clone(), shutdown.clone());
         let ui = http::ui::UiSettings::new(config);
         let accounts = Accounts::new(pool.clone(), config.accounts.clone());
