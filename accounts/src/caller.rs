@@ -102,10 +102,8 @@ where
                 .map(str::trim)
                 .filter(|token| !token.is_empty())
                 .ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
-            let (account_id, role, id) = store::token_owner(&accounts.pool, &secret::digest(token))
-                .await?
-                .ok_or(AccountsError::Unauthenticated("the token is unknown, expired or revoked"))?;
-            return Ok(Caller { account_id, role, credential: Credential::Token { id } });
+            let owner = token_owner(&accounts, token).await?;
+            return Ok(Caller { account_id: owner.account_id, role: owner.role, credential: Credential::Token { id: owner.token_id } });
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let cookie = jar
@@ -123,6 +121,21 @@ where
         }
         Ok(Caller { account_id, role, credential: Credential::Session { token_digest, csrf_token } })
     }
+}
+
+/// The owner of `token`, from the cache or else the database (and then cached).
+async fn token_owner(accounts: &Accounts, token: &str) -> Result<store::TokenOwner, AccountsError> {
+    let digest = secret::digest(token);
+    if let Some(owner) = accounts.tokens.get(&digest, chrono::Utc::now()) {
+        return Ok(owner);
+    }
+    accounts.tokens.follow(&accounts.bookkeeping);
+    let ticket = accounts.tokens.ticket();
+    let owner = store::token_owner(&accounts.bookkeeping, &digest)
+        .await?
+        .ok_or(AccountsError::Unauthenticated("the token is unknown, expired or revoked"))?;
+    accounts.tokens.put(ticket, digest, owner);
+    Ok(owner)
 }
 
 #[cfg(test)]

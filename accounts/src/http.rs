@@ -250,6 +250,8 @@ async fn revoke_token(
     if !revoked {
         return Err(AccountsError::NotFound);
     }
+    // Every process hears of it through the trigger's NOTIFY; this one need not wait for that.
+    accounts.tokens.forget_all();
     tracing::info!(account_id = %caller.account_id, token_id = ?id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 /// A limit: at most `limit` units per `window_secs`.
@@ -82,19 +81,9 @@ struct Reservation {
 }
 
 impl RateLimiter {
-    /// A limiter on the database `pool` connects to, through connections of its own whose
-    /// commits do not wait for the disk. Counters need not survive a database crash (at worst a
-    /// window's allowance starts over), and one account's submissions all update one row: had
-    /// each update waited for its WAL flush under that row's lock, one account would have been
-    /// capped at a few hundred submissions per second (the benchmark showed 333/s).
-    pub fn new(pool: &PgPool) -> RateLimiter {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(3))
-            .after_connect(|connection, _| {
-                Box::pin(async move { sqlx::query("SET synchronous_commit = off").execute(connection).await.map(drop) })
-            })
-            .connect_lazy_with((*pool.connect_options()).clone());
+    /// A limiter counting in the database `pool` connects to; see [`crate::bookkeeping_pool`]
+    /// for why its commits must not wait for the disk.
+    pub fn new(pool: PgPool) -> RateLimiter {
         RateLimiter { pool, reserved: Arc::default() }
     }
 

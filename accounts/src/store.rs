@@ -181,29 +181,37 @@ pub async fn revoke_token(pool: &PgPool, account_id: Uuid, id: Uuid) -> Result<b
     Ok(revoked.rows_affected() == 1)
 }
 
-/// The account and role a live (unrevoked, unexpired) token belongs to, and the token's id.
-/// Its use is noted at most once a minute: a script sending many requests must not turn each
-/// of them into a write on one row.
-pub async fn token_owner(pool: &PgPool, token_digest: &[u8]) -> Result<Option<(Uuid, Role, Uuid)>, AccountsError> {
-    let row: Option<(Uuid, String, Uuid, bool)> = sqlx::query_as(
-        "SELECT a.id, a.role, t.id, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
-         FROM accounts.api_tokens t JOIN accounts.accounts a ON a.id = t.account_id
-         WHERE t.token_digest = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())",
+/// Whom a live API token belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenOwner {
+    pub account_id: Uuid,
+    pub role: Role,
+    pub token_id: Uuid,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The owner of the live (unrevoked, unexpired) token with `token_digest`. Its use is noted in
+/// the same statement, at most once a minute: a script sending many requests must not turn each
+/// of them into a write on one row. `pool` should be the [`crate::bookkeeping_pool`], so that
+/// noting it does not wait for the disk.
+pub async fn token_owner(pool: &PgPool, token_digest: &[u8]) -> Result<Option<TokenOwner>, AccountsError> {
+    // A data-modifying WITH runs whether or not the outer query reads it: one round trip.
+    let row: Option<(Uuid, String, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "WITH live AS (
+             SELECT a.id AS account, a.role, t.id AS token, t.expires_at, t.last_used_at
+             FROM accounts.api_tokens t JOIN accounts.accounts a ON a.id = t.account_id
+             WHERE t.token_digest = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+         ), noted AS (
+             UPDATE accounts.api_tokens SET last_used_at = now()
+             WHERE id = (SELECT token FROM live WHERE last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+         )
+         SELECT account, role, token, expires_at FROM live",
     )
     .bind(token_digest)
     .fetch_optional(pool)
     .await?;
-    let Some((account, role, token, stale)) = row else { return Ok(None) };
-    if stale {
-        // Shown to the user, to the minute; not worth waiting for a WAL flush on the request's
-        // path (a crash may lose the last minute of it). With one flush per token and minute,
-        // a thousand users' requests a second queued behind the disk.
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        sqlx::query("UPDATE accounts.api_tokens SET last_used_at = now() WHERE id = $1").bind(token).execute(&mut *tx).await?;
-        tx.commit().await?;
-    }
-    Ok(Some((account, Role::try_from(role)?, token)))
+    row.map(|(account_id, role, token_id, expires_at)| Ok(TokenOwner { account_id, role: Role::try_from(role)?, token_id, expires_at }))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -80,6 +80,67 @@ async fn each_user_sees_only_their_own_submissions_over_rest_and_both_streams() 
     system.stop().await;
 }
 
+/// How soon a credential changed elsewhere is refused by a process that cached it: the time a
+/// NOTIFY takes to arrive, far below the cache's TTL (so a lost notification fails the test).
+const NOTIFY_BOUND: Duration = Duration::from_secs(5);
+
+/// Sends `request()` until it is answered 401 `unauthenticated`, for at most `bound`.
+async fn refused_within(bound: Duration, request: impl Fn() -> reqwest::RequestBuilder) {
+    assert!(bound < accounts::token_cache::TTL);
+    let start = std::time::Instant::now();
+    loop {
+        let response = request().send().await.unwrap();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return assert_refused(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        }
+        assert!(start.elapsed() < bound, "still answered {} after {bound:?}", response.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_or_a_demoted_admin_is_refused_everywhere_at_once() {
+    // The command API and the query API each cache token owners; a change made through one
+    // of them, or by hand in the database, reaches the other's cache by NOTIFY.
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let bob = User::sign_up(&system, "bob@example.com").await;
+    for _ in 0..3 {
+        alice.submit(&system, "cached by the command API 1").await;
+        assert_eq!(bob.get(&system, "/api/submissions").await.0, StatusCode::OK);
+    }
+
+    // Revoked through the query API: the command API refuses the token it has cached.
+    let (_, tokens) = alice.get(&system, "/api/tokens").await;
+    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let revoked = alice.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let body = json!({"content": "after the revocation 1"});
+    refused_within(NOTIFY_BOUND, || alice.http.post(system.url("/api/submissions")).json(&body)).await;
+
+    // Made an admin, and back, by hand: the role a cached token carries follows both at once.
+    let pool = system.db.pool().await;
+    let set_role = |role: &'static str| {
+        sqlx::query("UPDATE accounts.accounts SET role = $1 WHERE id = $2::uuid").bind(role).bind(&bob.id).execute(&pool)
+    };
+    set_role("admin").await.unwrap();
+    support::eventually("Bob's cached token carries the admin role", || async {
+        (bob.get(&system, "/admin/rebuild").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    set_role("user").await.unwrap();
+    let start = std::time::Instant::now();
+    while bob.get(&system, "/admin/rebuild").await.0 != StatusCode::FORBIDDEN {
+        assert!(start.elapsed() < NOTIFY_BOUND, "a demoted admin's cached token still reaches /admin");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Nothing after the revocation was stored.
+    assert_eq!(created_in_topic(&system), 3);
+    pool.close().await;
+    system.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused() {
     let system = TestSystem::start().await;
@@ -142,14 +203,14 @@ async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused()
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     assert_refused(alice.http.get(system.url("/api/submissions")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
 
-    // An expired token.
+    // An expired token (expired by hand: the processes that cached it hear of it by NOTIFY).
     let pool = system.db.pool().await;
     sqlx::query("UPDATE accounts.api_tokens SET expires_at = now() - interval '1 second' WHERE account_id = $1::uuid")
         .bind(&bob.id)
         .execute(&pool)
         .await
         .unwrap();
-    assert_refused(bob.http.get(system.url("/api/submissions")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    refused_within(NOTIFY_BOUND, || bob.http.get(system.url("/api/submissions"))).await;
 
     // Sign-out ends the session on the server: the cookie no longer works.
     let signed_out = plain
