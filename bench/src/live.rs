@@ -30,6 +30,11 @@ pub struct LiveArgs {
     /// Submissions per second once every stream is connected.
     #[arg(long, default_value_t = 1_000)]
     pub rate: u32,
+    /// Seconds of submissions at `rate`, once the streams are connected, before anything is
+    /// measured: users meet a broker whose JVM has compiled its hot code, as `loadgen suite`
+    /// does.
+    #[arg(long, default_value_t = 20)]
+    pub warm_up_seconds: u64,
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
@@ -105,13 +110,22 @@ pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveRep
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let connected = connections.load(Ordering::Relaxed);
-    println!("{connected} streams connected; sending {}/s for {} s", args.rate, args.seconds);
+    let tokens: Arc<[String]> = tokens.into();
+    let url = format!("{}/api/submissions", system.command_url);
+    if args.warm_up_seconds > 0 {
+        println!("{connected} streams connected; warming up at {}/s for {} s", args.rate, args.warm_up_seconds);
+        let until = Instant::now() + Duration::from_secs(args.warm_up_seconds);
+        open_loop(&http, &url, args.rate, until, &tracker, tokens.clone()).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Warm-up verdicts still to come are not measured; they are still checked against
+        // their owner's stream through `seen`.
+        *tracker.lock().unwrap() = Tracker::new();
+    }
+    println!("sending {}/s for {} s", args.rate, args.seconds);
 
     let started = Instant::now();
     let window = Duration::from_secs(args.seconds);
     tracker.lock().unwrap().window_end = Some(started + window);
-    let tokens: Arc<[String]> = tokens.into();
-    let url = format!("{}/api/submissions", system.command_url);
     open_loop(&http, &url, args.rate, started + window, &tracker, tokens.clone()).await;
     let drain_until = Instant::now() + Duration::from_secs(args.drain_seconds);
     while Instant::now() < drain_until && !tracker.lock().unwrap().waiting.is_empty() {
