@@ -23,9 +23,10 @@ use crate::store::TokenOwner;
 
 /// The channel the triggers of migration 0002 notify.
 pub const CREDENTIALS_CHANGED: &str = "accounts_credentials_changed";
-/// How long an entry is served: the bound on how late a token's "last used" time is noted
-/// (each lookup notes it, at most once a minute).
-pub const TTL: Duration = Duration::from_secs(30);
+/// How long an entry is served. Revocations do not wait for it (they come by NOTIFY); it bounds
+/// how late a token's "last used" time is noted, which each lookup does at most once a minute,
+/// so that time is at most about two minutes old while a token is in use.
+pub const TTL: Duration = Duration::from_secs(60);
 /// Tokens kept; the least recently used one goes first.
 const CAPACITY: usize = 100_000;
 /// How long to wait before listening again after the connection was lost.
