@@ -31,8 +31,11 @@ pub const TTL: Duration = Duration::from_secs(60);
 const CAPACITY: usize = 100_000;
 /// How long to wait before listening again after the connection was lost.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
-/// How often an idle listening task checks whether its cache still exists.
-const ALIVE_CHECK: Duration = Duration::from_secs(5);
+/// How long the listening connection may stay quiet before it is asked whether it still
+/// answers (and the task checks whether its cache still exists).
+const QUIET_CHECK: Duration = Duration::from_secs(5);
+/// How long that answer may take.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct TokenCache {
@@ -142,17 +145,24 @@ async fn follow_changes(state: Weak<Mutex<State>>, pool: PgPool) {
                 listening.set_listening(true);
                 drop(listening);
                 loop {
-                    let received = tokio::time::timeout(ALIVE_CHECK, listener.try_recv()).await;
+                    let received = tokio::time::timeout(QUIET_CHECK, listener.try_recv()).await;
                     let Some(cache) = cache(&state) else { return };
-                    match received {
-                        Err(_) => continue,
-                        Ok(Ok(Some(_))) => cache.forget_all(),
-                        // The connection was lost (`None`) or failed: changes may go unheard.
-                        Ok(Ok(None)) | Ok(Err(_)) => {
-                            tracing::warn!("lost the LISTEN for credential changes; looking every token up until it is back");
-                            cache.set_listening(false);
-                            break;
+                    let listening = match received {
+                        Ok(Ok(Some(_))) => {
+                            cache.forget_all();
+                            true
                         }
+                        // Quiet for a while: does the connection still answer? One dropped
+                        // without a word (a network partition) would go unnoticed until TCP
+                        // gives up, and changes with it.
+                        Err(_) => answers(&mut listener).await,
+                        // The connection was lost (`None`) or failed.
+                        Ok(Ok(None)) | Ok(Err(_)) => false,
+                    };
+                    if !listening {
+                        tracing::warn!("lost the LISTEN for credential changes; looking every token up until it is back");
+                        cache.set_listening(false);
+                        break;
                     }
                 }
             }
@@ -163,6 +173,11 @@ async fn follow_changes(state: Weak<Mutex<State>>, pool: PgPool) {
             return;
         }
     }
+}
+
+/// Whether the listening connection answers a query within [`ANSWER_WITHIN`].
+async fn answers(listener: &mut PgListener) -> bool {
+    matches!(tokio::time::timeout(ANSWER_WITHIN, sqlx::query("SELECT 1").execute(listener)).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]
