@@ -136,6 +136,9 @@ async fn follow_changes(state: Weak<Mutex<State>>, pool: PgPool) {
     loop {
         let listener = async {
             let mut listener = PgListener::connect_with(&pool).await?;
+            // A lost connection ends this listener; reconnecting inside it would resume
+            // listening without a word about what was missed in between.
+            listener.eager_reconnect(false);
             listener.listen(CREDENTIALS_CHANGED).await?;
             Ok::<_, sqlx::Error>(listener)
         };
