@@ -62,10 +62,10 @@ pub async fn issue_token(pool: &PgPool, account_id: uuid::Uuid, name: &str) -> R
 pub struct Accounts {
     pub pool: PgPool,
     /// See [`bookkeeping_pool`]: token lookups and the rate limiter's counters.
-    pub bookkeeping: PgPool,
+    bookkeeping: PgPool,
     pub settings: Arc<AccountsArgs>,
     pub limiter: rate_limit::RateLimiter,
-    pub tokens: token_cache::TokenCache,
+    tokens: token_cache::TokenCache,
 }
 
 impl Accounts {

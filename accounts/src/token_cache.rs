@@ -57,10 +57,11 @@ struct Entry {
     cached_at: Instant,
 }
 
-/// What [`TokenCache::ticket`] hands a lookup that missed: whether, and under which
-/// generation, its answer may be cached.
+/// What [`TokenCache::ticket`] hands a lookup that missed: the generation its answer belongs
+/// to. Listening starting or stopping bumps the generation too, so a lookup that began while
+/// not listening is never cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(Option<u64>);
+pub struct Ticket(u64);
 
 impl Default for TokenCache {
     fn default() -> TokenCache {
@@ -92,15 +93,14 @@ impl TokenCache {
 
     /// Taken before looking a token up in the database; hand it back to [`TokenCache::put`].
     pub fn ticket(&self) -> Ticket {
-        let state = self.state();
-        Ticket(state.listening.then_some(state.generation))
+        Ticket(self.state().generation)
     }
 
     /// Caches what a lookup found, unless credentials changed (or the LISTEN dropped) since
     /// its `ticket` was taken.
     pub fn put(&self, ticket: Ticket, digest: Vec<u8>, owner: TokenOwner) {
         let mut state = self.state();
-        if state.listening && ticket == Ticket(Some(state.generation)) {
+        if state.listening && ticket == Ticket(state.generation) {
             state.entries.insert(digest, Entry { owner, cached_at: Instant::now() });
         }
     }
@@ -211,8 +211,12 @@ mod tests {
     #[test]
     fn serves_nothing_while_not_listening() {
         let cache = TokenCache::default();
-        cache.put(cache.ticket(), b"digest".to_vec(), owner(None));
+        let before_listening = cache.ticket();
+        cache.put(before_listening, b"digest".to_vec(), owner(None));
         assert!(cache.get(b"digest", Utc::now()).is_none());
+        cache.set_listening(true);
+        cache.put(before_listening, b"digest".to_vec(), owner(None));
+        assert!(cache.get(b"digest", Utc::now()).is_none(), "a lookup begun before listening could have missed a change");
 
         let cache = listening();
         cache.put(cache.ticket(), b"digest".to_vec(), owner(None));

@@ -116,9 +116,9 @@ pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveRep
         println!("{connected} streams connected; warming up at {}/s for {} s", args.rate, args.warm_up_seconds);
         let until = Instant::now() + Duration::from_secs(args.warm_up_seconds);
         open_loop(&http, &url, args.rate, until, &tracker, tokens.clone()).await;
+        // A moment for the warm-up's last verdicts. Any still to come are not measured; they
+        // are still checked against their owner's stream through `seen`.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        // Warm-up verdicts still to come are not measured; they are still checked against
-        // their owner's stream through `seen`.
         *tracker.lock().unwrap() = Tracker::new();
     }
     println!("sending {}/s for {} s", args.rate, args.seconds);
