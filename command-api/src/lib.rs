@@ -100,10 +100,11 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config).await?;
     let document = service_kit::openapi::document("command-api", [openapi()]);
-    let app = service_kit::http_server::service_app(router(state.clone()), document, readiness_checks(&state), &config.cors_allowed_origins)?;
+    let app = service_kit::http_server::service_app(router(state.clone()), document, readiness_checks(&state));
+    let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
-    service_kit::http_server::serve(listener, app, shutdown).await?;
+    service_kit::http_server::serve(listener, app, cors, shutdown).await?;
     // Whatever the producer still holds was never acknowledged to a client, but deliver it anyway.
     state.publisher.flush(config.publish_timeout()).await;
     Ok(())

@@ -130,10 +130,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config).await?;
     let document = service_kit::openapi::document("notifier", [openapi()]);
-    let app = service_kit::http_server::service_app(notifier.router(), document, notifier.readiness_checks(), &config.cors_allowed_origins)?;
+    let app = service_kit::http_server::service_app(notifier.router(), document, notifier.readiness_checks());
+    let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "notifier listening");
-    let server = service_kit::http_server::serve(listener, app, shutdown.clone());
+    let server = service_kit::http_server::serve(listener, app, cors, shutdown.clone());
     let (served, ran) = tokio::join!(server, notifier.run(shutdown));
     served.and(ran)
 }

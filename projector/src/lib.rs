@@ -16,7 +16,7 @@ mod store;
 mod worker;
 
 use leader::LeaderLock;
-use service_kit::health::{self, ReadinessCheck};
+use service_kit::health::ReadinessCheck;
 use service_kit::held_partitions::HeldPartitions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -41,17 +41,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let held = HeldPartitions::default();
     if let Some(addr) = config.admin_listen {
         let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
-        let mut app = admin::routes(admin.clone())
-            .merge(service_kit::openapi::routes(document))
-            .merge(health::routes(readiness_checks(&pool, &held)))
-            .merge(service_kit::metrics::routes())
-            .fallback(service_kit::http_error::not_found_fallback);
-        if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
-            app = app.layer(cors);
-        }
+        let app = service_kit::http_server::service_app(admin::routes(admin.clone()), document, readiness_checks(&pool, &held));
+        let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");
-        tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
+        tokio::spawn(service_kit::http_server::serve(listener, app, cors, shutdown.clone()));
     }
     let outcome = write_while_leading(&config, &pool, &held, &shutdown).await;
     admin.wait_for_rebuild().await;

@@ -84,14 +84,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let state = AppState::connect(&config, shutdown.clone())?;
     accounts::migrate(&state.pool).await.context("cannot create the accounts schema")?;
     let document = service_kit::openapi::document("query-api", [openapi()]);
-    let mut app = router(state.clone())
+    let app = router(state.clone())
         .merge(service_kit::openapi::routes(document))
         .merge(health::routes(readiness_checks(&state)))
         .merge(service_kit::metrics::routes());
-    if let Some(cors) = service_kit::http_server::cors(&config.cors_allowed_origins)? {
-        app = app.layer(cors);
-    }
+    let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "query-api listening");
-    service_kit::http_server::serve(listener, app, shutdown).await
+    service_kit::http_server::serve(listener, app, cors, shutdown).await
 }

@@ -16,30 +16,28 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A service's whole app when it runs as its own process: its `routes`, their OpenAPI
-/// `document` at `/api/openapi.json`, `/healthz` and `/readyz` from `checks`, `/metrics`, the
-/// JSON 404, and CORS for `allowed_origins`.
-pub fn service_app(
-    routes: Router,
-    document: utoipa::openapi::OpenApi,
-    checks: Vec<crate::health::ReadinessCheck>,
-    allowed_origins: &[String],
-) -> anyhow::Result<Router> {
-    let app = routes
+/// `document` at `/api/openapi.json`, `/healthz` and `/readyz` from `checks`, `/metrics` and
+/// the JSON 404.
+pub fn service_app(routes: Router, document: utoipa::openapi::OpenApi, checks: Vec<crate::health::ReadinessCheck>) -> Router {
+    routes
         .merge(crate::openapi::routes(document))
         .merge(crate::health::routes(checks))
         .merge(crate::metrics::routes())
-        .fallback(crate::http_error::not_found_fallback);
-    Ok(match cors(allowed_origins)? {
-        Some(cors) => app.layer(cors),
-        None => app,
-    })
+        .fallback(crate::http_error::not_found_fallback)
 }
 
-/// Adds the layers every service wants to `router`, and a JSON 405 for a method a route does
-/// not take (axum's own has no body).
-pub fn with_common_layers(router: Router) -> Router {
+/// Adds the layers every service wants to `router`: a JSON 405 for a method a route does not
+/// take (axum's own has no body), then `cors` around it, then metrics, traces and request ids.
+/// CORS must wrap the 405: a preflight is an OPTIONS request that no route takes, and it has
+/// to reach the CORS layer to be answered (a fallback set after the layer replaced the one it
+/// wrapped, and every preflight got a 405).
+pub fn with_common_layers(router: Router, cors: Option<CorsLayer>) -> Router {
+    let router = router.method_not_allowed_fallback(method_not_allowed);
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
     router
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .layer(axum::middleware::from_fn(answer_traceparent))
         .layer(
@@ -94,7 +92,7 @@ pub fn cors(allowed_origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     Ok(Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             // The UI signs in with a cookie, so its requests carry credentials, and send the
             // CSRF token (the cookie is SameSite=Strict: allowed origins share the site).
             .allow_credentials(true)
@@ -137,10 +135,11 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and waits for open requests.
-/// Long-lived responses (server-sent events) watch the same token and end themselves.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Long-lived responses (server-sent events) watch the same token and end themselves. `cors`
+/// (from [`cors`]) lets the configured origins call the API from a browser.
+pub async fn serve(listener: TcpListener, router: Router, cors: Option<CorsLayer>, shutdown: CancellationToken) -> anyhow::Result<()> {
     // The peer address reaches handlers (sign-in attempts are limited per client address).
-    axum::serve(listener, with_common_layers(router).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, with_common_layers(router, cors).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
@@ -154,32 +153,38 @@ mod tests {
 
     use super::*;
 
+    /// A router as [`serve`] serves it, with the layers every service has.
     fn app(origins: &[&str]) -> Router {
         let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
-        let router = Router::new().route("/api/submissions", post(|| async { "ok" }));
-        match cors(&origins).unwrap() {
-            Some(layer) => router.layer(layer),
-            None => router,
-        }
+        let router = Router::new()
+            .route("/api/submissions", post(|| async { "ok" }))
+            .route("/api/notification-settings", axum::routing::put(|| async { "ok" }));
+        with_common_layers(router, cors(&origins).unwrap())
     }
 
-    fn preflight(origin: &str) -> Request<Body> {
+    fn preflight(origin: &str, path: &str, method: &str) -> Request<Body> {
         Request::builder()
             .method(Method::OPTIONS)
-            .uri("/api/submissions")
+            .uri(path)
             .header(header::ORIGIN, origin)
-            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, method)
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-csrf-token")
             .body(Body::empty())
             .unwrap()
     }
 
     #[tokio::test]
     async fn a_configured_origin_may_call_the_api_from_the_browser() {
-        let response = app(&["https://ui.example.com"]).oneshot(preflight("https://ui.example.com")).await.unwrap();
-        let headers = response.headers();
-        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://ui.example.com");
-        assert!(headers[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+        for (path, method) in [("/api/submissions", "POST"), ("/api/notification-settings", "PUT")] {
+            let response = app(&["https://ui.example.com"]).oneshot(preflight("https://ui.example.com", path, method)).await.unwrap();
+            assert_eq!(response.status(), axum::http::StatusCode::OK, "the preflight of {method} {path} is answered");
+            let headers = response.headers();
+            assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://ui.example.com");
+            assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+            assert!(headers[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains(method), "{headers:?}");
+            let allowed_headers = headers[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_ascii_lowercase();
+            assert!(allowed_headers.contains("x-csrf-token"), "{allowed_headers}");
+        }
 
         let request = Request::builder()
             .method(Method::POST)
@@ -194,9 +199,9 @@ mod tests {
 
     #[tokio::test]
     async fn other_origins_and_the_default_get_no_cross_origin_access() {
-        let response = app(&["https://ui.example.com"]).oneshot(preflight("https://evil.example.com")).await.unwrap();
+        let response = app(&["https://ui.example.com"]).oneshot(preflight("https://evil.example.com", "/api/submissions", "POST")).await.unwrap();
         assert!(!response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
-        let response = app(&[]).oneshot(preflight("https://ui.example.com")).await.unwrap();
+        let response = app(&[]).oneshot(preflight("https://ui.example.com", "/api/submissions", "POST")).await.unwrap();
         assert!(!response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
         for malformed in ["not an origin", "https://ui.example.com/path", "ftp://x", "https://"] {
             assert!(cors(&[malformed.to_owned()]).is_err(), "{malformed:?} is refused at start");

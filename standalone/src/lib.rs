@@ -240,8 +240,9 @@ impl Running {
 
 /// Starts every component; returns once all of them are ready to work.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    // First, so that a taken port is said at once, not after a broker start.
+    // First, so that a taken port or a malformed origin is said at once, not after a broker start.
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
+    let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     ensure_database(&config.database_url).await?;
 
     let broker = Broker::start(&config).await?;
@@ -274,12 +275,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     command_config.listen = config.listen;
     command_config.max_content_bytes = config.max_content_bytes;
     command_config.publish_timeout_ms = config.publish_timeout_ms;
-    command_config.cors_allowed_origins = config.cors_allowed_origins.clone();
     command_config.accounts = config.accounts.clone();
     let commands = command_api::AppState::connect(&command_config).await?;
     let mut query_config = query_api::Config::new(&config.database_url);
     query_config.ui_dir = config.ui_dir.clone();
-    query_config.cors_allowed_origins = config.cors_allowed_origins.clone();
     query_config.accounts = config.accounts.clone();
     override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
@@ -314,7 +313,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        service_kit::http_server::serve(listener, app, http_shutdown).await?;
+        service_kit::http_server::serve(listener, app, cors, http_shutdown).await?;
         commands.publisher.flush(command_config.publish_timeout()).await;
         Ok(())
     });
@@ -345,7 +344,7 @@ pub async fn create_admin(database_url: &str, email: &str, password: String) -> 
 }
 
 /// Creates the database when it does not exist yet, so one command works on a fresh server.
-async fn ensure_database(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let exists = sqlx::Postgres::database_exists(url)
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {url}"))?;

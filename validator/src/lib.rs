@@ -24,7 +24,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .fallback(service_kit::http_error::not_found_fallback);
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "validator health checks listening");
-        tokio::spawn(service_kit::http_server::serve(listener, app, shutdown.clone()));
+        // No browser calls a validator: no CORS.
+        tokio::spawn(service_kit::http_server::serve(listener, app, None, shutdown.clone()));
     }
     validator.run(shutdown).await
 }
