@@ -5,16 +5,20 @@
 //! recorded. A crash between sending and recording sends it again when the lease runs out:
 //! the only way a notification is sent twice, with the same `webhook-id` or Message-ID both
 //! times. Failed attempts wait exponentially longer, with jitter, until the last, which marks
-//! the delivery failed.
+//! the delivery failed; one that can never succeed (its endpoint deleted, no SMTP configured,
+//! its account gone) is failed at once. Sends run side by side, each slot refilled when its
+//! send ends, with a share per account, so one owner's hanging endpoint slows only that owner.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use service_kit::trace_context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -51,8 +55,10 @@ impl RetryPolicy {
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
+    account_id: Uuid,
     channel: String,
-    attempts: i32,
+    /// Which attempt this is (from 1).
+    attempt: i32,
     payload: Value,
     email: Option<String>,
     url: Option<String>,
@@ -66,6 +72,7 @@ pub struct Deliverer {
     pub mailer: Option<Mailer>,
     pub webhooks: WebhookSender,
     pub retry: RetryPolicy,
+    /// Deliveries sent at once by this process.
     pub concurrency: usize,
     /// A claimed delivery is left alone this long (longer than any send may take).
     pub lease: Duration,
@@ -73,41 +80,80 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// Sends as deliveries fall due, `concurrency` at a time, each slot refilled as soon as its
+    /// send ends: a slow endpoint holds its own slot for at most the send timeout, never a
+    /// round of everyone's. One account holds at most [`Deliverer::per_account`] slots at a
+    /// time, so an owner whose endpoints hang cannot take every slot from the others.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let deliverer = Arc::new(self);
+        let mut sending: JoinSet<Uuid> = JoinSet::new();
+        let mut in_flight: HashMap<Uuid, usize> = HashMap::new();
         loop {
-            let claimed = match self.claim().await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot look for deliveries; retrying");
-                    Vec::new()
+            let free = deliverer.concurrency.max(1).saturating_sub(sending.len());
+            if free > 0 && !shutdown.is_cancelled() {
+                let full: Vec<Uuid> =
+                    in_flight.iter().filter(|(_, sends)| **sends >= deliverer.per_account()).map(|(account, _)| *account).collect();
+                match deliverer.claim(free, &full).await {
+                    Ok(claimed) => {
+                        for delivery in claimed {
+                            *in_flight.entry(delivery.account_id).or_default() += 1;
+                            let span = trace_context::stored_span("notifier", delivery.traceparent.as_deref());
+                            let (deliverer, shutdown) = (deliverer.clone(), shutdown.clone());
+                            sending.spawn(async move { deliverer.deliver(delivery, &shutdown).await }.instrument(span));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot look for deliveries; retrying"),
                 }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                }
-                continue;
             }
-            // Sends in hand are finished on shutdown: their outcome is recorded.
-            futures_util::future::join_all(claimed.into_iter().map(|delivery| {
-                let span = trace_context::stored_span("notifier", delivery.traceparent.as_deref());
-                self.deliver(delivery).instrument(span)
-            }))
-            .await;
+            if shutdown.is_cancelled() {
+                // Sends in hand are finished: their outcome is recorded.
+                while sending.join_next().await.is_some() {}
+                return Ok(());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                Some(done) = sending.join_next() => {
+                    if let Ok(account) = done {
+                        if let Some(sends) = in_flight.get_mut(&account) {
+                            *sends -= 1;
+                            if *sends == 0 {
+                                in_flight.remove(&account);
+                            }
+                        }
+                    }
+                }
+                _ = deliverer.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// The most sends one account may have in flight from one claim (a quarter of the slots):
+    /// with its share full it gets no more until one ends.
+    fn per_account(&self) -> usize {
+        (self.concurrency / 4).max(1)
+    }
+
+    /// Claims up to `limit` due deliveries, at most [`Deliverer::per_account`] of any one
+    /// account and none of the accounts in `full`, by pushing their next attempt a lease ahead.
+    /// The attempt is counted only when its outcome is recorded: a crash in between must not
+    /// use up an attempt that was never made.
+    async fn claim(&self, limit: usize, full: &[Uuid]) -> Result<Vec<Claimed>, sqlx::Error> {
         sqlx::query_as(
-            "UPDATE notifier.deliveries d
-             SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-             WHERE d.id IN (
-                 SELECT id FROM notifier.deliveries
-                 WHERE state = 'pending' AND next_attempt_at <= now()
-                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING d.id, d.channel, d.attempts,
+            "WITH due AS (
+                 SELECT id, account_id, next_attempt_at FROM notifier.deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= now() AND NOT (account_id = ANY($3))
+                 ORDER BY next_attempt_at LIMIT $1 * 4 FOR UPDATE SKIP LOCKED),
+             picked AS (
+                 SELECT id FROM (
+                     SELECT id, next_attempt_at,
+                            row_number() OVER (PARTITION BY account_id ORDER BY next_attempt_at) AS nth
+                     FROM due) ranked
+                 WHERE nth <= $4 ORDER BY next_attempt_at LIMIT $1)
+             UPDATE notifier.deliveries d
+             SET next_attempt_at = now() + make_interval(secs => $2)
+             WHERE d.id IN (SELECT id FROM picked)
+             RETURNING d.id, d.account_id, d.channel, d.attempts + 1 AS attempt,
                  (SELECT n.payload FROM notifier.notifications n WHERE n.id = d.notification_id) AS payload,
                  (SELECT a.email FROM accounts.accounts a WHERE a.id = d.account_id) AS email,
                  (SELECT e.url FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS url,
@@ -115,20 +161,24 @@ impl Deliverer {
                  (SELECT e.deleted_at IS NOT NULL FROM notifier.webhook_endpoints e WHERE e.id = d.endpoint_id) AS endpoint_deleted,
                  (SELECT n.traceparent FROM notifier.notifications n WHERE n.id = d.notification_id) AS traceparent",
         )
-        .bind(i64::try_from(self.concurrency.max(1)).unwrap_or(16))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX / 4))
         .bind(self.lease.as_secs_f64())
+        .bind(full)
+        .bind(i64::try_from(self.per_account()).unwrap_or(1))
         .fetch_all(&self.pool)
         .await
     }
 
-    async fn deliver(&self, delivery: Claimed) {
+    /// Sends `delivery` and records the outcome; returns its account.
+    async fn deliver(&self, delivery: Claimed, shutdown: &CancellationToken) -> Uuid {
         let started = Instant::now();
         let attempted_at = Utc::now();
         let outcome = self.send(&delivery).await;
         let elapsed = started.elapsed();
         let next = match outcome.error {
             None => Next::Delivered,
-            Some(_) => match self.retry.after_failure(delivery.attempts) {
+            Some(_) if outcome.permanent => Next::Failed,
+            Some(_) => match self.retry.after_failure(delivery.attempt) {
                 Some(wait) => Next::Retry(wait),
                 None => Next::Failed,
             },
@@ -136,7 +186,7 @@ impl Deliverer {
         tracing::info!(
             delivery_id = %delivery.id,
             channel = %delivery.channel,
-            attempt = delivery.attempts,
+            attempt = delivery.attempt,
             status_code = ?outcome.status_code,
             error = ?outcome.error,
             next = ?next,
@@ -150,32 +200,42 @@ impl Deliverer {
             Next::Failed => metrics::counter!("content_processor_notifications_failed_total", "channel" => delivery.channel.clone()).increment(1),
             Next::Retry(_) => {}
         }
-        // The outcome must be recorded, or the delivery is sent again when its lease runs out.
+        // The outcome must be recorded, or the delivery is sent again when its lease runs out;
+        // but not at the price of a shutdown that never ends while the database is away.
         while let Err(error) = record(&self.pool, &delivery, attempted_at, elapsed, &outcome, next).await {
             tracing::warn!(delivery_id = %delivery.id, %error, "cannot record the delivery's outcome; retrying");
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    tracing::warn!(delivery_id = %delivery.id, "stopping with the outcome unrecorded: the delivery is sent again after its lease");
+                    break;
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
+        delivery.account_id
     }
 
     async fn send(&self, delivery: &Claimed) -> Outcome {
-        let failed = |error: &str| Outcome { status_code: None, error: Some(error.to_owned()) };
         let body = delivery.payload.to_string();
         match delivery.channel.as_str() {
             "email" => {
-                let (Some(mailer), Some(to)) = (&self.mailer, &delivery.email) else {
-                    return failed("email is not configured (SMTP_URL)");
+                let Some(mailer) = &self.mailer else {
+                    return Outcome::refused("email is not configured (SMTP_URL)");
+                };
+                let Some(to) = &delivery.email else {
+                    return Outcome::refused("the account is gone");
                 };
                 match mailer.send(to, &delivery.id, &delivery.payload).await {
-                    Ok(()) => Outcome { status_code: None, error: None },
-                    Err(error) => failed(&error),
+                    Ok(()) => Outcome::delivered(None),
+                    Err(error) => Outcome::failed(None, error),
                 }
             }
             _ => {
                 if delivery.endpoint_deleted == Some(true) {
-                    return failed("the endpoint was deleted");
+                    return Outcome::refused("the endpoint was deleted");
                 }
                 let (Some(url), Some(secret)) = (&delivery.url, &delivery.secret) else {
-                    return failed("the endpoint is gone");
+                    return Outcome::refused("the endpoint is gone");
                 };
                 self.webhooks.send(url, secret, &delivery.id, body.as_bytes()).await
             }
@@ -204,7 +264,7 @@ async fn record(
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
     .bind(&delivery.id)
-    .bind(delivery.attempts)
+    .bind(delivery.attempt)
     .bind(attempted_at)
     .bind(outcome.status_code.map(i32::from))
     .bind(&outcome.error)
@@ -218,7 +278,7 @@ async fn record(
     };
     sqlx::query(
         "UPDATE notifier.deliveries
-         SET state = $2, last_error = $3,
+         SET state = $2, last_error = $3, attempts = GREATEST(attempts, $5),
              next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at ELSE now() + make_interval(secs => $4) END,
              finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
          WHERE id = $1",
@@ -227,6 +287,7 @@ async fn record(
     .bind(state)
     .bind(&outcome.error)
     .bind(wait)
+    .bind(delivery.attempt)
     .execute(&mut *tx)
     .await?;
     tx.commit().await

@@ -85,7 +85,8 @@ pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uui
 }
 
 /// Counts an item's verdict; returns the batch's (passed, failed) once this verdict completes
-/// it, and only then.
+/// it, and only then. The count is one row per batch, updated in place: its row lock orders
+/// replicas that count the same batch at once, so exactly one of them sees it complete.
 pub async fn count_batch_verdict(
     tx: &mut Transaction<'_, Postgres>,
     batch: AwaitedBatch,
@@ -103,12 +104,38 @@ pub async fn count_batch_verdict(
     if inserted.rows_affected() == 0 {
         return Ok(None);
     }
-    let (judged, passed): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE passed) FROM notifier.batch_verdicts WHERE batch_id = $1")
-            .bind(batch.batch_id)
-            .fetch_one(&mut **tx)
-            .await?;
+    let (judged, passed): (i32, i32) = sqlx::query_as(
+        "INSERT INTO notifier.batch_progress AS p (batch_id, judged, passed) VALUES ($1, 1, $2::int)
+         ON CONFLICT (batch_id) DO UPDATE SET judged = p.judged + 1, passed = p.passed + EXCLUDED.passed
+         RETURNING judged, passed",
+    )
+    .bind(batch.batch_id)
+    .bind(i32::from(passed))
+    .fetch_one(&mut **tx)
+    .await?;
+    let (judged, passed) = (i64::from(judged), i64::from(passed));
     Ok((judged == i64::from(batch.size)).then_some((passed, judged - passed)))
+}
+
+/// Sets aside the record at `partition`/`offset`, which the database refuses for good, with why.
+pub async fn park(
+    tx: &mut Transaction<'_, Postgres>,
+    partition: i32,
+    offset: i64,
+    submission_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notifier.parked_records (kafka_partition, kafka_offset, submission_id, reason)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(partition)
+    .bind(offset)
+    .bind(submission_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// What a notification says: its Standard Webhooks body (`type`, `timestamp`, `data`).

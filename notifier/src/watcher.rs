@@ -32,6 +32,22 @@ const BATCH: usize = 500;
 /// Pause before handling a batch again after the database failed.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
+/// How [`Watcher::record`] stores a batch.
+#[derive(Clone, Copy)]
+enum Isolation {
+    /// All records or none: the usual way, one transaction.
+    Together,
+    /// Each record in a savepoint of its own, so one the database refuses can be parked.
+    EachRecord,
+}
+
+/// What storing a batch did: the next offset per partition, and the deliveries it made.
+#[derive(Default)]
+struct Recorded {
+    progress: std::collections::BTreeMap<i32, i64>,
+    deliveries: u64,
+}
+
 pub struct Watcher {
     consumer: StreamConsumer<GroupMember>,
     pool: PgPool,
@@ -86,35 +102,20 @@ impl Watcher {
     }
 
     async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut progress = std::collections::BTreeMap::new();
-        let mut deliveries = 0;
-        for message in batch {
-            let (partition, offset) = (message.partition(), message.offset());
-            if self.consumer.context().held.is_held(partition) {
-                continue;
+        let recorded = match self.record(batch, Isolation::Together).await {
+            // One record the database refuses must not hold back the records after it, or any
+            // other owner's notifications: the batch again, each record on its own.
+            Err(error) if service_kit::postgres::is_refused_for_good(&error) => {
+                tracing::warn!(%error, records = batch.len(), "a record of the batch cannot be stored; storing them one by one");
+                self.record(batch, Isolation::EachRecord).await?
             }
-            match message.payload().map(Envelope::decode) {
-                Some(Ok(envelope)) => {
-                    service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
-                    let span = trace_context::record_span("notifier", message, envelope.submission_id);
-                    deliveries += self.apply(&mut tx, &envelope).instrument(span).await?;
-                }
-                Some(Err(error)) if error.is_newer_version() => {
-                    self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
-                    continue;
-                }
-                // Not an event (the projector dead-letters it): nothing to tell anyone.
-                _ => {}
-            }
-            progress.insert(partition, offset + 1);
-        }
-        tx.commit().await?;
+            recorded => recorded?,
+        };
         let mut offsets = TopicPartitionList::new();
-        for (partition, next) in progress {
+        for (partition, next) in recorded.progress {
             let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(next));
         }
-        if deliveries > 0 {
+        if recorded.deliveries > 0 {
             self.wake.notify_one();
         }
         if let Err(error) = self.consumer.store_offsets(&offsets) {
@@ -124,6 +125,64 @@ impl Watcher {
         }
         self.commit(CommitMode::Async);
         Ok(())
+    }
+
+    /// Records what `batch` means in one transaction; with [`Isolation::EachRecord`], a record
+    /// the database refuses for good is parked instead.
+    async fn record(&self, batch: &[OwnedMessage], isolation: Isolation) -> Result<Recorded, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut recorded = Recorded::default();
+        for message in batch {
+            let (partition, offset) = (message.partition(), message.offset());
+            if self.consumer.context().held.is_held(partition) {
+                continue;
+            }
+            match message.payload().map(Envelope::decode) {
+                Some(Ok(envelope)) => {
+                    service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
+                    let span = trace_context::record_span("notifier", message, envelope.submission_id);
+                    recorded.deliveries += match isolation {
+                        Isolation::Together => self.apply(&mut tx, &envelope).instrument(span).await?,
+                        Isolation::EachRecord => self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
+                    };
+                }
+                Some(Err(error)) if error.is_newer_version() => {
+                    self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
+                    continue;
+                }
+                // Not an event (the projector dead-letters it): nothing to tell anyone.
+                _ => {}
+            }
+            recorded.progress.insert(partition, offset + 1);
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// [`Watcher::apply`] in a savepoint; a refusal for good (say, a notification for an account
+    /// deleted while its verdict was pending) parks the record with the reason and goes on.
+    async fn apply_or_park(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        message: &OwnedMessage,
+        envelope: &Envelope,
+    ) -> Result<u64, sqlx::Error> {
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
+        match self.apply(&mut savepoint, envelope).await {
+            Ok(deliveries) => {
+                savepoint.commit().await?;
+                Ok(deliveries)
+            }
+            Err(error) if service_kit::postgres::is_refused_for_good(&error) => {
+                savepoint.rollback().await?;
+                let (partition, offset) = (message.partition(), message.offset());
+                tracing::error!(%error, partition, offset, "the record cannot be stored; parked (notifier.parked_records)");
+                store::park(tx, partition, offset, envelope.submission_id, &error.to_string()).await?;
+                metrics::counter!("content_processor_notifier_records_parked_total").increment(1);
+                Ok(0)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Records what `envelope` means for notifications; returns the deliveries it made.

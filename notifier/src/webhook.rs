@@ -27,6 +27,25 @@ pub struct Outcome {
     pub status_code: Option<u16>,
     /// Why the attempt failed; `None` when it was delivered.
     pub error: Option<String>,
+    /// The delivery can never succeed (no endpoint, nowhere to send it): trying again later
+    /// would only fail the same way, so it is failed at once.
+    pub permanent: bool,
+}
+
+impl Outcome {
+    pub fn delivered(status_code: Option<u16>) -> Outcome {
+        Outcome { status_code, error: None, permanent: false }
+    }
+
+    /// A failure that may pass on a later attempt.
+    pub fn failed(status_code: Option<u16>, error: impl Into<String>) -> Outcome {
+        Outcome { status_code, error: Some(error.into()), permanent: false }
+    }
+
+    /// A failure no later attempt can change.
+    pub fn refused(error: impl Into<String>) -> Outcome {
+        Outcome { status_code: None, error: Some(error.into()), permanent: true }
+    }
 }
 
 #[derive(Clone)]
@@ -50,21 +69,20 @@ impl WebhookSender {
 
     /// POSTs `body` to `url`, signed with `secret`. Delivered on any 2xx answer.
     pub async fn send(&self, url: &str, secret: &str, webhook_id: &str, body: &[u8]) -> Outcome {
-        let failed = |error: String| Outcome { status_code: None, error: Some(error) };
         let url = match reqwest::Url::parse(url) {
             Ok(url) => url,
-            Err(error) => return failed(format!("invalid URL: {error}")),
+            Err(error) => return Outcome::refused(format!("invalid URL: {error}")),
         };
         // An address in the URL itself is not looked up, so the resolver cannot refuse it.
         if let Some(ip) = url.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()) {
             if !self.allow_private && !ssrf::is_public(ip) {
-                return failed(format!("{ip} is not a public address"));
+                return Outcome::refused(format!("{ip} is not a public address"));
             }
         }
         let timestamp = chrono::Utc::now().timestamp();
         let signature = match standardwebhooks::Webhook::new(secret).and_then(|signer| signer.sign(webhook_id, timestamp, body)) {
             Ok(signature) => signature,
-            Err(error) => return failed(format!("cannot sign: {error}")),
+            Err(error) => return Outcome::refused(format!("cannot sign: {error}")),
         };
         let request = self
             .client
@@ -75,12 +93,12 @@ impl WebhookSender {
             .header("webhook-signature", signature)
             .body(body.to_vec());
         match request.send().await {
-            Ok(response) if response.status().is_success() => Outcome { status_code: Some(response.status().as_u16()), error: None },
+            Ok(response) if response.status().is_success() => Outcome::delivered(Some(response.status().as_u16())),
             Ok(response) => {
                 let status = response.status();
-                Outcome { status_code: Some(status.as_u16()), error: Some(format!("answered {status}")) }
+                Outcome::failed(Some(status.as_u16()), format!("answered {status}"))
             }
-            Err(error) => failed(describe(&error)),
+            Err(error) => Outcome::failed(None, describe(&error)),
         }
     }
 }

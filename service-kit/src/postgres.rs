@@ -64,3 +64,13 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// Whether the database refused the statement for the data it carries (a constraint, an
+/// invalid value: SQLSTATE classes 22 and 23), so running it again can only fail the same way.
+/// Anything else (a lost connection, a deadlock, a serialization failure) may pass on a retry.
+pub fn is_refused_for_good(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
