@@ -38,55 +38,75 @@ async fn submit(user: &User, base: &str, content: &str) -> String {
     response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
+/// The command API, a validator, the query API (for sign-up) and a notifier, each a process of
+/// its own, with Alice and Bob signed up as ordinary users.
+struct Notifying {
+    broker: TestKafka,
+    db: TestDb,
+    command: String,
+    notifications: String,
+    notifier: Component,
+    others: Vec<Component>,
+    alice: User,
+    bob: User,
+}
+
+impl Notifying {
+    /// The notifier reaches PostgreSQL at `notifier_database` (the test's database, or a proxy of
+    /// it) and takes `notifier_args` besides.
+    async fn start(name: &str, notifier_database: impl FnOnce(&TestDb) -> String, notifier_args: &[&str]) -> Notifying {
+        let broker = TestKafka::start(1, 3).await;
+        let db = TestDb::create().await;
+        let logs = log_dir(name);
+        let kafka = ["--kafka-brokers", broker.kafka.bootstrap_servers(), "--kafka-partitions", "3"].map(String::from);
+        let with = |extra: &[&str]| kafka.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect::<Vec<_>>();
+        let (command_port, query_port, notifier_port) = (free_port(), free_port(), free_port());
+        let [command, query, notifications] = [command_port, query_port, notifier_port].map(|port| format!("http://127.0.0.1:{port}"));
+        let notifier_listen = format!("127.0.0.1:{notifier_port}");
+        let notifier_database = notifier_database(&db);
+        let mut notifier_flags = vec!["--database-url", notifier_database.as_str(), "--listen", notifier_listen.as_str(), "--allow-private-targets"];
+        notifier_flags.extend_from_slice(notifier_args);
+        let mut notifier = Component::new("notifier", with(&notifier_flags), &logs);
+        let mut others = vec![
+            Component::new("command-api", with(&["--database-url", &db.url, "--listen", &format!("127.0.0.1:{command_port}")]), &logs),
+            Component::new("validator", with(&[]), &logs),
+            Component::new("query-api", vec!["--database-url".into(), db.url.clone(), "--listen".into(), format!("127.0.0.1:{query_port}")], &logs),
+        ];
+        others.iter_mut().for_each(Component::start);
+        notifier.start();
+        let plain = reqwest::Client::new();
+        // Live, not ready: the query API is ready only with a read model, and no projector runs here.
+        for base in [&query, &notifications] {
+            eventually("the service answers", || async {
+                plain.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+            })
+            .await;
+        }
+        let accounts = Api { base: query, http: plain };
+        let alice = User::sign_up(&accounts, "alice@example.com").await;
+        let bob = User::sign_up(&accounts, "bob@example.com").await;
+        // Bob warms up: late verdicts of these add nothing to what Alice is sent.
+        support::wait_until_accepting(&bob.http, &format!("{command}/api/submissions")).await;
+        Notifying { broker, db, command, notifications, notifier, others, alice, bob }
+    }
+
+    async fn stop(mut self) {
+        self.notifier.kill().await;
+        for component in &mut self.others {
+            component.kill().await;
+        }
+        self.db.drop_database().await;
+        self.broker.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_whose_endpoints_hang_does_not_hold_up_anyone_else() {
     let receiver = Receiver::start().await;
-    let broker = TestKafka::start(1, 3).await;
-    let db = TestDb::create().await;
-    let logs = log_dir("notifier-isolation");
-    let kafka = ["--kafka-brokers", broker.kafka.bootstrap_servers(), "--kafka-partitions", "3"].map(String::from);
-    let with = |extra: &[&str]| kafka.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect::<Vec<_>>();
-    let (command_port, query_port, notifier_port) = (free_port(), free_port(), free_port());
-    let [command, query, notifications] =
-        [command_port, query_port, notifier_port].map(|port| format!("http://127.0.0.1:{port}"));
-    let mut components = [
-        Component::new("command-api", with(&["--database-url", &db.url, "--listen", &format!("127.0.0.1:{command_port}")]), &logs),
-        Component::new("validator", with(&[]), &logs),
-        Component::new("query-api", vec!["--database-url".into(), db.url.clone(), "--listen".into(), format!("127.0.0.1:{query_port}")], &logs),
-        Component::new(
-            "notifier",
-            with(&[
-                "--database-url",
-                &db.url,
-                "--listen",
-                &format!("127.0.0.1:{notifier_port}"),
-                "--allow-private-targets",
-                // Four sends at a time, so one account's share is one; a hanging send is given
-                // up only after 30 s, longer than anyone else's verdict may take to arrive.
-                "--concurrency",
-                "4",
-                "--send-timeout-ms",
-                "30000",
-            ]),
-            &logs,
-        ),
-    ];
-    for component in &mut components {
-        component.start();
-    }
-    let plain = reqwest::Client::new();
-    // Live, not ready: the query API is ready only with a read model, and no projector runs here.
-    for base in [&query, &notifications] {
-        eventually("the service answers", || async {
-            plain.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
-        })
-        .await;
-    }
-    let accounts = Api { base: query.clone(), http: plain.clone() };
-    let alice = User::sign_up(&accounts, "alice@example.com").await;
-    let bob = User::sign_up(&accounts, "bob@example.com").await;
-    // Bob warms up: late verdicts of these add nothing to what Alice is sent.
-    support::wait_until_accepting(&bob.http, &format!("{command}/api/submissions")).await;
+    // Four sends at a time, so one account's share is one; a hanging send is given up only
+    // after 30 s, longer than anyone else's verdict may take to arrive.
+    let system = Notifying::start("notifier-isolation", |db| db.url.clone(), &["--concurrency", "4", "--send-timeout-ms", "30000"]).await;
+    let (alice, bob, command, notifications) = (&system.alice, &system.bob, &system.command, &system.notifications);
 
     // Alice's endpoints hang: six deliveries that no answer ends until the test says so.
     let hanging = [add_endpoint(&alice, &notifications, &receiver.url("hang")).await, add_endpoint(&alice, &notifications, &receiver.url("hang")).await];
@@ -117,11 +137,28 @@ async fn an_owner_whose_endpoints_hang_does_not_hold_up_anyone_else() {
         (delivered == 6).then_some(())
     })
     .await;
-    for component in &mut components {
-        component.kill().await;
-    }
-    db.drop_database().await;
-    broker.stop().await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_whose_database_is_away_still_stops_on_sigterm() {
+    let receiver = Receiver::start().await;
+    let postgres = support::admin_url().trim_start_matches("postgres://postgres@").parse().expect("host:port of PostgreSQL");
+    let proxy = support::CuttableProxy::start(postgres).await;
+    let mut system = Notifying::start("notifier-sigterm", |db| db.url_via(proxy.addr), &[]).await;
+    add_endpoint(&system.alice, &system.notifications, &receiver.url("hang")).await;
+    submit(&system.alice, &system.command, "alice's text 12345").await;
+    receiver.wait_for("the delivery is being sent", |r| r.iter().any(|r| r.path == "hang")).await;
+
+    // The database goes away while the send is in flight; then the send ends, and its outcome
+    // cannot be recorded. SIGTERM must still stop the notifier (its Deployment would otherwise
+    // be killed at the end of its grace period, every time the database has a bad moment).
+    proxy.cut();
+    receiver.release_hanging();
+    let status = system.notifier.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "the notifier exits cleanly: {status}");
+    proxy.restore();
+    system.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
