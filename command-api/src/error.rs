@@ -32,6 +32,8 @@ pub enum ApiError {
     InvalidIdempotencyKey,
     #[error("this Idempotency-Key was already used for a request with other content; use a new key for a new submission")]
     IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry it in a moment")]
+    IdempotencyKeyInUse,
     #[error("`replaces`: no submission {0} of yours")]
     UnknownReplaced(uuid::Uuid),
     #[error("only a FAILED submission can be resubmitted; {replaced} is {status}")]
@@ -123,6 +125,11 @@ impl IntoResponse for ApiError {
             ApiError::InvalidIdempotencyKey => error_response(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message),
             ApiError::IdempotencyKeyReused => {
                 error_response(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+            }
+            ApiError::IdempotencyKeyInUse => {
+                let mut response = error_response(StatusCode::CONFLICT, "idempotency_key_in_use", message);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                response
             }
             ApiError::RateLimited(decision) => {
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);

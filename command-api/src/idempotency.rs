@@ -80,11 +80,19 @@ impl Recorded {
 
 /// What to do with a request that carries a key.
 pub enum Claim {
-    /// First use: publish under this id, time and spend the rate limit.
+    /// First use (or a takeover of a claim its process abandoned): spend the rate limit, then
+    /// [`admit`] the key and publish under these ids.
     New(Recorded),
-    /// A retry of the same request.
+    /// A retry of an admitted request: publish the same events again, or answer from the record.
     Retry(Recorded),
 }
+
+/// How long a claim may stay unadmitted before another request with its key takes it over: far
+/// longer than spending the rate limit takes, so only a process that died in between leaves one.
+const ABANDONED_AFTER_SECS: f64 = 10.0;
+
+/// How often [`claim`] tries again when the key it found is given up before it could read it.
+const CLAIM_TRIES: usize = 3;
 
 /// The digest a request is recognised by: `parts` (the request's fields, in order) each
 /// length-prefixed, so no two different requests share one.
@@ -99,53 +107,91 @@ pub fn request_digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
 
 /// Records `key` for the request with `digest` and the `fresh` ids, or finds what it was
 /// recorded for. The same key with another request is refused: it is a new request, not a
-/// retry.
+/// retry. So is the same request while the first with its key is not admitted yet: it may
+/// still be refused, and only one of the two may spend the limit and publish.
 pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fresh: Recorded) -> Result<Claim, ApiError> {
     sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND created_at < now() - interval '24 hours'")
         .bind(account_id)
         .execute(pool)
         .await?;
-    let inserted = sqlx::query(
-        "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, batch_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, key) DO NOTHING",
-    )
-    .bind(account_id)
-    .bind(key)
-    .bind(digest)
-    .bind(fresh.submission_id)
-    .bind(fresh.batch_id)
-    .bind(fresh.created_at)
-    .execute(pool)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Claim::New(fresh));
-    }
-    let (recorded_digest, recorded): (Vec<u8>, Recorded) = {
+    for _ in 0..CLAIM_TRIES {
+        let inserted = sqlx::query(
+            "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, batch_id, created_at, admitted)
+             VALUES ($1, $2, $3, $4, $5, $6, false) ON CONFLICT (account_id, key) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(key)
+        .bind(digest)
+        .bind(fresh.submission_id)
+        .bind(fresh.batch_id)
+        .bind(fresh.created_at)
+        .execute(pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::New(fresh.clone()));
+        }
         #[derive(sqlx::FromRow)]
         struct Row {
             request_digest: Vec<u8>,
+            admitted: bool,
+            abandoned: bool,
             #[sqlx(flatten)]
             recorded: Recorded,
         }
-        let row: Row = sqlx::query_as(
-            "SELECT request_digest, submission_id, batch_id, created_at, kafka_partition, kafka_offset
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT request_digest, admitted, claimed_at < now() - make_interval(secs => $3) AS abandoned,
+                    submission_id, batch_id, created_at, kafka_partition, kafka_offset
              FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2",
         )
         .bind(account_id)
         .bind(key)
-        .fetch_one(pool)
+        .bind(ABANDONED_AFTER_SECS)
+        .fetch_optional(pool)
         .await?;
-        (row.request_digest, row.recorded)
-    };
-    if recorded_digest != digest {
-        return Err(ApiError::IdempotencyKeyReused);
+        // Given up (its request refused) between the two statements: claim it afresh.
+        let Some(row) = row else { continue };
+        if row.request_digest != digest {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        if row.admitted {
+            return Ok(Claim::Retry(row.recorded));
+        }
+        if row.abandoned && take_over(pool, account_id, key).await? {
+            return Ok(Claim::New(row.recorded));
+        }
+        return Err(ApiError::IdempotencyKeyInUse);
     }
-    Ok(Claim::Retry(recorded))
+    Err(ApiError::IdempotencyKeyInUse)
 }
 
-/// Gives a key up again: its request was refused before anything was published.
+/// Takes over a claim that stayed unadmitted too long; false when another request did first.
+async fn take_over(pool: &PgPool, account_id: Uuid, key: &str) -> Result<bool, ApiError> {
+    let taken = sqlx::query(
+        "UPDATE commands.idempotency_keys SET claimed_at = now()
+         WHERE account_id = $1 AND key = $2 AND NOT admitted AND claimed_at < now() - make_interval(secs => $3)",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(ABANDONED_AFTER_SECS)
+    .execute(pool)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Marks a claimed key admitted (its rate limit spent): from now on a request with it is a
+/// retry of this one.
+pub async fn admit(pool: &PgPool, account_id: Uuid, key: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE commands.idempotency_keys SET admitted = true WHERE account_id = $1 AND key = $2")
+        .bind(account_id)
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Gives a claimed key up again: its request was refused before it was admitted.
 pub async fn release(pool: &PgPool, account_id: Uuid, key: &str) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND acknowledged_at IS NULL")
+    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND NOT admitted")
         .bind(account_id)
         .bind(key)
         .execute(pool)

@@ -24,6 +24,7 @@ use domain::Envelope;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::kafka::{blocking, enqueue, event_produced, KafkaArgs, Position};
@@ -82,7 +83,19 @@ impl AtomicPublisher {
     /// their positions once the transaction committed; with an error when it was aborted (none
     /// of them will ever be read) or when the commit's outcome is unknown (a retry with the
     /// same events is then safe: consumers see a second copy as a duplicate).
-    pub async fn publish_atomically(&self, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
+    ///
+    /// The transaction runs in a task of its own, finished (committed or aborted) whatever
+    /// becomes of the caller: a request handler is dropped when its client disconnects, and a
+    /// transaction dropped half way stayed open on its pooled producer, so the next group on
+    /// that slot failed to begin one (503) and every `read_committed` consumer of its
+    /// partitions waited until the coordinator aborted it.
+    pub async fn publish_atomically(&self, events: Vec<Envelope>) -> Result<Vec<Position>, KafkaError> {
+        let publisher = self.clone();
+        let task = tokio::spawn(async move { publisher.publish_in_a_slot(&events).await }.instrument(tracing::Span::current()));
+        task.await.map_err(|_| KafkaError::Canceled)?
+    }
+
+    async fn publish_in_a_slot(&self, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
         let slot_index = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[slot_index].lock().await;
         let producer = match slot.as_ref() {

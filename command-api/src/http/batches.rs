@@ -85,6 +85,7 @@ pub struct NewItem {
             headers(("Location" = String, description = "`/api/batches/{id}?position=...`"))),
         (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
         SignedInChange,
+        (status = 409, description = "`idempotency_key_in_use` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_batch_size`, `invalid_items` (with `items`: each bad item's index, code and message), `idempotency_key_reused`", body = ErrorBody),
@@ -125,16 +126,17 @@ async fn create(
             Envelope::new(item_id(batch_id, index), event, admitted.ids.created_at, correlation_id)
         })
         .collect();
+    let items: Vec<AcceptedItem> = envelopes.iter().enumerate().map(|(index, e)| AcceptedItem { index, id: e.submission_id }).collect();
     let span = tracing::info_span!("batch", %batch_id, size);
     let position = async {
         if let Some(position) = admitted.published {
             tracing::info!(%position, "retry of an accepted batch");
             return Ok(position);
         }
-        let positions = state.batches.publish_atomically(&envelopes).await.map_err(ApiError::BrokerUnavailable)?;
+        let positions = state.batches.publish_atomically(envelopes).await.map_err(ApiError::BrokerUnavailable)?;
         let first = positions[0];
         tracing::info!(position = %first, account_id = %owner, "accepted batch");
-        admitted.acknowledged(&state, owner, first).await?;
+        admitted.acknowledged(&state, owner, first).await;
         Ok::<_, ApiError>(first)
     }
     .instrument(span)
@@ -142,10 +144,10 @@ async fn create(
 
     let body = BatchAccepted {
         id: batch_id,
-        size: envelopes.len(),
+        size: items.len(),
         created_at: admitted.ids.created_at,
         position: position.to_string(),
-        items: envelopes.iter().enumerate().map(|(index, e)| AcceptedItem { index, id: e.submission_id }).collect(),
+        items,
     };
     let location = format!("/api/batches/{batch_id}?position={position}");
     let mut response = (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response();

@@ -93,16 +93,22 @@ pub async fn claim(state: &AppState, owner: Uuid, key: Option<String>, digest: &
 
 impl Claimed {
     /// Spends `cost` units of the owner's rate limit, unless this is a retry (which spends
-    /// nothing). A refused request gives its key up again.
+    /// nothing), then marks the key admitted. A refused request gives its key up again.
     pub async fn admit(self, state: &AppState, owner: Uuid, cost: u32) -> Result<Admitted, ApiError> {
         let published = self.ids.acknowledged_at();
         if self.is_retry {
             return Ok(Admitted { ids: self.ids, published, limit: None, key: self.key });
         }
-        let decision = state.accounts.limiter.take(state.accounts.settings.submission_policy(), &owner.to_string(), cost).await?;
-        if !decision.allowed {
-            self.release(state, owner).await?;
-            return Err(ApiError::RateLimited(decision));
+        let taken = state.accounts.limiter.take(state.accounts.settings.submission_policy(), &owner.to_string(), cost).await;
+        let decision = match taken {
+            Ok(decision) if decision.allowed => decision,
+            refused => {
+                self.release(state, owner).await?;
+                return Err(refused.map_or_else(ApiError::from, ApiError::RateLimited));
+            }
+        };
+        if let Some(key) = &self.key {
+            idempotency::admit(&state.accounts.pool, owner, key).await?;
         }
         Ok(Admitted { ids: self.ids, published, limit: Some(decision), key: self.key })
     }
@@ -128,11 +134,14 @@ pub struct Admitted {
 
 impl Admitted {
     /// Notes that Kafka acknowledged the request's events, so retries are answered from the
-    /// record.
-    pub async fn acknowledged(&self, state: &AppState, owner: Uuid, position: service_kit::kafka::Position) -> Result<(), ApiError> {
-        match &self.key {
-            Some(key) => idempotency::acknowledged(&state.accounts.pool, owner, key, position).await,
-            None => Ok(()),
+    /// record. A failure to note it changes nothing for this request: its events are in the
+    /// log and it is answered 202 (a 503 would tell the client it failed while it will be
+    /// judged); a retry under its key then publishes the same events again, which the fold
+    /// takes as duplicates.
+    pub async fn acknowledged(&self, state: &AppState, owner: Uuid, position: service_kit::kafka::Position) {
+        let Some(key) = &self.key else { return };
+        if let Err(error) = idempotency::acknowledged(&state.accounts.pool, owner, key, position).await {
+            tracing::warn!(%error, %position, "accepted, but its Idempotency-Key is not marked acknowledged; a retry publishes the same events again");
         }
     }
 }

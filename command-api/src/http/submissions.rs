@@ -77,7 +77,7 @@ pub struct NewSubmission {
             headers(("Location" = String, description = "`/api/submissions/{id}?position=...`"))),
         (status = 400, description = "`malformed_json`, `unreadable_body`, `invalid_idempotency_key`", body = ErrorBody),
         SignedInChange,
-        (status = 409, description = "`not_failed`, `already_replaced`", body = ErrorBody),
+        (status = 409, description = "`not_failed`, `already_replaced`, `idempotency_key_in_use` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`, `content_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `empty_content`, `invalid_content`, `unknown_submission`, `idempotency_key_reused`", body = ErrorBody),
@@ -127,7 +127,7 @@ async fn create(
         }
         let position = state.publisher.publish(&envelope).await.map_err(ApiError::BrokerUnavailable)?;
         tracing::info!(%position, account_id = %owner, replaces = ?replaces, "accepted");
-        admitted.acknowledged(&state, owner, position).await?;
+        admitted.acknowledged(&state, owner, position).await;
         Ok::<_, ApiError>(position)
     }
     .instrument(span)
