@@ -38,29 +38,58 @@ pub fn schema(generation: Generation) -> String {
 /// Applies the control-plane migrations, drops what an interrupted rebuild left behind, and
 /// makes sure a live generation exists (generation 1 on an empty database, which the projector
 /// then fills from the beginning of the topic).
+///
+/// The first generation is created under the rebuild lock, as every other `building` one is:
+/// replicas starting together each drop leftover `building` generations when they hold that
+/// lock, and one had dropped the first generation while another was still creating it.
 pub async fn prepare(pool: &PgPool) -> Result<Generation, GenerationError> {
     CONTROL.run(pool).await.map_err(sqlx::Error::from)?;
-    crate::rebuild::clean_up_interrupted(pool).await?;
+    let live = loop {
+        if let Some(lock) = crate::rebuild::RebuildLock::try_acquire(pool).await? {
+            let outcome = clean_up_and_create_first(pool).await;
+            lock.release().await;
+            match outcome? {
+                Created::First(generation) => return Ok(generation),
+                Created::NotNeeded(live) => break live,
+            }
+        }
+        // A rebuild runs somewhere, or another replica is creating the first generation.
+        if let Some(live) = live(pool).await? {
+            break live;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // Migrations added since the live generation was created apply to it too, and the views
+    // show the columns they added.
+    migrate(pool, live).await?;
+    let mut tx = pool.begin().await?;
+    lock_control(&mut tx).await?;
+    point_views_at(&mut tx, live).await?;
+    tx.commit().await?;
+    Ok(live)
+}
+
+/// What [`clean_up_and_create_first`] found.
+enum Created {
+    /// There was no live generation: this one was created and made live.
+    First(Generation),
+    /// This one was live already.
+    NotNeeded(Generation),
+}
+
+/// With the rebuild lock held (no rebuild runs anywhere): drops the `building` generations an
+/// interrupted rebuild left, and creates the first generation if none is live.
+async fn clean_up_and_create_first(pool: &PgPool) -> Result<Created, GenerationError> {
+    crate::rebuild::abandon_building(pool).await?;
     if let Some(live) = live(pool).await? {
-        // Migrations added since the live generation was created apply to it too, and the
-        // views show the columns they added.
-        migrate(pool, live).await?;
-        let mut tx = pool.begin().await?;
-        lock_control(&mut tx).await?;
-        point_views_at(&mut tx, live).await?;
-        tx.commit().await?;
-        return Ok(live);
+        return Ok(Created::NotNeeded(live));
     }
     let generation = create(pool).await?;
     let mut tx = pool.begin().await?;
     lock_control(&mut tx).await?;
-    // Someone else may have made one live meanwhile.
-    if let Some(live) = live(&mut *tx).await? {
-        return Ok(live);
-    }
     make_live(&mut tx, None, generation).await?;
     tx.commit().await?;
-    Ok(generation)
+    Ok(Created::First(generation))
 }
 
 /// The live generation, if any.

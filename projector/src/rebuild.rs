@@ -125,17 +125,8 @@ impl RebuildLock {
 }
 
 /// Drops generations an interrupted rebuild left in state `building` (its process was killed).
-/// With the rebuild lock free no rebuild runs anywhere, so nobody is building them.
-pub async fn clean_up_interrupted(pool: &PgPool) -> Result<(), GenerationError> {
-    let Some(lock) = RebuildLock::try_acquire(pool).await? else {
-        return Ok(());
-    };
-    let outcome = abandon_building(pool).await;
-    lock.release().await;
-    outcome
-}
-
-async fn abandon_building(pool: &PgPool) -> Result<(), GenerationError> {
+/// Only with the rebuild lock held: then no rebuild runs anywhere, so nobody is building them.
+pub(crate) async fn abandon_building(pool: &PgPool) -> Result<(), GenerationError> {
     let leftovers: Vec<Generation> =
         sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'building'").fetch_all(pool).await?;
     for generation in leftovers {

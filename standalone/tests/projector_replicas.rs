@@ -137,3 +137,24 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// A two-replica Deployment starts both projectors at once, and on a first deploy the database
+/// is empty: both prepare the read model together. One must create the first generation and the
+/// other adopt it. (One replica once dropped the generation the other was still creating,
+/// taking it for a rebuild's leftover, and the other died.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_preparing_an_empty_database_at_once_agree_on_one_generation() {
+    for attempt in 0..5 {
+        let db = TestDb::create().await;
+        let (first, second) = (db.pool().await, db.pool().await);
+        let (a, b) = tokio::join!(projector::generations::prepare(&first), projector::generations::prepare(&second));
+        let (a, b) = (a.unwrap_or_else(|e| panic!("attempt {attempt}: {e}")), b.unwrap_or_else(|e| panic!("attempt {attempt}: {e}")));
+        assert_eq!(a, b, "attempt {attempt}: both replicas follow the same live generation");
+        let states: Vec<(i64, String)> =
+            sqlx::query_as("SELECT generation::bigint, state FROM public.read_models ORDER BY generation").fetch_all(&first).await.unwrap();
+        assert_eq!(states, [(i64::from(a), "live".to_owned())], "attempt {attempt}: one generation, live");
+        first.close().await;
+        second.close().await;
+        db.drop_database().await;
+    }
+}
