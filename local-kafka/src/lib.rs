@@ -19,6 +19,7 @@ mod ports;
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, JvmProfile};
 pub use distribution::Distribution;
+pub use node::die_with_parent;
 pub use ports::free_port_block;
 
 use std::path::PathBuf;

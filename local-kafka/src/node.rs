@@ -195,8 +195,10 @@ impl Node {
 }
 
 /// Asks the kernel to SIGKILL the child when the thread that forked it ends (the owning process
-/// dying, even by SIGKILL), so no broker outlives the run that started it.
-fn die_with_parent(command: &mut Command) {
+/// dying, even by SIGKILL), so no broker outlives the run that started it. Public for the other
+/// children such a run starts (the deployed topology's services and proxy), which must not
+/// outlive it either.
+pub fn die_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
     unsafe {

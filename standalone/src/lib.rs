@@ -16,6 +16,8 @@ use sqlx::migrate::MigrateDatabase;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub mod deployed;
+
 /// Settings for the one-process mode; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "content-processor", about = "Runs the whole content-processor system in one process")]
@@ -112,7 +114,7 @@ pub struct Config {
 }
 
 /// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))

@@ -3,6 +3,7 @@
 //! binary can play every part, as the process-level tests do.
 
 use clap::{Parser, Subcommand};
+use content_processor::deployed::DeployedConfig;
 use content_processor::{Broker, Config};
 use service_kit::embedded_broker::EmbeddedBroker;
 use service_kit::kafka::KafkaArgs;
@@ -34,6 +35,9 @@ enum Role {
     /// Create an admin account, or make an existing account an admin (setting its password).
     /// The password is read from ADMIN_PASSWORD, or asked for on the terminal.
     CreateAdmin(CreateAdmin),
+    /// The production topology on this machine: three Apache Kafka nodes, two processes of every
+    /// service, HAProxy in front routing as ops/kubernetes/routes.yaml does.
+    Deployed(DeployedConfig),
     /// Only the embedded (in-memory) broker, with the topics created; prints
     /// `bootstrap.servers=HOST:PORT` when ready. The benchmarks measure it in a process of its own.
     EmbeddedBroker(KafkaArgs),
@@ -53,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Notifier(config)) => notifier::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
         Some(Role::CreateAdmin(args)) => create_admin(args).await,
+        Some(Role::Deployed(config)) => deployed(config, shutdown).await,
         Some(Role::EmbeddedBroker(kafka)) => {
             let broker = EmbeddedBroker::start(&kafka)?;
             println!("bootstrap.servers={}", broker.bootstrap_servers());
@@ -76,6 +81,7 @@ impl Cli {
             Some(Role::Notifier(_)) => "notifier",
             Some(Role::Rebuild(_)) => "rebuild",
             Some(Role::CreateAdmin(_)) => "create-admin",
+            Some(Role::Deployed(_)) => "deployed",
             Some(Role::EmbeddedBroker(_)) => "embedded-broker",
         }
     }
@@ -128,6 +134,25 @@ async fn rebuild(config: projector::Config, shutdown: tokio_util::sync::Cancella
     let generation = outcome?;
     println!("done: generation {generation} is live; the previous one was dropped");
     Ok(())
+}
+
+/// Runs the deployed topology until Ctrl-C or SIGTERM, or until one of its processes exits.
+async fn deployed(config: DeployedConfig, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let running = content_processor::deployed::start(config).await?;
+    let manifest = running.manifest();
+    println!();
+    println!("content-processor is running as deployed: open {}", manifest.gateway);
+    if let Some(ui) = &manifest.ui_origin {
+        println!("  The UI on its own origin: {ui} (the APIs stay on {})", manifest.gateway);
+    }
+    println!("  Kafka: Apache Kafka {}, three nodes at {}", running.kafka().version(), manifest.kafka);
+    for (role, replicas) in &manifest.replicas {
+        println!("  {role}: {}", replicas.join(", "));
+    }
+    println!("  Every address: {}; logs: {}", running.manifest_path().display(), manifest.logs.display());
+    println!("  Stop with Ctrl-C.");
+    println!();
+    running.wait(shutdown).await
 }
 
 async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
