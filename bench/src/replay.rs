@@ -74,7 +74,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let config = projector::Config { rebuild_batch_size: args.batch_size, ..projector::Config::new(&url, kafka.clone()) };
     let progress = projector::rebuild::Progress::default();
     let lock = projector::rebuild::RebuildLock::try_acquire(&pool).await?.context("a rebuild is already running")?;
-    progress.begin();
+    progress.begin(&pool).await?;
     // The peak of the rebuild alone, not of filling the topic before it.
     reset_peak_memory();
     let replay_started = Instant::now();

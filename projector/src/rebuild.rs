@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ use crate::generations::{self, Generation, GenerationError};
 use crate::worker::{Projector, Target};
 use crate::Config;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RebuildState {
     #[default]
@@ -27,7 +27,7 @@ pub enum RebuildState {
 }
 
 /// What `GET /admin/rebuild` shows.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RebuildStatus {
     pub state: RebuildState,
     pub from_generation: Option<Generation>,
@@ -55,11 +55,25 @@ impl Progress {
         self.lock().clone()
     }
 
-    /// Marks a rebuild as started (its caller holds the [`RebuildLock`], so no other runs).
-    pub fn begin(&self) {
+    /// Marks a rebuild as started (its caller holds the [`RebuildLock`], so no other runs), and
+    /// says so to every replica before it returns.
+    pub async fn begin(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         *self.lock() = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
         metrics::gauge!("content_processor_rebuild_running").set(1.0);
         metrics::gauge!("content_processor_rebuild_events_applied").set(0.0);
+        self.publish(pool).await
+    }
+
+    /// Stores the snapshot where every replica reads it ([`shared_status`]).
+    async fn publish(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO public.rebuild_status (only_row, status, updated_at) VALUES (true, $1, now())
+             ON CONFLICT (only_row) DO UPDATE SET status = EXCLUDED.status, updated_at = now()",
+        )
+        .bind(sqlx::types::Json(self.snapshot()))
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 
     pub(crate) fn record(&self, applied: usize, next_offsets: &BTreeMap<i32, i64>) {
@@ -103,6 +117,30 @@ pub struct RebuildLock {
 /// Key of the rebuild lock.
 const REBUILD_LOCK: i64 = 0x636f_6e74_656e_7401;
 
+/// How often a running rebuild's progress is published to the other replicas.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The current (or last) rebuild, whichever replica runs it: what `GET /admin/rebuild` and the
+/// dashboard show, the same from every replica. One recorded as running whose lock nobody holds
+/// was interrupted (its process died before it could say so).
+pub async fn shared_status(pool: &PgPool) -> Result<RebuildStatus, sqlx::Error> {
+    // pg_locks shows a bigint advisory key as its high half in classid, its low half in objid.
+    let row: Option<(sqlx::types::Json<RebuildStatus>, bool)> = sqlx::query_as(
+        "SELECT status, EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                                AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid)
+         FROM public.rebuild_status",
+    )
+    .bind(REBUILD_LOCK)
+    .fetch_optional(pool)
+    .await?;
+    let Some((sqlx::types::Json(mut status), locked)) = row else { return Ok(RebuildStatus::default()) };
+    if status.state == RebuildState::Running && !locked {
+        status.state = RebuildState::Failed;
+        status.error = Some("interrupted: the process running it stopped".into());
+    }
+    Ok(status)
+}
+
 impl RebuildLock {
     /// The lock, or `None` when a rebuild holds it somewhere.
     pub async fn try_acquire(pool: &PgPool) -> Result<Option<RebuildLock>, sqlx::Error> {
@@ -137,7 +175,9 @@ pub(crate) async fn abandon_building(pool: &PgPool) -> Result<(), GenerationErro
 }
 
 /// Runs one rebuild to its end, holding `lock`; `progress` must have been begun with
-/// [`Progress::begin`]. Returns the new live generation.
+/// [`Progress::begin`]. Returns the new live generation. Its progress is published every
+/// [`PUBLISH_EVERY`], and its outcome before the lock is released, so no replica ever reads a
+/// finished rebuild as interrupted.
 pub async fn rebuild(
     config: &Config,
     pool: &PgPool,
@@ -145,13 +185,28 @@ pub async fn rebuild(
     lock: RebuildLock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Generation> {
+    let publisher = {
+        let (progress, pool) = (progress.clone(), pool.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PUBLISH_EVERY).await;
+                if let Err(error) = progress.publish(&pool).await {
+                    tracing::debug!(%error, "rebuild progress not published this time");
+                }
+            }
+        })
+    };
     let outcome = build_and_switch(config, pool, progress, shutdown).await;
-    lock.release().await;
+    publisher.abort();
     match &outcome {
         Ok(_) => progress.finish(RebuildState::Switched, None),
         Err(error) if error.is::<Cancelled>() => progress.finish(RebuildState::Cancelled, None),
         Err(error) => progress.finish(RebuildState::Failed, Some(format!("{error:#}"))),
     }
+    if let Err(error) = progress.publish(pool).await {
+        tracing::warn!(%error, "could not publish the rebuild's outcome; replicas report it interrupted");
+    }
+    lock.release().await;
     outcome
 }
 

@@ -102,6 +102,17 @@ enum Committed {
     Interrupted,
 }
 
+/// A consumer for `target` that assigns partitions itself (it never subscribes).
+fn new_consumer(kafka: &KafkaArgs, target: Target) -> Result<Arc<StreamConsumer>, KafkaError> {
+    let mut consumer_config = kafka.consumer_config(crate::CONSUMER_GROUP);
+    // Positions live in PostgreSQL; a position the broker no longer has is a reset topic, to be
+    // noticed, never silently replaced by another offset.
+    consumer_config.set("auto.offset.reset", "error");
+    // Its lag is reported as the projector's, or the rebuild's.
+    let name = if target == Target::Live { "projector" } else { "rebuild" };
+    Ok(Arc::new(consumer_config.create_with_context(LagReporter(name))?))
+}
+
 impl Projector {
     /// Connects and assigns every partition at the position stored in the target generation
     /// (the beginning where none is stored: an empty generation replays the whole topic).
@@ -115,14 +126,8 @@ impl Projector {
         config.kafka.ensure_topic().await?;
         let dead_letter_topic = config.kafka.dead_letter_topic();
         config.kafka.ensure_topic_named(&dead_letter_topic).await?;
-        let mut consumer_config = config.kafka.consumer_config(crate::CONSUMER_GROUP);
-        // Positions live in PostgreSQL; a position the broker no longer has is a reset topic,
-        // to be noticed, never silently replaced by another offset.
-        consumer_config.set("auto.offset.reset", "error");
-        // Its lag is reported as the projector's, or the rebuild's.
-        let name = if target == Target::Live { "projector" } else { "rebuild" };
         let mut projector = Projector {
-            consumer: Arc::new(consumer_config.create_with_context(LagReporter(name))?),
+            consumer: new_consumer(&config.kafka, target)?,
             reader: None,
             pool,
             kafka: config.kafka.clone(),
@@ -173,6 +178,14 @@ impl Projector {
         // Whatever the reader holds was read from the old assignment: drop it.
         self.stop_reader();
         self.held.release_all();
+        if self.attached.is_some() {
+            // Attaching again reads with a new consumer. Assigning anew on the same one while
+            // the old assignment's fetchers were still stopping, then closing it (a shutdown
+            // right after a rebuild's switch), aborted the process inside librdkafka 2.12.1
+            // (`rd_kafka_assignment_partition_stopped: Assertion rktp->rktp_started failed`,
+            // a duplicate FETCH_STOP; confluentinc/librdkafka#5573, fixed after that release).
+            self.consumer = new_consumer(&self.kafka, self.target)?;
+        }
         let mut generation = match self.target {
             Target::Rebuild(generation) => generation,
             Target::Live => generations::live(&self.pool).await?.context("no live read model")?,

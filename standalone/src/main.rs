@@ -118,7 +118,7 @@ async fn rebuild(config: projector::Config, shutdown: tokio_util::sync::Cancella
     let lock = projector::rebuild::RebuildLock::try_acquire(&pool)
         .await?
         .ok_or_else(|| anyhow::anyhow!("a rebuild is already running; wait for it (GET /admin/rebuild shows it)"))?;
-    progress.begin();
+    progress.begin(&pool).await?;
     let watched = progress.clone();
     let reporter = tokio::spawn(async move {
         loop {

@@ -124,7 +124,7 @@ pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Resul
         throughput,
         dead_letter_topic,
         dead_letters: dead_letter_bounds.values().map(|(first, end)| end - first).sum(),
-        rebuild: state.progress.snapshot(),
+        rebuild: crate::rebuild::shared_status(&state.pool).await?,
         observed_at: Utc::now(),
     }))
 }

@@ -9,14 +9,14 @@ use axum::Json;
 
 use super::{AdminError, AdminState};
 use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody};
-use crate::rebuild::{rebuild, RebuildLock, RebuildStatus};
+use crate::rebuild::{rebuild, shared_status, RebuildLock, RebuildStatus};
 
-/// The rebuild started through this process, if any.
+/// The current or last rebuild, whichever projector replica runs it.
 #[utoipa::path(get, path = "/admin/rebuild", tag = "operations", responses(
-    (status = 200, description = "its state and progress", body = RebuildStatus), AdminOnly,
+    (status = 200, description = "its state and progress", body = RebuildStatus), AdminOnly, DatabaseUnavailable,
 ))]
-pub(super) async fn status(_: Admin, State(state): State<AdminState>) -> Json<RebuildStatus> {
-    Json(state.progress.snapshot())
+pub(super) async fn status(_: Admin, State(state): State<AdminState>) -> Result<Json<RebuildStatus>, AdminError> {
+    Ok(Json(shared_status(&state.pool).await?))
 }
 
 /// Starts a zero-downtime rebuild of the read model from the whole topic.
@@ -28,7 +28,8 @@ pub(super) async fn status(_: Admin, State(state): State<AdminState>) -> Json<Re
 ))]
 pub(super) async fn start(_: Admin, State(state): State<AdminState>) -> Result<impl IntoResponse, AdminError> {
     let lock = RebuildLock::try_acquire(&state.pool).await?.ok_or(AdminError::RebuildRunning)?;
-    state.progress.begin();
+    // Said to every replica before the answer, so the next read anywhere shows it running.
+    state.progress.begin(&state.pool).await?;
     let task_state = state.clone();
     state.rebuilds.spawn(async move {
         let AdminState { config, pool, progress, shutdown, .. } = task_state;
