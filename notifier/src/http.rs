@@ -163,9 +163,13 @@ async fn create_endpoint(
         return Err(ApiError::InvalidBody("`url` is at most 2048 bytes and `description` 200 characters".into()));
     }
     let url = ssrf::check_url(&new.url, state.allow_private_targets).await?;
+    // Counted and inserted under the account's row lock: two requests counting at once both saw
+    // room for one more, and an account could pass the cap.
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SELECT 1 FROM accounts.accounts WHERE id = $1 FOR NO KEY UPDATE").bind(caller.account_id).execute(&mut *tx).await?;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
         .bind(caller.account_id)
-        .fetch_one(&state.pool)
+        .fetch_one(&mut *tx)
         .await?;
     if count >= MAX_ENDPOINTS {
         return Err(ApiError::TooManyEndpoints(MAX_ENDPOINTS));
@@ -180,8 +184,9 @@ async fn create_endpoint(
     .bind(url.as_str())
     .bind(&secret)
     .bind(&new.description)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     tracing::info!(account_id = %caller.account_id, endpoint_id = %endpoint.id, "webhook endpoint created");
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
 }

@@ -255,3 +255,25 @@ async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments()
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// The cap on endpoints holds when a client registers many at once: each request counts and
+/// inserts under the account's lock (two counting together both saw room for one more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_cap_holds_under_concurrent_registrations() {
+    let db = TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.allow_private_webhook_targets = true;
+    let system = TestSystem::start_with(db, config).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let attempts = (0..20).map(|i| {
+        let (http, url) = (alice.http.clone(), system.url("/api/webhooks"));
+        async move { http.post(url).json(&json!({ "url": format!("http://127.0.0.1:9/{i}") })).send().await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    assert_eq!(created, 10, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(*s, StatusCode::CREATED | StatusCode::CONFLICT)), "{statuses:?}");
+    let (_, listed) = alice.get(&system, "/api/webhooks").await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(10), "{listed}");
+    system.stop().await;
+}
