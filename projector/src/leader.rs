@@ -24,6 +24,10 @@ pub(crate) const LEADER_LOCK: i64 = 0x636f_6e74_6c65_6164;
 /// the most a waiting replica adds to a takeover once the lock is free.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The longest the lock's session may take to answer: one that does not is taken as lost (a
+/// connection that went silent without closing, which the server may already have ended).
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 /// Server-side keepalives on the lock's session: a writer whose machine vanished loses the lock
 /// after about 5 s idle + 3 probes 1 s apart, or 8 s of unacknowledged data.
 const KEEPALIVES: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; \
@@ -41,10 +45,10 @@ impl LeaderLock {
         loop {
             let session = match waiting.take() {
                 Some(session) => Ok(session),
-                None => Session::open(database_url).await,
+                None => answered(Session::open(database_url)).await,
             };
             match session {
-                Ok(mut session) => match session.try_lock().await {
+                Ok(mut session) => match answered(session.try_lock()).await {
                     Ok(true) => return Some(LeaderLock(session)),
                     Ok(false) => {
                         if !waiting_said {
@@ -70,16 +74,25 @@ impl LeaderLock {
         self.0.backend
     }
 
-    /// Resolves when the lock's session has ended: from then on the lock may be another
-    /// replica's.
+    /// Resolves when the lock's session has ended, or stopped answering within
+    /// [`ANSWER_WITHIN`]: from then on the lock may be another replica's. (Without the bound, a
+    /// connection that went silent kept this replica sure it led for ever, while the server had
+    /// ended its session and another replica wrote.)
     pub async fn lost(&mut self) -> sqlx::Error {
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
-            if let Err(error) = sqlx::query("SELECT 1").execute(&mut self.0.connection).await {
+            if let Err(error) = answered(sqlx::query("SELECT 1").execute(&mut self.0.connection)).await {
                 return error;
             }
         }
     }
+}
+
+/// `query`'s outcome, or an error when it did not answer within [`ANSWER_WITHIN`].
+async fn answered<T>(query: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(ANSWER_WITHIN, query).await.unwrap_or_else(|_| {
+        Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ANSWER_WITHIN:?}"))))
+    })
 }
 
 /// A connection of its own: the lock lives and dies with this session, never with a pooled one.

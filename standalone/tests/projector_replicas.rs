@@ -27,20 +27,30 @@ struct Replica {
 }
 
 impl Replica {
-    /// The value of a metric family without labels on this replica's `/metrics`, if it has one.
-    async fn metric(&self, http: &reqwest::Client, family: &str) -> Option<f64> {
+    /// A projector replica reading `database_url`, with its admin endpoints on a port of its own.
+    fn new(name: &str, args: Vec<String>, database_url: &str, logs: &std::path::Path) -> Replica {
+        let port = free_port();
+        let mut args = args;
+        args.extend(["--database-url".into(), database_url.into(), "--admin-listen".into(), format!("127.0.0.1:{port}")]);
+        Replica { process: Component::replica("projector", name, args, logs), port }
+    }
+
+    /// The value of a metric family without labels on this replica's `/metrics`: `None` while it
+    /// does not answer, `Some(None)` when it answers without that family.
+    async fn metric(&self, http: &reqwest::Client, family: &str) -> Option<Option<f64>> {
         let text = http.get(format!("http://127.0.0.1:{}/metrics", self.port)).send().await.ok()?.text().await.ok()?;
-        text.lines().find_map(|line| line.strip_prefix(family)?.strip_prefix(' ')?.trim().parse().ok())
+        Some(text.lines().find_map(|line| line.strip_prefix(family)?.strip_prefix(' ')?.trim().parse().ok()))
     }
 
     /// Whether it holds the leader lock: `None` while it does not answer yet.
     async fn leads(&self, http: &reqwest::Client) -> Option<bool> {
-        self.metric(http, "content_processor_projector_leader").await.map(|value| value == 1.0)
+        self.metric(http, "content_processor_projector_leader").await.map(|value| value == Some(1.0))
     }
 
-    /// Events it applied to the read model since it started (none has no family yet).
-    async fn rows_written(&self, http: &reqwest::Client) -> f64 {
-        self.metric(http, "content_processor_projector_rows_written_total").await.unwrap_or(0.0)
+    /// Events it applied to the read model since it started (no family yet: none); `None` while
+    /// it does not answer, which says nothing about what it wrote.
+    async fn rows_written(&self, http: &reqwest::Client) -> Option<f64> {
+        self.metric(http, "content_processor_projector_rows_written_total").await.map(|rows| rows.unwrap_or(0.0))
     }
 }
 
@@ -61,14 +71,7 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
     let mut validator = Component::new("validator", args(&[]), &logs);
     command_api.start();
     validator.start();
-    let mut replicas: Vec<Replica> = (0..2)
-        .map(|i| {
-            let port = free_port();
-            let admin = format!("127.0.0.1:{port}");
-            let process = Component::replica("projector", &format!("projector-{i}"), args(&["--database-url", &db.url, "--admin-listen", &admin]), &logs);
-            Replica { process, port }
-        })
-        .collect();
+    let mut replicas: Vec<Replica> = (0..2).map(|i| Replica::new(&format!("projector-{i}"), args(&[]), &db.url, &logs)).collect();
     let metrics = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
 
     // The first replica up writes; the second one waits.
@@ -81,16 +84,16 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
     support::wait_until_accepting(&api.http, &api.url("/api/submissions")).await;
     let load = Load::start(&api, 4);
     eventually("replica 0 projects the load", || async {
-        (load.accepted() >= 300 && replicas[0].rows_written(&metrics).await >= 300.0).then_some(())
+        (load.accepted() >= 300 && replicas[0].rows_written(&metrics).await >= Some(300.0)).then_some(())
     })
     .await;
-    assert_eq!(replicas[1].rows_written(&metrics).await, 0.0, "the waiting replica wrote nothing");
+    assert_eq!(replicas[1].rows_written(&metrics).await, Some(0.0), "the waiting replica wrote nothing");
     assert_eq!(replicas[1].leads(&metrics).await, Some(false));
 
     // SIGKILL the writer in the middle of the stream.
     replicas[0].process.kill().await;
     let killed = Instant::now();
-    eventually("replica 1 takes over and commits", || async { (replicas[1].rows_written(&metrics).await > 0.0).then_some(()) }).await;
+    eventually("replica 1 takes over and commits", || async { (replicas[1].rows_written(&metrics).await > Some(0.0)).then_some(()) }).await;
     let takeover = killed.elapsed();
     println!("replica 1 committed its first batch {takeover:?} after replica 0 was killed (bound {TAKEOVER_BOUND:?})");
     assert!(takeover <= TAKEOVER_BOUND, "took over in {takeover:?}");
@@ -106,7 +109,7 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
 
     let pool = db.pool().await;
     support::wait_until_projected(&pool, &broker.kafka, &acknowledged).await;
-    assert_eq!(replicas[0].rows_written(&metrics).await, 0.0, "the restarted replica waits and writes nothing");
+    assert_eq!(replicas[0].rows_written(&metrics).await, Some(0.0), "the restarted replica waits and writes nothing");
 
     // Nothing lost: every 202 has its verdict, and the read model is the fold of the whole log.
     support::assert_read_model_equals_fold_of_topic(&pool, &broker.kafka).await;
@@ -157,4 +160,55 @@ async fn two_replicas_preparing_an_empty_database_at_once_agree_on_one_generatio
         second.close().await;
         db.drop_database().await;
     }
+}
+
+/// The writer's connections to PostgreSQL go silent without closing, as across a network
+/// partition, while the server ends its sessions (so the lock is free): the other replica takes
+/// over, and the old writer notices within its check's bound that it no longer leads, instead
+/// of believing it does for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_database_goes_silent_stops_leading_and_the_other_takes_over() {
+    let logs = log_dir("projector-partition");
+    let broker = TestKafka::start(1, PARTITIONS).await;
+    let db = TestDb::create().await;
+    let postgres = support::admin_url().trim_start_matches("postgres://postgres@").parse().expect("host:port of PostgreSQL");
+    let proxy = support::CuttableProxy::start(postgres).await;
+    let kafka: Vec<String> = vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
+    let command_port = free_port();
+    let mut others = [
+        Component::new("command-api", [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(), &logs),
+        Component::new("validator", kafka.clone(), &logs),
+    ];
+    others.iter_mut().for_each(Component::start);
+    let mut partitioned = Replica::new("projector-0", kafka.clone(), &db.url_via(proxy.addr), &logs);
+    let mut other = Replica::new("projector-1", kafka.clone(), &db.url, &logs);
+    let metrics = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    partitioned.process.start();
+    eventually("replica 0 leads", || async { (partitioned.leads(&metrics).await == Some(true)).then_some(()) }).await;
+    other.process.start();
+    eventually("replica 1 is up and waits", || async { (other.leads(&metrics).await == Some(false)).then_some(()) }).await;
+
+    let api = Api { base: format!("http://127.0.0.1:{command_port}"), http: support::admin_client(&db.url).await };
+    support::wait_until_accepting(&api.http, &api.url("/api/submissions")).await;
+    let load = Load::start(&api, 2);
+    eventually("replica 0 projects the load", || async { (partitioned.rows_written(&metrics).await >= Some(50.0)).then_some(()) }).await;
+
+    proxy.black_hole();
+    eventually("replica 1 takes over and commits", || async {
+        (other.leads(&metrics).await == Some(true) && other.rows_written(&metrics).await > Some(0.0)).then_some(())
+    })
+    .await;
+    eventually("replica 0 knows it no longer leads", || async { (partitioned.leads(&metrics).await == Some(false)).then_some(()) }).await;
+
+    let (acknowledged, _) = load.stop().await;
+    let pool = db.pool().await;
+    support::wait_until_projected(&pool, &broker.kafka, &acknowledged).await;
+    support::assert_read_model_equals_fold_of_topic(&pool, &broker.kafka).await;
+    pool.close().await;
+    proxy.restore();
+    for component in others.iter_mut().chain([&mut partitioned.process, &mut other.process]) {
+        component.kill().await;
+    }
+    db.drop_database().await;
+    broker.stop().await;
 }

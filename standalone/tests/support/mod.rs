@@ -523,40 +523,69 @@ pub fn read_topic_as(kafka: &KafkaArgs, topic: &str, isolation: &str) -> Vec<Rea
 
 /// A TCP proxy the test can cut: every open connection is dropped and new ones are refused
 /// until it is restored. Stands between a component and PostgreSQL to simulate an outage
-/// without stopping the server other tests share.
+/// without stopping the server other tests share. Or it can black-hole: the server's side of
+/// every connection is closed (the server ends those sessions), while the client's side stays
+/// open and hears nothing, as across a network partition; new connections are held silent too.
 pub struct CuttableProxy {
     pub addr: std::net::SocketAddr,
-    cut: tokio::sync::watch::Sender<bool>,
+    state: tokio::sync::watch::Sender<ProxyState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyState {
+    Open,
+    Cut,
+    BlackHole,
 }
 
 impl CuttableProxy {
     pub async fn start(upstream: std::net::SocketAddr) -> CuttableProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (cut, watch) = tokio::sync::watch::channel(false);
+        let (state, watch) = tokio::sync::watch::channel(ProxyState::Open);
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                if *watch.borrow() {
-                    continue; // dropped: connection refused in effect
+                let mut state = watch.clone();
+                let now = *state.borrow();
+                match now {
+                    ProxyState::Cut => continue, // dropped: connection refused in effect
+                    ProxyState::BlackHole => {
+                        // Accepted, then silent until the proxy is restored or cut.
+                        tokio::spawn(async move {
+                            let _ = state.wait_for(|s| *s != ProxyState::BlackHole).await;
+                            drop(client);
+                        });
+                        continue;
+                    }
+                    ProxyState::Open => {}
                 }
-                let mut cut = watch.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.wait_for(|is_cut| *is_cut) => {}
+                    let changed = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                        changed = state.wait_for(|s| *s != ProxyState::Open) => changed.map(|s| *s),
+                    };
+                    drop(server);
+                    if matches!(changed, Ok(ProxyState::BlackHole)) {
+                        let _ = state.wait_for(|s| *s != ProxyState::BlackHole).await;
                     }
+                    drop(client);
                 });
             }
         });
-        CuttableProxy { addr, cut }
+        CuttableProxy { addr, state }
     }
 
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.state.send_replace(ProxyState::Cut);
+    }
+
+    /// Closes the server's side of every connection and leaves the client's silent: see above.
+    pub fn black_hole(&self) {
+        self.state.send_replace(ProxyState::BlackHole);
     }
 
     pub fn restore(&self) {
-        self.cut.send_replace(false);
+        self.state.send_replace(ProxyState::Open);
     }
 }
