@@ -261,8 +261,12 @@ async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_pa
             answered += 1;
         }
         // A transaction left open is aborted when it times out (10 s); until then consumers
-        // read up to it and no further.
-        tokio::time::sleep(Duration::from_secs(12)).await;
+        // read up to it and no further. Atomicity is judged once every transaction is decided:
+        // the last stable offset has reached the end of every partition.
+        support::eventually("every transaction is committed or aborted", || async {
+            (end_offsets(&written_end, topic) == end_offsets(&stable_end, topic)).then_some(())
+        })
+        .await;
         let written = items_in_log(&broker.kafka, "read_uncommitted");
         let read = items_in_log(&broker.kafka, "read_committed");
         for batch in written.keys() {
