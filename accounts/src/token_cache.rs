@@ -3,13 +3,17 @@
 //! request, 1,000 submissions/s kept the accounts pool so busy on two cores that most of them
 //! were refused (BENCHMARKS.md, "scale-out").
 //!
-//! A revoked token must stop working at once, on every replica. Every change that can end a
-//! token's validity (revoked, expiry moved, token or account deleted, role changed), whoever
-//! makes it and however (an API call or an operator's SQL), fires a NOTIFY from a trigger
-//! (migration 0002). Each process LISTENs and forgets every entry when one arrives. Entries are
-//! served only while that LISTEN is up: a process that may have missed a notification looks
-//! every token up until it listens again. A lookup that started before a change can finish after
-//! it; a generation counter keeps its answer out of the cache.
+//! The promise: a revoked token stops working on every replica within [`REVOCATION_BOUND`]; at
+//! once on the replica that revoked it. Every change that can end a token's validity (revoked,
+//! expiry moved, token or account deleted, role changed), whoever makes it and however (an API
+//! call or an operator's SQL), fires a NOTIFY from a trigger (migration 0002). Each process
+//! LISTENs and forgets every entry when one arrives (usually milliseconds later). Entries are
+//! served only while that LISTEN is up, and a quiet listening connection must answer a check
+//! every [`QUIET_CHECK`] within [`ANSWER_WITHIN`]: a process that may have missed a notification
+//! (its connection closed, or gone silent) looks every token up until it listens again. A lookup
+//! that started before a change can finish after it; a generation counter keeps its answer out
+//! of the cache. Making writes look the token up every time would make the promise "at once"
+//! everywhere, at the price of a lookup per request, which is what the cache removed.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -27,6 +31,12 @@ pub const CREDENTIALS_CHANGED: &str = "accounts_credentials_changed";
 /// how late a token's "last used" time is noted, which each lookup does at most once a minute,
 /// so that time is at most about two minutes old while a token is in use.
 pub const TTL: Duration = Duration::from_secs(60);
+/// The longest a replica that cached a token may still serve it after it was revoked: the
+/// NOTIFY usually arrives in milliseconds; a listening connection that went silent is given up
+/// after [`QUIET_CHECK`] + [`ANSWER_WITHIN`], and from then on nothing is served from the cache.
+pub const REVOCATION_BOUND: Duration = Duration::from_secs(10);
+const _: () = assert!(QUIET_CHECK.as_secs() + ANSWER_WITHIN.as_secs() < REVOCATION_BOUND.as_secs());
+const _: () = assert!(REVOCATION_BOUND.as_secs() < TTL.as_secs());
 /// Tokens kept; the least recently used one goes first.
 const CAPACITY: usize = 100_000;
 /// How long to wait before listening again after the connection was lost.

@@ -80,9 +80,9 @@ async fn each_user_sees_only_their_own_submissions_over_rest_and_both_streams() 
     system.stop().await;
 }
 
-/// How soon a credential changed elsewhere is refused by a process that cached it: the time a
-/// NOTIFY takes to arrive, far below the cache's TTL (so a lost notification fails the test).
-const NOTIFY_BOUND: Duration = Duration::from_secs(5);
+/// How soon a credential changed elsewhere is refused by a process that cached it: the promise
+/// (README, `token_cache.rs`), far below the cache's TTL, so a lost notification fails the test.
+const NOTIFY_BOUND: Duration = accounts::token_cache::REVOCATION_BOUND;
 
 /// Sends `request()` until it is answered 401 `unauthenticated`, for at most `bound`; then once
 /// more, which must be refused too. Returns how many were served before the refusal: a process
@@ -440,4 +440,86 @@ async fn the_first_admin_is_made_from_the_command_line() {
     let refused = create_admin(&system, "not-an-address").await;
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("email must be an address"));
     system.stop().await;
+}
+
+/// A command API whose connections to PostgreSQL go silent (a partition: the server's side is
+/// closed, the client's hears nothing) cannot hear a revocation made elsewhere. It must still
+/// stop serving the token it cached within the promised bound: its listening connection fails
+/// the quiet check, and from then on it looks tokens up (and, with the database away, answers
+/// 503 rather than take the revoked token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_hear_revocations_stops_trusting_its_cache_within_the_bound() {
+    use support::process::{free_port, log_dir, Component};
+    let broker = support::TestKafka::start(1, 3).await;
+    let db = support::TestDb::create().await;
+    let postgres = support::admin_url().trim_start_matches("postgres://postgres@").parse().expect("host:port of PostgreSQL");
+    let proxy = support::CuttableProxy::start(postgres).await;
+    let logs = log_dir("token-cache-partition");
+    let (command_port, query_port) = (free_port(), free_port());
+    let kafka = ["--kafka-brokers", broker.kafka.bootstrap_servers(), "--kafka-partitions", "3"].map(String::from);
+    let command_args = ["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url_via(proxy.addr)];
+    let mut command_api = Component::new("command-api", kafka.iter().cloned().chain(command_args).collect(), &logs);
+    let mut query_api =
+        Component::new("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), db.url.clone()], &logs);
+    command_api.start();
+    query_api.start();
+    let (command, query) = (format!("http://127.0.0.1:{command_port}"), format!("http://127.0.0.1:{query_port}"));
+    let plain = reqwest::Client::new();
+    support::eventually("the query API answers", || async {
+        plain.get(format!("{query}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    let accounts = support::Api { base: query.clone(), http: plain.clone() };
+    let alice = User::sign_up(&accounts, "alice@example.com").await;
+    support::wait_until_accepting(&alice.http, &format!("{command}/api/submissions")).await;
+    // The first lookup starts the cache's listener and is not cached itself; the next ones are.
+    for _ in 0..3 {
+        let response = alice.http.post(format!("{command}/api/submissions")).json(&json!({"content": "cached 12345"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
+    proxy.black_hole();
+    // Served from the cache though the database is out of reach: what the bound is about.
+    let response = alice.http.post(format!("{command}/api/submissions")).json(&json!({"content": "from the cache 12345"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "the command API serves Alice's token from its cache");
+    let (_, tokens) = alice.get(&accounts, "/api/tokens").await;
+    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let revoked = alice.http.delete(format!("{query}/api/tokens/{token_id}")).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let revoked_at = std::time::Instant::now();
+    // Once it looks the token up, the lookup waits on a connection that hears nothing: a request
+    // without an answer in 5 s was not taken either.
+    let impatient = reqwest::Client::builder().default_headers(support::bearer(&alice.token)).timeout(Duration::from_secs(5)).build().unwrap();
+    let taken = || async {
+        let response = impatient.post(format!("{command}/api/submissions")).json(&json!({"content": "while it cannot hear 12345"})).send().await;
+        match response {
+            Ok(response) => response.status() == StatusCode::ACCEPTED,
+            Err(error) => {
+                assert!(error.is_timeout(), "{error}");
+                false
+            }
+        }
+    };
+    let mut last_taken = None;
+    while taken().await {
+        last_taken = Some(revoked_at.elapsed());
+        let bound = accounts::token_cache::REVOCATION_BOUND;
+        assert!(revoked_at.elapsed() < bound, "the revoked token was still taken {:?} after the revocation", revoked_at.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("the revoked token was last taken {last_taken:?} after the revocation");
+    assert!(!taken().await, "and keeps not taking it");
+
+    // Once it hears PostgreSQL again, the token is refused for what it is.
+    proxy.restore();
+    support::eventually("the command API refuses the revoked token", || async {
+        (impatient.post(format!("{command}/api/submissions")).json(&json!({"content": "refused 12345"})).send().await.ok()?.status()
+            == StatusCode::UNAUTHORIZED)
+            .then_some(())
+    })
+    .await;
+    command_api.kill().await;
+    query_api.kill().await;
+    db.drop_database().await;
+    broker.stop().await;
 }
