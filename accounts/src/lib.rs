@@ -12,6 +12,7 @@
 //!   ([`token_cache`]), and forgotten on every credential change.
 //! - [`http::routes`] serves sign-up, sign-in, sign-out and the token endpoints.
 //! - [`rate_limit::RateLimiter`] counts in the database, so a limit holds across replicas.
+//! - [`retention::sweep`] deletes counters, sessions and tokens that can no longer matter.
 
 mod caller;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod password;
 pub mod rate_limit;
+pub mod retention;
 pub mod secret;
 pub mod store;
 pub mod token_cache;

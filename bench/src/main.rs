@@ -4,6 +4,7 @@
 //! - `loadgen replay`: how fast a read model is rebuilt from a topic of N events.
 //! - `loadgen validators`: verdicts per second of 1, 2, 4... validator processes.
 //! - `loadgen live`: thousands of users' SSE streams on one query API under load.
+//! - `loadgen retention`: what a retention sweep of a million expired rows costs.
 //! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
@@ -11,6 +12,7 @@ mod broker;
 mod live;
 mod load;
 mod replay;
+mod retention;
 mod report;
 mod scaling;
 mod suite;
@@ -34,6 +36,8 @@ enum Command {
     Live(live::LiveArgs),
     /// Validator scale-out: verdicts per second of 1, 2, 4... processes on one topic.
     Validators(scaling::ScalingArgs),
+    /// Retention: time a sweep of N expired rows next to N live ones, its WAL and its effect on writers.
+    Retention(retention::RetentionArgs),
     /// The whole benchmark: several runs of every scenario, with per-component memory.
     Suite(suite::SuiteArgs),
 }
@@ -61,6 +65,10 @@ async fn main() -> anyhow::Result<()> {
             let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
             let reports = scaling::run(&args, &launcher).await?;
             println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        Command::Retention(args) => {
+            let report = retention::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Suite(args) => suite::run(&args).await?,
     }

@@ -41,6 +41,12 @@ pub struct Config {
     /// How long to wait for Kafka's acknowledgement before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+    /// How often expired idempotency keys, rate-limit counters, sessions and tokens are deleted.
+    #[command(flatten)]
+    pub retention: service_kit::retention::RetentionArgs,
+    /// Days an expired or revoked API token stays listed before it is deleted.
+    #[arg(long, env = "TOKEN_RETENTION_DAYS", default_value_t = 30)]
+    pub token_retention_days: u32,
 }
 
 impl Config {

@@ -3,13 +3,15 @@
 //! A submission is accepted (202) only once Kafka has durably acknowledged its event; if the
 //! broker does not acknowledge within the publish timeout, the client gets a 503 and may retry
 //! (with the same `Idempotency-Key`, safely). The event log is the only record of submissions;
-//! PostgreSQL holds who may submit (accounts), how much (rate limits) and idempotency keys.
+//! PostgreSQL holds who may submit (accounts), how much (rate limits) and idempotency keys;
+//! [`retention`] deletes those that expired.
 
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod resubmission;
+pub mod retention;
 
 
 use accounts::Accounts;
@@ -104,7 +106,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
+    let sweeps = tokio::spawn(retention::run(state.accounts.pool.clone(), retention::Settings::new(&config), shutdown.clone()));
     service_kit::http_server::serve(listener, app, cors, shutdown).await?;
+    // It stops between two chunks, on the shutdown the server stopped on.
+    let _ = sweeps.await;
     // Whatever the producer still holds was never acknowledged to a client, but deliver it anyway.
     state.publisher.flush(config.publish_timeout()).await;
     Ok(())

@@ -57,6 +57,13 @@ pub struct Config {
     /// Origins whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
+    /// How often expired notifier rows are deleted (see `notifier::retention`).
+    #[command(flatten)]
+    pub retention: service_kit::retention::RetentionArgs,
+    /// Days a finished (delivered or failed) delivery, with its attempts and notification, and a
+    /// parked record are kept.
+    #[arg(long, env = "NOTIFICATION_RETENTION_DAYS", default_value_t = 30)]
+    pub notification_retention_days: u32,
 }
 
 impl Config {

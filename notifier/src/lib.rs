@@ -5,13 +5,14 @@
 //! channel the owner has on, and sends them ([`delivery`]): email over SMTP ([`email`]) and
 //! webhooks signed per Standard Webhooks ([`webhook`]) to URLs that pass the SSRF policy
 //! ([`ssrf`]). [`http`] serves the settings, endpoints and deliveries. Its state is in
-//! PostgreSQL, schema `notifier`.
+//! PostgreSQL, schema `notifier`; [`retention`] deletes what expired there.
 
 pub mod config;
 pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod http;
+pub mod retention;
 pub mod ssrf;
 pub mod store;
 pub mod watcher;
@@ -54,6 +55,7 @@ pub struct Notifier {
     pub state: AppState,
     watcher: watcher::Watcher,
     deliverer: delivery::Deliverer,
+    retention: retention::Settings,
 }
 
 impl Notifier {
@@ -88,7 +90,7 @@ impl Notifier {
             lease: config.send_timeout() * 2 + Duration::from_secs(5),
             wake,
         };
-        Ok(Notifier { state, watcher, deliverer })
+        Ok(Notifier { state, watcher, deliverer, retention: retention::Settings::new(config) })
     }
 
     /// The API routes (`/api/notification-settings`, `/api/webhooks`, `/api/deliveries`).
@@ -114,9 +116,10 @@ impl Notifier {
         ]
     }
 
-    /// Watches the log and delivers until `shutdown`.
+    /// Watches the log, delivers and sweeps expired rows until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (watched, delivered) = tokio::join!(self.watcher.run(shutdown.clone()), self.deliverer.run(shutdown));
+        let sweeps = retention::run(self.state.pool.clone(), self.retention, shutdown.clone());
+        let (watched, delivered, ()) = tokio::join!(self.watcher.run(shutdown.clone()), self.deliverer.run(shutdown), sweeps);
         watched.and(delivered)
     }
 }

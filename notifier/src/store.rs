@@ -106,7 +106,7 @@ pub async fn count_batch_verdict(
     }
     let (judged, passed): (i32, i32) = sqlx::query_as(
         "INSERT INTO notifier.batch_progress AS p (batch_id, judged, passed) VALUES ($1, 1, $2::int)
-         ON CONFLICT (batch_id) DO UPDATE SET judged = p.judged + 1, passed = p.passed + EXCLUDED.passed
+         ON CONFLICT (batch_id) DO UPDATE SET judged = p.judged + 1, passed = p.passed + EXCLUDED.passed, counted_at = now()
          RETURNING judged, passed",
     )
     .bind(batch.batch_id)

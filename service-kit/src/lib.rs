@@ -1,8 +1,8 @@
 //! Plumbing every service shares, kept out of the services so each of them reads as its own
 //! job: Kafka clients and topic set-up ([`kafka`]), `/healthz` and `/readyz` ([`health`]),
 //! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]), logging and tracing
-//! ([`telemetry`], [`trace_context`]), looking at the cluster for operators ([`inspect`]), and
-//! the OpenAPI document ([`openapi`]).
+//! ([`telemetry`], [`trace_context`]), looking at the cluster for operators ([`inspect`]), the
+//! periodic deletion of expired rows ([`retention`]), and the OpenAPI document ([`openapi`]).
 
 /// Where every component finds PostgreSQL unless told otherwise (`DATABASE_URL`).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/content_processor";
@@ -30,6 +30,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod postgres;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topic_identity;

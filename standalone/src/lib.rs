@@ -111,6 +111,15 @@ pub struct Config {
     /// Attempts per delivery [default: the notifier's].
     #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS")]
     pub notifier_max_attempts: Option<i32>,
+    /// How often the command API's and the notifier's expired rows are deleted.
+    #[command(flatten)]
+    pub retention: service_kit::retention::RetentionArgs,
+    /// Days an expired or revoked API token stays listed [default: the command API's].
+    #[arg(long, env = "TOKEN_RETENTION_DAYS")]
+    pub token_retention_days: Option<u32>,
+    /// Days finished deliveries and parked records are kept [default: the notifier's].
+    #[arg(long, env = "NOTIFICATION_RETENTION_DAYS")]
+    pub notification_retention_days: Option<u32>,
 }
 
 /// `$XDG_DATA_HOME/content-processor`, or `~/.local/share/content-processor`.
@@ -278,6 +287,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     command_config.max_content_bytes = config.max_content_bytes;
     command_config.publish_timeout_ms = config.publish_timeout_ms;
     command_config.accounts = config.accounts.clone();
+    command_config.retention = config.retention.clone();
+    override_with(&mut command_config.token_retention_days, config.token_retention_days);
     let commands = command_api::AppState::connect(&command_config).await?;
     let mut query_config = query_api::Config::new(&config.database_url);
     query_config.ui_dir = config.ui_dir.clone();
@@ -292,6 +303,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     notifier_config.accounts = config.accounts.clone();
     override_with(&mut notifier_config.retry_base_ms, config.notifier_retry_base_ms);
     override_with(&mut notifier_config.max_attempts, config.notifier_max_attempts);
+    notifier_config.retention = config.retention.clone();
+    override_with(&mut notifier_config.notification_retention_days, config.notification_retention_days);
     let notifier = notifier::Notifier::start(&notifier_config).await?;
 
     let mut checks = command_api::readiness_checks(&commands);
@@ -310,6 +323,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));
     tasks.spawn(notifier.run(shutdown.clone()));
+    let command_retention = command_api::retention::Settings::new(&command_config);
+    let sweeps = command_api::retention::run(commands.accounts.pool.clone(), command_retention, shutdown.clone());
+    tasks.spawn(async move {
+        sweeps.await;
+        Ok(())
+    });
     for validator in validators {
         tasks.spawn(validator.run(shutdown.clone()));
     }
