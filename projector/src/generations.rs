@@ -137,7 +137,8 @@ pub enum SwitchWhen {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Switched {
     Yes,
-    /// `to` has not read as far as `from` yet.
+    /// `to` has not read as far as `from` yet, or readers held the views longer than a switch
+    /// waits: try again later.
     NotYet,
     /// `from` is not live (any more): another switch replaced it, so `to` can never replace it.
     FromNotLive,
@@ -151,7 +152,32 @@ pub async fn switch(
     topic: &str,
     when: SwitchWhen,
 ) -> Result<Switched, sqlx::Error> {
+    match switch_waiting_at_most(pool, from, to, topic, when).await {
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            tracing::info!(from, to, "the read model's views or rows were held longer than a switch waits; trying again later");
+            Ok(Switched::NotYet)
+        }
+        outcome => outcome,
+    }
+}
+
+/// SQLSTATE of a lock not granted within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// How long a switch waits for a lock. Replacing a view takes an ACCESS EXCLUSIVE lock, and
+/// every reader arriving after a waiting switch queues behind it: one long read of a view would
+/// otherwise stop every read for as long as it ran. A switch that gives up is tried again.
+const SWITCH_LOCK_TIMEOUT: &str = "2s";
+
+async fn switch_waiting_at_most(
+    pool: &PgPool,
+    from: Generation,
+    to: Generation,
+    topic: &str,
+    when: SwitchWhen,
+) -> Result<Switched, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
     lock_control(&mut tx).await?;
     // Waits for any batch either writer has open (batches hold these rows FOR SHARE).
     sqlx::query("SELECT generation FROM public.read_models WHERE generation IN ($1, $2) ORDER BY generation FOR UPDATE")

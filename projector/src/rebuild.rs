@@ -124,10 +124,12 @@ const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// dashboard show, the same from every replica. One recorded as running whose lock nobody holds
 /// was interrupted (its process died before it could say so).
 pub async fn shared_status(pool: &PgPool) -> Result<RebuildStatus, sqlx::Error> {
-    // pg_locks shows a bigint advisory key as its high half in classid, its low half in objid.
+    // pg_locks shows a bigint advisory key as its high half in classid, its low half in objid;
+    // it lists every database's locks, and advisory locks are per database.
     let row: Option<(sqlx::types::Json<RebuildStatus>, bool)> = sqlx::query_as(
         "SELECT status, EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-                                AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid)
+                                AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid
+                                AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
          FROM public.rebuild_status",
     )
     .bind(REBUILD_LOCK)

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TopicResetPolicy;
 use crate::generations::{self, Generation, SwitchWhen, Switched};
 use crate::leader::LeaderLock;
-use crate::rebuild::Progress;
+use crate::rebuild::{Progress, RebuildLock};
 use crate::store::{self, BatchOutcome, Record};
 use crate::Config;
 
@@ -100,6 +100,25 @@ enum Committed {
     Retired,
     /// Shutdown came while the batch could not be stored; nothing of it was.
     Interrupted,
+}
+
+/// After a topic reset: an empty generation made live in place of `generation`, which is dropped.
+/// The caller holds the [`RebuildLock`].
+async fn replace_after_reset(pool: &PgPool, generation: Generation, topic: &str) -> anyhow::Result<Generation> {
+    let fresh = generations::create(pool).await?;
+    match generations::switch(pool, generation, fresh, topic, SwitchWhen::Unconditionally).await? {
+        Switched::Yes => {}
+        Switched::NotYet => {
+            generations::abandon(pool, fresh).await?;
+            anyhow::bail!("readers held the read model's views longer than a switch waits; start again to replace generation {generation}");
+        }
+        Switched::FromNotLive => {
+            generations::abandon(pool, fresh).await?;
+            anyhow::bail!("another process replaced generation {generation} meanwhile; start again to follow it");
+        }
+    }
+    generations::drop_generation(pool, generation).await?;
+    Ok(fresh)
 }
 
 /// A consumer for `target` that assigns partitions itself (it never subscribes).
@@ -204,14 +223,14 @@ impl Projector {
             match (self.on_topic_reset, self.target) {
                 (TopicResetPolicy::Rebuild, Target::Live) => {
                     tracing::warn!(generation, %problem, "topic reset: rebuilding the read model from what the topic holds now");
-                    let fresh = generations::create(&self.pool).await?;
-                    let switched = generations::switch(&self.pool, generation, fresh, &topic, SwitchWhen::Unconditionally).await?;
-                    if switched != Switched::Yes {
-                        generations::abandon(&self.pool, fresh).await?;
-                        anyhow::bail!("another process replaced generation {generation} meanwhile; start again to follow it");
-                    }
-                    generations::drop_generation(&self.pool, generation).await?;
-                    generation = fresh;
+                    // Under the rebuild lock, as every generation in state `building` is made:
+                    // another replica's start-up clean-up drops those when it holds the lock.
+                    let Some(lock) = RebuildLock::try_acquire(&self.pool).await? else {
+                        anyhow::bail!("topic reset detected on {topic}: {problem}; a rebuild runs meanwhile: start again once it ends");
+                    };
+                    let replaced = replace_after_reset(&self.pool, generation, &topic).await;
+                    lock.release().await;
+                    generation = replaced?;
                     positions.clear();
                 }
                 _ => anyhow::bail!(

@@ -265,3 +265,52 @@ async fn a_rebuild_that_switched_but_could_not_drop_the_old_generation_reports_s
     pool.close().await;
     system.stop().await;
 }
+
+/// A long read of the read model (an analyst's query, a report) holds its views while a
+/// rebuild is ready to switch. Replacing the views needs them to itself, and every read that
+/// arrives behind a waiting switch queues behind it: the switch gives up after a short wait and
+/// tries again, so other reads go on, and it switches once the long read ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_read_delays_the_switch_but_never_stops_other_reads() {
+    let system = TestSystem::start().await;
+    for i in 0..5 {
+        let (status, accepted) = system.submit(&format!("before the rebuild {i}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+    }
+    let pool = system.db.pool().await;
+    let mut long_read = pool.begin().await.unwrap();
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions").fetch_one(&mut *long_read).await.unwrap();
+    assert!(rows >= 5);
+
+    let started = system.api.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    // The rebuild catches up and asks for the views: its request waits behind the long read.
+    support::eventually("the switch waits for the views", || async {
+        let (waiting,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                            WHERE NOT l.granted AND l.mode = 'AccessExclusiveLock' AND c.relname = 'submissions'
+                            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting.then_some(())
+    })
+    .await;
+    // Another reader meanwhile gets its answer while the long read is still open (queued behind
+    // a switch that waited for ever, it would wait as long as the long read lasts).
+    let read = tokio::time::timeout(DEADLINE, system.get_json("/api/submissions?limit=5")).await;
+    assert_eq!(read.expect("a read is answered while the long read is open").0, StatusCode::OK);
+    let (rows_now,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions").fetch_one(&mut *long_read).await.unwrap();
+    assert_eq!(rows_now, rows, "the long read was open all along");
+
+    long_read.commit().await.unwrap();
+    support::eventually("the rebuild switches once the long read ends", || async {
+        let (_, rebuild) = system.get_json("/admin/rebuild").await;
+        (rebuild["state"] == "switched").then_some(())
+    })
+    .await;
+    pool.close().await;
+    system.stop().await;
+}
