@@ -273,6 +273,15 @@ impl Deployed {
         &self.kafka
     }
 
+    /// SIGKILLs the child named `name` (`ROLE-N`, as in the manifest's order), as a node failure
+    /// would; it is not restarted, and [`Deployed::stop`] no longer counts it.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let index = self.services.iter().position(|process| process.name == name).with_context(|| format!("no process {name}"))?;
+        let mut process = self.services.remove(index);
+        process.child.kill().await.with_context(|| format!("cannot kill {name}"))?;
+        Ok(())
+    }
+
     /// Runs until `shutdown` or until a child exits (a failure: the others are stopped then).
     pub async fn wait(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let failure = {
@@ -453,6 +462,10 @@ fn haproxy_config_text(gateway: SocketAddr, ui: Option<SocketAddr>, replicas: &[
         \x20   option httplog\n\
         \x20   # X-Forwarded-For: the client's address.\n\
         \x20   option forwardfor\n\
+        \x20   # A request whose connection to a replica fails (one that just died, before the\n\
+        \x20   # health check noticed) goes to the other replica: it never reached the first.\n\
+        \x20   retries 2\n\
+        \x20   option redispatch 1\n\
         \x20   timeout connect 5s\n\
         \x20   timeout http-request 10s\n\
         \x20   timeout http-keep-alive 10s\n\

@@ -256,6 +256,19 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     let bound = accounts::token_cache::REVOCATION_BOUND;
     assert!(revoked_at.elapsed() < bound, "refused by both after {:?}", revoked_at.elapsed());
 
+    // A command API and a query API die (SIGKILL, as a node lost): through the gateway nobody
+    // notices. A request sent to the dead one before the health check took it out goes to the
+    // other replica, since it never reached the first.
+    let mut deployed = deployed;
+    deployed.kill("command-api-1").await.unwrap();
+    deployed.kill("query-api-1").await.unwrap();
+    let bob = User::sign_up(&gateway, "bob@example.com").await;
+    for i in 0..6 {
+        let accepted = bob.submit(&gateway, &format!("after the losses {i} 12345")).await;
+        let read_own_write = format!("/api/submissions/{}?position={}", id_of(&accepted), accepted["position"].as_str().unwrap());
+        assert_eq!(bob.get(&gateway, &read_own_write).await.0, StatusCode::OK);
+    }
+
     stop(deployed, db, data_dir).await;
 }
 
