@@ -118,8 +118,7 @@ async fn measure(args: &RetentionArgs, url: &str) -> anyhow::Result<RetentionRep
     tokio::time::sleep(Duration::from_secs(args.baseline_secs)).await;
     let baseline_inserts_per_second = (inserts.load(Ordering::Relaxed) - before) as f64 / args.baseline_secs as f64;
 
-    let mut retention = service_kit::retention::RetentionArgs::default();
-    retention.retention_chunk_rows = args.chunk_rows;
+    let retention = service_kit::retention::RetentionArgs { retention_chunk_rows: args.chunk_rows, ..Default::default() };
     let commands = command_api::retention::Settings::from_args(&accounts::AccountsArgs::default(), &retention, 30);
     let notifications = notifier::retention::Settings::from_args(&retention, 30, 86_400);
     let mut sweeps = Vec::new();

@@ -26,11 +26,12 @@
 //!   2. New copies of the batch's events: only a retry of the batch under its `Idempotency-Key`
 //!      republishes them (the validator then judges the copies anew, with fresh times), and keys
 //!      live 24 hours from before the batch was counted (`command_api::retention::KEY_LIFETIME`).
+//!
 //!   Even then the notification's id is derived from the batch, so while the notification
 //!   itself is kept (`--notification-retention-days`, 30 days) the second completion records
 //!   nothing. A batch with an item still awaited is kept whatever its age, or its count would
 //!   restart and it would never complete; that item's awaited row expires after
-//!   `--max-age-secs`, and the batch's rows one sweep later (this sweep deletes awaited rows
+//!   `--notification-retention-days`, and the batch's rows one sweep later (this sweep deletes awaited rows
 //!   first).
 //!
 //! Every replica sweeps; the advisory lock makes them take turns.

@@ -5,26 +5,14 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::user::User;
-use support::{read_topic, TestDb, TestSystem};
+use support::{TestDb, TestSystem};
 use uuid::Uuid;
-
-/// Submission ids in the log, by content.
-fn submissions_in_log(kafka: &service_kit::kafka::KafkaArgs) -> HashMap<String, HashSet<Uuid>> {
-    let mut found: HashMap<String, HashSet<Uuid>> = HashMap::new();
-    for record in read_topic(kafka, &kafka.topic) {
-        let Some(envelope) = record.value.as_deref().and_then(|value| domain::Envelope::decode(value).ok()) else { continue };
-        if let domain::Event::SubmissionCreated { content, .. } = envelope.event {
-            found.entry(content).or_default().insert(envelope.submission_id);
-        }
-    }
-    found
-}
 
 /// POSTs `content` as `user` with `key`; the status and the JSON body.
 async fn post_with_key(user: &User, system: &TestSystem, content: &str, key: &str) -> (StatusCode, Value) {
@@ -68,7 +56,7 @@ async fn concurrent_requests_sharing_a_key_over_the_limit_publish_nothing() {
         let (status, body) = post_with_key(&user, &system, content, key).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{key}: {body}");
     }
-    let in_log = submissions_in_log(&system.running.kafka);
+    let in_log = support::submissions_in_log(&system.running.kafka);
     for (key, content, _) in &answers {
         assert_eq!(in_log.get(content), None, "{key} published nothing");
     }
@@ -130,7 +118,7 @@ async fn a_submission_kafka_acknowledged_is_answered_202_though_its_key_cannot_b
     // A retry under the key is the same submission (its events published again, folded once).
     let (status, retried) = post_with_key(&user, &system, "acknowledged 12345", "unlucky-1").await;
     assert_eq!((status, retried["id"].as_str()), (StatusCode::ACCEPTED, Some(id.as_str())));
-    let in_log = submissions_in_log(&system.running.kafka);
+    let in_log = support::submissions_in_log(&system.running.kafka);
     assert_eq!(in_log["acknowledged 12345"], HashSet::from([id.parse::<Uuid>().unwrap()]));
     pool.close().await;
     system.stop().await;

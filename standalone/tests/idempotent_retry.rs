@@ -11,25 +11,13 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::process::{free_port, log_dir, Component};
-use support::{read_topic, TestDb, TestKafka};
+use support::{TestDb, TestKafka};
 use uuid::Uuid;
 
 /// Requests in flight when the command API is killed.
 const IN_FLIGHT: usize = 40;
 /// Kill rounds at most, until one caught a request between Kafka's acknowledgement and the answer.
 const ROUNDS: usize = 10;
-
-/// Submission ids in the log, by content (every content here is unique to one key).
-fn submissions_in_log(kafka: &service_kit::kafka::KafkaArgs) -> HashMap<String, HashSet<Uuid>> {
-    let mut found: HashMap<String, HashSet<Uuid>> = HashMap::new();
-    for record in read_topic(kafka, &kafka.topic) {
-        let Some(envelope) = record.value.as_deref().and_then(|value| domain::Envelope::decode(value).ok()) else { continue };
-        if let domain::Event::SubmissionCreated { content, .. } = envelope.event {
-            found.entry(content).or_default().insert(envelope.submission_id);
-        }
-    }
-    found
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
@@ -93,7 +81,7 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
             }
         }
         // Requests Kafka acknowledged whose answer never came: the case that matters.
-        let before_retry = submissions_in_log(&broker.kafka);
+        let before_retry = support::submissions_in_log(&broker.kafka);
         caught += unanswered.iter().filter(|(_, content)| before_retry.contains_key(content)).count();
 
         command_api.start();
@@ -109,7 +97,7 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
     println!("{caught} requests were in the log but unanswered when the command API was killed");
     assert!(caught > 0, "a kill landed between Kafka's acknowledgement and the answer (seed {seed})");
 
-    let log = submissions_in_log(&broker.kafka);
+    let log = support::submissions_in_log(&broker.kafka);
     for (key, (content, id)) in &answered {
         let ids = log.get(content).cloned().unwrap_or_default();
         assert_eq!(ids, HashSet::from([*id]), "{key}: one submission, the one the client was told of");

@@ -109,20 +109,20 @@ async fn an_owner_whose_endpoints_hang_does_not_hold_up_anyone_else() {
     let (alice, bob, command, notifications) = (&system.alice, &system.bob, &system.command, &system.notifications);
 
     // Alice's endpoints hang: six deliveries that no answer ends until the test says so.
-    let hanging = [add_endpoint(&alice, &notifications, &receiver.url("hang")).await, add_endpoint(&alice, &notifications, &receiver.url("hang")).await];
+    let hanging = [add_endpoint(alice, notifications, &receiver.url("hang")).await, add_endpoint(alice, notifications, &receiver.url("hang")).await];
     for i in 0..3 {
-        submit(&alice, &command, &format!("alice's text {i} 12345")).await;
+        submit(alice, command, &format!("alice's text {i} 12345")).await;
     }
     receiver.wait_for("alice's deliveries are being sent", |r| r.iter().any(|r| r.path == "hang")).await;
 
     // Bob's verdict reaches Bob while every one of Alice's sends is still hanging.
-    add_endpoint(&bob, &notifications, &receiver.url("ok")).await;
-    let bobs = submit(&bob, &command, "bob's text 12345").await;
+    add_endpoint(bob, notifications, &receiver.url("ok")).await;
+    let bobs = submit(bob, command, "bob's text 12345").await;
     receiver
         .wait_for("bob's verdict is delivered", |r| r.iter().any(|r| r.path == "ok" && r.json()["data"]["submission_id"] == bobs.as_str()))
         .await;
     for endpoint in &hanging {
-        for delivery in deliveries(&alice, &notifications, endpoint).await {
+        for delivery in deliveries(alice, notifications, endpoint).await {
             assert_eq!(delivery["attempt_log"], json!([]), "no send of alice's has ended yet: {delivery}");
         }
     }
@@ -132,7 +132,7 @@ async fn an_owner_whose_endpoints_hang_does_not_hold_up_anyone_else() {
     eventually("alice's deliveries are all delivered", || async {
         let mut delivered = 0;
         for endpoint in &hanging {
-            delivered += deliveries(&alice, &notifications, endpoint).await.iter().filter(|d| d["state"] == "delivered").count();
+            delivered += deliveries(alice, notifications, endpoint).await.iter().filter(|d| d["state"] == "delivered").count();
         }
         (delivered == 6).then_some(())
     })

@@ -45,15 +45,13 @@ fn strings(values: &[&str]) -> Vec<String> {
 }
 
 fn command_settings() -> command_api::retention::Settings {
-    let mut retention = service_kit::retention::RetentionArgs::default();
-    retention.retention_chunk_rows = 2;
+    let retention = service_kit::retention::RetentionArgs { retention_chunk_rows: 2, ..Default::default() };
     // Submission window 3600 s, sign-in 900 s (the defaults); tokens 30 days.
     command_api::retention::Settings::from_args(&accounts::AccountsArgs::default(), &retention, 30)
 }
 
 fn notifier_settings() -> notifier::retention::Settings {
-    let mut retention = service_kit::retention::RetentionArgs::default();
-    retention.retention_chunk_rows = 2;
+    let retention = service_kit::retention::RetentionArgs { retention_chunk_rows: 2, ..Default::default() };
     // Notifications 30 days; --max-age-secs a day.
     notifier::retention::Settings::from_args(&retention, 30, 86_400)
 }

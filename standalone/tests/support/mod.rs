@@ -448,6 +448,18 @@ pub fn fold_topic(kafka: &KafkaArgs) -> std::collections::HashMap<uuid::Uuid, do
     states.into_iter().filter_map(|(id, s)| Some((id, s?))).collect()
 }
 
+/// The ids of the submissions created in the log, by their content.
+pub fn submissions_in_log(kafka: &KafkaArgs) -> std::collections::HashMap<String, std::collections::HashSet<uuid::Uuid>> {
+    let mut found: std::collections::HashMap<String, std::collections::HashSet<uuid::Uuid>> = Default::default();
+    for record in read_topic(kafka, &kafka.topic) {
+        let Some(envelope) = record.value.as_deref().and_then(|value| domain::Envelope::decode(value).ok()) else { continue };
+        if let domain::Event::SubmissionCreated { content, .. } = envelope.event {
+            found.entry(content).or_default().insert(envelope.submission_id);
+        }
+    }
+    found
+}
+
 /// Asserts that the live read model is exactly the fold of the whole topic.
 pub async fn assert_read_model_equals_fold_of_topic(pool: &sqlx::PgPool, kafka: &KafkaArgs) {
     let rows = read_model(pool).await;
