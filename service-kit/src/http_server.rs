@@ -2,6 +2,8 @@
 //! routes, and graceful shutdown that lets in-flight requests finish.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::Router;
@@ -32,7 +34,7 @@ pub fn service_app(routes: Router, document: utoipa::openapi::OpenApi, checks: V
 /// to reach the CORS layer to be answered (a fallback set after the layer replaced the one it
 /// wrapped, and every preflight got a 405).
 pub fn with_common_layers(router: Router, cors: Option<CorsLayer>) -> Router {
-    let router = router.method_not_allowed_fallback(method_not_allowed);
+    let router = router.method_not_allowed_fallback(method_not_allowed).layer(axum::middleware::from_fn(read_small_body_first));
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -72,6 +74,50 @@ async fn answer_traceparent(request: Request<axum::body::Body>, next: axum::midd
         response.headers_mut().insert(TRACEPARENT, traceparent);
     }
     response
+}
+
+/// Bodies up to this size (by `Content-Length`) are read whole before the request is routed:
+/// more than a submission's largest body (six times `MAX_CONTENT_BYTES`' 64 KiB, for JSON
+/// escapes), less than a batch's.
+const READ_BEFORE_ROUTING: usize = 512 * 1024;
+
+/// Reads a small body before anything judges the request. A refusal that leaves body bytes
+/// unread (a malformed path id, a missing credential, a method the route does not take) made
+/// the server close the connection with data still unread, which resets it: a client still
+/// sending the body lost the answer (a broken pipe), and one reusing the connection lost its next
+/// request. Larger and streamed bodies are left to their handlers, which read them whole
+/// (`command-api`'s intake) or refuse them by size; when one was not read to its end, the answer
+/// says `Connection: close`, so no client sends its next request on a connection being closed.
+async fn read_small_body_first(request: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
+    let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let Some(length) = length.filter(|length| (1..=READ_BEFORE_ROUTING).contains(length)) else {
+        use axum::body::HttpBody;
+        let (parts, body) = request.into_parts();
+        if length == Some(0) || (length.is_none() && body.is_end_stream()) {
+            return next.run(Request::from_parts(parts, body)).await;
+        }
+        let read_to_end = Arc::new(AtomicBool::new(false));
+        let seen_end = read_to_end.clone();
+        let end = futures_util::stream::poll_fn(move |_| {
+            seen_end.store(true, Ordering::Release);
+            std::task::Poll::Ready(None)
+        });
+        let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(body.into_data_stream(), end));
+        let mut response = next.run(Request::from_parts(parts, body)).await;
+        if !read_to_end.load(Ordering::Acquire) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
+    };
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, length).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(error) => crate::http_error::error_response(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            format!("the body could not be read as its Content-Length says: {error}"),
+        ),
+    }
 }
 
 async fn method_not_allowed(method: Method) -> axum::response::Response {
@@ -195,6 +241,47 @@ mod tests {
         let response = app(&["https://ui.example.com"]).oneshot(request).await.unwrap();
         let exposed = response.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap().to_ascii_lowercase();
         assert!(exposed.contains("location") && exposed.contains("retry-after"), "{exposed}");
+    }
+
+    /// A request refused before its handler reads the body (here: a path id that is not a
+    /// number) leaves the connection usable: the next request on it is answered too.
+    #[tokio::test]
+    async fn a_refusal_before_the_body_is_read_keeps_the_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let router = Router::new().route("/items/{id}", post(|axum::extract::Path(id): axum::extract::Path<u32>| async move { id.to_string() }));
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, None, shutdown.clone()));
+        let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = "x".repeat(200_000);
+        // The head first, the body a moment later: the refusal can be made from the head alone.
+        let head = format!("POST /items/not-a-number HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n", body.len());
+        connection.write_all(head.as_bytes()).await.unwrap();
+        tokio::task::yield_now().await;
+        connection.write_all(body.as_bytes()).await.unwrap();
+        connection.write_all(b"POST /items/7 HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        let mut answers = String::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut buffer = [0u8; 4096];
+            while !(answers.contains("HTTP/1.1 400") && answers.ends_with("\r\n\r\n7")) {
+                let read = connection.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the connection was closed after: {answers:?}");
+                answers.push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "both requests answered on one connection: {answers:?}");
+
+        // A body too large to read first, refused unread: the answer says the connection closes.
+        let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("POST /items/not-a-number HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n", READ_BEFORE_ROUTING + 1);
+        connection.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), connection.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 400") && answer.contains("connection: close"), "{answer}");
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test]
