@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
-use support::browser::{artifacts, built_ui, close_all, sign_in, Chromedriver, Screen};
+use support::browser::{artifacts, built_ui, close_all, sign_in, submit, Chromedriver, Screen};
 use support::{TestDb, TestSystem, DEADLINE};
 
 /// Records, in the page, every status each submission has shown, in order; and marks the page so
@@ -68,12 +68,6 @@ async fn listed(client: &Client) -> Vec<String> {
         .await
         .unwrap();
     serde_json::from_value(shown).unwrap()
-}
-
-async fn submit(client: &Client, content: &str) {
-    let area = client.find(Locator::Css("textarea#content")).await.unwrap();
-    area.send_keys(content).await.unwrap();
-    client.find(Locator::Css("form.submit-form button[type=submit]")).await.unwrap().click().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use content_processor::deployed::{self, Deployed, DeployedConfig, Manifest, Service};
+use futures_util::FutureExt;
 use local_kafka::JvmProfile;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
@@ -275,7 +276,11 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ui_on_an_origin_of_its_own_is_told_where_the_apis_are_and_may_call_them() {
     let db = TestDb::create().await;
-    let (deployed, manifest, data_dir) = start(&db, |config| config.ui_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (deployed, manifest, data_dir) = start(&db, |config| {
+        config.ui_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.ui_dir = support::browser::built_ui();
+    })
+    .await;
     let ui_origin = manifest.ui_origin.clone().expect("the UI's origin in the manifest");
     let gateway = manifest.gateway.clone();
     let plain = reqwest::Client::new();
@@ -306,6 +311,20 @@ async fn the_ui_on_an_origin_of_its_own_is_told_where_the_apis_are_and_may_call_
         assert_eq!(status, StatusCode::OK, "preflight of {method} {path}: {headers:?}");
         assert_eq!(allowed, (Some(&ui_origin.parse().unwrap()), Some(&"true".parse().unwrap())), "preflight of {method} {path}");
     }
+
+    // In a real browser, the page of the UI's origin signs a user up there and writes through
+    // the gateway's origin (its session cookie and CSRF token cross with CORS): the submission is
+    // accepted and its verdict shows live.
+    let driver = support::browser::Chromedriver::start().await;
+    let page = driver.open(&ui_origin, support::browser::Screen::Desktop).await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        support::browser::sign_in(&page, "carol@example.com", "carol's password 1", true).await;
+        support::browser::submit(&page, "written across origins 42").await;
+        support::browser::wait_until_shown(&page, "written across origins 42", "PASSED").await;
+    })
+    .catch_unwind()
+    .await;
+    support::browser::close_all([page], outcome).await;
 
     stop(deployed, db, data_dir).await;
 }

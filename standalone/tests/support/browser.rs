@@ -92,6 +92,29 @@ pub async fn close_all<const N: usize>(clients: [Client; N], outcome: std::threa
     }
 }
 
+/// Types `content` into the submit form and sends it.
+pub async fn submit(client: &Client, content: &str) {
+    let area = client.find(Locator::Css("textarea#content")).await.unwrap();
+    area.send_keys(content).await.unwrap();
+    client.find(Locator::Css("form.submit-form button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+/// Waits until the page lists the submission with `content` as `status`.
+pub async fn wait_until_shown(client: &Client, content: &str, status: &str) {
+    super::eventually(&format!("the page shows {content:?} as {status}"), || async {
+        let shown = client
+            .execute(
+                "const li = [...document.querySelectorAll('li.submission')].find(li => li.querySelector('.content').textContent === arguments[0]);
+                 return li ? li.dataset.status : null;",
+                vec![json!(content)],
+            )
+            .await
+            .ok()?;
+        (shown == status).then_some(())
+    })
+    .await;
+}
+
 /// Signs in through the form (first creating the account when `create`), then waits for the
 /// live feed.
 pub async fn sign_in(client: &Client, email: &str, password: &str, create: bool) {
