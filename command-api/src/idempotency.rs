@@ -81,8 +81,8 @@ impl Recorded {
 /// What to do with a request that carries a key.
 pub enum Claim {
     /// First use (or a takeover of a claim its process abandoned): spend the rate limit, then
-    /// [`admit`] the key and publish under these ids.
-    New(Recorded),
+    /// [`admit`] the key with this claim's id and publish under these ids.
+    New(Recorded, Uuid),
     /// A retry of an admitted request: publish the same events again, or answer from the record.
     Retry(Recorded),
 }
@@ -115,9 +115,10 @@ pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fr
         .execute(pool)
         .await?;
     for _ in 0..CLAIM_TRIES {
+        let claim_id = Uuid::new_v4();
         let inserted = sqlx::query(
-            "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, batch_id, created_at, admitted)
-             VALUES ($1, $2, $3, $4, $5, $6, false) ON CONFLICT (account_id, key) DO NOTHING",
+            "INSERT INTO commands.idempotency_keys (account_id, key, request_digest, submission_id, batch_id, created_at, admitted, claim_id)
+             VALUES ($1, $2, $3, $4, $5, $6, false, $7) ON CONFLICT (account_id, key) DO NOTHING",
         )
         .bind(account_id)
         .bind(key)
@@ -125,10 +126,11 @@ pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fr
         .bind(fresh.submission_id)
         .bind(fresh.batch_id)
         .bind(fresh.created_at)
+        .bind(claim_id)
         .execute(pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::New(fresh.clone()));
+            return Ok(Claim::New(fresh.clone(), claim_id));
         }
         #[derive(sqlx::FromRow)]
         struct Row {
@@ -156,44 +158,52 @@ pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fr
         if row.admitted {
             return Ok(Claim::Retry(row.recorded));
         }
-        if row.abandoned && take_over(pool, account_id, key).await? {
-            return Ok(Claim::New(row.recorded));
+        if row.abandoned && take_over(pool, account_id, key, claim_id).await? {
+            return Ok(Claim::New(row.recorded, claim_id));
         }
         return Err(ApiError::IdempotencyKeyInUse);
     }
     Err(ApiError::IdempotencyKeyInUse)
 }
 
-/// Takes over a claim that stayed unadmitted too long; false when another request did first.
-async fn take_over(pool: &PgPool, account_id: Uuid, key: &str) -> Result<bool, ApiError> {
+/// Takes over a claim that stayed unadmitted too long, as `claim_id`; false when another request
+/// did first.
+async fn take_over(pool: &PgPool, account_id: Uuid, key: &str, claim_id: Uuid) -> Result<bool, ApiError> {
     let taken = sqlx::query(
-        "UPDATE commands.idempotency_keys SET claimed_at = now()
+        "UPDATE commands.idempotency_keys SET claimed_at = now(), claim_id = $4
          WHERE account_id = $1 AND key = $2 AND NOT admitted AND claimed_at < now() - make_interval(secs => $3)",
     )
     .bind(account_id)
     .bind(key)
     .bind(ABANDONED_AFTER_SECS)
+    .bind(claim_id)
     .execute(pool)
     .await?;
     Ok(taken.rows_affected() == 1)
 }
 
-/// Marks a claimed key admitted (its rate limit spent): from now on a request with it is a
-/// retry of this one.
-pub async fn admit(pool: &PgPool, account_id: Uuid, key: &str) -> Result<(), ApiError> {
-    sqlx::query("UPDATE commands.idempotency_keys SET admitted = true WHERE account_id = $1 AND key = $2")
+/// Marks the key admitted (its rate limit spent) if `claim_id` still holds it: from then on a
+/// request with it is a retry of this one. A claim that was taken over meanwhile (this request
+/// stalled past the takeover) is refused: only one request may publish under a key.
+pub async fn admit(pool: &PgPool, account_id: Uuid, key: &str, claim_id: Uuid) -> Result<(), ApiError> {
+    let admitted = sqlx::query("UPDATE commands.idempotency_keys SET admitted = true WHERE account_id = $1 AND key = $2 AND claim_id = $3 AND NOT admitted")
         .bind(account_id)
         .bind(key)
+        .bind(claim_id)
         .execute(pool)
         .await?;
+    if admitted.rows_affected() == 0 {
+        return Err(ApiError::IdempotencyKeyInUse);
+    }
     Ok(())
 }
 
-/// Gives a claimed key up again: its request was refused before it was admitted.
-pub async fn release(pool: &PgPool, account_id: Uuid, key: &str) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND NOT admitted")
+/// Gives the key up again if `claim_id` still holds it unadmitted: its request was refused.
+pub async fn release(pool: &PgPool, account_id: Uuid, key: &str, claim_id: Uuid) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND claim_id = $3 AND NOT admitted")
         .bind(account_id)
         .bind(key)
+        .bind(claim_id)
         .execute(pool)
         .await?;
     Ok(())

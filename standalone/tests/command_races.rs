@@ -123,3 +123,36 @@ async fn a_submission_kafka_acknowledged_is_answered_202_though_its_key_cannot_b
     pool.close().await;
     system.stop().await;
 }
+
+/// A request that stalled past the takeover of its key (its claim left unadmitted 10 s) may
+/// neither give the key up nor admit it: only the request that took the claim over may. Before
+/// claims had ids, the stalled one's refusal deleted the other's claim, and a later retry of the
+/// key published a second submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_taken_over_belongs_to_the_request_that_took_it() {
+    use command_api::idempotency::{self, Claim, Recorded};
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    accounts::migrate(&pool).await.unwrap();
+    idempotency::migrate(&pool).await.unwrap();
+    let account: Uuid =
+        sqlx::query_scalar("INSERT INTO accounts.accounts (id, email, password_hash) VALUES (gen_random_uuid(), 'stalled@example.com', 'x') RETURNING id")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let digest = idempotency::request_digest([&b"the same request"[..]]);
+    let Ok(Claim::New(_, stalled)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await else { panic!("a first claim") };
+    // The first request stalls: its claim is abandoned in the eyes of the next.
+    sqlx::query("UPDATE commands.idempotency_keys SET claimed_at = now() - interval '11 seconds'").execute(&pool).await.unwrap();
+    let Ok(Claim::New(_, current)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await else { panic!("a takeover") };
+    assert_ne!(stalled, current);
+
+    // The stalled request, refused by the limit, gives up nothing; it may not admit either.
+    idempotency::release(&pool, account, "k", stalled).await.unwrap();
+    assert!(matches!(idempotency::admit(&pool, account, "k", stalled).await, Err(command_api::ApiError::IdempotencyKeyInUse)));
+    // The request holding the claim admits it, and from then on the key is a retry of it.
+    idempotency::admit(&pool, account, "k", current).await.unwrap();
+    assert!(matches!(idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await, Ok(Claim::Retry(_))));
+    pool.close().await;
+    db.drop_database().await;
+}

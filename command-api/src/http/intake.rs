@@ -76,6 +76,8 @@ pub struct Claimed {
     pub ids: Recorded,
     is_retry: bool,
     key: Option<String>,
+    /// The claim this request holds on `key`, when it is the key's first (or taken-over) use.
+    claim_id: Option<Uuid>,
 }
 
 /// Recognises a retry by `key` (when given): the first attempt's ids, else `fresh`.
@@ -85,9 +87,9 @@ pub async fn claim(state: &AppState, owner: Uuid, key: Option<String>, digest: &
         None => None,
     };
     Ok(match claim {
-        Some(Claim::New(ids)) => Claimed { ids, is_retry: false, key },
-        Some(Claim::Retry(ids)) => Claimed { ids, is_retry: true, key },
-        None => Claimed { ids: fresh, is_retry: false, key },
+        Some(Claim::New(ids, claim_id)) => Claimed { ids, is_retry: false, key, claim_id: Some(claim_id) },
+        Some(Claim::Retry(ids)) => Claimed { ids, is_retry: true, key, claim_id: None },
+        None => Claimed { ids: fresh, is_retry: false, key, claim_id: None },
     })
 }
 
@@ -107,16 +109,20 @@ impl Claimed {
                 return Err(refused.map_or_else(ApiError::from, ApiError::RateLimited));
             }
         };
-        if let Some(key) = &self.key {
-            idempotency::admit(&state.accounts.pool, owner, key).await?;
+        if let (Some(key), Some(claim_id)) = (&self.key, self.claim_id) {
+            if let Err(error) = idempotency::admit(&state.accounts.pool, owner, key, claim_id).await {
+                // Not admitted: give the key up (if still ours), or it waits out the takeover.
+                self.release(state, owner).await?;
+                return Err(error);
+            }
         }
         Ok(Admitted { ids: self.ids, published, limit: Some(decision), key: self.key })
     }
 
     /// Gives a new claim's key up again: its request was refused before anything was published.
     pub async fn release(&self, state: &AppState, owner: Uuid) -> Result<(), ApiError> {
-        match (&self.key, self.is_retry) {
-            (Some(key), false) => idempotency::release(&state.accounts.pool, owner, key).await,
+        match (&self.key, self.claim_id) {
+            (Some(key), Some(claim_id)) => idempotency::release(&state.accounts.pool, owner, key, claim_id).await,
             _ => Ok(()),
         }
     }
