@@ -86,20 +86,22 @@ impl Deliverer {
     /// time, so an owner whose endpoints hang cannot take every slot from the others.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let deliverer = Arc::new(self);
-        let mut sending: JoinSet<Uuid> = JoinSet::new();
+        let mut sending: JoinSet<()> = JoinSet::new();
+        // Whose send each task is, so its slot is given back even if the send panicked.
+        let mut sender_of: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         let mut in_flight: HashMap<Uuid, usize> = HashMap::new();
         loop {
             let free = deliverer.concurrency.max(1).saturating_sub(sending.len());
             if free > 0 && !shutdown.is_cancelled() {
-                let full: Vec<Uuid> =
-                    in_flight.iter().filter(|(_, sends)| **sends >= deliverer.per_account()).map(|(account, _)| *account).collect();
-                match deliverer.claim(free, &full).await {
+                match deliverer.claim(free, &in_flight).await {
                     Ok(claimed) => {
                         for delivery in claimed {
-                            *in_flight.entry(delivery.account_id).or_default() += 1;
+                            let account = delivery.account_id;
+                            *in_flight.entry(account).or_default() += 1;
                             let span = trace_context::stored_span("notifier", delivery.traceparent.as_deref());
                             let (deliverer, shutdown) = (deliverer.clone(), shutdown.clone());
-                            sending.spawn(async move { deliverer.deliver(delivery, &shutdown).await }.instrument(span));
+                            let task = sending.spawn(async move { deliverer.deliver(delivery, &shutdown).await }.instrument(span));
+                            sender_of.insert(task.id(), account);
                         }
                     }
                     Err(error) => tracing::warn!(%error, "cannot look for deliveries; retrying"),
@@ -112,8 +114,15 @@ impl Deliverer {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                Some(done) = sending.join_next() => {
-                    if let Ok(account) = done {
+                Some(done) = sending.join_next_with_id() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(error) => {
+                            tracing::error!(%error, "a delivery's send failed unexpectedly; its lease runs out and it is sent again");
+                            error.id()
+                        }
+                    };
+                    if let Some(account) = sender_of.remove(&task) {
                         if let Some(sends) = in_flight.get_mut(&account) {
                             *sends -= 1;
                             if *sends == 0 {
@@ -128,27 +137,31 @@ impl Deliverer {
         }
     }
 
-    /// The most sends one account may have in flight from one claim (a quarter of the slots):
-    /// with its share full it gets no more until one ends.
+    /// The most sends one account may have in flight in this process (a quarter of the slots).
     fn per_account(&self) -> usize {
         (self.concurrency / 4).max(1)
     }
 
-    /// Claims up to `limit` due deliveries, at most [`Deliverer::per_account`] of any one
-    /// account and none of the accounts in `full`, by pushing their next attempt a lease ahead.
-    /// The attempt is counted only when its outcome is recorded: a crash in between must not
-    /// use up an attempt that was never made.
-    async fn claim(&self, limit: usize, full: &[Uuid]) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// Claims up to `limit` due deliveries, by pushing their next attempt a lease ahead, so that
+    /// no account has more than [`Deliverer::per_account`] in flight counting `in_flight`; the
+    /// accounts already at their share are not even looked at, so a backlog of theirs cannot
+    /// fill the candidates. The attempt is counted only when its outcome is recorded: a crash in
+    /// between must not use up an attempt that was never made.
+    async fn claim(&self, limit: usize, in_flight: &HashMap<Uuid, usize>) -> Result<Vec<Claimed>, sqlx::Error> {
+        let share = self.per_account();
+        let full: Vec<Uuid> = in_flight.iter().filter(|(_, sends)| **sends >= share).map(|(account, _)| *account).collect();
+        let (busy, sends): (Vec<Uuid>, Vec<i64>) = in_flight.iter().map(|(account, sends)| (*account, *sends as i64)).unzip();
         sqlx::query_as(
             "WITH due AS (
                  SELECT id, account_id, next_attempt_at FROM notifier.deliveries
                  WHERE state = 'pending' AND next_attempt_at <= now() AND NOT (account_id = ANY($3))
                  ORDER BY next_attempt_at LIMIT $1 * 4 FOR UPDATE SKIP LOCKED),
+             busy AS (SELECT * FROM unnest($5::uuid[], $6::bigint[]) AS b(account_id, sends)),
              picked AS (
                  SELECT id FROM (
-                     SELECT id, next_attempt_at,
-                            row_number() OVER (PARTITION BY account_id ORDER BY next_attempt_at) AS nth
-                     FROM due) ranked
+                     SELECT due.id, due.next_attempt_at,
+                            row_number() OVER (PARTITION BY due.account_id ORDER BY due.next_attempt_at) + COALESCE(busy.sends, 0) AS nth
+                     FROM due LEFT JOIN busy ON busy.account_id = due.account_id) ranked
                  WHERE nth <= $4 ORDER BY next_attempt_at LIMIT $1)
              UPDATE notifier.deliveries d
              SET next_attempt_at = now() + make_interval(secs => $2)
@@ -163,14 +176,16 @@ impl Deliverer {
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX / 4))
         .bind(self.lease.as_secs_f64())
-        .bind(full)
-        .bind(i64::try_from(self.per_account()).unwrap_or(1))
+        .bind(&full)
+        .bind(i64::try_from(share).unwrap_or(1))
+        .bind(&busy)
+        .bind(&sends)
         .fetch_all(&self.pool)
         .await
     }
 
-    /// Sends `delivery` and records the outcome; returns its account.
-    async fn deliver(&self, delivery: Claimed, shutdown: &CancellationToken) -> Uuid {
+    /// Sends `delivery` and records the outcome.
+    async fn deliver(&self, delivery: Claimed, shutdown: &CancellationToken) {
         let started = Instant::now();
         let attempted_at = Utc::now();
         let outcome = self.send(&delivery).await;
@@ -212,7 +227,6 @@ impl Deliverer {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
-        delivery.account_id
     }
 
     async fn send(&self, delivery: &Claimed) -> Outcome {

@@ -113,7 +113,8 @@ const STATEMENTS: [(&str, &str, Retention); 7] = [
     (
         "notifier.parked_records",
         "DELETE FROM notifier.parked_records WHERE (kafka_partition, kafka_offset) IN (
-             SELECT kafka_partition, kafka_offset FROM notifier.parked_records WHERE parked_at < now() - make_interval(secs => $2) ORDER BY parked_at LIMIT $1)",
+             SELECT kafka_partition, kafka_offset FROM notifier.parked_records WHERE parked_at < now() - make_interval(secs => $2) ORDER BY parked_at LIMIT $1)
+         AND parked_at < now() - make_interval(secs => $2)",
         Retention::Notifications,
     ),
     (
