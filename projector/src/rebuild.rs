@@ -59,9 +59,10 @@ impl Progress {
     /// says so to every replica before it returns.
     pub async fn begin(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         *self.lock() = RebuildStatus { state: RebuildState::Running, started_at: Some(Utc::now()), ..RebuildStatus::default() };
+        self.publish(pool).await?;
         metrics::gauge!("content_processor_rebuild_running").set(1.0);
         metrics::gauge!("content_processor_rebuild_events_applied").set(0.0);
-        self.publish(pool).await
+        Ok(())
     }
 
     /// Stores the snapshot where every replica reads it ([`shared_status`]).
@@ -187,11 +188,15 @@ pub async fn rebuild(
     lock: RebuildLock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Generation> {
+    let stop_publishing = CancellationToken::new();
     let publisher = {
-        let (progress, pool) = (progress.clone(), pool.clone());
+        let (progress, pool, stop) = (progress.clone(), pool.clone(), stop_publishing.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(PUBLISH_EVERY).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(PUBLISH_EVERY) => {}
+                }
                 if let Err(error) = progress.publish(&pool).await {
                     tracing::debug!(%error, "rebuild progress not published this time");
                 }
@@ -199,7 +204,9 @@ pub async fn rebuild(
         })
     };
     let outcome = build_and_switch(config, pool, progress, shutdown).await;
-    publisher.abort();
+    // Stopped and awaited, so no progress it was writing lands after the outcome.
+    stop_publishing.cancel();
+    let _ = publisher.await;
     match &outcome {
         Ok(_) => progress.finish(RebuildState::Switched, None),
         Err(error) if error.is::<Cancelled>() => progress.finish(RebuildState::Cancelled, None),
