@@ -111,6 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // It stops between two chunks, on the shutdown the server stopped on.
     let _ = sweeps.await;
     // Whatever the producer still holds was never acknowledged to a client, but deliver it anyway.
+    state.batches.finish().await;
     state.publisher.flush(config.publish_timeout()).await;
     Ok(())
 }

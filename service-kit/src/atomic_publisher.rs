@@ -24,6 +24,7 @@ use domain::Envelope;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -47,6 +48,8 @@ pub struct AtomicPublisher {
     kafka: KafkaArgs,
     timeout: Duration,
     instance: Uuid,
+    /// The transactions in flight, each in a task of its own; [`AtomicPublisher::finish`] waits.
+    transactions: TaskTracker,
 }
 
 impl AtomicPublisher {
@@ -60,6 +63,7 @@ impl AtomicPublisher {
             kafka: kafka.clone(),
             timeout,
             instance: Uuid::new_v4(),
+            transactions: TaskTracker::new(),
         }
     }
 
@@ -91,8 +95,16 @@ impl AtomicPublisher {
     /// partitions waited until the coordinator aborted it.
     pub async fn publish_atomically(&self, events: Vec<Envelope>) -> Result<Vec<Position>, KafkaError> {
         let publisher = self.clone();
-        let task = tokio::spawn(async move { publisher.publish_in_a_slot(&events).await }.instrument(tracing::Span::current()));
+        let task = self.transactions.spawn(async move { publisher.publish_in_a_slot(&events).await }.instrument(tracing::Span::current()));
         task.await.map_err(|_| KafkaError::Canceled)?
+    }
+
+    /// On shutdown, once no request can start another: waits until every transaction in flight
+    /// (their clients may have gone) committed or aborted, so none is left open for the
+    /// coordinator to time out while readers of its partitions wait.
+    pub async fn finish(&self) {
+        self.transactions.close();
+        self.transactions.wait().await;
     }
 
     async fn publish_in_a_slot(&self, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {

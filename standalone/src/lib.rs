@@ -335,6 +335,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         service_kit::http_server::serve(listener, app, cors, http_shutdown).await?;
+        commands.batches.finish().await;
         commands.publisher.flush(command_config.publish_timeout()).await;
         Ok(())
     });
