@@ -76,12 +76,16 @@ async fn answer_traceparent(request: Request<axum::body::Body>, next: axum::midd
     response
 }
 
-/// Bodies up to this size (by `Content-Length`) are read whole before the request is routed:
-/// more than a submission's largest body (six times `MAX_CONTENT_BYTES`' 64 KiB, for JSON
-/// escapes), less than a batch's.
+/// Bodies up to this size (by `Content-Length`) are read whole before any extractor or handler
+/// judges the request: more than a submission's largest body (six times `MAX_CONTENT_BYTES`'
+/// 64 KiB, for JSON escapes), less than a batch's.
 const READ_BEFORE_ROUTING: usize = 512 * 1024;
+/// How long reading such a body may take: a client trickling one byte at a time must not hold a
+/// task and a buffer for as long as it likes.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Reads a small body before anything judges the request. A refusal that leaves body bytes
+/// Reads a small body before anything judges the request (route matching apart: this runs as a
+/// layer of the matched route or fallback, before its extractors). A refusal that leaves body bytes
 /// unread (a malformed path id, a missing credential, a method the route does not take) made
 /// the server close the connection with data still unread, which resets it: a client still
 /// sending the body lost the answer (a broken pipe), and one reusing the connection lost its next
@@ -110,14 +114,22 @@ async fn read_small_body_first(request: Request<axum::body::Body>, next: axum::m
         return response;
     };
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, length).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Err(error) => crate::http_error::error_response(
+    let mut refusal = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, length)).await {
+        Ok(Ok(bytes)) => return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(error)) => crate::http_error::error_response(
             axum::http::StatusCode::BAD_REQUEST,
             "unreadable_body",
             format!("the body could not be read as its Content-Length says: {error}"),
         ),
-    }
+        Err(_) => crate::http_error::error_response(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        ),
+    };
+    // What is left of the body is never read: the connection closes after this answer.
+    refusal.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refusal
 }
 
 async fn method_not_allowed(method: Method) -> axum::response::Response {
