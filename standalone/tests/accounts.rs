@@ -472,8 +472,21 @@ async fn a_replica_that_cannot_hear_revocations_stops_trusting_its_cache_within_
     let accounts = support::Api { base: query.clone(), http: plain.clone() };
     let alice = User::sign_up(&accounts, "alice@example.com").await;
     support::wait_until_accepting(&alice.http, &format!("{command}/api/submissions")).await;
-    // The first lookup starts the cache's listener and is not cached itself; the next ones are.
-    for _ in 0..3 {
+    // The first lookup starts the cache's listener and is not cached itself; once it listens,
+    // the next lookup is cached.
+    let pool = db.pool().await;
+    support::eventually("the command API's token cache listens", || async {
+        let (listening,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%accounts_credentials_changed%')",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        listening.then_some(())
+    })
+    .await;
+    pool.close().await;
+    for _ in 0..2 {
         let response = alice.http.post(format!("{command}/api/submissions")).json(&json!({"content": "cached 12345"})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
