@@ -47,30 +47,25 @@ impl Settings {
 /// Deletes what is expired in `accounts`, on `connection` (which holds the sweep's lock).
 pub async fn sweep(connection: &mut PgConnection, settings: &Settings, swept: &mut Swept, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
     let chunk = settings.chunk_rows;
-    delete_in_chunks(
-        connection,
-        swept,
-        "accounts.rate_limits",
-        "DELETE FROM accounts.rate_limits WHERE key IN (
-             SELECT key FROM accounts.rate_limits WHERE window_start < now() - make_interval(secs => $2) ORDER BY window_start LIMIT $1)
-         AND window_start < now() - make_interval(secs => $2)",
-        settings.rate_limit_window,
-        chunk,
-        shutdown,
-    )
-    .await?;
-    delete_in_chunks(
-        connection,
-        swept,
-        "accounts.sessions",
-        "DELETE FROM accounts.sessions WHERE token_digest IN (
-             SELECT token_digest FROM accounts.sessions WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
-         AND expires_at < now() - make_interval(secs => $2)",
-        Duration::ZERO,
-        chunk,
-        shutdown,
-    )
-    .await?;
+    let expiring = [
+        (
+            "accounts.rate_limits",
+            "DELETE FROM accounts.rate_limits WHERE key IN (
+                 SELECT key FROM accounts.rate_limits WHERE window_start < now() - make_interval(secs => $2) ORDER BY window_start LIMIT $1)
+             AND window_start < now() - make_interval(secs => $2)",
+            settings.rate_limit_window,
+        ),
+        (
+            "accounts.sessions",
+            "DELETE FROM accounts.sessions WHERE token_digest IN (
+                 SELECT token_digest FROM accounts.sessions WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
+             AND expires_at < now() - make_interval(secs => $2)",
+            Duration::ZERO,
+        ),
+    ];
+    for (table, statement, retention) in expiring {
+        delete_in_chunks(connection, swept, table, statement, retention, chunk, shutdown).await?;
+    }
     // Not through `delete_in_chunks`: an empty DELETE would still fire the statement trigger
     // (accounts_credentials_changed), flushing every replica's token cache at every sweep.
     let tokens = swept.entry("accounts.api_tokens").or_default();

@@ -28,6 +28,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     service_kit::postgres::migrate_in_schema(pool, "commands", &MIGRATOR).await
 }
 
+/// How long a key stands for its request (README: "Keys are kept 24 hours").
+pub const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Longest key accepted; the draft leaves it to the server.
 const MAX_KEY_LEN: usize = 255;
 
@@ -110,8 +113,12 @@ pub fn request_digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
 /// retry. So is the same request while the first with its key is not admitted yet: it may
 /// still be refused, and only one of the two may spend the limit and publish.
 pub async fn claim(pool: &PgPool, account_id: Uuid, key: &str, digest: &[u8], fresh: Recorded) -> Result<Claim, ApiError> {
-    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND created_at < now() - interval '24 hours'")
+    // A key past its lifetime is a new key, even before the retention sweep removes it; only
+    // this key is looked at (the sweep removes the account's others).
+    sqlx::query("DELETE FROM commands.idempotency_keys WHERE account_id = $1 AND key = $2 AND created_at < now() - make_interval(secs => $3)")
         .bind(account_id)
+        .bind(key)
+        .bind(KEY_LIFETIME.as_secs_f64())
         .execute(pool)
         .await?;
     for _ in 0..CLAIM_TRIES {

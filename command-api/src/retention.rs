@@ -14,9 +14,6 @@ use service_kit::retention::{delete_in_chunks, RetentionArgs, SweepLock, Swept};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// How long an idempotency key is kept (README: "Keys are kept 24 hours").
-pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
 /// The advisory lock the command APIs' sweeps take turns by.
 const SWEEP_LOCK: i64 = 0x636f_6e74_7265_7401;
 
@@ -57,7 +54,7 @@ async fn sweep(pool: &PgPool, settings: &Settings, shutdown: &CancellationToken)
         "DELETE FROM commands.idempotency_keys WHERE (account_id, key) IN (
              SELECT account_id, key FROM commands.idempotency_keys WHERE created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1)
          AND created_at < now() - make_interval(secs => $2)",
-        KEY_LIFETIME,
+        crate::idempotency::KEY_LIFETIME,
         settings.chunk_rows,
         shutdown,
     )

@@ -25,7 +25,7 @@
 //!      recording it.
 //!   2. New copies of the batch's events: only a retry of the batch under its `Idempotency-Key`
 //!      republishes them (the validator then judges the copies anew, with fresh times), and keys
-//!      live 24 hours from before the batch was counted (`command_api::retention::KEY_LIFETIME`).
+//!      live 24 hours from before the batch was counted (`command_api::idempotency::KEY_LIFETIME`).
 //!
 //!   Even then the notification's id is derived from the batch, so while the notification
 //!   itself is kept (`--notification-retention-days`, 30 days) the second completion records

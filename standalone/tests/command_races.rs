@@ -153,6 +153,11 @@ async fn a_claim_taken_over_belongs_to_the_request_that_took_it() {
     // The request holding the claim admits it, and from then on the key is a retry of it.
     idempotency::admit(&pool, account, "k", current).await.unwrap();
     assert!(matches!(idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await, Ok(Claim::Retry(_))));
+
+    // Past its lifetime the key is new again, for another request too, sweep or no sweep.
+    sqlx::query("UPDATE commands.idempotency_keys SET created_at = created_at - interval '25 hours'").execute(&pool).await.unwrap();
+    let other = idempotency::request_digest([&b"another request"[..]]);
+    assert!(matches!(idempotency::claim(&pool, account, "k", &other, Recorded::fresh()).await, Ok(Claim::New(..))));
     pool.close().await;
     db.drop_database().await;
 }
