@@ -10,9 +10,11 @@
 //! does not grow with the number of users connected. Streams of everyone's changes (admins)
 //! follow the feed of every change.
 //!
-//! `seq` orders changes within one read-model generation. When a rebuild makes another
-//! generation live, the hub broadcasts [`Update::Reset`]: positions in the old generation mean
-//! nothing in the new one, and clients must reload the state over REST.
+//! `seq` orders changes within one read-model generation. When the hub goes to a position without
+//! broadcasting the changes before it, it broadcasts [`Update::Moved`]: at its first read of
+//! the database (a stream subscribed before it reads what it missed from the table), and when
+//! a rebuild makes another generation live (positions in the old generation mean nothing in the
+//! new one, and clients must reload the state over REST).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,8 +73,9 @@ pub async fn live_position(executor: impl sqlx::PgExecutor<'_>) -> Result<Positi
 #[derive(Debug, Clone)]
 pub enum Update {
     Change(Arc<StatusChange>),
-    /// Another generation became live; the stream continues after this position in it.
-    Reset(Position),
+    /// The hub went to this position without broadcasting the changes up to it: its first read
+    /// of the database, or another generation became live. The next change broadcast follows it.
+    Moved(Position),
 }
 
 /// One status change of one submission: what every SSE event carries.
@@ -206,11 +209,18 @@ pub struct ChangeHub {
     position: Arc<Mutex<Option<Position>>>,
 }
 
-impl ChangeHub {
-    /// Starts the listening task; it ends with `shutdown`.
-    pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
+/// A hub that broadcasts nothing until [`ChangeHub::listen`] runs.
+impl Default for ChangeHub {
+    fn default() -> Self {
         let (sender, _) = broadcast::channel(BUFFER);
-        let hub = ChangeHub { sender, owners: Arc::default(), position: Arc::default() };
+        ChangeHub { sender, owners: Arc::default(), position: Arc::default() }
+    }
+}
+
+impl ChangeHub {
+    /// A hub with its listening task started; the task ends with `shutdown`.
+    pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
+        let hub = ChangeHub::default();
         tokio::spawn(hub.clone().listen(pool, shutdown));
         hub
     }
@@ -228,7 +238,7 @@ impl ChangeHub {
     }
 
     /// Sends `update` to the feed of every change and to the feeds of those it concerns: a
-    /// change to its owner's, a reset to every owner's. No subscribers is not an error: nobody
+    /// change to its owner's, a move to every owner's. No subscribers is not an error: nobody
     /// is watching right now.
     fn send(&self, update: Update) {
         let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
@@ -238,7 +248,7 @@ impl ChangeHub {
                     let _ = sender.send(update.clone());
                 }
             }
-            Update::Reset(_) => {
+            Update::Moved(_) => {
                 for sender in owners.values() {
                     let _ = sender.send(update.clone());
                 }
@@ -262,7 +272,8 @@ impl ChangeHub {
         *self.position.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
     }
 
-    async fn listen(self, pool: PgPool, shutdown: CancellationToken) {
+    /// Reads and broadcasts changes until `shutdown`.
+    pub async fn listen(self, pool: PgPool, shutdown: CancellationToken) {
         let mut listener: Option<PgListener> = None;
         let mut tick = tokio::time::interval(SAFETY_TICK);
         loop {
@@ -305,14 +316,15 @@ impl ChangeHub {
         };
         let Some(mut at) = self.position() else {
             // First contact: "now". History is served from the table to those who ask for it,
-            // not replayed through the hub.
+            // not replayed through the hub; streams subscribed before now read it from there.
             self.set_position(live);
+            self.send(Update::Moved(live));
             return;
         };
         if at.generation != live.generation {
             tracing::info!(from = at.generation, to = live.generation, "read model switched; telling subscribers to reload");
             self.set_position(live);
-            self.send(Update::Reset(live));
+            self.send(Update::Moved(live));
             return;
         }
         loop {

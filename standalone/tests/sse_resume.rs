@@ -4,7 +4,10 @@
 
 mod support;
 
-use support::{read_sse, SseConnection, TestSystem};
+use std::future::IntoFuture;
+
+use support::user::User;
+use support::{read_sse, Api, SseConnection, TestSystem};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
@@ -132,5 +135,59 @@ async fn resuming_on_another_replica_gets_no_reset_and_misses_nothing() {
     pool.close().await;
     replica_shutdown.cancel();
     replica_task.await.unwrap().unwrap();
+    system.stop().await;
+}
+
+/// A query API whose hub has not read the database yet (a replica just started, or whose first
+/// read failed) serves an owner's stream. Changes committed after that stream read the table
+/// and before the hub's first read are delivered too, then the live ones, each once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let history = alice.submit(&system, "before the replica started 1").await;
+    system.wait_for_verdict(history["id"].as_str().unwrap()).await;
+
+    // Another query API over the same database, its hub not listening yet.
+    let pool = system.db.pool().await;
+    let config = query_api::Config::new(&system.db.url);
+    let hub = query_api::ChangeHub::default();
+    let shutdown = system.shutdown.child_token();
+    let state = query_api::AppState {
+        pool: pool.clone(),
+        accounts: accounts::Accounts::new(pool.clone(), config.accounts.clone()),
+        changes: hub.clone(),
+        shutdown: shutdown.clone(),
+        ui: query_api::http::ui::UiSettings::new(&config),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica = Api { base: format!("http://{}", listener.local_addr().unwrap()), http: alice.http.clone() };
+    let server = axum::serve(listener, query_api::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(server.into_future());
+
+    // Alice's stream resumes just before her last change: receiving that change means the
+    // stream has read the table, so whatever commits from here on must come through the hub.
+    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut stream = SseConnection::open(&alice.http, &replica.url("/api/stream"), Some(&ids[ids.len() - 2])).await;
+    let mut received = stream.next_events(|events| !events.is_empty()).await;
+
+    let missed = alice.submit(&system, "before the hub's first read 2").await;
+    system.wait_for_verdict(missed["id"].as_str().unwrap()).await;
+    tokio::spawn(hub.listen(pool.clone(), shutdown.clone()));
+    let live = alice.submit(&system, "after the hub's first read 3").await;
+    received.extend(stream.next_events(|events| events.iter().any(|e| e.data["submission_id"] == live["id"] && e.data["status"] == "PASSED")).await);
+
+    let expected: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(received, expected[ids.len() - 1..], "every change after the resumed one, once, in order");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    pool.close().await;
     system.stop().await;
 }

@@ -259,10 +259,15 @@ pub(super) fn changes_after(state: AppState, feed: Feed, start: Start, scope: Sc
                         // The table read sorts it out.
                         LiveStep::CatchUp => continue 'catch_up,
                     },
-                    Ok(Update::Reset(now)) => {
+                    Ok(Update::Moved(now)) => {
                         if now.generation != at.generation {
                             at = restart(now);
                             yield Item::Reset(at);
+                            continue 'catch_up;
+                        }
+                        // The hub's first read: what it passed over without broadcasting (committed
+                        // after this stream's table read) is in the table.
+                        if now.seq > at.seq {
                             continue 'catch_up;
                         }
                     }

@@ -384,6 +384,11 @@ impl SseConnection {
     }
 
     pub async fn read_until(mut self, done: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
+        self.next_events(done).await
+    }
+
+    /// Reads events until `done` says so, leaving the connection open for more.
+    pub async fn next_events(&mut self, done: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
         let mut received = Vec::new();
         let read = async {
             while !done(&received) {
