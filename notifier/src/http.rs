@@ -290,7 +290,6 @@ struct Attempt {
     duration_ms: i32,
 }
 
-/// The caller's deliveries, newest first, with their attempts.
 /// The caller's deliveries, newest first, each with every attempt.
 #[utoipa::path(get, path = "/api/deliveries", tag = "notifications", params(DeliveriesQuery), responses(
     (status = 200, description = "newest first", body = Items<Delivery>),

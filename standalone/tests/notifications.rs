@@ -147,6 +147,67 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     system.stop().await;
 }
 
+/// With the SSRF guard on, as in production: a URL that points inside the network is refused
+/// when registered, and one that pointed elsewhere when registered but now reaches an internal
+/// address (DNS rebinding, or an address written straight into the table) gets no request at
+/// delivery either: the attempts say why, and nothing reaches the internal receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_cannot_reach_internal_addresses_when_registered_or_when_sent() {
+    let receiver = Receiver::start().await;
+    let db = TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.notifier_retry_base_ms = Some(200);
+    config.notifier_max_attempts = Some(2);
+    let system = TestSystem::start_with(db, config).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let port = receiver.url("").split(':').next_back().unwrap().trim_end_matches('/').to_owned();
+    for url in [
+        receiver.url("direct"),
+        format!("http://localhost:{port}/by-name"),
+        format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+    ] {
+        let response = alice.http.post(system.url("/api/webhooks")).json(&json!({ "url": url })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "url_refused", "{url}");
+    }
+    assert_eq!(alice.get(&system, "/api/webhooks").await.1["items"], json!([]));
+
+    // Endpoints that passed the check once and now lead inside: by a name that resolves to
+    // loopback, and by an address.
+    let pool = system.db.pool().await;
+    for path in ["rebound", "literal"] {
+        let url = match path {
+            "rebound" => format!("http://localhost:{port}/{path}"),
+            _ => receiver.url(path),
+        };
+        sqlx::query("INSERT INTO notifier.webhook_endpoints (id, account_id, url, secret) VALUES ($1, $2, $3, $4)")
+            .bind(uuid::Uuid::new_v4())
+            .bind(uuid::Uuid::parse_str(&alice.id).unwrap())
+            .bind(url)
+            .bind(notifier::webhook::new_secret())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let submitted = alice.submit(&system, "judged and not sent inside 1").await;
+    system.wait_for_verdict(submitted["id"].as_str().unwrap()).await;
+    let deliveries = support::eventually("both deliveries give up", || async {
+        let (_, page) = alice.get(&system, "/api/deliveries").await;
+        let items: Vec<Value> = page["items"].as_array()?.iter().filter(|d| d["channel"] == "webhook").cloned().collect();
+        (items.len() == 2 && items.iter().all(|d| d["state"] == "failed")).then_some(items)
+    })
+    .await;
+    for delivery in &deliveries {
+        let error = delivery["last_error"].as_str().unwrap();
+        assert!(error.contains("no public address") || error.contains("not a public address"), "{delivery}");
+        assert!(delivery["attempt_log"].as_array().unwrap().iter().all(|a| a["status_code"].is_null()), "{delivery}");
+    }
+    assert!(receiver.received().is_empty(), "no request reached the internal receiver: {:?}", receiver.received().len());
+    pool.close().await;
+    system.stop().await;
+}
+
 /// How many submissions the kill test sends.
 const SUBMISSIONS: usize = 150;
 
