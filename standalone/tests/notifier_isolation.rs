@@ -194,6 +194,13 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].0, ghost_submission);
     assert!(parked[0].1.contains("foreign key"), "the reason says why: {}", parked[0].1);
+    // Admins see it on the operations API, counted on the dashboard; Alice, no admin, does not.
+    let (status, shown) = system.get_json("/admin/parked-records").await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!((shown["count"].as_i64(), shown["latest"][0]["submission_id"].as_str()), (Some(1), Some(ghost_submission.to_string().as_str())));
+    assert!(shown["latest"][0]["reason"].as_str().unwrap().contains("foreign key"), "{shown}");
+    assert_eq!(system.get_json("/admin/overview").await.1["parked_records"], 1);
+    assert_eq!(alice.get(&system, "/admin/parked-records").await.0, StatusCode::FORBIDDEN);
 
     // An endpoint deleted while its delivery waits for a retry: failed at the next attempt,
     // not retried through every backoff.

@@ -14,6 +14,8 @@ pub struct Overview {
     pub throughput: Vec<MinuteActivity>,
     pub dead_letter_topic: String,
     pub dead_letters: i64,
+    /// Records the notifier could not store and set aside.
+    pub parked_records: i64,
     pub rebuild: RebuildStatus,
     pub observed_at: String,
 }

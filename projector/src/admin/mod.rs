@@ -1,12 +1,14 @@
 //! Admin endpoints, what the admin dashboard shows: `GET /admin/overview` (validator group,
-//! queue depth per partition, submissions per status, throughput, dead letters, rebuild),
-//! `GET /admin/dead-letters`, `GET /admin/records` (the topic's records, decoded), and
+//! queue depth per partition, submissions per status, throughput, dead letters, parked records,
+//! rebuild), `GET /admin/dead-letters`, `GET /admin/records` (the topic's records, decoded),
+//! `GET /admin/parked-records` (what the notifier could not store), and
 //! `POST`/`GET /admin/rebuild`. They live in the projector because it is the component that
 //! holds both the read model and a Kafka client. They show and change the whole system, so only
 //! accounts with the admin role reach them (401 without credentials, 403 for other accounts).
 
 mod error;
 mod overview;
+mod parked;
 mod rebuild;
 mod records;
 
@@ -25,6 +27,7 @@ use crate::Config;
 
 pub use error::{AdminError, AdminUnavailable};
 pub use overview::{MinuteActivity, Overview, PartitionDepth, ValidatorGroup};
+pub use parked::{ParkedRecord, ParkedRecords};
 pub use records::{DeadLetterView, DeadLetters, RecordView, Records};
 
 #[derive(Clone)]
@@ -64,7 +67,7 @@ impl FromRef<AdminState> for Accounts {
 
 /// The OpenAPI description of the admin endpoints.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(overview::overview, records::dead_letters, records::records, rebuild::status, rebuild::start))]
+#[openapi(paths(overview::overview, records::dead_letters, records::records, parked::parked_records, rebuild::status, rebuild::start))]
 pub struct AdminApi;
 
 pub fn routes(state: AdminState) -> Router {
@@ -72,6 +75,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/admin/overview", get(overview::overview))
         .route("/admin/dead-letters", get(records::dead_letters))
         .route("/admin/records", get(records::records))
+        .route("/admin/parked-records", get(parked::parked_records))
         .route("/admin/rebuild", get(rebuild::status).post(rebuild::start))
         .with_state(state)
 }

@@ -32,6 +32,8 @@ pub struct Overview {
     pub dead_letter_topic: String,
     /// Records on the dead-letter topic.
     pub dead_letters: i64,
+    /// Records the notifier could not store and set aside (`/admin/parked-records`).
+    pub parked_records: i64,
     /// The rebuild started through this process, if any.
     pub rebuild: RebuildStatus,
     pub observed_at: DateTime<Utc>,
@@ -124,6 +126,7 @@ pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Resul
         throughput,
         dead_letter_topic,
         dead_letters: dead_letter_bounds.values().map(|(first, end)| end - first).sum(),
+        parked_records: super::parked::count(&state.pool).await?,
         rebuild: crate::rebuild::shared_status(&state.pool).await?,
         observed_at: Utc::now(),
     }))

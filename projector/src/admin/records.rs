@@ -174,7 +174,7 @@ pub(super) async fn dead_letters(
     }))
 }
 
-fn limit(asked: Option<usize>) -> Result<usize, AdminError> {
+pub(super) fn limit(asked: Option<usize>) -> Result<usize, AdminError> {
     match asked.unwrap_or(DEFAULT_LIMIT) {
         limit @ 1..=MAX_LIMIT => Ok(limit),
         _ => Err(AdminError::InvalidQuery(format!("limit must be 1 to {MAX_LIMIT}"))),

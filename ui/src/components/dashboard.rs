@@ -100,6 +100,10 @@ pub fn dashboard(props: &DashboardProps) -> Html {
                 <QueueDepth overview={now.clone()} />
             </div>
             <DeadLetterList topic={now.dead_letter_topic.clone()} count={now.dead_letters} letters={(*dead_letters).clone()} />
+            <p class="parked-records">
+                { format!("Notifications set aside: {}. ", now.parked_records) }
+                <span class="hint">{ "Verdicts the notifier can never store (their account is gone); /admin/parked-records lists each with the reason." }</span>
+            </p>
             <Rebuild endpoints={props.endpoints.clone()} status={now.rebuild.clone()} />
             <RecordBrowser endpoints={props.endpoints.clone()} partitions={now.partitions.len() as i32} />
         </section>
