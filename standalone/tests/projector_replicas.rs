@@ -212,3 +212,94 @@ async fn a_writer_whose_database_goes_silent_stops_leading_and_the_other_takes_o
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// The writer's leader-lock session is terminated (`pg_terminate_backend`, as an operator or a
+/// failover would end it) while the writer has a batch open under load. The other replica
+/// takes over, and no batch of the old writer commits after the new writer's first: every
+/// commit is logged, by writer, in commit order (a trigger on the positions each batch moves,
+/// which runs under the generation's writer lock), and the read model is the fold of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_new_writers_first() {
+    let logs = log_dir("projector-fencing");
+    let broker = TestKafka::start(1, PARTITIONS).await;
+    let db = TestDb::create().await;
+    let kafka: Vec<String> = vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
+    let command_port = free_port();
+    let mut others = [
+        Component::new("command-api", [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(), &logs),
+        Component::new("validator", kafka.clone(), &logs),
+    ];
+    others.iter_mut().for_each(Component::start);
+    // Each replica's sessions carry its name, so the log says whose batch committed.
+    let named = |name: &str| format!("{}?application_name={name}", db.url);
+    let mut old = Replica::new("projector-0", kafka.clone(), &named("projector-0"), &logs);
+    let mut new = Replica::new("projector-1", kafka.clone(), &named("projector-1"), &logs);
+    let metrics = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    old.process.start();
+    eventually("replica 0 leads", || async { (old.leads(&metrics).await == Some(true)).then_some(()) }).await;
+    new.process.start();
+    eventually("replica 1 is up and waits", || async { (new.leads(&metrics).await == Some(false)).then_some(()) }).await;
+    let pool = db.pool().await;
+    let generation: i32 = sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE public.commit_log (serial bigserial PRIMARY KEY, writer text NOT NULL);
+         CREATE FUNCTION public.log_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO public.commit_log (writer) VALUES (current_setting('application_name')); RETURN NULL; END $$;
+         CREATE TRIGGER log_commit AFTER INSERT OR UPDATE ON {}.projector_positions
+             FOR EACH STATEMENT EXECUTE FUNCTION public.log_commit();",
+        projector::generations::schema(generation),
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let api = Api { base: format!("http://127.0.0.1:{command_port}"), http: support::admin_client(&db.url).await };
+    support::wait_until_accepting(&api.http, &api.url("/api/submissions")).await;
+    let load = Load::start(&api, 4);
+    eventually("replica 0 projects the load", || async { (old.rows_written(&metrics).await >= Some(100.0)).then_some(()) }).await;
+
+    // The moment one of replica 0's batches is open, end its lock session.
+    let lock_session: i32 = sqlx::query_scalar(
+        "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'projector-0' AND a.datname = current_database()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    eventually("a batch of replica 0 is open", || async {
+        let open: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'projector-0' AND pid <> $1 AND xact_start IS NOT NULL)",
+        )
+        .bind(lock_session)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        open.then_some(())
+    })
+    .await;
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(lock_session).fetch_one(&pool).await.unwrap();
+    assert!(ended);
+    eventually("replica 1 takes over and commits", || async {
+        (new.leads(&metrics).await == Some(true) && new.rows_written(&metrics).await > Some(0.0)).then_some(())
+    })
+    .await;
+    let accepted_then = load.accepted();
+    eventually("the load goes on", || async { (load.accepted() >= accepted_then + 100).then_some(()) }).await;
+    let (acknowledged, _) = load.stop().await;
+    support::wait_until_projected(&pool, &broker.kafka, &acknowledged).await;
+
+    let writers: Vec<String> = sqlx::query_scalar("SELECT writer FROM public.commit_log ORDER BY serial").fetch_all(&pool).await.unwrap();
+    let first_of_new = writers.iter().position(|writer| writer == "projector-1").unwrap_or_else(|| panic!("replica 1 committed: {writers:?}"));
+    let old_after_new = writers[first_of_new..].iter().filter(|writer| *writer == "projector-0").count();
+    println!("{} commits: {first_of_new} by replica 0, then the rest by replica 1; {old_after_new} by replica 0 after that", writers.len());
+    assert!(first_of_new > 0, "replica 0 committed before its session ended");
+    assert_eq!(old_after_new, 0, "no batch of the old writer commits after the new writer's first");
+    assert_eq!(old.leads(&metrics).await, Some(false), "replica 0 knows it no longer leads");
+    support::assert_read_model_equals_fold_of_topic(&pool, &broker.kafka).await;
+    pool.close().await;
+    for component in others.iter_mut().chain([&mut old.process, &mut new.process]) {
+        component.kill().await;
+    }
+    db.drop_database().await;
+    broker.stop().await;
+}
