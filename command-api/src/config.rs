@@ -16,7 +16,7 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// PostgreSQL holding accounts (to authenticate), rate-limit counters and idempotency keys.
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// Connections in the pool to PostgreSQL.
     #[arg(long, env = "COMMAND_API_MAX_CONNECTIONS", default_value_t = 8)]

@@ -16,7 +16,7 @@ pub struct Config {
     #[arg(long, env = "NOTIFIER_GROUP_ID", default_value = "notifier")]
     pub group_id: String,
     /// PostgreSQL holding accounts and the notifier's own schema (`notifier`).
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// Connections in the pool to PostgreSQL.
     #[arg(long, env = "NOTIFIER_MAX_CONNECTIONS", default_value_t = 8)]

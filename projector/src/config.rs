@@ -5,7 +5,7 @@ use service_kit::kafka::KafkaArgs;
 #[command(name = "projector", about = "Folds the submission events into the PostgreSQL read model")]
 pub struct Config {
     /// PostgreSQL holding the read model.
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,

@@ -9,7 +9,7 @@ pub struct Config {
     #[arg(long, env = "QUERY_API_LISTEN", default_value = "0.0.0.0:8002")]
     pub listen: SocketAddr,
     /// PostgreSQL holding the read model (written by the projector).
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// The built browser UI (scripts/build-ui), served at `/`.
     #[arg(long, env = "UI_DIR", default_value = "ui/dist")]

@@ -1,7 +1,7 @@
 //! PostgreSQL helpers shared by the components that own a schema.
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 /// How a service's pools are set up: at most `max_connections`, and a request waits at most 3 s
@@ -28,7 +28,18 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
     pool_options(max_connections)
         .connect(database_url)
         .await
-        .with_context(|| format!("cannot reach PostgreSQL at {database_url}"))
+        .with_context(|| format!("cannot reach PostgreSQL at {}", describe(database_url)))
+}
+
+/// Where `database_url` points (user, host, port, database), without its password or any
+/// other parameter: what a log line or an error may say about it.
+pub fn describe(database_url: &str) -> String {
+    match database_url.parse::<PgConnectOptions>() {
+        Ok(options) => {
+            format!("{}@{}:{}/{}", options.get_username(), options.get_host(), options.get_port(), options.get_database().unwrap_or_default())
+        }
+        Err(_) => "a URL that does not parse as a PostgreSQL URL".to_owned(),
+    }
 }
 
 /// Applies `migrator` inside `schema`, creating it when missing. The migrations and their
@@ -72,5 +83,18 @@ pub fn is_refused_for_good(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_described_url_keeps_where_it_points_and_drops_the_password() {
+        let described = describe("postgres://app:hunter2secret@db.internal:6432/content?sslmode=require&password=other");
+        assert_eq!(described, "app@db.internal:6432/content");
+        assert!(!describe("postgres://app:hunter2secret@").contains("hunter2"));
+        assert!(!describe("not a url hunter2").contains("hunter2"));
     }
 }

@@ -26,7 +26,7 @@ pub struct Config {
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
     /// PostgreSQL for the read model; the database is created when missing.
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// The Kafka to use. Without `--kafka-brokers`, a local Apache Kafka broker is started (from
     /// `--kafka-dist`, keeping its log in `--data-dir`), or with `--embedded-broker` an in-memory one.
@@ -359,7 +359,9 @@ fn override_with<T>(setting: &mut T, given: Option<T>) {
 /// database that may not have been used yet.
 pub async fn create_admin(database_url: &str, email: &str, password: String) -> anyhow::Result<accounts::store::Account> {
     ensure_database(database_url).await?;
-    let pool = sqlx::PgPool::connect(database_url).await.with_context(|| format!("cannot reach PostgreSQL at {database_url}"))?;
+    let pool = sqlx::PgPool::connect(database_url)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {}", service_kit::postgres::describe(database_url)))?;
     let account = accounts::create_admin(&pool, email, password).await;
     pool.close().await;
     Ok(account?)
@@ -369,10 +371,11 @@ pub async fn create_admin(database_url: &str, email: &str, password: String) -> 
 pub(crate) async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let exists = sqlx::Postgres::database_exists(url)
         .await
-        .with_context(|| format!("cannot reach PostgreSQL at {url}"))?;
+        .with_context(|| format!("cannot reach PostgreSQL at {}", service_kit::postgres::describe(url)))?;
     if !exists {
-        sqlx::Postgres::create_database(url).await.with_context(|| format!("cannot create database {url}"))?;
-        tracing::info!(%url, "created database");
+        let database = service_kit::postgres::describe(url);
+        sqlx::Postgres::create_database(url).await.with_context(|| format!("cannot create database {database}"))?;
+        tracing::info!(%database, "created database");
     }
     Ok(())
 }

@@ -96,7 +96,7 @@ struct CreateAdmin {
     /// where `ps` shows it.
     #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
     password: Option<String>,
-    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     database_url: String,
 }
 
@@ -171,7 +171,7 @@ async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) 
         }
         Broker::External => println!("  Kafka: {brokers}"),
     }
-    println!("  PostgreSQL: {}", config.database_url);
+    println!("  PostgreSQL: {}", service_kit::postgres::describe(&config.database_url));
     println!("  Stop with Ctrl-C.");
     println!();
     running.wait().await

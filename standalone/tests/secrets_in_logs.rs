@@ -53,3 +53,61 @@ async fn no_secret_reaches_the_logs() {
     assert!(!log.contains("$argon2"), "the log holds a password hash");
     db.drop_database().await;
 }
+
+/// A database URL holding a password, as an operator's environment or a Kubernetes secret
+/// gives it, never reaches a log, an error or `--help`: not when the database cannot be reached
+/// (the command API and the notifier stop, saying where they tried), and not in a run of the
+/// query API against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_password_never_reaches_the_logs() {
+    let db = TestDb::create().await;
+    let role = format!("cp_role_{}", uuid::Uuid::new_v4().simple());
+    let password = format!("pw{}", uuid::Uuid::new_v4().simple());
+    let server = sqlx::PgPool::connect(&support::admin_url()).await.unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'")).execute(&server).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {} OWNER TO {role}", db.name)).execute(&server).await.unwrap();
+    let host = support::admin_url().trim_start_matches("postgres://postgres@").to_owned();
+    let reachable = format!("postgres://{role}:{password}@{host}/{}", db.name);
+    let away = free_port();
+    let unreachable = format!("postgres://{role}:{password}@127.0.0.1:{away}/{}", db.name);
+
+    let run = |args: Vec<String>| {
+        let run = tokio::process::Command::new(support::process::BINARY).args(args).env("DATABASE_URL", &unreachable).output();
+        async move {
+            let output = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("it exits").unwrap();
+            (output.status, format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+        }
+    };
+    for role in ["command-api", "notifier"] {
+        let (status, output) = run(vec![role.into(), "--kafka-brokers".into(), "127.0.0.1:1".into(), "--listen".into(), "127.0.0.1:0".into()]).await;
+        assert!(!status.success(), "{role} cannot start without its database: {output}");
+        assert!(output.contains(&format!("127.0.0.1:{away}")), "{role} says where it tried: {output}");
+        assert!(!output.contains(&password), "{role} printed the database password: {output}");
+    }
+    // The one-process mode (no role) too.
+    for role in ["command-api", "query-api", "projector", "notifier", "rebuild", "create-admin", "deployed", ""] {
+        let args = [role, "--help"].into_iter().filter(|arg| !arg.is_empty()).map(str::to_owned).collect();
+        let (_, help) = run(args).await;
+        assert!(help.contains("DATABASE_URL"), "{role} --help: {help}");
+        assert!(!help.contains(&password), "{role} --help shows the database password");
+    }
+
+    let logs = log_dir("database-password");
+    let port = free_port();
+    let mut query_api = Component::new("query-api", vec!["--listen".into(), format!("127.0.0.1:{port}")], &logs).with_env("DATABASE_URL", &reachable);
+    query_api.start();
+    let http = reqwest::Client::new();
+    let signed_up = support::eventually("the query API serves", || async {
+        http.post(format!("http://127.0.0.1:{port}/api/accounts")).json(&json!({"email": "eve@example.com", "password": "a long password 1"})).send().await.ok()
+    })
+    .await;
+    assert_eq!(signed_up.status(), StatusCode::CREATED);
+    query_api.terminate(std::time::Duration::from_secs(10)).await;
+    let log = std::fs::read_to_string(logs.join("query-api.log")).unwrap();
+    assert!(log.contains("query-api listening"), "the log is the run's: {log}");
+    assert!(!log.contains(&password), "the query API logged the database password");
+
+    db.drop_database().await;
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&server).await.unwrap();
+    server.close().await;
+}
