@@ -128,3 +128,23 @@ async fn the_metrics_families_exist_and_move_under_load() {
     moved("content_processor_notification_send_duration_seconds_count", &["channel=\"webhook\""]);
     system.stop().await;
 }
+
+/// A client may send any token as an HTTP method. Each one a label value would be a series kept
+/// for as long as the process runs, and `/metrics` would grow with every stranger's request:
+/// methods HTTP does not define count as `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_http_methods_make_no_new_series() {
+    let system = TestSystem::start().await;
+    let before = Scrape::take(&system).await;
+    let stranger = reqwest::Client::new();
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        stranger.request(method, system.url("/api/submissions")).send().await.unwrap();
+    }
+    let after = Scrape::take(&system).await;
+    let invented: Vec<&String> = after.0.keys().filter(|series| series.contains("INVENTED")).collect();
+    assert!(invented.is_empty(), "series per invented method: {invented:?}");
+    let counted = |scrape: &Scrape| scrape.sum("content_processor_http_requests_total", &["method=\"other\""]).unwrap_or(0.0);
+    assert_eq!(counted(&after) - counted(&before), 50.0);
+    system.stop().await;
+}
