@@ -95,13 +95,8 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, AccountsError> {
         let accounts = Accounts::from_ref(state);
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::trim)
-                .filter(|token| !token.is_empty())
-                .ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
+            let token =
+                bearer_token(value).ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
             let owner = token_owner(&accounts, token).await?;
             return Ok(Caller { account_id: owner.account_id, role: owner.role, credential: Credential::Token { id: owner.token_id } });
         }
@@ -138,9 +133,28 @@ async fn token_owner(accounts: &Accounts, token: &str) -> Result<store::TokenOwn
     Ok(owner)
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive
+/// (RFC 9110, 11.1): clients that send `bearer` are right.
+fn bearer_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_nothing_else_is_a_token() {
+        let read = |value: &'static str| bearer_token(&axum::http::HeaderValue::from_static(value)).map(str::to_owned);
+        for value in ["Bearer cp_abc", "bearer cp_abc", "BEARER  cp_abc "] {
+            assert_eq!(read(value).as_deref(), Some("cp_abc"), "{value}");
+        }
+        for value in ["Basic cp_abc", "Bearer ", "Bearer", "Bearercp_abc", "cp_abc"] {
+            assert_eq!(read(value), None, "{value}");
+        }
+    }
 
     #[test]
     fn a_caller_in_a_log_line_shows_no_session_secret() {
