@@ -36,13 +36,27 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         // Reserved for future use, 240.0.0.0/4.
         || a >= 240
         // Benchmarking, 198.18.0.0/15.
-        || (a == 198 && (b == 18 || b == 19)))
+        || (a == 198 && (b == 18 || b == 19))
+        // IETF protocol assignments, 192.0.0.0/24 (NAT64 discovery, DS-Lite...).
+        || (a == 192 && b == 0 && ip.octets()[2] == 0))
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let [first, second, ..] = ip.segments();
     !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_unique_local() || ip.is_unicast_link_local()
         // Documentation, 2001:db8::/32.
-        || (ip.segments()[0] == 0x2001 && ip.segments()[1] == 0x0db8))
+        || (first == 0x2001 && second == 0x0db8)
+        // Forms that carry an IPv4 address a gateway may translate to, internal ones included:
+        // IPv4-compatible (::/96), NAT64 (64:ff9b::/96 and the local 64:ff9b:1::/48), 6to4
+        // (2002::/16) and Teredo (2001::/32).
+        || ip.segments()[..6] == [0; 6]
+        || (first == 0x64 && second == 0xff9b)
+        || first == 0x2002
+        || (first == 0x2001 && second == 0)
+        // Site-local, fec0::/10 (deprecated, still routed inside some networks).
+        || (first & 0xffc0) == 0xfec0
+        // Discard-only, 100::/64.
+        || (first == 0x100 && ip.segments()[1..4] == [0; 3]))
 }
 
 /// Why a webhook URL is refused.
@@ -56,8 +70,9 @@ pub enum UrlRefused {
     Credentials,
     #[error("{host} cannot be resolved")]
     Unresolvable { host: String },
-    #[error("{host} resolves to {ip}, a loopback, private or link-local address; webhooks go to public addresses only")]
-    Private { host: String, ip: IpAddr },
+    /// Which internal address is not said: the answer must not map the network for a stranger.
+    #[error("{host} resolves to a loopback, private or link-local address; webhooks go to public addresses only")]
+    Private { host: String },
 }
 
 /// Checks a URL a user registers: its form, and (unless `allow_private`) that its host resolves
@@ -84,7 +99,7 @@ pub async fn check_url(text: &str, allow_private: bool) -> Result<reqwest::Url, 
         return Err(UrlRefused::Unresolvable { host });
     }
     match addresses.iter().find(|address| !is_public(address.ip())) {
-        Some(forbidden) => Err(UrlRefused::Private { host, ip: forbidden.ip() }),
+        Some(_) => Err(UrlRefused::Private { host }),
         None => Ok(url),
     }
 }
@@ -114,7 +129,8 @@ mod tests {
         for ip in [
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
             "255.255.255.255", "224.0.0.1", "::1", "::", "fe80::1", "fc00::1", "fd12::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "2001:db8::1",
+            "::ffff:10.0.0.1", "2001:db8::1", "192.0.0.1", "192.0.0.170", "::127.0.0.1", "::10.0.0.1", "64:ff9b::7f00:1",
+            "64:ff9b:1::a00:1", "2002:7f00:1::1", "2001:0:4136:e378::1", "fec0::1", "100::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -133,5 +149,7 @@ mod tests {
         assert!(matches!(check_url("https://user:pw@example.com/", false).await, Err(UrlRefused::Credentials)));
         assert!(matches!(check_url("not a url", false).await, Err(UrlRefused::Malformed(_))));
         assert!(check_url("https://93.184.216.34/hook", false).await.is_ok());
+        let refusal = check_url("http://localhost:9/x", false).await.unwrap_err().to_string();
+        assert!(!refusal.contains("127.0.0.1") && !refusal.contains("::1"), "the refusal names no internal address: {refusal}");
     }
 }

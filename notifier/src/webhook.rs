@@ -60,6 +60,9 @@ impl WebhookSender {
             .timeout(timeout)
             // A redirect could lead anywhere, internal addresses included.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment (HTTP_PROXY...) would be asked to connect, and the
+            // resolver that keeps requests off internal addresses would never be consulted.
+            .no_proxy()
             .user_agent(concat!("content-processor-webhooks/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(ssrf::PublicOnlyResolver));
@@ -118,6 +121,21 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_proxy_in_the_environment_is_never_asked() {
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = proxy.local_addr().unwrap();
+        // nextest runs each test in a process of its own, so these reach no other test.
+        for variable in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            std::env::set_var(variable, format!("http://{address}"));
+        }
+        let sender = WebhookSender::new(Duration::from_millis(500), false).unwrap();
+        // A public address: the guard lets it through, to be connected to directly.
+        sender.send("http://93.184.216.34/hook", &new_secret(), "msg_1", b"{}").await;
+        let asked = tokio::time::timeout(Duration::from_millis(100), proxy.accept()).await.is_ok();
+        assert!(!asked, "the webhook went through the environment's proxy, around the guard");
+    }
 
     #[tokio::test]
     async fn a_send_to_an_internal_address_is_refused_before_any_connection() {
