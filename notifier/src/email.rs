@@ -59,10 +59,11 @@ fn compose(body: &Value) -> (String, String) {
             let why = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
             (
                 format!("Your submission {}{why}", status.to_ascii_lowercase()),
+                // Not the submitted text: whoever signs up with someone else's address could
+                // otherwise have this service mail them any text they chose.
                 format!(
-                    "Submission {} is {status}{why}.\n\nWhat you submitted:\n{}\n",
+                    "Submission {} is {status}{why}.\n\nSign in to content-processor to see it.\n",
                     data["submission_id"].as_str().unwrap_or_default(),
-                    data["content"].as_str().unwrap_or_default()
                 ),
             )
         }

@@ -75,6 +75,7 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     assert_eq!(mails[0].headers["to"], "alice@example.com");
     assert_eq!(mails[0].headers["subject"], "Your submission passed");
     assert!(mails[0].body.contains(&id), "{}", mails[0].body);
+    assert!(!mails[0].body.contains("this passes 12345"), "the email does not repeat the submitted text: {}", mails[0].body);
 
     // A batch: one message when its last item is judged, not one per item.
     let response = alice
