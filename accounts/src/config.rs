@@ -25,6 +25,14 @@ pub struct AccountsArgs {
     /// The sign-in limits' window, in seconds.
     #[arg(long, env = "SIGN_IN_WINDOW_SECS", default_value_t = 900)]
     pub sign_in_window_secs: u32,
+    /// Sign-ups per client address per hour.
+    #[arg(long, env = "SIGN_UP_LIMIT_PER_ADDRESS", default_value_t = 30)]
+    pub sign_up_limit_per_address: u32,
+    /// The proxies (CIDRs, comma-separated, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` is
+    /// believed: behind them a client's address is the right-most hop that is not one of them.
+    /// None by default: the address is the peer's, whatever the header says.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AccountsArgs {
@@ -38,6 +46,10 @@ impl AccountsArgs {
 
     pub fn sign_in_per_address(&self) -> Policy {
         Policy { name: "sign-in-address", limit: self.sign_in_limit_per_address, window_secs: self.sign_in_window_secs }
+    }
+
+    pub fn sign_up_per_address(&self) -> Policy {
+        Policy { name: "sign-up-address", limit: self.sign_up_limit_per_address, window_secs: 3_600 }
     }
 }
 

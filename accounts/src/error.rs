@@ -36,6 +36,8 @@ pub enum AccountsError {
     Internal(#[source] sqlx::Error),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("too many sign-ins and sign-ups at once; try again in a second")]
+    Busy,
 }
 
 impl From<sqlx::Error> for AccountsError {
@@ -86,6 +88,7 @@ impl IntoResponse for AccountsError {
                 tracing::error!(%error, "account query failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
+            AccountsError::Busy => unavailable("busy", message, 1),
             AccountsError::Hashing(ref error) => {
                 tracing::error!(%error, "password hashing failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

@@ -6,16 +6,17 @@
 //! - `GET /api/tokens`, `POST /api/tokens` and `DELETE /api/tokens/{id}`: the caller's personal
 //!   API tokens; a new token is shown once, in the answer that creates it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use ipnet::{IpNet, Ipv6Net};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
@@ -59,19 +60,29 @@ struct SessionView {
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = Credentials, security(()), responses(
     (status = 201, description = "the account, signed in", body = SessionView),
     (status = 409, description = "`email_taken`", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many sign-ups from the address", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a bad email address, a short password, a missing or unknown field", body = ErrorBody),
-    DatabaseUnavailable,
+    (status = 503, description = "`busy` (too many sign-ins and sign-ups at once) or `database_unavailable`, with `Retry-After`", body = ErrorBody),
 ))]
 async fn sign_up(
     State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     jar: CookieJar,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, AccountsError> {
+    // The cheap checks first; the hash (19 MiB, tens of milliseconds of a core) last.
     let Json(credentials) = body?;
     let email = store::normalize_email(&credentials.email)?;
     password::check_new(&credentials.password)?;
+    let decision = accounts.limiter.take(accounts.settings.sign_up_per_address(), &address, 1).await?;
+    if !decision.allowed {
+        return Err(AccountsError::RateLimited(decision));
+    }
+    if store::find_by_email(&accounts.pool, &email).await?.is_some() {
+        return Err(AccountsError::EmailTaken);
+    }
     let hash = password::hash(credentials.password).await?;
     let account = store::create_account(&accounts.pool, &email, &hash, Role::User).await?;
     tracing::info!(account_id = %account.id, "account created");
@@ -86,7 +97,7 @@ async fn sign_up(
     (status = 429, description = "`rate_limited`: too many attempts for the account or the address", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
-    DatabaseUnavailable,
+    (status = 503, description = "`busy` (too many sign-ins and sign-ups at once) or `database_unavailable`, with `Retry-After`", body = ErrorBody),
 ))]
 async fn sign_in(
     State(accounts): State<Accounts>,
@@ -109,7 +120,7 @@ async fn sign_in(
     // With no such account, `verify` still spends the time of a check: timing does not tell
     // which addresses have accounts.
     let (account, stored) = store::find_by_email(&accounts.pool, &email).await?.unzip();
-    let verified = password::verify(credentials.password, stored).await;
+    let verified = password::verify(credentials.password, stored).await?;
     match account {
         Some(account) if verified => {
             tracing::info!(account_id = %account.id, "signed in");
@@ -261,14 +272,95 @@ async fn revoke_token(
 #[openapi(paths(sign_up, sign_in, who_am_i, sign_out, create_token, list_tokens, revoke_token))]
 pub struct AccountsApi;
 
-/// The client's IP address as the server sees it (behind a proxy: the proxy's), for limits.
+/// The client's address, as limits key it: the peer's, or behind a trusted proxy the right-most
+/// `X-Forwarded-For` hop that is not one ([`client_address`]); an IPv6 address by its /64.
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl<S> FromRequestParts<S> for ClientAddress
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddress, Self::Rejection> {
-        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
-        Ok(ClientAddress(address.unwrap_or_else(|| "unknown".into())))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ClientAddress, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(ClientAddress("unknown".into()));
+        };
+        let trusted = &Accounts::from_ref(state).settings.trusted_proxies;
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
+        Ok(ClientAddress(limit_key(client_address(peer.ip(), forwarded, trusted))))
+    }
+}
+
+/// The address a request came from. A peer that is not a trusted proxy is the client, whatever
+/// it says in `X-Forwarded-For`. Behind trusted proxies, the hops are read from the right (the
+/// last proxy's view) and the first one no trusted proxy holds is the client: hops to its left
+/// are whatever that client chose to send.
+pub fn client_address<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|value| value.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // A hop that is not an address (`unknown`, a port) ends what can be believed.
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// How limits key an address: IPv4 as it is, IPv6 by its /64, which one subscriber holds whole.
+fn limit_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => Ipv6Net::new(v6, 64).map_or_else(|_| v6.to_string(), |net| net.trunc().to_string()),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|net| net.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_client_is_the_right_most_hop_they_do_not_hold() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.1.1/32"]);
+        let client = |peer: &str, forwarded: &[&str]| client_address(peer.parse().unwrap(), forwarded.iter().copied(), &trusted).to_string();
+        // The gateway appended what it saw; what the client sent before it is not believed.
+        assert_eq!(client("10.0.0.5", &["6.6.6.6, 203.0.113.7"]), "203.0.113.7");
+        assert_eq!(client("10.0.0.5", &["6.6.6.6", "203.0.113.7, 192.168.1.1"]), "203.0.113.7");
+        // Not from a trusted proxy: the peer, whatever it says.
+        assert_eq!(client("198.51.100.9", &["203.0.113.7"]), "198.51.100.9");
+        // Every hop trusted, or none sent: the left-most known.
+        assert_eq!(client("10.0.0.5", &["10.1.1.1"]), "10.1.1.1");
+        assert_eq!(client("10.0.0.5", &[]), "10.0.0.5");
+        // A hop that is not an address stops the walk at what was believed so far.
+        assert_eq!(client("10.0.0.5", &["203.0.113.7, unknown"]), "10.0.0.5");
+    }
+
+    #[test]
+    fn nobody_is_trusted_unless_configured() {
+        let address = client_address("127.0.0.1".parse().unwrap(), ["203.0.113.7"].into_iter(), &[]);
+        assert_eq!(address.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_keyed_by_their_64() {
+        assert_eq!(limit_key("2001:db8:1:2:aaaa::1".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(limit_key("2001:db8:1:2:bbbb::9".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(limit_key("::ffff:203.0.113.7".parse().unwrap()), "203.0.113.7");
+        assert_eq!(limit_key("203.0.113.7".parse().unwrap()), "203.0.113.7");
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 
@@ -39,7 +40,14 @@ pub fn with_common_layers(router: Router, cors: Option<CorsLayer>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    // What every answer says unless its route said otherwise: an API's answers are data, never
+    // a page to run, frame, sniff or cache (the UI's pages set their own policy and caching).
+    let unless_set = |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     router
+        .layer(unless_set(header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+        .layer(unless_set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(unless_set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(unless_set(header::CACHE_CONTROL, "no-store"))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .layer(axum::middleware::from_fn(answer_traceparent))
         .layer(

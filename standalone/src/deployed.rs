@@ -367,6 +367,8 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
     for &(service, index, addr) in &replicas {
         let mut command = Command::new(&binary);
         command.arg(service.role()).args(settings.args(service, addr)).env("DATABASE_URL", &config.database_url);
+        // The gateway reaches every service from loopback: its X-Forwarded-For names the client.
+        command.env("TRUSTED_PROXIES", "127.0.0.1/32");
         if let (Service::Notifier, Some(smtp)) = (service, &config.smtp_url) {
             command.env("SMTP_URL", smtp.expose());
         }

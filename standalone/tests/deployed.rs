@@ -257,6 +257,30 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     let bound = accounts::token_cache::REVOCATION_BOUND;
     assert!(revoked_at.elapsed() < bound, "refused by both after {:?}", revoked_at.elapsed());
 
+    // A stranger on another machine (address) guesses passwords through the gateway until
+    // refused. The limit per address is theirs alone: Alice, on her machine behind the same
+    // gateway, still signs in; a forged X-Forwarded-For neither frees the stranger nor frames her.
+    let machine = |ip: &str| reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let (stranger, alices_machine) = (machine("127.0.0.3"), machine("127.0.0.2"));
+    let sign_in_from = |client: &reqwest::Client, email: &str, password: &str, forged: &str| {
+        client.post(gateway.url("/api/session")).header("x-forwarded-for", forged).json(&json!({"email": email, "password": password})).send()
+    };
+    let limit = accounts::AccountsArgs::default().sign_in_limit_per_address;
+    let mut guesses = 0;
+    loop {
+        let response = sign_in_from(&stranger, &format!("victim{guesses}@example.com"), "a wrong guess 1", "198.51.100.1").await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        guesses += 1;
+        assert!(guesses <= limit, "the stranger is refused after {limit} guesses");
+    }
+    let response = sign_in_from(&stranger, "victim@example.com", "a wrong guess 1", "127.0.0.9").await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "a forged hop frees nobody");
+    let response = sign_in_from(&alices_machine, "alice@example.com", PASSWORD, "127.0.0.3").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "Alice signs in after {guesses} wrong guesses of a stranger's");
+
     // A command API and a query API die (SIGKILL, as a node lost): through the gateway nobody
     // notices. A request sent to the dead one before the health check took it out goes to the
     // other replica, since it never reached the first.

@@ -44,6 +44,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/overview"),
     ("get", "/admin/dead-letters"),
     ("get", "/admin/records"),
+    ("get", "/admin/parked-records"),
     ("get", "/admin/rebuild"),
     ("post", "/admin/rebuild"),
     ("get", "/healthz"),
@@ -69,8 +70,17 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
     assert!(script.contains("url: \"/api/openapi.json\"") && script.contains("validatorUrl: null") && !script.contains("//cdn"), "{script}");
     assert_eq!(reqwest::get(system.url("/docs/swagger-ui-bundle.js")).await.unwrap().status(), StatusCode::OK);
 
+    // Pages run scripts and WebAssembly from this origin only and are never framed (the browser
+    // tests run the UI under this policy); an API's answers are data that nothing may run,
+    // frame, sniff or cache.
+    let policy = |response: &reqwest::Response| response.headers().get("content-security-policy").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let home = reqwest::get(system.url("/")).await.unwrap();
+    assert!(policy(&home).contains("script-src 'self' 'wasm-unsafe-eval'") && policy(&home).contains("frame-ancestors 'none'"), "{}", policy(&home));
     let anonymous = reqwest::get(system.url("/api/openapi.json")).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::OK, "the document needs no credentials");
+    assert_eq!(policy(&anonymous), "default-src 'none'; frame-ancestors 'none'");
+    let header = |name: &str| anonymous.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!((header("x-content-type-options"), header("cache-control")), ("nosniff".to_owned(), "no-store".to_owned()));
     let document: Value = anonymous.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."), "an OpenAPI 3.x document");
     let described: BTreeSet<(String, String)> = document["paths"]

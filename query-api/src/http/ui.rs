@@ -5,7 +5,9 @@
 use axum::routing::{get, get_service};
 use axum::{Json, Router};
 use serde::Serialize;
+use axum::http::{header, HeaderValue};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::{AppState, Config};
 
@@ -64,7 +66,17 @@ pub fn routes(settings: &UiSettings) -> Router<AppState> {
     let files = ServeDir::new(&settings.dir)
         .precompressed_gzip()
         .not_found_service(get(service_kit::http_error::not_found_fallback));
+    // The pages run this origin's scripts and WebAssembly only, call this origin and the APIs
+    // they were told of, and are never framed; they are revalidated rather than kept.
+    let apis: Vec<&str> = [&config.command_api, &config.notifier_api, &config.admin_api].into_iter().map(String::as_str).filter(|url| !url.is_empty()).collect();
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self' {}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+        apis.join(" ")
+    );
     Router::new()
         .route("/ui-config.json", get(move || ui_config(config)))
         .fallback_service(get_service(files).fallback(service_kit::http_error::not_found_fallback))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&policy).ok()))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
 }
