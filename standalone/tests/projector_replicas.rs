@@ -214,10 +214,13 @@ async fn a_writer_whose_database_goes_silent_stops_leading_and_the_other_takes_o
 }
 
 /// The writer's leader-lock session is terminated (`pg_terminate_backend`, as an operator or a
-/// failover would end it) while the writer has a batch open under load. The other replica
-/// takes over, and no batch of the old writer commits after the new writer's first: every
-/// commit is logged, by writer, in commit order (a trigger on the positions each batch moves,
-/// which runs under the generation's writer lock), and the read model is the fold of the log.
+/// failover would end it) while the writer has a batch open under load, and the writer is frozen
+/// there (SIGSTOP, as a long GC pause or a stalled VM would hold it) until the other replica
+/// holds the lock; then it goes on, its batch still open. No batch of the old writer commits
+/// after the new writer's first: every commit is logged, by writer, in commit order (a trigger
+/// on the positions each batch moves, which runs under the generation's writer lock), and the
+/// read model is the fold of the log. (Unfrozen at once, the old writer may simply win the lock
+/// back, which is no takeover to check.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_new_writers_first() {
     let logs = log_dir("projector-fencing");
@@ -258,7 +261,7 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
     let load = Load::start(&api, 4);
     eventually("replica 0 projects the load", || async { (old.rows_written(&metrics).await >= Some(100.0)).then_some(()) }).await;
 
-    // The moment one of replica 0's batches is open, end its lock session.
+    // The moment one of replica 0's batches is open, freeze replica 0 and end its lock session.
     let lock_session: i32 = sqlx::query_scalar(
         "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'projector-0' AND a.datname = current_database()",
@@ -277,8 +280,11 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
         open.then_some(())
     })
     .await;
+    old.process.pause();
     let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(lock_session).fetch_one(&pool).await.unwrap();
     assert!(ended);
+    eventually("replica 1 takes the lock", || async { (new.leads(&metrics).await == Some(true)).then_some(()) }).await;
+    old.process.resume();
     eventually("replica 1 takes over and commits", || async {
         (new.leads(&metrics).await == Some(true) && new.rows_written(&metrics).await > Some(0.0)).then_some(())
     })

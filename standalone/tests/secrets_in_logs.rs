@@ -56,7 +56,7 @@ async fn no_secret_reaches_the_logs() {
 
 /// A database URL holding a password, as an operator's environment or a Kubernetes secret
 /// gives it, never reaches a log, an error or `--help`: not when the database cannot be reached
-/// (the command API and the notifier stop, saying where they tried), and not in a run of the
+/// (the notifier and `create-admin` stop, saying where they tried), and not in a run of the
 /// query API against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_password_never_reaches_the_logs() {
@@ -72,14 +72,20 @@ async fn a_database_password_never_reaches_the_logs() {
     let unreachable = format!("postgres://{role}:{password}@127.0.0.1:{away}/{}", db.name);
 
     let run = |args: Vec<String>| {
-        let run = tokio::process::Command::new(support::process::BINARY).args(args).env("DATABASE_URL", &unreachable).output();
+        let run = tokio::process::Command::new(support::process::BINARY)
+            .args(args)
+            .env("DATABASE_URL", &unreachable)
+            .env("ADMIN_PASSWORD", "an admin's password 1")
+            .output();
         async move {
             let output = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("it exits").unwrap();
             (output.status, format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
         }
     };
-    for role in ["command-api", "notifier"] {
-        let (status, output) = run(vec![role.into(), "--kafka-brokers".into(), "127.0.0.1:1".into(), "--listen".into(), "127.0.0.1:0".into()]).await;
+    let notifier = ["notifier", "--kafka-brokers", "127.0.0.1:1", "--listen", "127.0.0.1:0"];
+    for args in [&notifier[..], &["create-admin", "admin@example.com"]] {
+        let role = args[0];
+        let (status, output) = run(args.iter().map(|arg| arg.to_string()).collect()).await;
         assert!(!status.success(), "{role} cannot start without its database: {output}");
         assert!(output.contains(&format!("127.0.0.1:{away}")), "{role} says where it tried: {output}");
         assert!(!output.contains(&password), "{role} printed the database password: {output}");
