@@ -17,6 +17,8 @@ use crate::{ssrf, webhook, ApiError, AppState};
 
 /// Endpoints one account may have.
 const MAX_ENDPOINTS: i64 = 10;
+/// Test events an account may ask for: each is a request this server makes for the caller.
+const TEST_SENDS: accounts::rate_limit::Policy = accounts::rate_limit::Policy { name: "webhook-tests", limit: 10, window_secs: 60 };
 /// Deliveries listed at most.
 const MAX_DELIVERIES: i64 = 200;
 
@@ -227,6 +229,7 @@ async fn delete_endpoint(
     (status = 202, description = "queued; see `/api/deliveries`", body = TestQueued),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: 10 test events a minute per account", body = ErrorBody),
     SignedInChange, DatabaseUnavailable,
 ))]
 async fn send_test(
@@ -243,6 +246,10 @@ async fn send_test(
     .fetch_optional(&state.pool)
     .await?;
     live.ok_or(ApiError::NotFound(id))?;
+    let decision = state.accounts.limiter.take(TEST_SENDS, &caller.account_id.to_string(), 1).await?;
+    if !decision.allowed {
+        return Err(accounts::AccountsError::RateLimited(decision).into());
+    }
     let delivery_id = crate::delivery::queue_test(&state.pool, caller.account_id, id).await?;
     state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(TestQueued { delivery_id })))

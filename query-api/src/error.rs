@@ -28,6 +28,8 @@ pub enum ApiError {
     InvalidId(String),
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("this account has {0} live streams open here already; close one first")]
+    TooManyStreams(usize),
     #[error("the read model is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("internal error")]
@@ -52,6 +54,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) | ApiError::BatchNotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::TooManyStreams(_) => error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message),
             ApiError::Unavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: read model unavailable");
                 unavailable("read_model_unavailable", "the read model is unavailable; try again shortly", RETRY_AFTER_SECS)

@@ -9,6 +9,7 @@ pub mod changes;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod open_streams;
 
 use accounts::Accounts;
 use anyhow::Context;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub accounts: Accounts,
     pub changes: ChangeHub,
+    /// Live streams open per account here (bounded).
+    pub streams: open_streams::OpenStreams,
     /// Ends open SSE streams when the service shuts down.
     pub shutdown: CancellationToken,
     pub ui: http::ui::UiSettings,
@@ -39,8 +42,12 @@ impl AppState {
         let pool = service_kit::postgres::pool_options(config.max_connections).connect_lazy(&config.database_url)?;
         let changes = ChangeHub::start(pool.clone(), shutdown.clone());
         let ui = http::ui::UiSettings::new(config);
-        let accounts = Accounts::new(pool.clone(), config.accounts.clone());
-        Ok(AppState { pool, accounts, changes, shutdown, ui })
+        let mut accounts = Accounts::new(pool.clone(), config.accounts.clone());
+        if let Some(smtp_url) = &config.smtp_url {
+            let mailer = accounts::mail::Mailer::new(smtp_url.expose(), &config.mail_from, std::time::Duration::from_secs(10))?;
+            accounts = accounts.with_mail(accounts::mail::AccountMail { mailer, public_url: config.public_url.clone() });
+        }
+        Ok(AppState { pool, accounts, changes, streams: Default::default(), shutdown, ui })
     }
 }
 

@@ -157,6 +157,7 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
         pool: pool.clone(),
         accounts: accounts::Accounts::new(pool.clone(), config.accounts.clone()),
         changes: hub.clone(),
+        streams: Default::default(),
         shutdown: shutdown.clone(),
         ui: query_api::http::ui::UiSettings::new(&config),
     };

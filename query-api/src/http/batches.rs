@@ -240,12 +240,14 @@ async fn items(
     params(("id" = String, Path, description = "the batch's id (a UUID)")), responses(
     (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchView),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
+    (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
 ))]
 async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<SseStream, ApiError> {
     let id = path_id(path, "batch")?;
     let owner = caller.visible_owner();
+    let slot = super::stream::stream_slot(&state, &caller)?;
     // Subscribed before the snapshot: a change committed meanwhile is both in the snapshot's
     // future (after its position) and in the feed.
     let scope = Scope { submission: None, owner, batch: Some(id) };
@@ -269,7 +271,7 @@ async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path
             }
         }
     };
-    Ok(sse_of(events))
+    Ok(sse_of(events, slot))
 }
 
 fn counts_event(at: Position, batch: &BatchView) -> Event {

@@ -31,6 +31,7 @@ use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::http_error::{ErrorBody, SignedIn};
 use crate::error::ReadModelUnavailable;
+use crate::open_streams::StreamSlot;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
@@ -81,15 +82,17 @@ impl Start {
 #[utoipa::path(get, path = "/api/stream", tag = "live", params(("Last-Event-ID" = Option<String>, Header, description = "the last `id` received: the stream resumes right after it")), responses(
     (status = 200, description = "server-sent events: `status` (data: a `StatusChange`, id: its position) for every change from now, or after `Last-Event-ID`; `reset` (data: `{generation, message}`) when the read model was rebuilt: reload over REST", content_type = "text/event-stream", body = StatusChange),
     (status = 400, description = "`invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
+    (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
 ))]
 async fn all_submissions(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<SseStream, ApiError> {
     let seen = last_event_id(&headers)?;
+    let slot = stream_slot(&state, &caller)?;
     let scope = Scope { submission: None, owner: caller.visible_owner(), batch: None };
     let feed = state.changes.subscribe(scope);
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID, a client of the whole stream starts from now.
-    Ok(sse(changes_after(state, feed, Start::new(seen, live, live), scope)))
+    Ok(sse(changes_after(state, feed, Start::new(seen, live, live), scope), slot))
 }
 
 /// One submission. Another user's submission streams exactly as an unknown id does: nothing,
@@ -97,6 +100,7 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
 #[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = String, Path, description = "the submission's id (a UUID)"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
     (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusChange),
     (status = 400, description = "`invalid_id`, `invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
+    (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
 ))]
 async fn one_submission(
@@ -107,12 +111,13 @@ async fn one_submission(
 ) -> Result<SseStream, ApiError> {
     let id = submission_id(path)?;
     let seen = last_event_id(&headers)?;
+    let slot = stream_slot(&state, &caller)?;
     let scope = Scope { submission: Some(id), owner: caller.visible_owner(), batch: None };
     let feed = state.changes.subscribe(scope);
     let live = live_position(&state.pool).await?;
     // Without Last-Event-ID (or after a rebuild), the client gets the submission's whole history.
     let from_start = Position { generation: live.generation, seq: 0 };
-    Ok(sse(changes_after(state, feed, Start::new(seen, live, from_start), scope)))
+    Ok(sse(changes_after(state, feed, Start::new(seen, live, from_start), scope), slot))
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
@@ -125,17 +130,23 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
         .ok_or_else(|| ApiError::InvalidQuery("Last-Event-ID must be an event id this server sent".into()))
 }
 
-fn sse(stream: impl Stream<Item = Item> + Send + 'static) -> SseStream {
-    use futures_util::StreamExt;
-    sse_of(stream.map(Item::into_event))
+/// One of the caller's stream slots on this query API, or 429 when they are all taken.
+pub(super) fn stream_slot(state: &AppState, caller: &Caller) -> Result<StreamSlot, ApiError> {
+    state.streams.open(caller.account_id).ok_or(ApiError::TooManyStreams(crate::open_streams::MAX_PER_ACCOUNT))
 }
 
-/// Serves `events` as an SSE response, counting the client and what it is sent.
-pub(super) fn sse_of(events: impl Stream<Item = Event> + Send + 'static) -> SseStream {
+fn sse(stream: impl Stream<Item = Item> + Send + 'static, slot: StreamSlot) -> SseStream {
+    use futures_util::StreamExt;
+    sse_of(stream.map(Item::into_event), slot)
+}
+
+/// Serves `events` as an SSE response, counting the client and what it is sent, and holding
+/// the account's `slot` until the stream ends.
+pub(super) fn sse_of(events: impl Stream<Item = Event> + Send + 'static, slot: StreamSlot) -> SseStream {
     use futures_util::StreamExt;
     let client = ConnectedClient::new();
     let events = events.map(move |event| {
-        let _counted_while_open = &client;
+        let _held_while_open = (&client, &slot);
         metrics::counter!("content_processor_sse_events_pushed_total").increment(1);
         Ok(event)
     });
