@@ -11,8 +11,11 @@ use uuid::Uuid;
 use crate::{secret, store, Accounts, AccountsError};
 
 /// The browser session cookie: HttpOnly, SameSite=Strict, holding a random secret whose digest
-/// is the session's key.
+/// is the session's key. Its name when it is `Secure`, [`SECURE_SESSION_COOKIE`], carries the
+/// `__Host-` prefix: browsers then take it only over HTTPS, for this host alone, for every path,
+/// so no sibling domain or plain-HTTP page can plant or shadow it.
 pub const SESSION_COOKIE: &str = "cp_session";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-cp_session";
 /// The header carrying the session's CSRF token on cookie requests that change something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -102,7 +105,8 @@ where
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let cookie = jar
-            .get(SESSION_COOKIE)
+            .get(SECURE_SESSION_COOKIE)
+            .or_else(|| jar.get(SESSION_COOKIE))
             .ok_or(AccountsError::Unauthenticated("sign in first, or send `Authorization: Bearer <token>`"))?;
         let token_digest = secret::digest(cookie.value());
         let (account_id, role, csrf_token) = store::session(&accounts.pool, &token_digest)

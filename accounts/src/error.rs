@@ -38,6 +38,18 @@ pub enum AccountsError {
     Hashing(String),
     #[error("too many sign-ins and sign-ups at once; try again in a second")]
     Busy,
+    #[error("an account holds at most {0} live API tokens; revoke one first")]
+    TooManyTokens(i64),
+    #[error("this link is unknown, used or expired; ask for a new one")]
+    InvalidLink,
+    #[error("the email address is verified already")]
+    AlreadyVerified,
+    #[error("this server sends no email (no SMTP server is configured)")]
+    MailUnavailable,
+    #[error("the email could not be sent; try again later")]
+    MailFailed(String),
+    #[error("a bearer token is not a session: revoke it with DELETE /api/tokens/{{id}}")]
+    NotASession,
 }
 
 impl From<sqlx::Error> for AccountsError {
@@ -89,6 +101,15 @@ impl IntoResponse for AccountsError {
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
             AccountsError::Busy => unavailable("busy", message, 1),
+            AccountsError::TooManyTokens(_) => error_response(StatusCode::CONFLICT, "too_many_tokens", message),
+            AccountsError::InvalidLink => error_response(StatusCode::BAD_REQUEST, "invalid_token", message),
+            AccountsError::AlreadyVerified => error_response(StatusCode::CONFLICT, "already_verified", message),
+            AccountsError::MailUnavailable => error_response(StatusCode::CONFLICT, "mail_unavailable", message),
+            AccountsError::MailFailed(ref error) => {
+                tracing::warn!(%error, "an account email could not be sent");
+                error_response(StatusCode::BAD_GATEWAY, "mail_failed", message)
+            }
+            AccountsError::NotASession => error_response(StatusCode::BAD_REQUEST, "not_a_session", message),
             AccountsError::Hashing(ref error) => {
                 tracing::error!(%error, "password hashing failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

@@ -10,7 +10,9 @@
 //!   cookie, checked against the database, with CSRF checked for cookie requests that change
 //!   something. [`Admin`] additionally requires the admin role. Token owners are cached
 //!   ([`token_cache`]), and forgotten on every credential change.
-//! - [`http::routes`] serves sign-up, sign-in, sign-out and the token endpoints.
+//! - [`http::routes`] serves sign-up, sign-in, sign-out, password change and the token
+//!   endpoints, and the links mailed to an address ([`mail`]): verifying it, resetting a
+//!   forgotten password.
 //! - [`rate_limit::RateLimiter`] counts in the database, so a limit holds across replicas.
 //! - [`retention::sweep`] deletes counters, sessions and tokens that can no longer matter.
 
@@ -18,6 +20,7 @@ mod caller;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod password;
 pub mod rate_limit;
 pub mod retention;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 
-pub use caller::{Admin, Caller, Credential, Role, CSRF_HEADER, SESSION_COOKIE};
+pub use caller::{Admin, Caller, Credential, Role, CSRF_HEADER, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 pub use config::AccountsArgs;
 pub use error::AccountsError;
 
@@ -68,13 +71,20 @@ pub struct Accounts {
     pub settings: Arc<AccountsArgs>,
     pub limiter: rate_limit::RateLimiter,
     tokens: token_cache::TokenCache,
+    /// How links are mailed to owners; none when this server sends no email.
+    mail: Option<Arc<mail::AccountMail>>,
 }
 
 impl Accounts {
     pub fn new(pool: PgPool, settings: AccountsArgs) -> Accounts {
         let bookkeeping = bookkeeping_pool(&pool);
         let limiter = rate_limit::RateLimiter::new(bookkeeping.clone());
-        Accounts { pool, bookkeeping, settings: Arc::new(settings), limiter, tokens: Default::default() }
+        Accounts { pool, bookkeeping, settings: Arc::new(settings), limiter, tokens: Default::default(), mail: None }
+    }
+
+    /// These accounts, mailing verification and reset links with `mail`.
+    pub fn with_mail(self, mail: mail::AccountMail) -> Accounts {
+        Accounts { mail: Some(Arc::new(mail)), ..self }
     }
 }
 

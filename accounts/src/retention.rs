@@ -1,5 +1,5 @@
 //! Retention of the `accounts` schema: deletes rate-limit counters whose window ended, sessions
-//! that expired, and API tokens expired or revoked more than `--token-retention-days` ago. The
+//! and emailed links that expired, and API tokens expired or revoked more than `--token-retention-days` ago. The
 //! command API runs it (`command_api::retention` sweeps its idempotency keys in the same turn).
 //!
 //! - A counter (`rate_limits`) whose window ended counts nothing: the next request starts a new
@@ -8,7 +8,7 @@
 //!   a row goes once the longest window this process knows (submissions or sign-in) has passed
 //!   since it started; replicas configured with a longer window should not share the database.
 //! - A session past `expires_at` is refused on every request; signing in also deletes them, but
-//!   only when someone signs in.
+//!   only when someone signs in. An emailed link (`email_tokens`) past its expiry opens nothing.
 //! - A token expired or revoked is refused too; it stays listed (as expired or revoked, so its
 //!   owner sees what happened to it) for the retention, then goes. Deleting tokens fires the
 //!   statement trigger that makes every replica forget its cached tokens, so the sweep looks for
@@ -59,6 +59,13 @@ pub async fn sweep(connection: &mut PgConnection, settings: &Settings, swept: &m
             "accounts.sessions",
             "DELETE FROM accounts.sessions WHERE token_digest IN (
                  SELECT token_digest FROM accounts.sessions WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
+             AND expires_at < now() - make_interval(secs => $2)",
+            Duration::ZERO,
+        ),
+        (
+            "accounts.email_tokens",
+            "DELETE FROM accounts.email_tokens WHERE token_digest IN (
+                 SELECT token_digest FROM accounts.email_tokens WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
              AND expires_at < now() - make_interval(secs => $2)",
             Duration::ZERO,
         ),

@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::mail::Purpose;
 use crate::{AccountsError, Role};
 
 /// An account as the API shows it (never its password hash).
@@ -15,9 +16,11 @@ pub struct Account {
     #[sqlx(try_from = "String")]
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Whether its owner followed a link mailed to the address: nothing is mailed to it before.
+    pub email_verified: bool,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, role, created_at";
+const ACCOUNT_COLUMNS: &str = "id, email, role, created_at, email_verified_at IS NOT NULL AS email_verified";
 
 /// Lower-cases and checks an email address: one `@` with something on both sides, no spaces or
 /// control characters, at most 254 bytes (what SMTP carries).
@@ -52,8 +55,9 @@ pub async fn create_account(pool: &PgPool, email: &str, password_hash: &str, rol
 /// (its password replaced). For the `create-admin` command.
 pub async fn upsert_admin(pool: &PgPool, email: &str, password_hash: &str) -> Result<Account, AccountsError> {
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO accounts.accounts (id, email, password_hash, role) VALUES ($1, $2, $3, 'admin')
-         ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin'
+        "INSERT INTO accounts.accounts (id, email, password_hash, role, email_verified_at) VALUES ($1, $2, $3, 'admin', now())
+         ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin',
+             email_verified_at = COALESCE(accounts.email_verified_at, now())
          RETURNING {ACCOUNT_COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -106,8 +110,22 @@ pub async fn create_session(
     .bind(ttl_hours as f64)
     .execute(pool)
     .await?;
+    // An account keeps its newest sessions only: signing in in a loop does not grow its rows.
+    sqlx::query(
+        "DELETE FROM accounts.sessions WHERE account_id = $1 AND token_digest NOT IN
+             (SELECT token_digest FROM accounts.sessions WHERE account_id = $1 ORDER BY created_at DESC, token_digest LIMIT $2)",
+    )
+    .bind(account_id)
+    .bind(MAX_SESSIONS_PER_ACCOUNT)
+    .execute(pool)
+    .await?;
     Ok(())
 }
+
+/// Sessions an account keeps; signing in once more ends the oldest.
+pub const MAX_SESSIONS_PER_ACCOUNT: i64 = 20;
+/// Live API tokens an account may hold (not revoked, not expired).
+pub const MAX_TOKENS_PER_ACCOUNT: i64 = 100;
 
 /// The account, role and CSRF token of a live session.
 pub async fn session(pool: &PgPool, token_digest: &[u8]) -> Result<Option<(Uuid, Role, String)>, AccountsError> {
@@ -146,7 +164,20 @@ pub async fn create_token(
     token_digest: &[u8],
     expires_in_days: Option<u32>,
 ) -> Result<TokenView, AccountsError> {
-    Ok(sqlx::query_as(&format!(
+    // Counted under the account's row lock, so concurrent requests cannot both take the last.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM accounts.accounts WHERE id = $1 FOR UPDATE").bind(account_id).execute(&mut *tx).await?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts.api_tokens
+         WHERE account_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(account_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if live >= MAX_TOKENS_PER_ACCOUNT {
+        return Err(AccountsError::TooManyTokens(MAX_TOKENS_PER_ACCOUNT));
+    }
+    let token = sqlx::query_as(&format!(
         "INSERT INTO accounts.api_tokens (id, account_id, name, token_digest, expires_at)
          VALUES ($1, $2, $3, $4, now() + $5 * interval '1 day')
          RETURNING {TOKEN_COLUMNS}"
@@ -156,8 +187,10 @@ pub async fn create_token(
     .bind(name)
     .bind(token_digest)
     .bind(expires_in_days.map(f64::from))
-    .fetch_one(pool)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(token)
 }
 
 pub async fn list_tokens(pool: &PgPool, account_id: Uuid) -> Result<Vec<TokenView>, AccountsError> {
@@ -212,6 +245,82 @@ pub async fn token_owner(pool: &PgPool, token_digest: &[u8]) -> Result<Option<To
     .await?;
     row.map(|(account_id, role, token_id, expires_at)| Ok(TokenOwner { account_id, role: Role::try_from(role)?, token_id, expires_at }))
         .transpose()
+}
+
+/// Records a link mailed to `account_id` for `purpose`, by its token's digest.
+pub async fn create_email_token(pool: &PgPool, account_id: Uuid, purpose: Purpose, token_digest: &[u8]) -> Result<(), AccountsError> {
+    sqlx::query(
+        "INSERT INTO accounts.email_tokens (token_digest, account_id, purpose, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
+    )
+    .bind(token_digest)
+    .bind(account_id)
+    .bind(purpose.as_str())
+    .bind(purpose.lifetime_hours())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Uses up the link whose token has `token_digest`: the account it opens, or `None` when there
+/// is no such link for `purpose`, or it expired. A link works once, even when expired.
+pub async fn consume_email_token(
+    connection: &mut PgConnection,
+    purpose: Purpose,
+    token_digest: &[u8],
+) -> Result<Option<Uuid>, AccountsError> {
+    let used: Option<(Uuid, bool)> = sqlx::query_as(
+        "DELETE FROM accounts.email_tokens WHERE token_digest = $1 AND purpose = $2 RETURNING account_id, expires_at > now()",
+    )
+    .bind(token_digest)
+    .bind(purpose.as_str())
+    .fetch_optional(&mut *connection)
+    .await?;
+    Ok(used.and_then(|(account_id, live)| live.then_some(account_id)))
+}
+
+/// Marks the account's address verified.
+pub async fn mark_verified(connection: &mut PgConnection, account_id: Uuid) -> Result<(), AccountsError> {
+    sqlx::query("UPDATE accounts.accounts SET email_verified_at = COALESCE(email_verified_at, now()) WHERE id = $1")
+        .bind(account_id)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+/// The account's password hash.
+pub async fn password_hash(pool: &PgPool, account_id: Uuid) -> Result<Option<String>, AccountsError> {
+    Ok(sqlx::query_scalar("SELECT password_hash FROM accounts.accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await?)
+}
+
+/// A new password for the account; every one of its sessions but `keep` ends, and, with
+/// `revoke_tokens`, every API token.
+pub async fn replace_password(
+    connection: &mut PgConnection,
+    account_id: Uuid,
+    password_hash: &str,
+    keep: Option<&[u8]>,
+    revoke_tokens: bool,
+) -> Result<(), AccountsError> {
+    sqlx::query("UPDATE accounts.accounts SET password_hash = $2 WHERE id = $1").bind(account_id).bind(password_hash).execute(&mut *connection).await?;
+    end_sessions(&mut *connection, account_id, keep).await?;
+    if revoke_tokens {
+        sqlx::query("UPDATE accounts.api_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL")
+            .bind(account_id)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Ends every session of the account but `keep`.
+pub async fn end_sessions(connection: &mut PgConnection, account_id: Uuid, keep: Option<&[u8]>) -> Result<u64, AccountsError> {
+    let ended = sqlx::query("DELETE FROM accounts.sessions WHERE account_id = $1 AND token_digest IS DISTINCT FROM $2")
+        .bind(account_id)
+        .bind(keep)
+        .execute(&mut *connection)
+        .await?;
+    Ok(ended.rows_affected())
 }
 
 #[cfg(test)]

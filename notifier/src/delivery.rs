@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::email::Mailer;
+use accounts::mail::Mailer;
 use crate::webhook::{Outcome, WebhookSender};
 
 /// How often due deliveries are looked for when nothing woke the worker.
@@ -239,7 +239,7 @@ impl Deliverer {
                 let Some(to) = &delivery.email else {
                     return Outcome::refused("the account is gone");
                 };
-                match mailer.send(to, &delivery.id, &delivery.payload).await {
+                match crate::email::send(mailer, to, &delivery.id, &delivery.payload).await {
                     Ok(()) => Outcome::delivered(None),
                     Err(error) => Outcome::failed(None, error),
                 }

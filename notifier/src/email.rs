@@ -1,43 +1,13 @@
-//! Notification emails over SMTP (`lettre`).
+//! Notification emails: what they say (sent through [`accounts::mail::Mailer`]).
 
-use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use accounts::mail::Mailer;
 use serde_json::Value;
 
-#[derive(Clone)]
-pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-}
-
-impl Mailer {
-    /// A mailer sending through `smtp_url` (smtp://, smtps://, with credentials if any).
-    pub fn new(smtp_url: &str, from: &str, timeout: std::time::Duration) -> anyhow::Result<Self> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
-            // The error is lettre's, which never repeats the URL (it may hold a password).
-            .map_err(|error| anyhow::anyhow!("SMTP_URL is not usable: {error}"))?
-            .timeout(Some(timeout))
-            .build();
-        let from = from.parse().map_err(|error| anyhow::anyhow!("NOTIFIER_MAIL_FROM {from:?} is not an address: {error}"))?;
-        Ok(Mailer { transport, from })
-    }
-
-    /// Sends the notification `body` (its Standard Webhooks form) to `to`. The delivery id is
-    /// the Message-ID, so a mail resent after a crash can be recognised.
-    pub async fn send(&self, to: &str, delivery_id: &str, body: &Value) -> Result<(), String> {
-        let to: Mailbox = to.parse().map_err(|error| format!("{to:?} is not an address: {error}"))?;
-        let (subject, text) = compose(body);
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .message_id(Some(format!("<{delivery_id}@content-processor>")))
-            .header(ContentType::TEXT_PLAIN)
-            .body(text)
-            .map_err(|error| format!("cannot build the message: {error}"))?;
-        self.transport.send(message).await.map(drop).map_err(|error| error.to_string())
-    }
+/// Sends the notification `body` (its Standard Webhooks form) to `to`. The delivery id is the
+/// Message-ID, so a mail resent after a crash can be recognised.
+pub async fn send(mailer: &Mailer, to: &str, delivery_id: &str, body: &Value) -> Result<(), String> {
+    let (subject, text) = compose(body);
+    mailer.send(to, delivery_id, &subject, text).await
 }
 
 /// Subject and text of the email for a notification.

@@ -66,7 +66,7 @@ impl Notifier {
         let mailer = config
             .smtp_url
             .as_ref()
-            .map(|url| email::Mailer::new(url.expose(), &config.mail_from, config.send_timeout()))
+            .map(|url| accounts::mail::Mailer::new(url.expose(), &config.mail_from, config.send_timeout()))
             .transpose()?;
         if mailer.is_none() {
             tracing::info!("no SMTP_URL: notifications go out by webhook only");

@@ -166,8 +166,12 @@ pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notificat
     if !insert_notification(tx, notification).await? {
         return Ok(0);
     }
+    // Nothing is mailed to an address its owner has not verified: anyone may sign up with
+    // anyone's address.
     let (email_on, webhooks_on): (bool, bool) = sqlx::query_as(
-        "SELECT COALESCE(bool_and(email_enabled), true), COALESCE(bool_and(webhooks_enabled), true)
+        "SELECT COALESCE(bool_and(email_enabled), true)
+                    AND EXISTS (SELECT 1 FROM accounts.accounts WHERE id = $1 AND email_verified_at IS NOT NULL),
+                COALESCE(bool_and(webhooks_enabled), true)
          FROM notifier.channel_settings WHERE account_id = $1",
     )
     .bind(notification.account_id)

@@ -27,6 +27,17 @@ pub struct Config {
     /// Origins (e.g. https://ui.example.com) whose pages may call this API; none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
+    /// The SMTP server that mails verification and password-reset links (smtp://, smtps://,
+    /// with credentials if any). Without it the server mails nothing: addresses stay
+    /// unverified and no password can be reset by email.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<service_kit::kafka::Secret>,
+    /// The sender of those emails.
+    #[arg(long, env = "ACCOUNTS_MAIL_FROM", default_value = "content-processor <accounts@localhost>")]
+    pub mail_from: String,
+    /// Where users reach the UI: the links mailed to them point there.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:8000")]
+    pub public_url: String,
     /// Connections in the pool (SSE streams hold none while idle).
     #[arg(long, env = "QUERY_API_MAX_CONNECTIONS", default_value_t = 8)]
     pub max_connections: u32,

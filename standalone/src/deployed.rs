@@ -369,9 +369,10 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
         command.arg(service.role()).args(settings.args(service, addr)).env("DATABASE_URL", &config.database_url);
         // The gateway reaches every service from loopback: its X-Forwarded-For names the client.
         command.env("TRUSTED_PROXIES", "127.0.0.1/32");
-        if let (Service::Notifier, Some(smtp)) = (service, &config.smtp_url) {
+        if let (Service::Notifier | Service::QueryApi, Some(smtp)) = (service, &config.smtp_url) {
             command.env("SMTP_URL", smtp.expose());
         }
+        command.env("PUBLIC_URL", ui.map_or_else(|| format!("http://{gateway}"), |ui| format!("http://{ui}")));
         services.push(Process::spawn(&format!("{}-{index}", service.role()), &mut command, &logs)?);
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;

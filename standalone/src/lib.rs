@@ -94,13 +94,17 @@ pub struct Config {
     /// Sessions, sign-in and submission rate limits.
     #[command(flatten)]
     pub accounts: accounts::AccountsArgs,
-    /// The SMTP server notification emails go through (e.g. smtp://127.0.0.1:1025); without
-    /// it, notifications go out by webhook only.
+    /// The SMTP server notification emails, and links to verify an address or reset a
+    /// password, go through (e.g. smtp://127.0.0.1:1025); without it, notifications go out by
+    /// webhook only and nothing is mailed.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<service_kit::kafka::Secret>,
     /// The sender of notification emails [default: the notifier's].
     #[arg(long, env = "NOTIFIER_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// Where users reach the UI, which mailed links point at [default: the address served].
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Allow webhook URLs on loopback, private and link-local addresses (trusted networks and
     /// tests only).
     #[arg(long, env = "NOTIFIER_ALLOW_PRIVATE_TARGETS")]
@@ -293,6 +297,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let mut query_config = query_api::Config::new(&config.database_url);
     query_config.ui_dir = config.ui_dir.clone();
     query_config.accounts = config.accounts.clone();
+    query_config.smtp_url = config.smtp_url.clone();
+    query_config.public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;
 

@@ -536,3 +536,70 @@ async fn a_replica_that_cannot_hear_revocations_stops_trusting_its_cache_within_
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// What one account holds on the server is bounded, and reaching a bound holds up nobody else:
+/// live streams per query API, live API tokens, sessions (the oldest end), webhook test sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.accounts.sign_in_limit_per_account = 100;
+    config.allow_private_webhook_targets = true;
+    let system = TestSystem::start_with(db, config).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let bob = User::sign_up(&system, "bob@example.com").await;
+
+    // Streams: 16 open, the 17th refused; Bob is not held up; one closed frees a slot.
+    let url = system.url("/api/stream");
+    let mut streams = Vec::new();
+    for _ in 0..query_api::open_streams::MAX_PER_ACCOUNT {
+        streams.push(SseConnection::open(&alice.http, &url, None).await);
+    }
+    let refused = alice.http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "the stream past the bound is refused");
+    assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_streams").await;
+    let bobs = SseConnection::open(&bob.http, &url, None).await;
+    drop(streams.pop());
+    support::eventually("a closed stream gives its slot back", || async {
+        let response = alice.http.get(&url).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    drop((streams, bobs));
+
+    // Tokens: 100 live at most (she holds one already); revoking one makes room.
+    let create = || alice.http.post(system.url("/api/tokens")).json(&json!({"name": "many"})).send();
+    let mut last = None;
+    for _ in 1..accounts::store::MAX_TOKENS_PER_ACCOUNT {
+        let response = create().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        last = Some(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_refused(create().await.unwrap(), StatusCode::CONFLICT, "too_many_tokens").await;
+    let revoked = alice.http.delete(system.url(&format!("/api/tokens/{}", last.unwrap()))).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(bob.http.post(system.url("/api/tokens")).json(&json!({"name": "mine"})).send().await.unwrap().status(), StatusCode::CREATED);
+
+    // Sessions: the newest 20 live; the oldest sign-in's cookie stops working.
+    let sign_in = || reqwest::Client::new().post(system.url("/api/session")).json(&json!({"email": "alice@example.com", "password": PASSWORD})).send();
+    let cookie_of = |response: &reqwest::Response| response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let oldest = cookie_of(&sign_in().await.unwrap());
+    let session_with = |cookie: String| reqwest::Client::new().get(system.url("/api/session")).header(header::COOKIE, cookie).send();
+    assert_eq!(session_with(oldest.clone()).await.unwrap().status(), StatusCode::OK);
+    for _ in 0..accounts::store::MAX_SESSIONS_PER_ACCOUNT {
+        assert_eq!(sign_in().await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(session_with(oldest).await.unwrap().status(), StatusCode::UNAUTHORIZED, "the oldest session ended");
+    assert_eq!(session_with(bob.cookie.clone()).await.unwrap().status(), StatusCode::OK, "Bob's session is his own");
+
+    // Webhook test sends: 10 a minute per account.
+    let receiver = support::receiver::Receiver::start().await;
+    let created: Value = alice.http.post(system.url("/api/webhooks")).json(&json!({"url": receiver.url("ok")})).send().await.unwrap().json().await.unwrap();
+    let test = system.url(&format!("/api/webhooks/{}/test", created["id"].as_str().unwrap()));
+    for _ in 0..10 {
+        assert_eq!(alice.http.post(&test).send().await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    assert_refused(alice.http.post(&test).send().await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    system.stop().await;
+}

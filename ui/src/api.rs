@@ -207,6 +207,38 @@ pub async fn sign_in(endpoints: &Endpoints, email: &str, password: &str, create:
     post_json(endpoints, &format!("{}{path}", endpoints.query_api), serde_json::json!({ "email": email, "password": password })).await
 }
 
+/// Mails the link that confirms the caller's address again.
+pub async fn resend_verification(endpoints: &Endpoints) -> Result<(), String> {
+    checked(changing(endpoints, Request::post(&format!("{}/api/account/verification", endpoints.query_api))).send().await).await.map(drop)
+}
+
+/// Confirms an address with the token of the link mailed to it.
+pub async fn verify_email(endpoints: &Endpoints, token: &str) -> Result<(), String> {
+    send_json(endpoints, "/api/account/verify", serde_json::json!({ "token": token })).await
+}
+
+/// Asks for a link to reset the password of the account with `email`, if there is one.
+pub async fn request_reset(endpoints: &Endpoints, email: &str) -> Result<(), String> {
+    send_json(endpoints, "/api/password-reset", serde_json::json!({ "email": email })).await
+}
+
+/// Sets a new password with the token of a reset link.
+pub async fn confirm_reset(endpoints: &Endpoints, token: &str, password: &str, revoke_tokens: bool) -> Result<(), String> {
+    let body = serde_json::json!({ "token": token, "password": password, "revoke_tokens": revoke_tokens });
+    send_json(endpoints, "/api/password-reset/confirm", body).await
+}
+
+/// POSTs `body` to the query API's `path`, reading nothing back but whether it worked.
+async fn send_json(endpoints: &Endpoints, path: &str, body: serde_json::Value) -> Result<(), String> {
+    let request = changing(endpoints, Request::post(&format!("{}{path}", endpoints.query_api))).json(&body).map_err(|e| e.to_string())?;
+    checked(request.send().await).await.map(drop)
+}
+
+/// Ends every session of the account, this one too.
+pub async fn sign_out_everywhere(endpoints: &Endpoints) -> Result<(), String> {
+    checked(changing(endpoints, Request::delete(&format!("{}/api/sessions", endpoints.query_api))).send().await).await.map(drop)
+}
+
 pub async fn sign_out(endpoints: &Endpoints) -> Result<(), String> {
     checked(changing(endpoints, Request::delete(&format!("{}/api/session", endpoints.query_api))).send().await).await.map(drop)
 }

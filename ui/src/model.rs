@@ -116,6 +116,9 @@ pub struct Account {
     pub id: String,
     pub email: String,
     pub role: String,
+    /// Nothing is mailed to the address until its owner confirmed it.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 impl Account {

@@ -5,6 +5,10 @@
 //!   server.
 //! - `GET /api/tokens`, `POST /api/tokens` and `DELETE /api/tokens/{id}`: the caller's personal
 //!   API tokens; a new token is shown once, in the answer that creates it.
+//! - `PUT /api/account/password` changes the password; `DELETE /api/sessions` signs out
+//!   everywhere; [`email`] serves what goes through the owner's mailbox.
+
+mod email;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -23,7 +27,7 @@ use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, Si
 use uuid::Uuid;
 
 use crate::store::{self, Account, TokenView};
-use crate::{password, secret, Accounts, AccountsError, Caller, Credential, Role, SESSION_COOKIE};
+use crate::{password, secret, Accounts, AccountsError, Caller, Credential, Role, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 
 /// Bodies here are a few short fields; anything bigger is refused before it is parsed.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -35,6 +39,12 @@ pub fn routes(accounts: Accounts) -> Router {
         .route("/api/session", get(who_am_i).post(sign_in).delete(sign_out))
         .route("/api/tokens", get(list_tokens).post(create_token))
         .route("/api/tokens/{id}", delete(revoke_token))
+        .route("/api/sessions", delete(sign_out_everywhere))
+        .route("/api/account/password", axum::routing::put(change_password))
+        .route("/api/account/verification", post(email::resend_verification))
+        .route("/api/account/verify", post(email::verify))
+        .route("/api/password-reset", post(email::request_reset))
+        .route("/api/password-reset/confirm", post(email::confirm_reset))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(accounts)
 }
@@ -86,6 +96,16 @@ async fn sign_up(
     let hash = password::hash(credentials.password).await?;
     let account = store::create_account(&accounts.pool, &email, &hash, Role::User).await?;
     tracing::info!(account_id = %account.id, "account created");
+    if accounts.mail.is_some() {
+        // After answering: the mail server's pace is not the sign-up's; a lost link is resent
+        // on request.
+        let (accounts, account) = (accounts.clone(), account.clone());
+        tokio::spawn(async move {
+            if let Err(error) = email::mail_link(&accounts, &account, crate::mail::Purpose::Verify).await {
+                tracing::warn!(account_id = %account.id, %error, "cannot mail the verification link");
+            }
+        });
+    }
     let (jar, view) = start_session(&accounts, &headers, jar, account).await?;
     Ok((StatusCode::CREATED, jar, Json(view)).into_response())
 }
@@ -144,14 +164,37 @@ async fn start_session(
     let csrf_token = secret::random_hex();
     let ttl_hours = accounts.settings.session_ttl_hours;
     store::create_session(&accounts.pool, account.id, &secret::digest(&cookie_secret), &csrf_token, ttl_hours).await?;
-    let over_https = headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = Cookie::build((SESSION_COOKIE, cookie_secret))
+    let secure = accounts.settings.secure_cookies || over_https(headers) || !on_loopback(headers);
+    let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
+    let cookie = Cookie::build((name, cookie_secret))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(accounts.settings.secure_cookies || over_https)
+        .secure(secure)
         .path("/")
         .max_age(cookie::time::Duration::hours(i64::from(ttl_hours)));
     Ok((jar.add(cookie), SessionView { account, csrf_token: Some(csrf_token) }))
+}
+
+/// Whether the proxy in front says the client spoke HTTPS.
+fn over_https(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// Whether the page was asked for on this machine (`localhost`, a loopback address): the one
+/// place plain HTTP is normal, so the only one whose session cookie is not `Secure` by default.
+fn on_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(axum::http::header::HOST).and_then(|host| host.to_str().ok()) else { return false };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The session cookie removed, by either name.
+fn without_session_cookie(jar: CookieJar) -> CookieJar {
+    jar.remove(Cookie::build((SESSION_COOKIE, "")).path("/")).remove(Cookie::build((SECURE_SESSION_COOKIE, "")).path("/").secure(true))
 }
 
 /// Who is signed in (for a session, with its CSRF token).
@@ -171,19 +214,84 @@ async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Js
     Ok(Json(SessionView { account, csrf_token }))
 }
 
-/// Signs out: ends the session on the server (with a token: nothing to end).
+/// Signs out: ends the session on the server.
 #[utoipa::path(delete, path = "/api/session", tag = "accounts", responses(
     (status = 204, description = "signed out"),
+    (status = 400, description = "`not_a_session`: the request carries an API token, which this does not end", body = ErrorBody),
     SignedInChange,
     DatabaseUnavailable,
 ))]
 async fn sign_out(State(accounts): State<Accounts>, caller: Caller, jar: CookieJar) -> Result<Response, AccountsError> {
-    if let Credential::Session { token_digest, .. } = &caller.credential {
-        store::end_session(&accounts.pool, token_digest).await?;
-        tracing::info!(account_id = %caller.account_id, "signed out");
+    let Credential::Session { token_digest, .. } = &caller.credential else {
+        return Err(AccountsError::NotASession);
+    };
+    store::end_session(&accounts.pool, token_digest).await?;
+    tracing::info!(account_id = %caller.account_id, "signed out");
+    Ok((StatusCode::NO_CONTENT, without_session_cookie(jar)).into_response())
+}
+
+/// Signs out everywhere: ends every session of the caller's account, this one too.
+#[utoipa::path(delete, path = "/api/sessions", tag = "accounts", responses(
+    (status = 204, description = "every session ended"),
+    SignedInChange,
+    DatabaseUnavailable,
+))]
+async fn sign_out_everywhere(State(accounts): State<Accounts>, caller: Caller, jar: CookieJar) -> Result<Response, AccountsError> {
+    let mut connection = accounts.pool.acquire().await?;
+    let ended = store::end_sessions(&mut connection, caller.account_id, None).await?;
+    tracing::info!(account_id = %caller.account_id, sessions = ended, "signed out everywhere");
+    Ok((StatusCode::NO_CONTENT, without_session_cookie(jar)).into_response())
+}
+
+/// No `Debug`: it holds passwords.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+    /// Revoke every API token of the account too.
+    #[serde(default)]
+    revoke_tokens: bool,
+}
+
+/// Changes the caller's password, the current one re-entered: every other session ends (the
+/// one asking stays signed in), and, when asked, every API token is revoked.
+#[utoipa::path(put, path = "/api/account/password", tag = "accounts", request_body = PasswordChange, responses(
+    (status = 204, description = "changed"),
+    (status = 401, description = "`invalid_credentials`: the current password is wrong", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: as many tries as sign-in allows", body = ErrorBody),
+    SignedInChange,
+    JsonBodyErrors,
+    (status = 422, description = "`invalid_body`: a new password under 8 characters or over 1024 bytes", body = ErrorBody),
+    (status = 503, description = "`busy` or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+))]
+async fn change_password(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    body: Result<Json<PasswordChange>, JsonRejection>,
+) -> Result<StatusCode, AccountsError> {
+    let Json(change) = body?;
+    password::check_new(&change.new_password)?;
+    // Guessing the current password here is guessing it at sign-in: the same limit.
+    let decision = accounts.limiter.take(accounts.settings.sign_in_per_account(), &caller.account_id.to_string(), 1).await?;
+    if !decision.allowed {
+        return Err(AccountsError::RateLimited(decision));
     }
-    let removal = Cookie::build((SESSION_COOKIE, "")).path("/");
-    Ok((StatusCode::NO_CONTENT, jar.remove(removal)).into_response())
+    let stored = store::password_hash(&accounts.pool, caller.account_id).await?;
+    if !password::verify(change.current_password, stored).await? {
+        return Err(AccountsError::InvalidCredentials);
+    }
+    let hash = password::hash(change.new_password).await?;
+    let keep = match &caller.credential {
+        Credential::Session { token_digest, .. } => Some(token_digest.as_slice()),
+        Credential::Token { .. } => None,
+    };
+    let mut tx = accounts.pool.begin().await?;
+    store::replace_password(&mut tx, caller.account_id, &hash, keep, change.revoke_tokens).await?;
+    tx.commit().await?;
+    accounts.tokens.forget_all();
+    tracing::info!(account_id = %caller.account_id, revoke_tokens = change.revoke_tokens, "password changed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -206,6 +314,7 @@ struct CreatedToken {
 /// answer only.
 #[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body = NewToken, responses(
     (status = 201, description = "the token, shown once", body = CreatedToken),
+    (status = 409, description = "`too_many_tokens`: the account holds 100 live tokens", body = ErrorBody),
     SignedInChange,
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
@@ -269,7 +378,10 @@ async fn revoke_token(
 
 /// The OpenAPI description of the account endpoints.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(sign_up, sign_in, who_am_i, sign_out, create_token, list_tokens, revoke_token))]
+#[openapi(paths(
+    sign_up, sign_in, who_am_i, sign_out, sign_out_everywhere, change_password, create_token, list_tokens, revoke_token,
+    email::resend_verification, email::verify, email::request_reset, email::confirm_reset,
+))]
 pub struct AccountsApi;
 
 /// The client's address, as limits key it: the peer's, or behind a trusted proxy the right-most
@@ -354,6 +466,22 @@ mod tests {
     fn nobody_is_trusted_unless_configured() {
         let address = client_address("127.0.0.1".parse().unwrap(), ["203.0.113.7"].into_iter(), &[]);
         assert_eq!(address.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn only_a_page_asked_for_on_this_machine_gets_a_cookie_that_is_not_secure() {
+        let with_host = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(axum::http::header::HOST, host.parse().unwrap());
+            on_loopback(&headers)
+        };
+        for host in ["localhost", "localhost:8000", "127.0.0.1:8000", "127.8.9.1", "[::1]:8000", "LOCALHOST"] {
+            assert!(with_host(host), "{host}");
+        }
+        for host in ["content-processor.example.com", "192.168.1.10:8000", "[2001:db8::1]:443", "localhost.example.com"] {
+            assert!(!with_host(host), "{host}");
+        }
+        assert!(!on_loopback(&HeaderMap::new()), "no Host: not known to be local");
     }
 
     #[test]

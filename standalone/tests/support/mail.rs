@@ -77,7 +77,34 @@ fn parse(text: &str) -> Mail {
             last = Some(name);
         }
     }
-    Mail { headers, body: body.to_owned() }
+    let body = match headers.get("content-transfer-encoding").map(|encoding| encoding.to_ascii_lowercase()) {
+        Some(encoding) if encoding == "quoted-printable" => quoted_printable(body),
+        _ => body.to_owned(),
+    };
+    Mail { headers, body }
+}
+
+/// The text of a quoted-printable body (RFC 2045): soft line breaks joined, `=XX` decoded. A
+/// long line (a link) is always sent so.
+fn quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'=').then(|| joined.get(i + 1..i + 3)).flatten().and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match hex {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// How long mail may take to arrive after its notification.

@@ -3,6 +3,7 @@
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
+use super::mail::SmtpServer;
 use super::Api;
 
 /// A signed-up user: the session cookie and CSRF token a browser would hold, and a personal
@@ -59,4 +60,26 @@ impl User {
         let response = self.http.get(system.url(path)).send().await.unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
     }
+
+    /// Follows the verification link mailed to this user, as the UI does: its token, posted.
+    pub async fn verify_email(&self, system: &Api, smtp: &SmtpServer) {
+        let token = link_tokens(smtp, &self.email, "verify", 1).await.remove(0);
+        let response = reqwest::Client::new().post(system.url("/api/account/verify")).json(&json!({ "token": token })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+}
+
+/// The tokens of the links for `purpose` (`verify`, `reset`) mailed to `to`, once at least
+/// `at_least` came (in no particular order).
+pub async fn link_tokens(smtp: &SmtpServer, to: &str, purpose: &str, at_least: usize) -> Vec<String> {
+    let marker = format!("#{purpose}=");
+    let tokens = |mails: &[super::mail::Mail]| -> Vec<String> {
+        mails
+            .iter()
+            .filter(|m| m.headers.get("to").is_some_and(|address| address == to))
+            .filter_map(|m| Some(m.body.split(&marker).nth(1)?.chars().take_while(char::is_ascii_hexdigit).collect()))
+            .collect()
+    };
+    let mails = smtp.wait_for(&format!("{at_least} {purpose} links reach {to}"), |mails| tokens(mails).len() >= at_least).await;
+    tokens(&mails)
 }

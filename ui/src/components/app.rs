@@ -14,6 +14,7 @@ use super::dashboard::Dashboard;
 use super::detail::Detail;
 use super::form::SubmitForm;
 use super::list::SubmissionList;
+use super::mailbox::{ForgotPassword, MailLink, ResetPassword, UnverifiedBanner, VerifyNotice};
 use super::notifications::Notifications;
 use super::tokens::Tokens;
 use crate::api::{self, Endpoints};
@@ -68,6 +69,8 @@ pub fn app() -> Html {
     let signed_in = use_state(|| SignedIn::Unknown);
     let view = use_state(|| View::Board);
     let sign_out_error = use_state(|| None::<String>);
+    // A link from a mail the page was opened with, taken from the address once.
+    let mail_link = use_state(MailLink::take_from_location);
 
     // Where the APIs are, and who is signed in, once.
     {
@@ -88,6 +91,18 @@ pub fn app() -> Html {
     let Some(base) = (*endpoints).clone() else {
         return html! { <main><p>{ "Loading…" }</p></main> };
     };
+    if let Some(MailLink::Reset(token)) = &*mail_link {
+        return html! {
+            <main>
+                <header><h1>{ "Content processor" }</h1></header>
+                <ResetPassword endpoints={base} token={token.clone()} />
+            </main>
+        };
+    }
+    let verifying = match &*mail_link {
+        Some(MailLink::Verify(token)) => html! { <VerifyNotice endpoints={base.clone()} token={token.clone()} /> },
+        _ => html! {},
+    };
     let session = match &*signed_in {
         SignedIn::Unknown => return html! { <main><p>{ "Loading…" }</p></main> },
         SignedIn::No(problem) => {
@@ -96,22 +111,26 @@ pub fn app() -> Html {
             return html! {
                 <main>
                     <header><h1>{ "Content processor" }</h1></header>
+                    { verifying }
                     if let Some(message) = problem {
                         <p class="error" role="alert">{ message }</p>
                     }
-                    <AuthForm endpoints={base} {on_signed_in} />
+                    <AuthForm endpoints={base.clone()} {on_signed_in} />
+                    <ForgotPassword endpoints={base} />
                 </main>
             };
         }
         SignedIn::Yes(session) => session.clone(),
     };
     let endpoints = Endpoints { csrf_token: session.csrf_token.clone(), ..base };
-    let sign_out = {
+    // Signs out of this session, or of every session of the account.
+    let sign_out = |everywhere: bool| {
         let (signed_in, sign_out_error, endpoints) = (signed_in.clone(), sign_out_error.clone(), endpoints.clone());
         Callback::from(move |_: MouseEvent| {
             let (signed_in, sign_out_error, endpoints) = (signed_in.clone(), sign_out_error.clone(), endpoints.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::sign_out(&endpoints).await {
+                let ended = if everywhere { api::sign_out_everywhere(&endpoints).await } else { api::sign_out(&endpoints).await };
+                match ended {
                     Ok(()) => {
                         sign_out_error.set(None);
                         signed_in.set(SignedIn::No(None));
@@ -146,9 +165,14 @@ pub fn app() -> Html {
                     <button type="button" class="show-tokens" aria-pressed={(*view == View::Tokens).to_string()} onclick={switch_to(View::Tokens)}>
                         { if *view == View::Tokens { "Back to submissions" } else { "API tokens" } }
                     </button>
-                    <button type="button" class="sign-out" onclick={sign_out}>{ "Sign out" }</button>
+                    <button type="button" class="sign-out" onclick={sign_out(false)}>{ "Sign out" }</button>
+                    <button type="button" class="sign-out-everywhere" onclick={sign_out(true)}>{ "Sign out everywhere" }</button>
                 </nav>
             </header>
+            { verifying }
+            if !session.account.email_verified && !matches!(&*mail_link, Some(MailLink::Verify(_))) {
+                <UnverifiedBanner endpoints={endpoints.clone()} />
+            }
             if let Some(message) = &*sign_out_error {
                 <p class="error" role="alert">{ message }</p>
             }

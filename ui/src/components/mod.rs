@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod detail;
 pub mod form;
 pub mod list;
+pub mod mailbox;
 pub mod notifications;
 pub mod record_browser;
 pub mod tokens;

@@ -1,0 +1,160 @@
+//! What goes through the owner's mailbox: verifying the address (nothing is mailed to an
+//! address before), and resetting a forgotten password. A link is single-use, expires, and only
+//! its digest is stored; it carries its token in the URL's fragment, which the UI posts here.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use service_kit::http_error::{ErrorBody, JsonBodyErrors, SignedInChange};
+
+use super::ClientAddress;
+use crate::mail::Purpose;
+use crate::rate_limit::Policy;
+use crate::store::{self, Account};
+use crate::{password, secret, Accounts, AccountsError, Caller};
+
+/// Verification links one account may ask for.
+const VERIFICATION_MAILS: Policy = Policy { name: "verification-mails", limit: 5, window_secs: 3_600 };
+/// Reset links mailed to one address, and asked for from one client address: a stranger may
+/// not fill someone's mailbox, nor probe many addresses.
+const RESETS_PER_ACCOUNT: Policy = Policy { name: "reset-mails", limit: 3, window_secs: 3_600 };
+const RESETS_PER_ADDRESS: Policy = Policy { name: "reset-requests", limit: 20, window_secs: 3_600 };
+
+/// A link's token, as the UI found it in the link.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkToken {
+    token: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResetRequest {
+    email: String,
+}
+
+/// No `Debug`: it holds a password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordReset {
+    token: String,
+    password: String,
+    /// Revoke every API token of the account too.
+    #[serde(default)]
+    revoke_tokens: bool,
+}
+
+/// Mails a new link to the caller's address; following it verifies the address.
+#[utoipa::path(post, path = "/api/account/verification", tag = "accounts", responses(
+    (status = 202, description = "the link is mailed"),
+    (status = 409, description = "`already_verified`, or `mail_unavailable`: this server sends no email", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: 5 links an hour", body = ErrorBody),
+    (status = 502, description = "`mail_failed`: the mail server refused it", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    SignedInChange,
+))]
+pub(super) async fn resend_verification(State(accounts): State<Accounts>, caller: Caller) -> Result<StatusCode, AccountsError> {
+    let account = store::account(&accounts.pool, caller.account_id).await?.ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
+    if account.email_verified {
+        return Err(AccountsError::AlreadyVerified);
+    }
+    let decision = accounts.limiter.take(VERIFICATION_MAILS, &account.id.to_string(), 1).await?;
+    if !decision.allowed {
+        return Err(AccountsError::RateLimited(decision));
+    }
+    mail_link(&accounts, &account, Purpose::Verify).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Verifies the address the link was mailed to. The link is the credential: no sign-in needed.
+#[utoipa::path(post, path = "/api/account/verify", tag = "accounts", request_body = LinkToken, security(()), responses(
+    (status = 204, description = "verified"),
+    (status = 400, description = "`invalid_token`: unknown, used or expired", body = ErrorBody),
+    JsonBodyErrors,
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
+pub(super) async fn verify(State(accounts): State<Accounts>, body: Result<Json<LinkToken>, JsonRejection>) -> Result<StatusCode, AccountsError> {
+    let Json(link) = body?;
+    let mut tx = accounts.pool.begin().await?;
+    let account = store::consume_email_token(&mut tx, Purpose::Verify, &secret::digest(&link.token)).await?.ok_or(AccountsError::InvalidLink)?;
+    store::mark_verified(&mut tx, account).await?;
+    tx.commit().await?;
+    tracing::info!(account_id = %account, "email address verified");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mails a link to reset the password of the account with this address, if there is one. The
+/// answer is the same either way, and as quick: it does not tell who has an account.
+#[utoipa::path(post, path = "/api/password-reset", tag = "accounts", request_body = ResetRequest, security(()), responses(
+    (status = 202, description = "if an account has this address, a link is on its way"),
+    (status = 409, description = "`mail_unavailable`: this server sends no email", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many links for the address, or asked for from the client's", body = ErrorBody),
+    JsonBodyErrors,
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    (status = 503, description = "`database_unavailable`", body = ErrorBody),
+))]
+pub(super) async fn request_reset(
+    State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
+    body: Result<Json<ResetRequest>, JsonRejection>,
+) -> Result<Response, AccountsError> {
+    let Json(request) = body?;
+    let email = store::normalize_email(&request.email)?;
+    if accounts.mail.is_none() {
+        return Err(AccountsError::MailUnavailable);
+    }
+    for (policy, subject) in [(RESETS_PER_ADDRESS, address.as_str()), (RESETS_PER_ACCOUNT, email.as_str())] {
+        let decision = accounts.limiter.take(policy, subject, 1).await?;
+        if !decision.allowed {
+            return Err(AccountsError::RateLimited(decision));
+        }
+    }
+    if let Some((account, _)) = store::find_by_email(&accounts.pool, &email).await? {
+        // Sent after answering, so the answer takes as long whether the account exists or not.
+        tokio::spawn(async move {
+            if let Err(error) = mail_link(&accounts, &account, Purpose::Reset).await {
+                tracing::warn!(account_id = %account.id, %error, "cannot mail a password reset link");
+            }
+        });
+    }
+    let body = serde_json::json!({"message": "if an account has this address, a link to reset its password is on its way"});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Sets a new password with a reset link: every session of the account ends (and, when asked,
+/// every API token is revoked), and the address counts as verified (the link reached it).
+#[utoipa::path(post, path = "/api/password-reset/confirm", tag = "accounts", request_body = PasswordReset, security(()), responses(
+    (status = 204, description = "the password is changed; sign in with it"),
+    (status = 400, description = "`invalid_token`: unknown, used or expired", body = ErrorBody),
+    JsonBodyErrors,
+    (status = 422, description = "`invalid_body`: a password under 8 characters or over 1024 bytes", body = ErrorBody),
+    (status = 503, description = "`busy` or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+))]
+pub(super) async fn confirm_reset(State(accounts): State<Accounts>, body: Result<Json<PasswordReset>, JsonRejection>) -> Result<StatusCode, AccountsError> {
+    let Json(reset) = body?;
+    password::check_new(&reset.password)?;
+    let hash = password::hash(reset.password).await?;
+    let mut tx = accounts.pool.begin().await?;
+    let account = store::consume_email_token(&mut tx, Purpose::Reset, &secret::digest(&reset.token)).await?.ok_or(AccountsError::InvalidLink)?;
+    store::replace_password(&mut tx, account, &hash, None, reset.revoke_tokens).await?;
+    store::mark_verified(&mut tx, account).await?;
+    tx.commit().await?;
+    accounts.tokens.forget_all();
+    tracing::info!(account_id = %account, revoke_tokens = reset.revoke_tokens, "password reset");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mails `account` a new link for `purpose`.
+pub(super) async fn mail_link(accounts: &Accounts, account: &Account, purpose: Purpose) -> Result<(), AccountsError> {
+    let mail = accounts.mail.as_ref().ok_or(AccountsError::MailUnavailable)?;
+    let token = secret::random_hex();
+    store::create_email_token(&accounts.pool, account.id, purpose, &secret::digest(&token)).await?;
+    let link = format!("{}/#{}={token}", mail.public_url.trim_end_matches('/'), purpose.as_str());
+    let (subject, text) = purpose.message(&link);
+    let message_id = uuid::Uuid::new_v4().to_string();
+    mail.mailer.send(&account.email, &message_id, subject, text).await.map_err(AccountsError::MailFailed)
+}
