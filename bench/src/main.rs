@@ -5,6 +5,7 @@
 //! - `loadgen validators`: verdicts per second of 1, 2, 4... validator processes.
 //! - `loadgen live`: thousands of users' SSE streams on one query API under load.
 //! - `loadgen retention`: what a retention sweep of a million expired rows costs.
+//! - `loadgen signups`: a flood of concurrent sign-ups against one query API.
 //! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
@@ -15,6 +16,7 @@ mod replay;
 mod retention;
 mod report;
 mod scaling;
+mod signups;
 mod suite;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,8 @@ enum Command {
     Validators(scaling::ScalingArgs),
     /// Retention: time a sweep of N expired rows next to N live ones, its WAL and its effect on writers.
     Retention(retention::RetentionArgs),
+    /// Sign-up flood: N concurrent sign-ups on one query API; its memory and a user's reads meanwhile.
+    Signups(signups::SignupArgs),
     /// The whole benchmark: several runs of every scenario, with per-component memory.
     Suite(suite::SuiteArgs),
 }
@@ -68,6 +72,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Retention(args) => {
             let report = retention::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Signups(args) => {
+            let report = signups::run(&args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Suite(args) => suite::run(&args).await?,
