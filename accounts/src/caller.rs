@@ -1,8 +1,8 @@
 //! Who a request comes from: [`Caller`], extracted from a bearer token or a session cookie.
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -98,8 +98,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, AccountsError> {
         let accounts = Accounts::from_ref(state);
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token =
-                bearer_token(value).ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
+            let token = bearer_token(value).ok_or(AccountsError::Unauthenticated("malformed Authorization header; send `Bearer <token>`"))?;
             let owner = token_owner(&accounts, token).await?;
             return Ok(Caller { account_id: owner.account_id, role: owner.role, credential: Credential::Token { id: owner.token_id } });
         }

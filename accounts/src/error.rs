@@ -16,7 +16,9 @@ pub enum AccountsError {
     Unauthenticated(&'static str),
     #[error("this needs the admin role")]
     Forbidden,
-    #[error("missing or wrong X-CSRF-Token header: cookie-authenticated requests that change something must send the token GET /api/session returns")]
+    #[error(
+        "missing or wrong X-CSRF-Token header: cookie-authenticated requests that change something must send the token GET /api/session returns"
+    )]
     CsrfRejected,
     #[error("wrong email or password")]
     InvalidCredentials,

@@ -100,8 +100,6 @@ impl Accounts {
 /// others.
 fn bookkeeping_pool(pool: &PgPool) -> PgPool {
     service_kit::postgres::pool_options(4)
-        .after_connect(|connection, _| {
-            Box::pin(async move { sqlx::query("SET synchronous_commit = off").execute(connection).await.map(drop) })
-        })
+        .after_connect(|connection, _| Box::pin(async move { sqlx::query("SET synchronous_commit = off").execute(connection).await.map(drop) }))
         .connect_lazy_with((*pool.connect_options()).clone())
 }

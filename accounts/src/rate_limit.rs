@@ -176,12 +176,7 @@ impl RateLimiter {
         .bind(policy.window_secs as f64)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Decision {
-            policy,
-            allowed: false,
-            remaining: policy.limit.saturating_sub(spent.max(0) as u32),
-            reset_secs: reset.ceil().max(0.0) as u32,
-        })
+        Ok(Decision { policy, allowed: false, remaining: policy.limit.saturating_sub(spent.max(0) as u32), reset_secs: reset.ceil().max(0.0) as u32 })
     }
 }
 

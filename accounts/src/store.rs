@@ -75,30 +75,19 @@ pub async fn find_by_email(pool: &PgPool, email: &str) -> Result<Option<(Account
         account: Account,
         password_hash: String,
     }
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts.accounts WHERE email = $1"
-    ))
-    .bind(email)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts.accounts WHERE email = $1"))
+        .bind(email)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(|row| (row.account, row.password_hash)))
 }
 
 pub async fn account(pool: &PgPool, id: Uuid) -> Result<Option<Account>, AccountsError> {
-    Ok(sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts.accounts WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts.accounts WHERE id = $1")).bind(id).fetch_optional(pool).await?)
 }
 
 /// Stores a session; expired ones are deleted on the way.
-pub async fn create_session(
-    pool: &PgPool,
-    account_id: Uuid,
-    token_digest: &[u8],
-    csrf_token: &str,
-    ttl_hours: u32,
-) -> Result<(), AccountsError> {
+pub async fn create_session(pool: &PgPool, account_id: Uuid, token_digest: &[u8], csrf_token: &str, ttl_hours: u32) -> Result<(), AccountsError> {
     sqlx::query("DELETE FROM accounts.sessions WHERE expires_at < now()").execute(pool).await?;
     sqlx::query(
         "INSERT INTO accounts.sessions (token_digest, account_id, csrf_token, expires_at)
@@ -194,23 +183,19 @@ pub async fn create_token(
 }
 
 pub async fn list_tokens(pool: &PgPool, account_id: Uuid) -> Result<Vec<TokenView>, AccountsError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM accounts.api_tokens WHERE account_id = $1 ORDER BY created_at DESC"
-    ))
-    .bind(account_id)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {TOKEN_COLUMNS} FROM accounts.api_tokens WHERE account_id = $1 ORDER BY created_at DESC"))
+        .bind(account_id)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Revokes one of `account_id`'s tokens; `false` when it has no such token.
 pub async fn revoke_token(pool: &PgPool, account_id: Uuid, id: Uuid) -> Result<bool, AccountsError> {
-    let revoked = sqlx::query(
-        "UPDATE accounts.api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND account_id = $2",
-    )
-    .bind(id)
-    .bind(account_id)
-    .execute(pool)
-    .await?;
+    let revoked = sqlx::query("UPDATE accounts.api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account_id)
+        .execute(pool)
+        .await?;
     Ok(revoked.rows_affected() == 1)
 }
 
@@ -243,8 +228,7 @@ pub async fn token_owner(pool: &PgPool, token_digest: &[u8]) -> Result<Option<To
     .bind(token_digest)
     .fetch_optional(pool)
     .await?;
-    row.map(|(account_id, role, token_id, expires_at)| Ok(TokenOwner { account_id, role: Role::try_from(role)?, token_id, expires_at }))
-        .transpose()
+    row.map(|(account_id, role, token_id, expires_at)| Ok(TokenOwner { account_id, role: Role::try_from(role)?, token_id, expires_at })).transpose()
 }
 
 /// Records a link mailed to `account_id` for `purpose`, by its token's digest.
@@ -264,18 +248,13 @@ pub async fn create_email_token(pool: &PgPool, account_id: Uuid, purpose: Purpos
 
 /// Uses up the link whose token has `token_digest`: the account it opens, or `None` when there
 /// is no such link for `purpose`, or it expired. A link works once, even when expired.
-pub async fn consume_email_token(
-    connection: &mut PgConnection,
-    purpose: Purpose,
-    token_digest: &[u8],
-) -> Result<Option<Uuid>, AccountsError> {
-    let used: Option<(Uuid, bool)> = sqlx::query_as(
-        "DELETE FROM accounts.email_tokens WHERE token_digest = $1 AND purpose = $2 RETURNING account_id, expires_at > now()",
-    )
-    .bind(token_digest)
-    .bind(purpose.as_str())
-    .fetch_optional(&mut *connection)
-    .await?;
+pub async fn consume_email_token(connection: &mut PgConnection, purpose: Purpose, token_digest: &[u8]) -> Result<Option<Uuid>, AccountsError> {
+    let used: Option<(Uuid, bool)> =
+        sqlx::query_as("DELETE FROM accounts.email_tokens WHERE token_digest = $1 AND purpose = $2 RETURNING account_id, expires_at > now()")
+            .bind(token_digest)
+            .bind(purpose.as_str())
+            .fetch_optional(&mut *connection)
+            .await?;
     Ok(used.and_then(|(account_id, live)| live.then_some(account_id)))
 }
 
@@ -302,7 +281,11 @@ pub async fn replace_password(
     keep: Option<&[u8]>,
     revoke_tokens: bool,
 ) -> Result<(), AccountsError> {
-    sqlx::query("UPDATE accounts.accounts SET password_hash = $2 WHERE id = $1").bind(account_id).bind(password_hash).execute(&mut *connection).await?;
+    sqlx::query("UPDATE accounts.accounts SET password_hash = $2 WHERE id = $1")
+        .bind(account_id)
+        .bind(password_hash)
+        .execute(&mut *connection)
+        .await?;
     end_sessions(&mut *connection, account_id, keep).await?;
     if revoke_tokens {
         sqlx::query("UPDATE accounts.api_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL")

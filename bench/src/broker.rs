@@ -88,9 +88,7 @@ impl BenchBroker {
                     .spawn()
                     .context("starting the embedded broker")?;
                 let mut lines = BufReader::new(child.stdout.take().context("broker stdout")?).lines();
-                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                    .await??
-                    .context("the embedded broker said nothing")?;
+                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.context("the embedded broker said nothing")?;
                 let brokers = first.strip_prefix("bootstrap.servers=").context("unexpected broker output")?.to_owned();
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 (BenchBroker::Embedded(child), brokers)

@@ -138,11 +138,8 @@ pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveRep
 
     // Which account each judged submission belongs to, as the read model says.
     let pool = sqlx::PgPool::connect(&system.database_url).await?;
-    let owners: HashMap<Uuid, Uuid> = sqlx::query_as("SELECT id, owner_id FROM submissions WHERE owner_id IS NOT NULL")
-        .fetch_all(&pool)
-        .await?
-        .into_iter()
-        .collect();
+    let owners: HashMap<Uuid, Uuid> =
+        sqlx::query_as("SELECT id, owner_id FROM submissions WHERE owner_id IS NOT NULL").fetch_all(&pool).await?.into_iter().collect();
     pool.close().await;
     let mut on_another = 0;
     let mut deliveries: HashMap<(usize, Uuid), u32> = HashMap::new();

@@ -177,9 +177,13 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let http = client(&args.token, Some(Duration::from_secs(30)))?;
     let tracker = Arc::new(Mutex::new(Tracker::new()));
     let follower = tracker.clone();
-    let verdicts = tokio::spawn(follow_verdicts(http.clone(), format!("{}/api/stream", args.query_url), None, || {}, move |id, at| {
-        follower.lock().unwrap().verdict(id, at)
-    }));
+    let verdicts = tokio::spawn(follow_verdicts(
+        http.clone(),
+        format!("{}/api/stream", args.query_url),
+        None,
+        || {},
+        move |id, at| follower.lock().unwrap().verdict(id, at),
+    ));
     // Let the stream connect before the first submission.
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -62,10 +62,7 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let produce_seconds = produce_started.elapsed().as_secs_f64();
     let bounds = kafka.partition_bounds().await?;
     let kept: i64 = bounds.values().map(|(start, end)| end - start).sum();
-    anyhow::ensure!(
-        kept == produced as i64,
-        "the broker kept {kept} of {produced} events (retention); use more partitions"
-    );
+    anyhow::ensure!(kept == produced as i64, "the broker kept {kept} of {produced} events (retention); use more partitions");
 
     let url = format!("{}/cp_bench_replay_{}", args.server_url, Uuid::new_v4().simple());
     sqlx::Postgres::create_database(&url).await?;
@@ -83,9 +80,8 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let rebuild_peak_rss_mib = peak_memory_mib(std::process::id()).unwrap_or(f64::NAN);
     // Positions at the end are not enough: every event must be in the read model.
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submission_events").fetch_one(&pool).await?;
-    let submissions_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE status IN ('PASSED', 'FAILED')")
-        .fetch_one(&pool)
-        .await?;
+    let submissions_stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE status IN ('PASSED', 'FAILED')").fetch_one(&pool).await?;
     anyhow::ensure!(
         stored == produced as i64 && submissions_stored == submissions as i64,
         "replay incomplete: {stored} of {produced} events and {submissions_stored} of {submissions} verdicts stored"
@@ -124,10 +120,9 @@ pub async fn fill_topic(publisher: &EventPublisher, submissions: u64, history: H
         let created = Envelope::new(Uuid::now_v7(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
         let follow_ups = match history {
             History::Created => vec![],
-            History::Complete => vec![
-                created.follow_up(Event::ProcessingStarted {}, Utc::now()),
-                created.follow_up(Event::verdict_for(&content), Utc::now()),
-            ],
+            History::Complete => {
+                vec![created.follow_up(Event::ProcessingStarted {}, Utc::now()), created.follow_up(Event::verdict_for(&content), Utc::now())]
+            }
         };
         chunk.push(created);
         chunk.extend(follow_ups);

@@ -9,11 +9,15 @@ pub fn print_load(r: &LoadReport) {
         (_, Some(rate)) => format!("open loop, {rate}/s offered"),
         _ => String::new(),
     };
-    println!("{what}, {:.0} s: sent {}, accepted {} ({:.0}/s), verdicts {:.0}/s, missing {}, errors {:?}",
-        r.seconds, r.sent, r.accepted, r.accepted_per_second, r.verdicts_per_second, r.verdicts_missing, r.errors);
+    println!(
+        "{what}, {:.0} s: sent {}, accepted {} ({:.0}/s), verdicts {:.0}/s, missing {}, errors {:?}",
+        r.seconds, r.sent, r.accepted, r.accepted_per_second, r.verdicts_per_second, r.verdicts_missing, r.errors
+    );
     for (name, p) in [("POST", &r.post_latency_ms), ("POST->verdict (SSE)", &r.end_to_end_latency_ms)] {
-        println!("  {name:<20} p50 {:>8.2} ms  p90 {:>8.2}  p99 {:>8.2}  p99.9 {:>8.2}  max {:>8.2}  (n={})",
-            p.p50, p.p90, p.p99, p.p999, p.max, p.count);
+        println!(
+            "  {name:<20} p50 {:>8.2} ms  p90 {:>8.2}  p99 {:>8.2}  p99.9 {:>8.2}  max {:>8.2}  (n={})",
+            p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        );
     }
 }
 

@@ -132,10 +132,8 @@ async fn measure(args: &RetentionArgs, url: &str) -> anyhow::Result<RetentionRep
         };
         let seconds = started.elapsed().as_secs_f64();
         let inserted = inserts.load(Ordering::Relaxed) - inserts_before;
-        let wal_bytes: f64 = sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
-            .bind(&wal_before)
-            .fetch_one(&pool)
-            .await?;
+        let wal_bytes: f64 =
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8").bind(&wal_before).fetch_one(&pool).await?;
         let rows_deleted: u64 = swept.map(|swept| swept.values().sum()).unwrap_or(0);
         let report = SweepReport {
             sweep,
@@ -160,8 +158,7 @@ async fn measure(args: &RetentionArgs, url: &str) -> anyhow::Result<RetentionRep
         let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&pool).await?;
         rows_left.push((table.to_owned(), count));
     }
-    let keys_left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM commands.idempotency_keys WHERE key LIKE 'expired-%'").fetch_one(&pool).await?;
+    let keys_left: i64 = sqlx::query_scalar("SELECT count(*) FROM commands.idempotency_keys WHERE key LIKE 'expired-%'").fetch_one(&pool).await?;
     anyhow::ensure!(keys_left == 0, "{keys_left} expired keys left after the sweep");
     pool.close().await;
     Ok(RetentionReport {

@@ -59,12 +59,8 @@ async fn measure(args: &ScalingArgs, launcher: &Launcher, processes: usize) -> a
     let created = fill_topic(&publisher, args.submissions, History::Created).await? as i64;
     // Each submission gets ProcessingStarted and its verdict: done at three records each.
     let done = 3 * created;
-    let validator_args = vec![
-        "--kafka-brokers".to_owned(),
-        kafka.bootstrap_servers().to_owned(),
-        "--kafka-partitions".to_owned(),
-        args.partitions.to_string(),
-    ];
+    let validator_args =
+        vec!["--kafka-brokers".to_owned(), kafka.bootstrap_servers().to_owned(), "--kafka-partitions".to_owned(), args.partitions.to_string()];
     let start = Instant::now();
     let mut children = Vec::new();
     for _ in 0..processes {

@@ -82,8 +82,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         results.push((kind, runs));
     }
 
-    let summaries: Vec<(BrokerKind, Vec<SummaryRow>)> =
-        results.iter().map(|(kind, runs)| (*kind, summarise(runs, args))).collect();
+    let summaries: Vec<(BrokerKind, Vec<SummaryRow>)> = results.iter().map(|(kind, runs)| (*kind, summarise(runs, args))).collect();
     print_summary(&summaries, args.runs);
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -159,17 +158,18 @@ fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
         }
         let mut sorted = values;
         sorted.sort_by(f64::total_cmp);
-        let median = if sorted.len() % 2 == 1 {
-            sorted[sorted.len() / 2]
-        } else {
-            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-        };
+        let median = if sorted.len() % 2 == 1 { sorted[sorted.len() / 2] } else { (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0 };
         rows.push(SummaryRow { metric, unit, median, min: sorted[0], max: sorted[sorted.len() - 1], target });
     };
     let of = |f: &dyn Fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     row("broker start to ready".into(), "s", None, of(&|r| r.broker_ready_seconds));
     let sustained = format!("open loop ({}/s)", args.sustain_rate);
-    row(format!("{sustained}: verdicts visible"), "per s", Some(format!("= {} (all verdicts seen)", args.sustain_rate)), of(&|r| r.sustained.verdicts_per_second));
+    row(
+        format!("{sustained}: verdicts visible"),
+        "per s",
+        Some(format!("= {} (all verdicts seen)", args.sustain_rate)),
+        of(&|r| r.sustained.verdicts_per_second),
+    );
     row(format!("{sustained}: POST p99"), "ms", None, of(&|r| r.sustained.post_latency_ms.p99));
     row(format!("{sustained}: POST->verdict p99"), "ms", None, of(&|r| r.sustained.end_to_end_latency_ms.p99));
     row(format!("{sustained}: verdicts missing after drain"), "count", None, of(&|r| r.sustained.verdicts_missing as f64));
@@ -192,11 +192,7 @@ fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
         let target = (name == "p99").then(|| "<= 20".to_owned());
         row(format!("{open}: POST {name}"), "ms", target, of(&|r| pick(&r.open_loop.post_latency_ms)));
     }
-    for (name, pick) in [
-        ("p50", (|p: &load::Percentiles| p.p50) as fn(&load::Percentiles) -> f64),
-        ("p99", |p| p.p99),
-        ("max", |p| p.max),
-    ] {
+    for (name, pick) in [("p50", (|p: &load::Percentiles| p.p50) as fn(&load::Percentiles) -> f64), ("p99", |p| p.p99), ("max", |p| p.max)] {
         let target = (name == "p99").then(|| "<= 100".to_owned());
         row(format!("{open}: POST->verdict (SSE) {name}"), "ms", target, of(&|r| pick(&r.open_loop.end_to_end_latency_ms)));
     }
@@ -272,7 +268,10 @@ impl System {
         let mut processes = Vec::new();
         for (role, args) in [
             // The load is one account's: no rate limit may shape what is measured.
-            ("command-api", kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &database_url, "--submission-rate-limit", "2000000000"])),
+            (
+                "command-api",
+                kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &database_url, "--submission-rate-limit", "2000000000"]),
+            ),
             ("validator", kafka(&[])),
             ("projector", kafka(&["--database-url", &database_url])),
             ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
@@ -301,11 +300,7 @@ impl System {
         let deadline = Instant::now() + Duration::from_secs(60);
         let id = loop {
             anyhow::ensure!(Instant::now() < deadline, "the system did not start in time");
-            let sent = http
-                .post(format!("{}/api/submissions", self.command_url))
-                .json(&serde_json::json!({"content": "warm-up 12345"}))
-                .send()
-                .await;
+            let sent = http.post(format!("{}/api/submissions", self.command_url)).json(&serde_json::json!({"content": "warm-up 12345"})).send().await;
             if let Ok(response) = sent {
                 if response.status() == reqwest::StatusCode::ACCEPTED {
                     let body: serde_json::Value = response.json().await?;

@@ -104,9 +104,7 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
                 response
             }
-            ApiError::UnsupportedMediaType => {
-                error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
-            }
+            ApiError::UnsupportedMediaType => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message),
             ApiError::Json(rejection) => {
                 let status = rejection.status();
                 let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid_body" } else { "malformed_json" };
@@ -123,9 +121,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
             }
             ApiError::InvalidIdempotencyKey => error_response(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message),
-            ApiError::IdempotencyKeyReused => {
-                error_response(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
-            }
+            ApiError::IdempotencyKeyReused => error_response(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             ApiError::IdempotencyKeyInUse => {
                 let mut response = error_response(StatusCode::CONFLICT, "idempotency_key_in_use", message);
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
@@ -138,11 +134,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::BrokerUnavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: broker did not acknowledge");
-                unavailable(
-                    "broker_unavailable",
-                    "the event log is unavailable; nothing was stored, try again later",
-                    RETRY_AFTER_SECS,
-                )
+                unavailable("broker_unavailable", "the event log is unavailable; nothing was stored, try again later", RETRY_AFTER_SECS)
             }
             ApiError::Database(error) => AccountsError::from(error).into_response(),
         }

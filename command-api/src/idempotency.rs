@@ -13,10 +13,10 @@
 //! retrying it is safe without a key, and a second, different replacement is refused.
 
 use chrono::{DateTime, Utc};
+use service_kit::kafka::Position;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
-use service_kit::kafka::Position;
 use uuid::Uuid;
 
 use crate::ApiError;
@@ -67,13 +67,7 @@ impl Recorded {
     /// New ids for a request seen for the first time: time-ordered (UUIDv7), so they index as
     /// near-appends and sort by creation; times as an event keeps them.
     pub fn fresh() -> Recorded {
-        Recorded {
-            submission_id: Uuid::now_v7(),
-            batch_id: None,
-            created_at: domain_time(Utc::now()),
-            kafka_partition: None,
-            kafka_offset: None,
-        }
+        Recorded { submission_id: Uuid::now_v7(), batch_id: None, created_at: domain_time(Utc::now()), kafka_partition: None, kafka_offset: None }
     }
 
     pub fn acknowledged_at(&self) -> Option<Position> {
@@ -193,12 +187,13 @@ async fn take_over(pool: &PgPool, account_id: Uuid, key: &str, claim_id: Uuid) -
 /// request with it is a retry of this one. A claim that was taken over meanwhile (this request
 /// stalled past the takeover) is refused: only one request may publish under a key.
 pub async fn admit(pool: &PgPool, account_id: Uuid, key: &str, claim_id: Uuid) -> Result<(), ApiError> {
-    let admitted = sqlx::query("UPDATE commands.idempotency_keys SET admitted = true WHERE account_id = $1 AND key = $2 AND claim_id = $3 AND NOT admitted")
-        .bind(account_id)
-        .bind(key)
-        .bind(claim_id)
-        .execute(pool)
-        .await?;
+    let admitted =
+        sqlx::query("UPDATE commands.idempotency_keys SET admitted = true WHERE account_id = $1 AND key = $2 AND claim_id = $3 AND NOT admitted")
+            .bind(account_id)
+            .bind(key)
+            .bind(claim_id)
+            .execute(pool)
+            .await?;
     if admitted.rows_affected() == 0 {
         return Err(ApiError::IdempotencyKeyInUse);
     }

@@ -13,12 +13,11 @@ pub mod idempotency;
 pub mod resubmission;
 pub mod retention;
 
-
 use accounts::Accounts;
 use axum::extract::FromRef;
 use axum::Router;
-use service_kit::health::ReadinessCheck;
 use service_kit::atomic_publisher::AtomicPublisher;
+use service_kit::health::ReadinessCheck;
 use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
@@ -91,9 +90,7 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
         }),
         ReadinessCheck::new("accounts", move || {
             let pool = pool.clone();
-            async move {
-                sqlx::query("SELECT 1").execute(&pool).await.map(drop).map_err(|error| format!("database unavailable: {error}"))
-            }
+            async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop).map_err(|error| format!("database unavailable: {error}")) }
         }),
     ]
 }

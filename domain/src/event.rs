@@ -37,7 +37,6 @@ pub struct BatchItem {
     pub size: u32,
 }
 
-
 /// Namespace for deriving event ids (UUID v5). Never change it: stored ids depend on it.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f0b_3c2e_8a41_4d7e_9f52_1c7a_0e3d_b845);
 
@@ -129,10 +128,9 @@ impl Event {
     pub fn verdict_for(content: &str) -> Event {
         match crate::rule::judge(content) {
             crate::Verdict::Passed => Event::SubmissionPassed {},
-            crate::Verdict::Failed(reasons) => Event::SubmissionFailed {
-                reasons,
-                char_count: Some(u32::try_from(crate::rule::char_count(content)).unwrap_or(u32::MAX)),
-            },
+            crate::Verdict::Failed(reasons) => {
+                Event::SubmissionFailed { reasons, char_count: Some(u32::try_from(crate::rule::char_count(content)).unwrap_or(u32::MAX)) }
+            }
         }
     }
 
@@ -205,12 +203,7 @@ impl Envelope {
     /// after a crash) emits the same id, and consumers can recognise the duplicate.
     /// Times are kept to the microsecond, what PostgreSQL stores, so a read model and a fold of
     /// the log agree exactly.
-    pub fn new(
-        submission_id: SubmissionId,
-        event: Event,
-        occurred_at: DateTime<Utc>,
-        correlation_id: Uuid,
-    ) -> Self {
+    pub fn new(submission_id: SubmissionId, event: Event, occurred_at: DateTime<Utc>, correlation_id: Uuid) -> Self {
         Envelope {
             event_id: derive_event_id(submission_id, event.step()),
             submission_id,
@@ -241,9 +234,7 @@ impl Envelope {
         let envelope: Envelope = match serde_json::from_slice(bytes) {
             Ok(envelope) => envelope,
             Err(malformed) => {
-                let newer = serde_json::from_slice::<Header>(bytes)
-                    .ok()
-                    .and_then(|header| newer_version(header.event_type, header.schema_version));
+                let newer = serde_json::from_slice::<Header>(bytes).ok().and_then(|header| newer_version(header.event_type, header.schema_version));
                 return Err(newer.unwrap_or(DecodeError::Malformed(malformed)));
             }
         };

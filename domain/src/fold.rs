@@ -124,19 +124,13 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
         };
     };
     if current.id != submission_id {
-        return Err(TransitionError::WrongSubmission {
-            state_submission_id: current.id,
-            event_submission_id: submission_id,
-        });
+        return Err(TransitionError::WrongSubmission { state_submission_id: current.id, event_submission_id: submission_id });
     }
     let contradicts = TransitionError::Contradicts { submission_id, event_type };
 
     match &envelope.event {
         Event::SubmissionCreated { content, owner_id, batch, replaces } => {
-            let same = *content == current.content
-                && *owner_id == current.owner_id
-                && *batch == current.batch
-                && *replaces == current.replaces;
+            let same = *content == current.content && *owner_id == current.owner_id && *batch == current.batch && *replaces == current.replaces;
             if same {
                 Ok(Applied::AlreadyApplied)
             } else {
@@ -153,9 +147,7 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
             }
         }
         Event::SubmissionPassed {} => give_verdict(current, Status::Passed, &[], at, event_type),
-        Event::SubmissionFailed { reasons, .. } => {
-            give_verdict(current, Status::Failed, reasons, at, event_type)
-        }
+        Event::SubmissionFailed { reasons, .. } => give_verdict(current, Status::Failed, reasons, at, event_type),
     }
 }
 
@@ -185,9 +177,7 @@ fn give_verdict(
 impl Submission {
     /// Folds a whole history from scratch, skipping duplicates. Stops at the first refused
     /// event: a history that holds one is not a history this system writes.
-    pub fn fold<'a>(
-        events: impl IntoIterator<Item = &'a Envelope>,
-    ) -> Result<Option<Submission>, TransitionError> {
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Envelope>) -> Result<Option<Submission>, TransitionError> {
         let mut state = None;
         for envelope in events {
             apply(&mut state, envelope)?;

@@ -42,28 +42,18 @@ fn assert_pinned(name: &str, expected: Envelope) {
 fn submission_created() {
     assert_pinned(
         "v1/submission_created",
-        envelope(
-            "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
-            "2026-11-25T10:00:00.123456Z",
-            Event::created("hello world 42", None),
-        ),
+        envelope("a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:00.123456Z", Event::created("hello world 42", None)),
     );
 }
 
 #[test]
 fn processing_started() {
-    assert_pinned(
-        "v1/processing_started",
-        envelope("b7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:01Z", Event::ProcessingStarted {}),
-    );
+    assert_pinned("v1/processing_started", envelope("b7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:01Z", Event::ProcessingStarted {}));
 }
 
 #[test]
 fn submission_passed() {
-    assert_pinned(
-        "v1/submission_passed",
-        envelope("c7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:02Z", Event::SubmissionPassed {}),
-    );
+    assert_pinned("v1/submission_passed", envelope("c7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:02Z", Event::SubmissionPassed {}));
 }
 
 #[test]
@@ -96,12 +86,7 @@ fn submission_created_version_2_carries_its_owner() {
     let owner = "019ab0c4-7e2a-7c11-9a3b-5d6e7f809112".parse().unwrap();
     assert_pinned(
         "v2/submission_created",
-        envelope_v(
-            2,
-            "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
-            "2026-11-25T10:00:00.123456Z",
-            Event::created("hello world 42", Some(owner)),
-        ),
+        envelope_v(2, "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11", "2026-11-25T10:00:00.123456Z", Event::created("hello world 42", Some(owner))),
     );
 }
 
@@ -207,9 +192,8 @@ fn a_known_type_at_a_newer_version_is_told_apart_from_garbage() {
     let future = fixture("v2/submission_failed").replace("\"schema_version\":2", "\"schema_version\":3");
     assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::NewerVersion { version: 3, supported: 2, .. })));
     // A newer version may reshape the payload so that this build's types cannot parse it.
-    let reshaped = fixture("v2/submission_created")
-        .replace("\"schema_version\":2", "\"schema_version\":4")
-        .replace("\"content\":", "\"content_parts\":");
+    let reshaped =
+        fixture("v2/submission_created").replace("\"schema_version\":2", "\"schema_version\":4").replace("\"content\":", "\"content_parts\":");
     let error = Envelope::decode(reshaped.as_bytes()).unwrap_err();
     assert!(error.is_newer_version(), "{error}");
     assert_eq!(error.to_string(), "SubmissionCreated has schema version 4, newer than this build reads (1 to 3); a newer build must read it");

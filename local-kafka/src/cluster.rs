@@ -35,17 +35,13 @@ impl Cluster {
         // id would refuse to join.
         let cluster_id = nodes.iter().find_map(Node::formatted_cluster_id).unwrap_or_else(new_cluster_id);
         let broker_password = uuid::Uuid::new_v4().simple().to_string();
-        futures_util::future::try_join_all(
-            nodes.iter().map(|node| node.prepare(&dist, &config, &addresses, &cluster_id, &broker_password)),
-        )
-        .await?;
+        futures_util::future::try_join_all(nodes.iter().map(|node| node.prepare(&dist, &config, &addresses, &cluster_id, &broker_password))).await?;
         let mut cluster = Cluster { dist, config, nodes, broker_password };
         for node in &mut cluster.nodes {
             node.spawn(&cluster.dist, &cluster.config)?;
         }
         let client = cluster.admin_client_config();
-        futures_util::future::try_join_all(cluster.nodes.iter_mut().map(|node| node.wait_ready(&client, READY_TIMEOUT)))
-            .await?;
+        futures_util::future::try_join_all(cluster.nodes.iter_mut().map(|node| node.wait_ready(&client, READY_TIMEOUT))).await?;
         tracing::info!(
             version = cluster.version(),
             nodes = cluster.nodes.len(),
@@ -146,9 +142,7 @@ fn addresses(config: &ClusterConfig) -> Result<Vec<NodeAddress>, Error> {
         Some(base) => base,
         None => crate::free_port_block(2 * config.nodes)?,
     };
-    Ok((1..=config.nodes)
-        .map(|id| NodeAddress { id, client_port: base + 2 * (id - 1), controller_port: base + 2 * (id - 1) + 1 })
-        .collect())
+    Ok((1..=config.nodes).map(|id| NodeAddress { id, client_port: base + 2 * (id - 1), controller_port: base + 2 * (id - 1) + 1 }).collect())
 }
 
 /// A new cluster id as Kafka writes them: 16 random bytes in URL-safe base64 without padding,

@@ -95,13 +95,7 @@ impl NodeAddress {
 
 /// The `server.properties` of node `me`. `broker_password` is what the nodes use among
 /// themselves when clients must authenticate.
-pub(crate) fn server_properties(
-    config: &ClusterConfig,
-    nodes: &[NodeAddress],
-    me: &NodeAddress,
-    data_dir: &Path,
-    broker_password: &str,
-) -> String {
+pub(crate) fn server_properties(config: &ClusterConfig, nodes: &[NodeAddress], me: &NodeAddress, data_dir: &Path, broker_password: &str) -> String {
     let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port)).collect();
     let listener = config.client_listener();
     let (replicas, min_in_sync) = config.internal_replication();

@@ -31,10 +31,8 @@ impl Distribution {
     /// product takes the directory as a setting instead.
     pub fn of_source_tree() -> Result<Distribution, Error> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-dist");
-        let output = std::process::Command::new(script)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(Error::io(format!("cannot run {script}")))?;
+        let output =
+            std::process::Command::new(script).stderr(std::process::Stdio::inherit()).output().map_err(Error::io(format!("cannot run {script}")))?;
         let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         if !output.status.success() || dir.is_empty() {
             return Err(Error::Distribution { dir: dir.into(), reason: format!("{script} failed ({})", output.status) });

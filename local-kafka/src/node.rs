@@ -147,9 +147,7 @@ impl Node {
         config.set("bootstrap.servers", self.address.bootstrap()).set("log_level", "0");
         tokio::task::spawn_blocking(move || {
             let Ok(consumer) = config.create::<BaseConsumer>() else { return false };
-            consumer
-                .fetch_metadata(None, Duration::from_secs(1))
-                .is_ok_and(|metadata| metadata.brokers().iter().any(|broker| broker.id() == id))
+            consumer.fetch_metadata(None, Duration::from_secs(1)).is_ok_and(|metadata| metadata.brokers().iter().any(|broker| broker.id() == id))
         })
         .await
         .unwrap_or(false)

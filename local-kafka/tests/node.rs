@@ -45,14 +45,10 @@ async fn a_node_keeps_what_it_acknowledged_across_a_restart() {
     let topic = NewTopic::new("kept", 2, TopicReplication::Fixed(1));
     let created = admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let producer: FutureProducer =
-        cluster.admin_client_config().set("enable.idempotence", "true").set("acks", "all").create().unwrap();
+    let producer: FutureProducer = cluster.admin_client_config().set("enable.idempotence", "true").set("acks", "all").create().unwrap();
     for i in 0..3 {
         let value = format!("record {i}");
-        producer
-            .send(FutureRecord::to("kept").key("k").payload(&value), Duration::from_secs(10))
-            .await
-            .expect("acknowledged");
+        producer.send(FutureRecord::to("kept").key("k").payload(&value), Duration::from_secs(10)).await.expect("acknowledged");
     }
     drop(producer);
     drop(admin);

@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
-use sqlx::PgPool;
 use service_kit::trace_context;
+use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use accounts::mail::Mailer;
 use crate::webhook::{Outcome, WebhookSender};
+use accounts::mail::Mailer;
 
 /// How often due deliveries are looked for when nothing woke the worker.
 const POLL: Duration = Duration::from_millis(500);
@@ -208,8 +208,10 @@ impl Deliverer {
             "delivery attempted"
         );
         let outcome_label = if outcome.error.is_none() { "delivered" } else { "failed" };
-        metrics::counter!("content_processor_notification_attempts_total", "channel" => delivery.channel.clone(), "outcome" => outcome_label).increment(1);
-        metrics::histogram!("content_processor_notification_send_duration_seconds", "channel" => delivery.channel.clone()).record(elapsed.as_secs_f64());
+        metrics::counter!("content_processor_notification_attempts_total", "channel" => delivery.channel.clone(), "outcome" => outcome_label)
+            .increment(1);
+        metrics::histogram!("content_processor_notification_send_duration_seconds", "channel" => delivery.channel.clone())
+            .record(elapsed.as_secs_f64());
         match next {
             Next::Delivered => metrics::counter!("content_processor_notifications_sent_total", "channel" => delivery.channel.clone()).increment(1),
             Next::Failed => metrics::counter!("content_processor_notifications_failed_total", "channel" => delivery.channel.clone()).increment(1),

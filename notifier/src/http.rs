@@ -205,19 +205,13 @@ fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErr
     (status = 404, description = "`not_found`", body = ErrorBody),
     SignedInChange, DatabaseUnavailable,
 ))]
-async fn delete_endpoint(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_endpoint(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
     let id = endpoint_id(path)?;
-    let deleted = sqlx::query(
-        "UPDATE notifier.webhook_endpoints SET deleted_at = now() WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(caller.account_id)
-    .execute(&state.pool)
-    .await?;
+    let deleted = sqlx::query("UPDATE notifier.webhook_endpoints SET deleted_at = now() WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(caller.account_id)
+        .execute(&state.pool)
+        .await?;
     if deleted.rows_affected() == 0 {
         return Err(ApiError::NotFound(id));
     }
@@ -232,19 +226,13 @@ async fn delete_endpoint(
     (status = 429, description = "`rate_limited`: 10 test events a minute per account", body = ErrorBody),
     SignedInChange, DatabaseUnavailable,
 ))]
-async fn send_test(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn send_test(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<impl IntoResponse, ApiError> {
     let id = endpoint_id(path)?;
-    let live: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM notifier.webhook_endpoints WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(caller.account_id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let live: Option<Uuid> = sqlx::query_scalar("SELECT id FROM notifier.webhook_endpoints WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(caller.account_id)
+        .fetch_optional(&state.pool)
+        .await?;
     live.ok_or(ApiError::NotFound(id))?;
     let decision = state.accounts.limiter.take(TEST_SENDS, &caller.account_id.to_string(), 1).await?;
     if !decision.allowed {

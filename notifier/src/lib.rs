@@ -63,11 +63,8 @@ impl Notifier {
     pub async fn start(config: &Config) -> anyhow::Result<Notifier> {
         let pool = service_kit::postgres::connect(&config.database_url, config.max_connections).await?;
         store::migrate(&pool).await.context("cannot create the notifier's schema")?;
-        let mailer = config
-            .smtp_url
-            .as_ref()
-            .map(|url| accounts::mail::Mailer::new(url.expose(), &config.mail_from, config.send_timeout()))
-            .transpose()?;
+        let mailer =
+            config.smtp_url.as_ref().map(|url| accounts::mail::Mailer::new(url.expose(), &config.mail_from, config.send_timeout())).transpose()?;
         if mailer.is_none() {
             tracing::info!("no SMTP_URL: notifications go out by webhook only");
         }

@@ -93,14 +93,12 @@ pub async fn count_batch_verdict(
     submission_id: Uuid,
     passed: bool,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO notifier.batch_verdicts (batch_id, submission_id, passed) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(batch.batch_id)
-    .bind(submission_id)
-    .bind(passed)
-    .execute(&mut **tx)
-    .await?;
+    let inserted = sqlx::query("INSERT INTO notifier.batch_verdicts (batch_id, submission_id, passed) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(batch.batch_id)
+        .bind(submission_id)
+        .bind(passed)
+        .execute(&mut **tx)
+        .await?;
     if inserted.rows_affected() == 0 {
         return Ok(None);
     }
@@ -118,13 +116,7 @@ pub async fn count_batch_verdict(
 }
 
 /// Sets aside the record at `partition`/`offset`, which the database refuses for good, with why.
-pub async fn park(
-    tx: &mut Transaction<'_, Postgres>,
-    partition: i32,
-    offset: i64,
-    submission_id: Uuid,
-    reason: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn park(tx: &mut Transaction<'_, Postgres>, partition: i32, offset: i64, submission_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO notifier.parked_records (kafka_partition, kafka_offset, submission_id, reason)
          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -182,11 +174,10 @@ pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notificat
         targets.push(None);
     }
     if webhooks_on {
-        let endpoints: Vec<Uuid> =
-            sqlx::query_scalar("SELECT id FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
-                .bind(notification.account_id)
-                .fetch_all(&mut **tx)
-                .await?;
+        let endpoints: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
+            .bind(notification.account_id)
+            .fetch_all(&mut **tx)
+            .await?;
         targets.extend(endpoints.into_iter().map(Some));
     }
     for endpoint in &targets {

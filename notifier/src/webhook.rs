@@ -144,7 +144,10 @@ mod tests {
         for url in ["http://127.0.0.1:9/hook", "http://[::1]:9/hook", "http://localhost:9/hook"] {
             let outcome = sender.send(url, &secret, "msg_1", b"{}").await;
             let error = outcome.error.unwrap_or_default();
-            assert!(outcome.status_code.is_none() && (error.contains("not a public address") || error.contains("no public address")), "{url}: {error}");
+            assert!(
+                outcome.status_code.is_none() && (error.contains("not a public address") || error.contains("no public address")),
+                "{url}: {error}"
+            );
         }
     }
 

@@ -94,9 +94,7 @@ async fn clean_up_and_create_first(pool: &PgPool) -> Result<Created, GenerationE
 
 /// The live generation, if any.
 pub async fn live<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<Option<Generation>, sqlx::Error> {
-    sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'live'")
-        .fetch_optional(executor)
-        .await
+    sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'live'").fetch_optional(executor).await
 }
 
 /// Creates an empty generation in state `building`, with its schema and tables.
@@ -145,13 +143,7 @@ pub enum Switched {
 }
 
 /// Makes `to` live in place of `from`, in one transaction, if `when` allows.
-pub async fn switch(
-    pool: &PgPool,
-    from: Generation,
-    to: Generation,
-    topic: &str,
-    when: SwitchWhen,
-) -> Result<Switched, sqlx::Error> {
+pub async fn switch(pool: &PgPool, from: Generation, to: Generation, topic: &str, when: SwitchWhen) -> Result<Switched, sqlx::Error> {
     match switch_waiting_at_most(pool, from, to, topic, when).await {
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
             tracing::info!(from, to, "the read model's views or rows were held longer than a switch waits; trying again later");
@@ -169,13 +161,7 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// otherwise stop every read for as long as it ran. A switch that gives up is tried again.
 const SWITCH_LOCK_TIMEOUT: &str = "2s";
 
-async fn switch_waiting_at_most(
-    pool: &PgPool,
-    from: Generation,
-    to: Generation,
-    topic: &str,
-    when: SwitchWhen,
-) -> Result<Switched, sqlx::Error> {
+async fn switch_waiting_at_most(pool: &PgPool, from: Generation, to: Generation, topic: &str, when: SwitchWhen) -> Result<Switched, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
     lock_control(&mut tx).await?;
@@ -204,10 +190,8 @@ async fn switch_waiting_at_most(
 
 /// Drops a retired generation's schema. Readers are already on the views of the live one.
 pub async fn drop_generation(pool: &PgPool, generation: Generation) -> Result<(), GenerationError> {
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1")
-        .bind(generation)
-        .fetch_optional(pool)
-        .await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1").bind(generation).fetch_optional(pool).await?;
     if state.as_deref() == Some("live") {
         return Err(GenerationError::Live(generation));
     }
@@ -217,18 +201,12 @@ pub async fn drop_generation(pool: &PgPool, generation: Generation) -> Result<()
 }
 
 /// Next offset per partition stored in `generation`.
-pub async fn positions(
-    tx: &mut Transaction<'_, Postgres>,
-    generation: Generation,
-    topic: &str,
-) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset FROM {}.projector_positions WHERE topic = $1",
-        schema(generation)
-    ))
-    .bind(topic)
-    .fetch_all(&mut **tx)
-    .await?;
+pub async fn positions(tx: &mut Transaction<'_, Postgres>, generation: Generation, topic: &str) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as(&format!("SELECT partition, next_offset FROM {}.projector_positions WHERE topic = $1", schema(generation)))
+            .bind(topic)
+            .fetch_all(&mut **tx)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -240,20 +218,11 @@ async fn lock_control(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Er
 /// Flips the states and points the views at `to`; announces it to LISTENers on commit.
 async fn make_live(tx: &mut Transaction<'_, Postgres>, from: Option<Generation>, to: Generation) -> Result<(), sqlx::Error> {
     if let Some(from) = from {
-        sqlx::query("UPDATE public.read_models SET state = 'retired' WHERE generation = $1")
-            .bind(from)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("UPDATE public.read_models SET state = 'retired' WHERE generation = $1").bind(from).execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE public.read_models SET state = 'live', live_since = now() WHERE generation = $1")
-        .bind(to)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE public.read_models SET state = 'live', live_since = now() WHERE generation = $1").bind(to).execute(&mut **tx).await?;
     point_views_at(tx, to).await?;
-    sqlx::query("SELECT pg_notify($1, 'switch')")
-        .bind(service_kit::READ_MODEL_CHANGES)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("SELECT pg_notify($1, 'switch')").bind(service_kit::READ_MODEL_CHANGES).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -269,8 +238,8 @@ async fn point_views_at(tx: &mut Transaction<'_, Postgres>, generation: Generati
                 batch_id, batch_index, batch_size, replaces
          FROM {schema}.submissions"
     ))
-        .execute(&mut **tx)
-        .await?;
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.submission_events AS
          SELECT seq, event_id, submission_id, event_type, schema_version, status, occurred_at,
@@ -282,8 +251,8 @@ async fn point_views_at(tx: &mut Transaction<'_, Postgres>, generation: Generati
     sqlx::query(&format!(
         "CREATE OR REPLACE VIEW public.projector_positions AS SELECT topic, partition, next_offset FROM {schema}.projector_positions"
     ))
-        .execute(&mut **tx)
-        .await?;
+    .execute(&mut **tx)
+    .await?;
     for tallies in ["status_counts", "activity_per_minute"] {
         sqlx::query(&format!("CREATE OR REPLACE VIEW public.{tallies} AS SELECT * FROM {schema}.{tallies}")).execute(&mut **tx).await?;
     }

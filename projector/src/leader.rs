@@ -90,9 +90,9 @@ impl LeaderLock {
 
 /// `query`'s outcome, or an error when it did not answer within [`ANSWER_WITHIN`].
 async fn answered<T>(query: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
-    tokio::time::timeout(ANSWER_WITHIN, query).await.unwrap_or_else(|_| {
-        Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ANSWER_WITHIN:?}"))))
-    })
+    tokio::time::timeout(ANSWER_WITHIN, query)
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ANSWER_WITHIN:?}")))))
 }
 
 /// A connection of its own: the lock lives and dies with this session, never with a pooled one.

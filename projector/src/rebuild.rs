@@ -148,10 +148,7 @@ impl RebuildLock {
     /// The lock, or `None` when a rebuild holds it somewhere.
     pub async fn try_acquire(pool: &PgPool) -> Result<Option<RebuildLock>, sqlx::Error> {
         let mut connection = pool.acquire().await?.detach();
-        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(REBUILD_LOCK)
-            .fetch_one(&mut connection)
-            .await?;
+        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(REBUILD_LOCK).fetch_one(&mut connection).await?;
         Ok(acquired.then_some(RebuildLock { connection }))
     }
 
@@ -168,8 +165,7 @@ impl RebuildLock {
 /// Drops generations an interrupted rebuild left in state `building` (its process was killed).
 /// Only with the rebuild lock held: then no rebuild runs anywhere, so nobody is building them.
 pub(crate) async fn abandon_building(pool: &PgPool) -> Result<(), GenerationError> {
-    let leftovers: Vec<Generation> =
-        sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'building'").fetch_all(pool).await?;
+    let leftovers: Vec<Generation> = sqlx::query_scalar("SELECT generation FROM public.read_models WHERE state = 'building'").fetch_all(pool).await?;
     for generation in leftovers {
         tracing::warn!(generation, "dropping a generation an interrupted rebuild left behind");
         generations::abandon(pool, generation).await?;

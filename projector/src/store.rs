@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
 use domain::{AccountId, Applied, BatchItem, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
-use sqlx::postgres::PgPoolOptions;
 use service_kit::topic_identity::TopicIdentity;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::generations::{self, Generation};
@@ -19,11 +19,7 @@ mod tallies;
 const WRITER_LOCK_BASE: i64 = 0x636f_6e74_656e_7500;
 
 pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(database_url)
-        .await
+    PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(5)).connect(database_url).await
 }
 
 /// Next offset to read per partition of `generation`, as committed with the rows they produced.
@@ -34,13 +30,11 @@ pub async fn load_positions(pool: &PgPool, generation: Generation, topic: &str) 
 
 /// The topic identity `generation` last read from, if it recorded one.
 pub async fn load_topic_identity(pool: &PgPool, generation: Generation, topic: &str) -> Result<Option<TopicIdentity>, sqlx::Error> {
-    let row: Option<(Option<String>, i32)> = sqlx::query_as(&format!(
-        "SELECT topic_id, partitions FROM {}.projector_topic WHERE topic = $1",
-        generations::schema(generation)
-    ))
-    .bind(topic)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(Option<String>, i32)> =
+        sqlx::query_as(&format!("SELECT topic_id, partitions FROM {}.projector_topic WHERE topic = $1", generations::schema(generation)))
+            .bind(topic)
+            .fetch_optional(pool)
+            .await?;
     Ok(row.map(|(id, partitions)| TopicIdentity { id, partitions }))
 }
 
@@ -99,21 +93,13 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool) -
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     }
     let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1 FOR SHARE")
-            .bind(generation)
-            .fetch_optional(&mut *tx)
-            .await?;
+        sqlx::query_scalar("SELECT state FROM public.read_models WHERE generation = $1 FOR SHARE").bind(generation).fetch_optional(&mut *tx).await?;
     if !matches!(state.as_deref(), Some("live" | "building")) {
         return Ok(None);
     }
     sqlx::query(&format!("SET LOCAL search_path TO {}", generations::schema(generation))).execute(&mut *tx).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(WRITER_LOCK_BASE + i64::from(generation))
-        .execute(&mut *tx)
-        .await?;
-    let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events")
-        .fetch_one(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK_BASE + i64::from(generation)).execute(&mut *tx).await?;
+    let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(&mut *tx).await?;
     Ok(Some(BatchTransaction { tx, last_seq, written: 0 }))
 }
 
@@ -227,10 +213,7 @@ impl SubmissionRow {
 }
 
 /// Current state of every submission the batch touches (absent ones map to `None` later).
-async fn load_states(
-    tx: &mut Transaction<'_, Postgres>,
-    records: &[Record],
-) -> Result<HashMap<SubmissionId, Option<Submission>>, sqlx::Error> {
+async fn load_states(tx: &mut Transaction<'_, Postgres>, records: &[Record]) -> Result<HashMap<SubmissionId, Option<Submission>>, sqlx::Error> {
     let mut ids: Vec<SubmissionId> = records.iter().map(|r| r.envelope.submission_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -242,9 +225,7 @@ async fn load_states(
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.id, Some(row.into_submission()?))))
-        .collect()
+    rows.into_iter().map(|row| Ok((row.id, Some(row.into_submission()?)))).collect()
 }
 
 /// The batch's new event rows, column by column, for one multi-row insert.
@@ -338,10 +319,7 @@ async fn upsert_submissions(
     ids.sort_unstable();
     ids.dedup();
     let rows: Vec<&Submission> = ids.iter().filter_map(|id| states.get(id)?.as_ref()).collect();
-    let reasons: Vec<String> = rows
-        .iter()
-        .map(|s| s.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))
-        .collect();
+    let reasons: Vec<String> = rows.iter().map(|s| s.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")).collect();
     sqlx::query(
         "INSERT INTO submissions (id, content, status, reasons, created_at, processing_started_at,
              processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces)
@@ -377,11 +355,7 @@ async fn upsert_submissions(
     Ok(())
 }
 
-async fn store_positions(
-    tx: &mut Transaction<'_, Postgres>,
-    topic: &str,
-    next_offsets: &BTreeMap<i32, i64>,
-) -> Result<(), sqlx::Error> {
+async fn store_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, next_offsets: &BTreeMap<i32, i64>) -> Result<(), sqlx::Error> {
     let partitions: Vec<i32> = next_offsets.keys().copied().collect();
     let offsets: Vec<i64> = next_offsets.values().copied().collect();
     // GREATEST: positions never move backwards, even if two writers overlap.

@@ -347,8 +347,7 @@ impl Projector {
             if drained {
                 // Caught up with the end of the topic as it was a moment ago; the switch itself
                 // then checks it is not behind the live writer either.
-                let ends: BTreeMap<i32, i64> =
-                    self.kafka.partition_bounds().await?.into_iter().map(|(p, (_, end))| (p, end)).collect();
+                let ends: BTreeMap<i32, i64> = self.kafka.partition_bounds().await?.into_iter().map(|(p, (_, end))| (p, end)).collect();
                 progress.set_ends(ends.clone());
                 let read = progress.snapshot().positions;
                 let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
@@ -640,7 +639,6 @@ impl Batch {
         self.next_offsets.insert(partition, offset + 1);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

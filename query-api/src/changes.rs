@@ -60,11 +60,10 @@ impl Position {
 
 /// The live generation and the newest `seq` in it, read in one statement.
 pub async fn live_position(executor: impl sqlx::PgExecutor<'_>) -> Result<Position, sqlx::Error> {
-    let (generation, seq): (Option<i32>, i64) = sqlx::query_as(
-        "SELECT (SELECT generation FROM read_models WHERE state = 'live'), COALESCE(MAX(seq), 0) FROM submission_events",
-    )
-    .fetch_one(executor)
-    .await?;
+    let (generation, seq): (Option<i32>, i64) =
+        sqlx::query_as("SELECT (SELECT generation FROM read_models WHERE state = 'live'), COALESCE(MAX(seq), 0) FROM submission_events")
+            .fetch_one(executor)
+            .await?;
     let generation = generation.ok_or_else(|| sqlx::Error::Protocol("no live read model yet".into()))?;
     Ok(Position { generation, seq })
 }

@@ -39,10 +39,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Routes `/healthz` and `/readyz` for the given checks.
 pub fn routes(checks: Vec<ReadinessCheck>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(Arc::new(checks))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Arc::new(checks))
 }
 
 /// What `/healthz` and `/readyz` answer.
@@ -78,11 +75,7 @@ async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> impl IntoResp
 
     let ready = results.iter().all(|(_, outcome)| outcome.is_ok());
     let checks = results.into_iter().map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".into()))).collect();
-    let (status, word) = if ready {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    };
+    let (status, word) = if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not_ready") };
     (status, Json(Health { status: word, checks }))
 }
 

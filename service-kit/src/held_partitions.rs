@@ -19,14 +19,7 @@ pub struct HeldPartitions(Arc<Mutex<BTreeMap<i32, String>>>);
 
 impl HeldPartitions {
     /// Pauses `partition` of `topic` at `offset`, whose record a newer build wrote (`why`).
-    pub fn hold<C: ConsumerContext, K: Consumer<C>>(
-        &self,
-        consumer: &K,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        why: &domain::DecodeError,
-    ) {
+    pub fn hold<C: ConsumerContext, K: Consumer<C>>(&self, consumer: &K, topic: &str, partition: i32, offset: i64, why: &domain::DecodeError) {
         tracing::error!(
             partition,
             offset,

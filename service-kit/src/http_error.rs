@@ -95,9 +95,7 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
 /// A 503 that tells the client when to try again.
 pub fn unavailable(code: &str, message: impl Into<String>, retry_after_secs: u64) -> Response {
     let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    response
-        .headers_mut()
-        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
 }
 

@@ -14,7 +14,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -50,25 +49,19 @@ pub fn with_common_layers(router: Router, cors: Option<CorsLayer>) -> Router {
         .layer(unless_set(header::CACHE_CONTROL, "no-store"))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .layer(axum::middleware::from_fn(answer_traceparent))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let span = tracing::info_span!(
-                    target: crate::trace_context::TRACE_TARGET,
-                    "http",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id,
-                    trace_id = tracing::field::Empty
-                );
-                crate::trace_context::continue_http_trace(&span, request.headers());
-                span
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let span = tracing::info_span!(
+                target: crate::trace_context::TRACE_TARGET,
+                "http",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id,
+                trace_id = tracing::field::Empty
+            );
+            crate::trace_context::continue_http_trace(&span, request.headers());
+            span
+        }))
         // Outermost: the id exists before the trace span is made, and goes back to the client.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -141,11 +134,7 @@ async fn read_small_body_first(request: Request<axum::body::Body>, next: axum::m
 }
 
 async fn method_not_allowed(method: Method) -> axum::response::Response {
-    crate::http_error::error_response(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("this route does not take {method}"),
-    )
+    crate::http_error::error_response(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route does not take {method}"))
 }
 
 /// Cross-origin access for the browser UI when it is served from another origin than this API.
@@ -193,9 +182,7 @@ fn origin(text: &str) -> anyhow::Result<HeaderValue> {
 
 /// Binds `addr` (port 0 picks a free one) and returns the listener with its real address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

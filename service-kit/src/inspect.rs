@@ -188,7 +188,11 @@ fn while_coordinator_settles<T>(mut ask: impl FnMut() -> Result<T, KafkaError>) 
                 if Instant::now() < deadline
                     && matches!(
                         error.rdkafka_error_code(),
-                        Some(RDKafkaErrorCode::NotCoordinator | RDKafkaErrorCode::CoordinatorLoadInProgress | RDKafkaErrorCode::CoordinatorNotAvailable)
+                        Some(
+                            RDKafkaErrorCode::NotCoordinator
+                                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | RDKafkaErrorCode::CoordinatorNotAvailable
+                        )
                     ) =>
             {
                 std::thread::sleep(Duration::from_millis(200));

@@ -268,8 +268,7 @@ impl KafkaArgs {
             Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
             Err(source) => return Err(self.connection_error(source).await),
         }
-        let admin: AdminClient<DefaultClientContext> =
-            self.base_config().create().map_err(KafkaSetupError::Client)?;
+        let admin: AdminClient<DefaultClientContext> = self.base_config().create().map_err(KafkaSetupError::Client)?;
         // An event log must never expire: the read model is rebuilt from its whole history.
         let mut new_topic = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication_factor))
             .set("retention.ms", "-1")
@@ -279,20 +278,13 @@ impl KafkaArgs {
             new_topic = new_topic.set("min.insync.replicas", min_insync);
         }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(|source| KafkaSetupError::CreateTopic { topic: topic.to_owned(), source })?;
+        let results =
+            admin.create_topics([&new_topic], &options).await.map_err(|source| KafkaSetupError::CreateTopic { topic: topic.to_owned(), source })?;
         for result in results {
             match result {
                 Ok(_) => tracing::info!(topic, partitions = self.partitions, replication = self.replication_factor, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(KafkaSetupError::CreateTopic {
-                        topic: topic.to_owned(),
-                        source: KafkaError::AdminOp(code),
-                    })
-                }
+                Err((_, code)) => return Err(KafkaSetupError::CreateTopic { topic: topic.to_owned(), source: KafkaError::AdminOp(code) }),
             }
         }
         // Brokers learn of a new topic from the controller a moment after it is created.
@@ -314,8 +306,7 @@ impl KafkaArgs {
         let config = self.base_config();
         let refused = blocking(move || {
             // A producer connects at once, and its poll serves the error callback.
-            let producer: rdkafka::producer::BaseProducer<RefusalRecorder> =
-                config.create_with_context(RefusalRecorder::default())?;
+            let producer: rdkafka::producer::BaseProducer<RefusalRecorder> = config.create_with_context(RefusalRecorder::default())?;
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while std::time::Instant::now() < deadline {
                 producer.poll(Duration::from_millis(100));
@@ -427,20 +418,14 @@ pub fn topic_partition_count<C: rdkafka::ClientContext>(
     let found = metadata.topics().iter().find(|t| t.name() == topic);
     match found {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
-        Some(t) => Err(KafkaError::MetadataFetch(
-            t.error().map(RDKafkaErrorCode::from).unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition),
-        )),
+        Some(t) => Err(KafkaError::MetadataFetch(t.error().map(RDKafkaErrorCode::from).unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition))),
         None => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
     }
 }
 
 /// Runs a blocking librdkafka call off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
-) -> Result<T, KafkaError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))
+pub(crate) async fn blocking<T: Send + 'static>(call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(call).await.unwrap_or(Err(KafkaError::Canceled))
 }
 
 /// A record that could not be used, with where it was and why.
@@ -485,10 +470,7 @@ impl std::str::FromStr for Position {
 
 /// Hands one record to `producer`, waiting while its queue is full: unlike concurrent `send`s
 /// retrying on their own, records enqueued one after another keep their order.
-pub(crate) async fn enqueue(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, String, Vec<u8>>,
-) -> Result<DeliveryFuture, KafkaError> {
+pub(crate) async fn enqueue(producer: &FutureProducer, mut record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
@@ -533,10 +515,8 @@ impl EventPublisher {
     pub async fn publish(&self, envelope: &Envelope) -> Result<Position, KafkaError> {
         let key = envelope.key();
         let payload = envelope.encode();
-        let record = FutureRecord::to(&self.topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(crate::trace_context::record_headers(&tracing::Span::current()));
+        let record =
+            FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(crate::trace_context::record_headers(&tracing::Span::current()));
         // Timeout::Never only concerns a full local queue; delivery itself is bounded by
         // message.timeout.ms, after which the send resolves with an error.
         match self.producer.send(record, Timeout::Never).await {
@@ -658,11 +638,7 @@ mod tests {
         kafka.partitions = 1;
         let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
         kafka.brokers = Some(broker.bootstrap_servers());
-        let producer = kafka
-            .producer_config(Duration::from_secs(10))
-            .set("queue.buffering.max.messages", "1")
-            .create()
-            .unwrap();
+        let producer = kafka.producer_config(Duration::from_secs(10)).set("queue.buffering.max.messages", "1").create().unwrap();
         let publisher = EventPublisher { producer, topic: kafka.topic.clone() };
 
         let events: Vec<Envelope> = (0..200)

@@ -15,20 +15,14 @@ use sqlx::PgPool;
 /// that and answered most requests 503. A connection that died while idle fails its one query
 /// instead, which answers that request 503 like any lost database.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .test_before_acquire(false)
+    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(3)).test_before_acquire(false)
 }
 
 /// A pool of at most `max_connections` to `database_url`, failing at once, with the address,
 /// when PostgreSQL cannot be reached: what a service that needs the database from its start does.
 pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     use anyhow::Context;
-    pool_options(max_connections)
-        .connect(database_url)
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {}", describe(database_url)))
+    pool_options(max_connections).connect(database_url).await.with_context(|| format!("cannot reach PostgreSQL at {}", describe(database_url)))
 }
 
 /// Where `database_url` points (user, host, port, database), without its password or any

@@ -69,9 +69,7 @@ unsafe fn read_result(event: *mut ffi::rd_kafka_event_t) -> Result<TopicIdentity
     let mut partitions = 0;
     ffi::rd_kafka_TopicDescription_partitions(description, &mut partitions);
     let uuid = ffi::rd_kafka_TopicDescription_topic_id(description);
-    let id = if uuid.is_null()
-        || (ffi::rd_kafka_Uuid_most_significant_bits(uuid) == 0 && ffi::rd_kafka_Uuid_least_significant_bits(uuid) == 0)
-    {
+    let id = if uuid.is_null() || (ffi::rd_kafka_Uuid_most_significant_bits(uuid) == 0 && ffi::rd_kafka_Uuid_least_significant_bits(uuid) == 0) {
         None
     } else {
         let text = ffi::rd_kafka_Uuid_base64str(uuid);

@@ -51,9 +51,7 @@ pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
 
 /// The `traceparent` (and `tracestate`, when there is one) of `span`, as Kafka record headers.
 pub fn record_headers(span: &Span) -> OwnedHeaders {
-    propagation_fields(span)
-        .iter()
-        .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }))
+    propagation_fields(span).iter().fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }))
 }
 
 /// The `traceparent` of `span` as an HTTP header value, for telling a client which trace its
@@ -158,7 +156,6 @@ mod tests {
             let (first, second) = (trace_id_of(&traceparent(&first).unwrap()), trace_id_of(&traceparent(&second).unwrap()));
             assert_ne!(first, "00000000000000000000000000000000");
             assert_ne!(first, second);
-
 
             let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, None);
             assert!(traceparent(&record_span("projector", &message, Uuid::nil())).is_some());

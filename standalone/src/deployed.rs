@@ -314,8 +314,11 @@ impl Deployed {
         }))
         .await;
         self.kafka.stop().await;
-        let unclean: Vec<String> =
-            exits.into_iter().filter(|(_, status)| !status.is_some_and(|s| s.success())).map(|(name, status)| format!("{name} ({status:?})")).collect();
+        let unclean: Vec<String> = exits
+            .into_iter()
+            .filter(|(_, status)| !status.is_some_and(|s| s.success()))
+            .map(|(name, status)| format!("{name} ({status:?})"))
+            .collect();
         anyhow::ensure!(unclean.is_empty(), "did not stop cleanly: {}", unclean.join(", "));
         Ok(())
     }
@@ -394,8 +397,13 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
     for (service, _, addr) in &replicas {
         by_role.entry(service.role().to_owned()).or_default().push(format!("http://{addr}"));
     }
-    let manifest =
-        Manifest { gateway: settings.gateway.clone(), ui_origin: settings.ui_origin.clone(), kafka: kafka.bootstrap_servers(), logs, replicas: by_role };
+    let manifest = Manifest {
+        gateway: settings.gateway.clone(),
+        ui_origin: settings.ui_origin.clone(),
+        kafka: kafka.bootstrap_servers(),
+        logs,
+        replicas: by_role,
+    };
     let json = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(&manifest_path, json).with_context(|| format!("cannot write {}", manifest_path.display()))?;
     tracing::info!(gateway = %manifest.gateway, manifest = %manifest_path.display(), "the deployed topology is ready");
@@ -490,7 +498,9 @@ fn haproxy_config_text(gateway: SocketAddr, ui: Option<SocketAddr>, replicas: &[
         match route.path {
             PathMatch::Prefix("/") => text.push_str(&format!("    default_backend {backend}\n")),
             PathMatch::Exact(path) => text.push_str(&format!("    use_backend {backend} if {method}{{ path {path} }}\n")),
-            PathMatch::Prefix(path) => text.push_str(&format!("    use_backend {backend} if {method}{{ path {path} }} || {method}{{ path_beg {path}/ }}\n")),
+            PathMatch::Prefix(path) => {
+                text.push_str(&format!("    use_backend {backend} if {method}{{ path {path} }} || {method}{{ path_beg {path}/ }}\n"))
+            }
         }
     }
     if let Some(ui) = ui {

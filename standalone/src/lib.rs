@@ -173,9 +173,8 @@ impl Broker {
         cluster_config.base_port = (config.local_kafka_port != 0).then_some(config.local_kafka_port);
         cluster_config.heap_mb = config.local_kafka_heap_mb;
         cluster_config.jvm = config.local_kafka_jvm;
-        let cluster = Cluster::start(dist, cluster_config)
-            .await
-            .with_context(|| format!("cannot start Apache Kafka in {}", config.data_dir.display()))?;
+        let cluster =
+            Cluster::start(dist, cluster_config).await.with_context(|| format!("cannot start Apache Kafka in {}", config.data_dir.display()))?;
         Ok(Broker::Local(cluster))
     }
 
@@ -375,9 +374,8 @@ pub async fn create_admin(database_url: &str, email: &str, password: String) -> 
 
 /// Creates the database when it does not exist yet, so one command works on a fresh server.
 pub(crate) async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let exists = sqlx::Postgres::database_exists(url)
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {}", service_kit::postgres::describe(url)))?;
+    let exists =
+        sqlx::Postgres::database_exists(url).await.with_context(|| format!("cannot reach PostgreSQL at {}", service_kit::postgres::describe(url)))?;
     if !exists {
         let database = service_kit::postgres::describe(url);
         sqlx::Postgres::create_database(url).await.with_context(|| format!("cannot create database {database}"))?;

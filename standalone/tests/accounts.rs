@@ -124,14 +124,12 @@ async fn a_revoked_token_or_a_demoted_admin_is_refused_everywhere_once_notified(
     let revoked = alice.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     let body = json!({"content": "after the revocation 1"});
-    let taken_before_notified =
-        refused_within(NOTIFY_BOUND, || alice.http.post(system.url("/api/submissions")).json(&body)).await;
+    let taken_before_notified = refused_within(NOTIFY_BOUND, || alice.http.post(system.url("/api/submissions")).json(&body)).await;
 
     // Made an admin, and back, by hand: the role a cached token carries follows both at once.
     let pool = system.db.pool().await;
-    let set_role = |role: &'static str| {
-        sqlx::query("UPDATE accounts.accounts SET role = $1 WHERE id = $2::uuid").bind(role).bind(&bob.id).execute(&pool)
-    };
+    let set_role =
+        |role: &'static str| sqlx::query("UPDATE accounts.accounts SET role = $1 WHERE id = $2::uuid").bind(role).bind(&bob.id).execute(&pool);
     set_role("admin").await.unwrap();
     support::eventually("Bob's cached token carries the admin role", || async {
         (bob.get(&system, "/admin/rebuild").await.0 == StatusCode::OK).then_some(())
@@ -166,7 +164,9 @@ async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused()
         (Some(header::AUTHORIZATION), "Basic YWxpY2U6cGFzc3dvcmQ="),
         (Some(header::AUTHORIZATION), "Bearer "),
     ] {
-        for (method, path) in [("GET", "/api/submissions"), ("POST", "/api/submissions"), ("GET", "/api/stream"), ("GET", "/api/tokens"), ("GET", "/admin/rebuild")] {
+        for (method, path) in
+            [("GET", "/api/submissions"), ("POST", "/api/submissions"), ("GET", "/api/stream"), ("GET", "/api/tokens"), ("GET", "/admin/rebuild")]
+        {
             let mut request = plain.request(method.parse().unwrap(), system.url(path)).json(&submit_body);
             if let Some(name) = name.clone() {
                 request = request.header(name, value);
@@ -222,13 +222,8 @@ async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused()
     refused_within(NOTIFY_BOUND, || bob.http.get(system.url("/api/submissions"))).await;
 
     // Sign-out ends the session on the server: the cookie no longer works.
-    let signed_out = plain
-        .delete(system.url("/api/session"))
-        .header(header::COOKIE, &alice.cookie)
-        .header("x-csrf-token", &alice.csrf)
-        .send()
-        .await
-        .unwrap();
+    let signed_out =
+        plain.delete(system.url("/api/session")).header(header::COOKIE, &alice.cookie).header("x-csrf-token", &alice.csrf).send().await.unwrap();
     assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
     let after = plain.get(system.url("/api/session")).header(header::COOKIE, &alice.cookie).send().await.unwrap();
     assert_refused(after, StatusCode::UNAUTHORIZED, "unauthenticated").await;
@@ -255,7 +250,8 @@ async fn sign_up_and_sign_in_refuse_bad_credentials_and_slow_down_guessing() {
     ] {
         assert_refused(sign_up(body).await.unwrap(), status, code).await;
     }
-    let malformed = plain.post(system.url("/api/accounts")).header(header::CONTENT_TYPE, "application/json").body("{\"email\":").send().await.unwrap();
+    let malformed =
+        plain.post(system.url("/api/accounts")).header(header::CONTENT_TYPE, "application/json").body("{\"email\":").send().await.unwrap();
     assert_refused(malformed, StatusCode::BAD_REQUEST, "malformed_json").await;
 
     assert_eq!(sign_up(json!({"email": "carol@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::CREATED);
@@ -582,7 +578,8 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     assert_eq!(bob.http.post(system.url("/api/tokens")).json(&json!({"name": "mine"})).send().await.unwrap().status(), StatusCode::CREATED);
 
     // Sessions: the newest 20 live; the oldest sign-in's cookie stops working.
-    let sign_in = || reqwest::Client::new().post(system.url("/api/session")).json(&json!({"email": "alice@example.com", "password": PASSWORD})).send();
+    let sign_in =
+        || reqwest::Client::new().post(system.url("/api/session")).json(&json!({"email": "alice@example.com", "password": PASSWORD})).send();
     let cookie_of = |response: &reqwest::Response| response.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
     let oldest = cookie_of(&sign_in().await.unwrap());
     let session_with = |cookie: String| reqwest::Client::new().get(system.url("/api/session")).header(header::COOKIE, cookie).send();
@@ -595,7 +592,8 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
 
     // Webhook test sends: 10 a minute per account.
     let receiver = support::receiver::Receiver::start().await;
-    let created: Value = alice.http.post(system.url("/api/webhooks")).json(&json!({"url": receiver.url("ok")})).send().await.unwrap().json().await.unwrap();
+    let created: Value =
+        alice.http.post(system.url("/api/webhooks")).json(&json!({"url": receiver.url("ok")})).send().await.unwrap().json().await.unwrap();
     let test = system.url(&format!("/api/webhooks/{}/test", created["id"].as_str().unwrap()));
     for _ in 0..10 {
         assert_eq!(alice.http.post(&test).send().await.unwrap().status(), StatusCode::ACCEPTED);

@@ -33,7 +33,13 @@ async fn bad_submissions_are_refused_and_store_nothing() {
         ("empty content", json, b"{\"content\": \"\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "empty_content"),
         ("NUL in content", json, b"{\"content\": \"abc\\u0000def12\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_content"),
         ("no content type", None, b"{\"content\": \"hello 12345\"}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("wrong content type", Some("text/plain"), b"{\"content\": \"hello 12345\"}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "wrong content type",
+            Some("text/plain"),
+            b"{\"content\": \"hello 12345\"}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
         ("content over 64 KiB", json, too_long, StatusCode::PAYLOAD_TOO_LARGE, "content_too_large"),
         ("body far over the limit", json, huge_body, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
     ];
@@ -82,13 +88,7 @@ async fn bad_queries_get_clear_errors() {
         assert_eq!(status, expected, "{path}: {body}");
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
     }
-    let response = system
-        .http
-        .get(system.url("/api/stream"))
-        .header("Last-Event-ID", "yesterday")
-        .send()
-        .await
-        .unwrap();
+    let response = system.http.get(system.url("/api/stream")).header("Last-Event-ID", "yesterday").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     system.stop().await;
 }

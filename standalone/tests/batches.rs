@@ -58,7 +58,8 @@ async fn a_batch_is_accepted_whole_judged_item_by_item_and_followed_live() {
     let (status, body, _) = post_batch(&alice, &system, &bad, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "invalid_items");
-    let refused: Vec<_> = body["error"]["items"].as_array().unwrap().iter().map(|i| (i["index"].as_u64().unwrap(), i["code"].as_str().unwrap().to_owned())).collect();
+    let refused: Vec<_> =
+        body["error"]["items"].as_array().unwrap().iter().map(|i| (i["index"].as_u64().unwrap(), i["code"].as_str().unwrap().to_owned())).collect();
     assert_eq!(refused, [(1, "empty_content".into()), (2, "invalid_body".into()), (3, "invalid_content".into())]);
     for (body, code) in [(json!({"items": []}), "invalid_batch_size"), (json!({"items": "x"}), "invalid_body"), (json!({}), "invalid_body")] {
         let (status, answer, _) = post_batch(&alice, &system, &body, None).await;
@@ -110,8 +111,12 @@ async fn a_batch_is_accepted_whole_judged_item_by_item_and_followed_live() {
         .iter()
         .map(|i| (i["id"].as_str().unwrap().to_owned(), i["status"].as_str().unwrap().to_owned(), i["batch_index"].as_i64().unwrap()))
         .collect();
-    let expected: Vec<(String, String, i64)> =
-        item_ids.iter().zip(["PASSED", "FAILED", "FAILED", "PASSED"]).zip(0..).map(|((id, status), index)| (id.clone(), status.to_owned(), index)).collect();
+    let expected: Vec<(String, String, i64)> = item_ids
+        .iter()
+        .zip(["PASSED", "FAILED", "FAILED", "PASSED"])
+        .zip(0..)
+        .map(|((id, status), index)| (id.clone(), status.to_owned(), index))
+        .collect();
     assert_eq!(listed, expected);
     let (_, batches) = alice.get(&system, "/api/batches").await;
     assert_eq!(batches["items"][0]["id"].as_str(), Some(batch_id.as_str()));
@@ -229,8 +234,8 @@ async fn a_batch_whose_command_api_is_killed_mid_transaction_is_never_read_in_pa
     let padding = "x".repeat(400);
     let body = json!({ "items": (0..BATCH_SIZE).map(|i| json!({ "content": format!("item {i} {padding}") })).collect::<Vec<_>>() });
     let topic = &broker.kafka.topic;
-    let [written_end, stable_end]: [BaseConsumer; 2] =
-        ["read_uncommitted", "read_committed"].map(|isolation| broker.kafka.consumer_config("ends").set("isolation.level", isolation).create().unwrap());
+    let [written_end, stable_end]: [BaseConsumer; 2] = ["read_uncommitted", "read_committed"]
+        .map(|isolation| broker.kafka.consumer_config("ends").set("isolation.level", isolation).create().unwrap());
 
     let (mut torn, mut whole, mut answered) = (0, 0, 0);
     for round in 0..KILL_ROUNDS {

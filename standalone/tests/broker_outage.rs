@@ -16,13 +16,7 @@ async fn broker_down_means_503_with_retry_after_then_recovery() {
 
     system.kafka_node().kill(1).await.unwrap();
     let started = Instant::now();
-    let response = system
-        .http
-        .post(system.url("/api/submissions"))
-        .json(&serde_json::json!({"content": "during outage 1"}))
-        .send()
-        .await
-        .unwrap();
+    let response = system.http.post(system.url("/api/submissions")).json(&serde_json::json!({"content": "during outage 1"})).send().await.unwrap();
     let waited = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
@@ -41,10 +35,7 @@ async fn broker_down_means_503_with_retry_after_then_recovery() {
         (status == StatusCode::ACCEPTED).then_some(body)
     })
     .await;
-    eventually("readiness recovers", || async {
-        (system.get_json("/readyz").await.0 == StatusCode::OK).then_some(())
-    })
-    .await;
+    eventually("readiness recovers", || async { (system.get_json("/readyz").await.0 == StatusCode::OK).then_some(()) }).await;
     let verdict = system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
     assert_eq!(verdict["status"], "PASSED");
 

@@ -63,10 +63,7 @@ async fn wait_for_status(client: &Client, content: &str, status: &str) -> Vec<St
 
 /// The contents the page lists.
 async fn listed(client: &Client) -> Vec<String> {
-    let shown = client
-        .execute("return [...document.querySelectorAll('li.submission .content')].map(c => c.textContent);", vec![])
-        .await
-        .unwrap();
+    let shown = client.execute("return [...document.querySelectorAll('li.submission .content')].map(c => c.textContent);", vec![]).await.unwrap();
     serde_json::from_value(shown).unwrap()
 }
 
@@ -231,7 +228,12 @@ async fn more_than_one_at_a_time(page: &Client, artifacts: &std::path::Path) {
     let file = dir.join("items.txt");
     std::fs::write(&file, "batch item one 12345\nshort\n\nbatch item three 67890\n").unwrap();
     page.find(Locator::Css("input#batch-file")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
-    let button = page.wait().at_most(DEADLINE).for_element(Locator::XPath("//form[@class='batch-form']//button[contains(., 'Submit 3 as a batch')]")).await.unwrap();
+    let button = page
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::XPath("//form[@class='batch-form']//button[contains(., 'Submit 3 as a batch')]"))
+        .await
+        .unwrap();
     button.click().await.unwrap();
     let done = page.wait().at_most(DEADLINE).for_element(Locator::Css(".batch-progress[data-complete=true] p.counts")).await.unwrap();
     assert_eq!(done.text().await.unwrap(), "3 of 3 judged: 2 passed, 1 failed, 0 processing, 0 pending");

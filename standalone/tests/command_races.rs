@@ -46,7 +46,10 @@ async fn concurrent_requests_sharing_a_key_over_the_limit_publish_nothing() {
             // nothing over the limit is accepted, and nothing fails.
             let code = body["error"]["code"].as_str();
             assert!(
-                matches!((*status, code), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")) | (StatusCode::CONFLICT, Some("idempotency_key_in_use"))),
+                matches!(
+                    (*status, code),
+                    (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")) | (StatusCode::CONFLICT, Some("idempotency_key_in_use"))
+                ),
                 "{key}: {status} {body}"
             );
         }
@@ -76,8 +79,7 @@ async fn batch_clients_that_disconnect_mid_transaction_leave_nothing_open() {
     let broker = system.kafka_node().pid(1).expect("the broker runs").to_string();
     let signal = |name: &str| assert!(std::process::Command::new("kill").args([name, &broker]).status().unwrap().success());
     signal("-STOP");
-    let impatient =
-        reqwest::Client::builder().default_headers(support::bearer(&user.token)).timeout(Duration::from_millis(500)).build().unwrap();
+    let impatient = reqwest::Client::builder().default_headers(support::bearer(&user.token)).timeout(Duration::from_millis(500)).build().unwrap();
     for client in 0..2 {
         let gave_up = impatient.post(system.url("/api/batches")).json(&batch(&format!("impatient {client}"))).send().await;
         assert!(gave_up.is_err_and(|e| e.is_timeout()), "the client gave up while the broker was frozen");
@@ -135,11 +137,12 @@ async fn a_claim_taken_over_belongs_to_the_request_that_took_it() {
     let pool = db.pool().await;
     accounts::migrate(&pool).await.unwrap();
     idempotency::migrate(&pool).await.unwrap();
-    let account: Uuid =
-        sqlx::query_scalar("INSERT INTO accounts.accounts (id, email, password_hash) VALUES (gen_random_uuid(), 'stalled@example.com', 'x') RETURNING id")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let account: Uuid = sqlx::query_scalar(
+        "INSERT INTO accounts.accounts (id, email, password_hash) VALUES (gen_random_uuid(), 'stalled@example.com', 'x') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     let digest = idempotency::request_digest([&b"the same request"[..]]);
     let Ok(Claim::New(_, stalled)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await else { panic!("a first claim") };
     // The first request stalls: its claim is abandoned in the eyes of the next.

@@ -88,9 +88,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
                 let content = content(i);
                 let sent = http.post(&url).json(&serde_json::json!({"content": content})).send().await;
                 let accepted = match sent {
-                    Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                        response.json::<serde_json::Value>().await.ok()
-                    }
+                    Ok(response) if response.status() == StatusCode::ACCEPTED => response.json::<serde_json::Value>().await.ok(),
                     Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                         outcomes.lock().unwrap().rejected_503 += 1;
                         continue;

@@ -88,7 +88,8 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     let alice = User::sign_up(&gateway, "alice@example.com").await;
     alice.verify_email(&gateway, &smtp).await;
     let as_alice = Api { base: gateway.base.clone(), http: alice.http.clone() };
-    let response = alice.http.post(gateway.url("/api/webhooks")).json(&json!({"url": receiver.url("ok"), "description": "deployed"})).send().await.unwrap();
+    let response =
+        alice.http.post(gateway.url("/api/webhooks")).json(&json!({"url": receiver.url("ok"), "description": "deployed"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 
     // A submission (the command API) and its verdict (validator, projector, query API).
@@ -119,7 +120,10 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in order, nothing twice: {seqs:?}");
     let mut per_submission: HashMap<String, Vec<String>> = HashMap::new();
     for event in &received {
-        per_submission.entry(event.data["submission_id"].as_str().unwrap().to_owned()).or_default().push(event.data["status"].as_str().unwrap().to_owned());
+        per_submission
+            .entry(event.data["submission_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(event.data["status"].as_str().unwrap().to_owned());
     }
     let expected: HashMap<String, Vec<String>> = [(&passes, "PASSED"), (&fails, "FAILED"), (&replacement, "PASSED"), (&live, "PASSED")]
         .into_iter()
@@ -168,8 +172,10 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     let singles = [&first, &passes, &fails, &replacement, &live];
     let received = receiver
         .wait_for("every verdict's webhook and the batch's arrive", |received| {
-            let told: Vec<String> =
-                of_type(received, "submission.judged").iter().map(|r| r.json()["data"]["submission_id"].as_str().unwrap_or_default().to_owned()).collect();
+            let told: Vec<String> = of_type(received, "submission.judged")
+                .iter()
+                .map(|r| r.json()["data"]["submission_id"].as_str().unwrap_or_default().to_owned())
+                .collect();
             singles.iter().all(|id| told.contains(id)) && !of_type(received, "batch.completed").is_empty()
         })
         .await;
@@ -225,7 +231,11 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     // normal); the same claim made to a replica directly gets a Secure one, named with the
     // `__Host-` prefix, which signs in like the other.
     let sign_in = |base: String| {
-        plain.post(format!("{base}/api/session")).header("x-forwarded-proto", "https").json(&json!({"email": "alice@example.com", "password": PASSWORD})).send()
+        plain
+            .post(format!("{base}/api/session"))
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
+            .send()
     };
     let through_gateway = sign_in(gateway.base.clone()).await.unwrap();
     let direct = sign_in(query_apis[0].clone()).await.unwrap();

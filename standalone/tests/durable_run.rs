@@ -127,8 +127,7 @@ async fn wait_until_no_broker(run: &OneCommandRun) {
 
 async fn live_generation(db: &TestDb) -> i64 {
     let pool = db.pool().await;
-    let (generation,): (i64,) =
-        sqlx::query_as("SELECT generation::bigint FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
+    let (generation,): (i64,) = sqlx::query_as("SELECT generation::bigint FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
     pool.close().await;
     generation
 }
@@ -189,7 +188,12 @@ async fn sigkill_of_the_run_and_its_broker_loses_nothing_that_got_a_202() {
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
-                let sent = api.http.post(api.url("/api/submissions")).json(&serde_json::json!({"content": format!("worker {worker} item {i}")})).send().await;
+                let sent = api
+                    .http
+                    .post(api.url("/api/submissions"))
+                    .json(&serde_json::json!({"content": format!("worker {worker} item {i}")}))
+                    .send()
+                    .await;
                 match sent {
                     Ok(response) if response.status() == StatusCode::ACCEPTED => {
                         let body: serde_json::Value = response.json().await.unwrap();

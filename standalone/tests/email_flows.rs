@@ -123,7 +123,8 @@ async fn a_forgotten_password_is_reset_by_mail_which_ends_every_session_and_can_
 async fn signing_out_everywhere_and_changing_the_password_end_the_other_sessions() {
     let system = TestSystem::start().await;
     let alice = User::sign_up(&system, "alice@example.com").await;
-    let (other, this) = (sign_in(&system, "alice@example.com", PASSWORD).await.unwrap(), sign_in(&system, "alice@example.com", PASSWORD).await.unwrap());
+    let (other, this) =
+        (sign_in(&system, "alice@example.com", PASSWORD).await.unwrap(), sign_in(&system, "alice@example.com", PASSWORD).await.unwrap());
 
     // A token is not a session: signing out with one says so instead of pretending.
     let with_token = alice.http.delete(system.url("/api/session")).send().await.unwrap();

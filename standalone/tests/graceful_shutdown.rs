@@ -30,11 +30,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
         Component::new("command-api", with_kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs),
         Component::new("validator", with_kafka(&[]), &logs),
         Component::new("projector", with_kafka(&["--database-url", &db.url]), &logs),
-        Component::new(
-            "query-api",
-            vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), db.url.clone()],
-            &logs,
-        ),
+        Component::new("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), db.url.clone()], &logs),
     ];
     for component in &mut components {
         component.start();
@@ -78,16 +74,13 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
     }
     // The projector committed its positions to the end of the topic.
     let pool = db.pool().await;
-    let positions: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let positions: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition").fetch_all(&pool).await.unwrap();
     assert_eq!(positions, ends);
     pool.close().await;
     db.drop_database().await;
     broker.stop().await;
 }
-
 
 fn committed_offsets(kafka: &KafkaArgs, group: &str) -> Vec<i64> {
     let consumer: BaseConsumer = kafka.consumer_config(group).create().unwrap();

@@ -44,8 +44,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-            proptest::collection::hash_map("[a-z]{1,8}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::hash_map("[a-z]{1,8}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -82,19 +81,10 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 
 fn read_path() -> impl Strategy<Value = String> {
     let segment = "[^/?#%]{0,40}";
-    let query_key = prop_oneof![
-        Just("status".to_owned()),
-        Just("limit".to_owned()),
-        Just("cursor".to_owned()),
-        Just("endpoint".to_owned()),
-        "[a-z]{1,8}"
-    ];
-    let query_value = prop_oneof![
-        "[^&#=]{0,30}",
-        any::<i64>().prop_map(|n| n.to_string()),
-        Just("PASSED".to_owned()),
-        Just("99999999999999999999999".to_owned()),
-    ];
+    let query_key =
+        prop_oneof![Just("status".to_owned()), Just("limit".to_owned()), Just("cursor".to_owned()), Just("endpoint".to_owned()), "[a-z]{1,8}"];
+    let query_value =
+        prop_oneof!["[^&#=]{0,30}", any::<i64>().prop_map(|n| n.to_string()), Just("PASSED".to_owned()), Just("99999999999999999999999".to_owned()),];
     prop_oneof![
         segment.prop_map(|s| format!("/api/submissions/{s}")),
         segment.prop_map(|s| format!("/api/submissions/{s}/events")),
@@ -117,10 +107,14 @@ fn read_path() -> impl Strategy<Value = String> {
 /// A body for the account endpoints: mostly credential-shaped, with anything in the fields.
 fn account_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        ("\\PC{0,40}", "\\PC{0,40}").prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
-        ("[a-z]{1,8}@[a-z]{1,8}\\.[a-z]{2,3}", "[ -~]{0,12}").prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
-        ("\\PC{0,40}", proptest::option::of(any::<i64>())).prop_map(|(name, days)| serde_json::to_vec(&serde_json::json!({"name": name, "expires_in_days": days})).unwrap()),
-        (json_value(), json_value()).prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        ("\\PC{0,40}", "\\PC{0,40}")
+            .prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        ("[a-z]{1,8}@[a-z]{1,8}\\.[a-z]{2,3}", "[ -~]{0,12}")
+            .prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
+        ("\\PC{0,40}", proptest::option::of(any::<i64>()))
+            .prop_map(|(name, days)| serde_json::to_vec(&serde_json::json!({"name": name, "expires_in_days": days})).unwrap()),
+        (json_value(), json_value())
+            .prop_map(|(email, password)| serde_json::to_vec(&serde_json::json!({"email": email, "password": password})).unwrap()),
         body(),
     ]
 }

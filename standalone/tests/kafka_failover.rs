@@ -60,10 +60,7 @@ async fn leaders_killed_under_load_lose_nothing_and_two_brokers_down_mean_503() 
         let leader = partition_states(&kafka).await[0].0 as u16;
         brokers.cluster.kill(leader).await.unwrap();
         let accepted_before = load.accepted();
-        eventually("submissions are accepted while the leader is down", || async {
-            (load.accepted() >= accepted_before + 50).then_some(())
-        })
-        .await;
+        eventually("submissions are accepted while the leader is down", || async { (load.accepted() >= accepted_before + 50).then_some(()) }).await;
         brokers.cluster.restart(leader).await.unwrap();
         eventually("the restarted broker is back in sync on every partition", || async {
             let states = partition_states(&kafka).await;
@@ -79,12 +76,13 @@ async fn leaders_killed_under_load_lose_nothing_and_two_brokers_down_mean_503() 
         system.wait_for_verdict(&id.to_string()).await;
     }
     let pool = system.db.pool().await;
-    let verdicts: Vec<(Uuid, i64)> =
-        sqlx::query_as("SELECT submission_id, COUNT(*) FROM submission_events \
-         WHERE event_type IN ('SubmissionPassed', 'SubmissionFailed') GROUP BY submission_id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let verdicts: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT submission_id, COUNT(*) FROM submission_events \
+         WHERE event_type IN ('SubmissionPassed', 'SubmissionFailed') GROUP BY submission_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     let verdicts: std::collections::HashMap<Uuid, i64> = verdicts.into_iter().collect();
     for id in &acknowledged {
         assert_eq!(verdicts.get(id), Some(&1), "{id} has exactly one verdict");

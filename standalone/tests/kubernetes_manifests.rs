@@ -19,11 +19,8 @@ fn folder() -> PathBuf {
 
 /// Every `.yaml` file in `dir`, sorted.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).filter(|path| path.extension().is_some_and(|ext| ext == "yaml")).collect();
     files.sort();
     files
 }
@@ -110,10 +107,8 @@ fn built_in_kinds_are_valid_against_the_kubernetes_api_schemas() {
             .unwrap_or_else(|e| panic!("{} runs: {e}", validate.display()));
         let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "kubernetes-validate {version}:\n{report}");
-        let passed: BTreeSet<String> = report
-            .lines()
-            .filter_map(|line| line.split("passed for resource ").nth(1)?.split(' ').next().map(str::to_owned))
-            .collect();
+        let passed: BTreeSet<String> =
+            report.lines().filter_map(|line| line.split("passed for resource ").nth(1)?.split(' ').next().map(str::to_owned)).collect();
         assert_eq!(passed, expected, "every built-in resource was validated against {version}:\n{report}");
     }
 }
@@ -285,8 +280,7 @@ fn every_workload_sets_only_variables_its_binary_reads_and_is_probed_where_it_li
         for secret in env_of(container).iter().filter_map(|e| e["valueFrom"]["secretKeyRef"].as_mapping().cloned()) {
             let secret_name = str_of(&secret[&Value::from("name")]).to_owned();
             // Operators write these; any other Secret is the operator's to create, and optional.
-            let made_by_an_operator =
-                ["content-processor-db-app", settings["KAFKA_SASL_USERNAME"].as_str()].contains(&secret_name.as_str());
+            let made_by_an_operator = ["content-processor-db-app", settings["KAFKA_SASL_USERNAME"].as_str()].contains(&secret_name.as_str());
             let documented = secret_name == "content-processor-admin" && name == "create-admin";
             assert!(
                 made_by_an_operator || documented || secret.get(Value::from("optional")) == Some(&Value::Bool(true)),

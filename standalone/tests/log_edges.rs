@@ -60,16 +60,20 @@ async fn a_record_of_a_newer_schema_version_holds_its_partition_instead_of_being
     })
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
-    assert!(report["checks"]["projector"].as_str().unwrap().contains(&format!("schema version {}, newer than this build reads (1 to {known})", known + 1)), "{report}");
+    assert!(
+        report["checks"]["projector"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("schema version {}, newer than this build reads (1 to {known})", known + 1)),
+        "{report}"
+    );
 
     // Nothing moved past it: not judged, not projected, not dead-lettered.
     let (status, _) = system.api.get_json(&format!("/api/submissions/{}", behind.submission_id)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the record behind the held one waits too");
     let pool = system.db.pool().await;
-    let position: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM projector_positions WHERE partition = 0")
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT next_offset FROM projector_positions WHERE partition = 0").fetch_optional(&pool).await.unwrap();
     assert!(position.unwrap_or(0) <= held_at, "the projector's position stays at the held record");
     pool.close().await;
     let group: BaseConsumer = kafka.consumer_config("validator").create().unwrap();
@@ -94,7 +98,8 @@ async fn a_topic_recreated_while_running_is_rebuilt_from_the_new_log_even_once_i
         old.push(system.api.wait_for_verdict(accepted["id"].as_str().unwrap()).await);
     }
     let pool = system.db.pool().await;
-    let generation = || async { sqlx::query_scalar::<_, i32>("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap() };
+    let generation =
+        || async { sqlx::query_scalar::<_, i32>("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap() };
     let first_generation = generation().await;
 
     let admin: AdminClient<DefaultClientContext> = system.kafka_node().admin_client_config().create().unwrap();

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::mail::{Mail, SmtpServer};
 use support::process::{free_port, log_dir, Component};
-use support::receiver::{Receiver, Received};
+use support::receiver::{Received, Receiver};
 use support::user::User;
 use support::{TestDb, TestKafka, TestSystem};
 
@@ -63,9 +63,7 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     // One submission: one email, one webhook per endpoint (the flaky one on its second try).
     let submitted = alice.submit(&system, "this passes 12345").await;
     let id = submitted["id"].as_str().unwrap().to_owned();
-    let received = receiver
-        .wait_for("the verdict's webhook is delivered", |r| r.iter().any(|r| r.path == "flaky" && r.status.is_success()))
-        .await;
+    let received = receiver.wait_for("the verdict's webhook is delivered", |r| r.iter().any(|r| r.path == "flaky" && r.status.is_success())).await;
     let flaky: Vec<_> = received.iter().filter(|r| r.path == "flaky").collect();
     assert_eq!(flaky.len(), 2, "a 503, then the retry");
     assert_eq!(flaky[0].webhook_id(), flaky[1].webhook_id(), "a retry keeps its webhook-id");
@@ -94,15 +92,18 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     let (status, body) = (response.status(), response.json::<Value>().await.unwrap());
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let batch_id = body["id"].as_str().unwrap().to_owned();
-    let received = receiver
-        .wait_for("the batch's webhook is delivered", |r| of_type(r, "batch.completed").iter().any(|r| r.status.is_success()))
-        .await;
+    let received =
+        receiver.wait_for("the batch's webhook is delivered", |r| of_type(r, "batch.completed").iter().any(|r| r.status.is_success())).await;
     let completed = of_type(&received, "batch.completed");
     let delivered: Vec<_> = completed.iter().filter(|r| r.path == "flaky" && r.status.is_success()).collect();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].json()["data"], json!({"batch_id": batch_id, "size": 3, "passed": 1, "failed": 2}));
     smtp.wait_for("the batch's email arrives", |m| m.iter().any(|m| m.headers["subject"].contains("batch of 3"))).await;
-    assert_eq!(of_type(&received, "submission.judged").iter().filter(|r| r.path == "flaky" && r.status.is_success()).count(), 1, "no message per item");
+    assert_eq!(
+        of_type(&received, "submission.judged").iter().filter(|r| r.path == "flaky" && r.status.is_success()).count(),
+        1,
+        "no message per item"
+    );
 
     // Every attempt is visible: the endpoint that is down failed 3 times, then gave up.
     let deliveries = support::eventually("the down endpoint's delivery is marked failed", || async {
@@ -112,7 +113,8 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     })
     .await;
     for delivery in &deliveries {
-        let attempts: Vec<_> = delivery["attempt_log"].as_array().unwrap().iter().map(|a| (a["attempt"].as_i64(), a["status_code"].as_i64())).collect();
+        let attempts: Vec<_> =
+            delivery["attempt_log"].as_array().unwrap().iter().map(|a| (a["attempt"].as_i64(), a["status_code"].as_i64())).collect();
         assert_eq!(attempts, [(Some(1), Some(500)), (Some(2), Some(500)), (Some(3), Some(500))], "{delivery}");
         assert!(delivery["last_error"].as_str().unwrap().contains("500"));
     }
@@ -145,7 +147,9 @@ async fn verdicts_are_told_by_email_and_signed_webhook_with_retries_visible() {
     assert_eq!(bob.get(&system, "/api/deliveries").await.1["items"], json!([]));
 
     // Bad input is refused with a clear error and changes nothing.
-    for (body, code) in [(json!({"url": "ftp://example.com/x"}), "url_refused"), (json!({"url": 5}), "invalid_body"), (json!({"nope": 1}), "invalid_body")] {
+    for (body, code) in
+        [(json!({"url": "ftp://example.com/x"}), "url_refused"), (json!({"url": 5}), "invalid_body"), (json!({"nope": 1}), "invalid_body")]
+    {
         let response = alice.http.post(system.url("/api/webhooks")).json(&body).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], code, "{body}");
@@ -313,7 +317,11 @@ async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments()
     assert_eq!(webhook_ids.len(), SUBMISSIONS, "one webhook delivery per verdict");
     assert_eq!(message_ids.len(), SUBMISSIONS, "one email per verdict");
     let duplicates = (received.len() - webhook_ids.len()) + (mails.len() - message_ids.len());
-    println!("{kills} kills; {duplicates} duplicate sends ({} webhook, {} email)", received.len() - webhook_ids.len(), mails.len() - message_ids.len());
+    println!(
+        "{kills} kills; {duplicates} duplicate sends ({} webhook, {} email)",
+        received.len() - webhook_ids.len(),
+        mails.len() - message_ids.len()
+    );
     // At most the sends in flight at each kill (16 at a time per channel worker).
     assert!(duplicates <= kills * 16, "{duplicates} duplicates from {kills} kills");
     assert!(kills >= 3, "the notifier was killed while submissions flowed");

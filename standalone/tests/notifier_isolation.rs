@@ -118,9 +118,7 @@ async fn an_owner_whose_endpoints_hang_does_not_hold_up_anyone_else() {
     // Bob's verdict reaches Bob while every one of Alice's sends is still hanging.
     add_endpoint(bob, notifications, &receiver.url("ok")).await;
     let bobs = submit(bob, command, "bob's text 12345").await;
-    receiver
-        .wait_for("bob's verdict is delivered", |r| r.iter().any(|r| r.path == "ok" && r.json()["data"]["submission_id"] == bobs.as_str()))
-        .await;
+    receiver.wait_for("bob's verdict is delivered", |r| r.iter().any(|r| r.path == "ok" && r.json()["data"]["submission_id"] == bobs.as_str())).await;
     for endpoint in &hanging {
         for delivery in deliveries(alice, notifications, endpoint).await {
             assert_eq!(delivery["attempt_log"], json!([]), "no send of alice's has ended yet: {delivery}");
@@ -182,8 +180,7 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     // The notifier sets it aside, with why (before, it retried it for ever).
     let pool = system.db.pool().await;
     let parked: Vec<(Uuid, String)> = eventually("the ghost's verdict is parked", || async {
-        let parked: Vec<(Uuid, String)> =
-            sqlx::query_as("SELECT submission_id, reason FROM notifier.parked_records").fetch_all(&pool).await.ok()?;
+        let parked: Vec<(Uuid, String)> = sqlx::query_as("SELECT submission_id, reason FROM notifier.parked_records").fetch_all(&pool).await.ok()?;
         (!parked.is_empty()).then_some(parked)
     })
     .await;

@@ -31,12 +31,11 @@ async fn a_batch_whose_last_verdicts_two_replicas_store_at_once_completes_exactl
     // A commits only once B has counted or waits for A: B's count must not have been made
     // without A's (both would then see one of two, and nobody the whole batch).
     eventually("replica B has counted or waits for replica A", || async {
-        let (waiting,): (bool,) =
-            sqlx::query_as("SELECT COALESCE(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1")
-                .bind(b_pid)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let (waiting,): (bool,) = sqlx::query_as("SELECT COALESCE(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1")
+            .bind(b_pid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         (waiting || replica_b.is_finished()).then_some(())
     })
     .await;

@@ -79,7 +79,8 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
     // Pages run scripts and WebAssembly from this origin only and are never framed (the browser
     // tests run the UI under this policy); an API's answers are data that nothing may run,
     // frame, sniff or cache.
-    let policy = |response: &reqwest::Response| response.headers().get("content-security-policy").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let policy =
+        |response: &reqwest::Response| response.headers().get("content-security-policy").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let home = reqwest::get(system.url("/")).await.unwrap();
     assert!(policy(&home).contains("script-src 'self' 'wasm-unsafe-eval'") && policy(&home).contains("frame-ancestors 'none'"), "{}", policy(&home));
     let anonymous = reqwest::get(system.url("/api/openapi.json")).await.unwrap();
@@ -103,7 +104,10 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
         assert!(responses.keys().any(|status| status.starts_with('2')), "{method} {path} has a success");
         let protected = operation["security"] != serde_json::json!([{}]);
         if protected {
-            assert_eq!(responses["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody", "{method} {path} documents 401");
+            assert_eq!(
+                responses["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} documents 401"
+            );
         }
     }
 
@@ -118,7 +122,10 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
         .arg(system.url("/api/openapi.json"))
         .args(["--url", &system.base])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+        ])
         .args(["--exclude-path-regex", "/stream$"])
         // One worker: with two, schemathesis once died inside CPython 3.11 compiling a module in
         // two threads at once ("AST constructor recursion depth mismatch"), in the full suite.

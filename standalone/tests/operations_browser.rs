@@ -65,7 +65,8 @@ async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, us
 
     // Two validators, each holding partitions.
     until(admin, "two validators hold partitions", "return document.querySelectorAll('tr.member').length === 2 && [...document.querySelectorAll('tr.member td.partitions')].every(td => td.textContent !== '');").await;
-    let partitions: usize = admin.execute("return document.querySelectorAll('tr.partition').length;", vec![]).await.unwrap().as_u64().unwrap() as usize;
+    let partitions: usize =
+        admin.execute("return document.querySelectorAll('tr.partition').length;", vec![]).await.unwrap().as_u64().unwrap() as usize;
     assert_eq!(partitions, system.running.kafka.partitions as usize, "a queue-depth row per partition");
 
     // Submissions made elsewhere show up live: counts, and the chart leaves its baseline.
@@ -83,10 +84,20 @@ async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, us
         ),
     )
     .await;
-    until(admin, "the chart shows the submissions", "return document.querySelector('polyline.accepted').getAttribute('points').split(' ').some(p => p.split(',')[1] !== '150.0');").await;
+    until(
+        admin,
+        "the chart shows the submissions",
+        "return document.querySelector('polyline.accepted').getAttribute('points').split(' ').some(p => p.split(',')[1] !== '150.0');",
+    )
+    .await;
     let totals = text_of(admin, ".legend .totals").await;
     assert!(totals.contains(&format!("{} accepted, {} judged", PASSING + FAILING, PASSING + FAILING)), "{totals}");
-    until(admin, "the queues are empty again", "return [...document.querySelectorAll('tfoot .validator-depth, tfoot .projector-depth')].every(td => td.textContent === '0');").await;
+    until(
+        admin,
+        "the queues are empty again",
+        "return [...document.querySelectorAll('tfoot .validator-depth, tfoot .projector-depth')].every(td => td.textContent === '0');",
+    )
+    .await;
 
     // A poison record: the dead letters show it with its reason and content.
     let kafka = &system.running.kafka;
@@ -95,9 +106,17 @@ async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, us
         .send(FutureRecord::to(&kafka.topic).key("poison").payload("{ this is not an event").partition(1), Duration::from_secs(5))
         .await
         .expect("written to the topic");
-    until(admin, "the dead letter is shown", "return document.querySelector('#dead-heading').textContent === 'Dead letters: 1' && document.querySelector('li.dead-letter') !== null;").await;
+    until(
+        admin,
+        "the dead letter is shown",
+        "return document.querySelector('#dead-heading').textContent === 'Dead letters: 1' && document.querySelector('li.dead-letter') !== null;",
+    )
+    .await;
     let letter = text_of(admin, "li.dead-letter").await;
-    assert!(letter.contains("undecodable") && letter.contains("{ this is not an event") && letter.contains(&format!("from 1:{}", delivered.offset)), "{letter}");
+    assert!(
+        letter.contains("undecodable") && letter.contains("{ this is not an event") && letter.contains(&format!("from 1:{}", delivered.offset)),
+        "{letter}"
+    );
 
     // The record browser: the poison record as text with its reason, then an event decoded.
     let field = |id: &'static str| async move { admin.find(Locator::Id(id)).await.unwrap() };
@@ -119,7 +138,12 @@ async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, us
     admin.wait().at_most(DEADLINE).for_element(Locator::Css("button.confirm-rebuild")).await.unwrap().click().await.unwrap();
     admin.wait().at_most(DEADLINE).for_element(Locator::Css("section.rebuild[data-state=switched]")).await.unwrap();
     assert!(text_of(admin, "section.rebuild").await.contains("generation 1 to 2"));
-    until(admin, "the counts are the same after the rebuild", &format!("return document.querySelector('.status-count[data-status=PASSED] .count').textContent === '{PASSING}';")).await;
+    until(
+        admin,
+        "the counts are the same after the rebuild",
+        &format!("return document.querySelector('.status-count[data-status=PASSED] .count').textContent === '{PASSING}';"),
+    )
+    .await;
 
     assert_eq!(admin.execute("return window.__notReloaded === true;", vec![]).await.unwrap(), true, "all of it without a reload");
     // The interactive API docs, from this server only.

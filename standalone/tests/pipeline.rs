@@ -18,11 +18,7 @@ async fn valid_content_passes_and_invalid_content_fails_with_reasons() {
     assert!(accepted["processed_at"].is_null());
     let passed_id = accepted["id"].as_str().unwrap().to_owned();
 
-    let cases = [
-        ("short", vec!["too_short", "no_digit"]),
-        ("abc1", vec!["too_short"]),
-        ("no digits in here", vec!["no_digit"]),
-    ];
+    let cases = [("short", vec!["too_short", "no_digit"]), ("abc1", vec!["too_short"]), ("no digits in here", vec!["no_digit"])];
     let mut failed = Vec::new();
     for (content, reasons) in cases {
         let (status, accepted) = system.submit(content).await;
@@ -46,13 +42,7 @@ async fn valid_content_passes_and_invalid_content_fails_with_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepts_the_trailing_slash_path_and_points_to_the_new_resource() {
     let system = TestSystem::start().await;
-    let response = system
-        .http
-        .post(system.url("/api/submissions/"))
-        .json(&serde_json::json!({"content": "trailing slash 1"}))
-        .send()
-        .await
-        .unwrap();
+    let response = system.http.post(system.url("/api/submissions/")).json(&serde_json::json!({"content": "trailing slash 1"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
@@ -103,11 +93,7 @@ async fn the_all_submissions_stream_shows_new_submissions_live() {
 
     let events = reader.read(6).await;
     let of = |id: &serde_json::Value| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e.data["submission_id"] == *id)
-            .map(|e| e.data["status"].as_str().unwrap().to_owned())
-            .collect()
+        events.iter().filter(|e| e.data["submission_id"] == *id).map(|e| e.data["status"].as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(of(&first["id"]), ["PENDING", "PROCESSING", "PASSED"]);
     assert_eq!(of(&second["id"]), ["PENDING", "PROCESSING", "FAILED"]);

@@ -24,12 +24,8 @@ async fn poison_records_are_dead_lettered_and_the_pipeline_carries_on() {
 
     let passed_valid = r#"{"event_id":"c7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11","submission_id":"SUB","schema_version":1,"occurred_at":"2026-11-25T10:00:02Z","correlation_id":"5f3e2d1c-0b9a-4876-9543-210fedcba987","event_type":"SubmissionPassed","payload":{}}"#;
     let never_created = Uuid::new_v4();
-    let contradiction = Envelope::new(
-        judged,
-        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None },
-        Utc::now(),
-        Uuid::new_v4(),
-    );
+    let contradiction =
+        Envelope::new(judged, Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None }, Utc::now(), Uuid::new_v4());
     let poison: Vec<(Uuid, Vec<u8>, &str)> = vec![
         (Uuid::new_v4(), b"this is not json".to_vec(), "undecodable"),
         (Uuid::new_v4(), passed_valid.replace("SubmissionPassed", "SubmissionExploded").into_bytes(), "undecodable"),
@@ -41,10 +37,8 @@ async fn poison_records_are_dead_lettered_and_the_pipeline_carries_on() {
     let mut coordinates = Vec::new();
     for (key, value, _) in &poison {
         let key = key.to_string();
-        let delivered = producer
-            .send(FutureRecord::to(&kafka.topic).key(&key).payload(value), Duration::from_secs(5))
-            .await
-            .expect("written to the topic");
+        let delivered =
+            producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(value), Duration::from_secs(5)).await.expect("written to the topic");
         coordinates.push((delivered.partition, delivered.offset));
     }
 

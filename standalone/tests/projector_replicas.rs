@@ -66,8 +66,7 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
         args
     };
     let command_port = free_port();
-    let mut command_api =
-        Component::new("command-api", args(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs);
+    let mut command_api = Component::new("command-api", args(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs);
     let mut validator = Component::new("validator", args(&[]), &logs);
     command_api.start();
     validator.start();
@@ -173,10 +172,15 @@ async fn a_writer_whose_database_goes_silent_stops_leading_and_the_other_takes_o
     let db = TestDb::create().await;
     let postgres = support::admin_url().trim_start_matches("postgres://postgres@").parse().expect("host:port of PostgreSQL");
     let proxy = support::CuttableProxy::start(postgres).await;
-    let kafka: Vec<String> = vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
+    let kafka: Vec<String> =
+        vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
     let command_port = free_port();
     let mut others = [
-        Component::new("command-api", [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(), &logs),
+        Component::new(
+            "command-api",
+            [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(),
+            &logs,
+        ),
         Component::new("validator", kafka.clone(), &logs),
     ];
     others.iter_mut().for_each(Component::start);
@@ -226,10 +230,15 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
     let logs = log_dir("projector-fencing");
     let broker = TestKafka::start(1, PARTITIONS).await;
     let db = TestDb::create().await;
-    let kafka: Vec<String> = vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
+    let kafka: Vec<String> =
+        vec!["--kafka-brokers".into(), broker.kafka.bootstrap_servers().into(), "--kafka-partitions".into(), PARTITIONS.to_string()];
     let command_port = free_port();
     let mut others = [
-        Component::new("command-api", [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(), &logs),
+        Component::new(
+            "command-api",
+            [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(),
+            &logs,
+        ),
         Component::new("validator", kafka.clone(), &logs),
     ];
     others.iter_mut().for_each(Component::start);

@@ -97,10 +97,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     let ends = support::partition_ends(&kafka).await;
     eventually("positions reach the end of every partition", || async {
         let positions: Vec<(i32, i64)> =
-            sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+            sqlx::query_as("SELECT partition, next_offset FROM projector_positions ORDER BY partition").fetch_all(&pool).await.unwrap();
         (positions == ends).then_some(())
     })
     .await;
@@ -114,8 +111,7 @@ async fn a_projector_stopped_mid_stream_resumes_without_loss_or_duplicates() {
     for (id, status) in statuses {
         assert_eq!(status, expected[&id], "{id}");
     }
-    let per_submission: Vec<(i64,)> =
-        sqlx::query_as("SELECT COUNT(*) FROM submission_events GROUP BY submission_id").fetch_all(&pool).await.unwrap();
+    let per_submission: Vec<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM submission_events GROUP BY submission_id").fetch_all(&pool).await.unwrap();
     assert!(per_submission.iter().all(|(n,)| *n == 3));
     // seq has no duplicates (primary key) and follows commit order: no seq is below one
     // committed before it, which holds when seq is dense per batch and increasing overall.
@@ -134,4 +130,3 @@ async fn wait_until_applied(stats: &projector::Stats, at_least: u64) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
-

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use domain::Status;
 use reqwest::StatusCode;
-use chrono::{DateTime, Utc};
 use support::{SseConnection, TestSystem, DEADLINE};
 
 const SEEDED: usize = 300;
@@ -132,10 +132,8 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
     let pool = system.db.pool().await;
     let live: i32 = sqlx::query_scalar("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
     assert_eq!(live, 2);
-    let old_schema: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'read_model_1'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let old_schema: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'read_model_1'").fetch_one(&pool).await.unwrap();
     assert_eq!(old_schema, 0, "the old generation was dropped");
     support::assert_read_model_equals_fold_of_topic(&pool, &system.running.kafka).await;
     let (_, list) = system.get_json("/api/submissions?limit=500").await;
@@ -212,13 +210,10 @@ async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
     // Once stop returns, the rebuild's generation is gone and its lock released.
     let db = system.stop_keeping_database().await;
     let pool = db.pool().await;
-    let states: Vec<(i32, String)> =
-        sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
+    let states: Vec<(i32, String)> = sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
     assert_eq!(states, [(1, "live".to_owned()), (2, "retired".to_owned())]);
-    let schema_left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_2')")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let schema_left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_2')").fetch_one(&pool).await.unwrap();
     assert!(!schema_left, "the abandoned generation's schema is dropped");
     assert!(projector::rebuild::RebuildLock::try_acquire(&pool).await.unwrap().is_some(), "the lock is free");
     pool.close().await;
@@ -252,13 +247,10 @@ async fn a_rebuild_that_switched_but_could_not_drop_the_old_generation_reports_s
     })
     .await;
     assert_eq!(status["state"], "switched", "{status}");
-    let states: Vec<(i32, String)> =
-        sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
+    let states: Vec<(i32, String)> = sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
     assert_eq!(states, [(1, "retired".to_owned()), (2, "live".to_owned())]);
-    let old_schema_left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_1')")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let old_schema_left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_1')").fetch_one(&pool).await.unwrap();
     assert!(old_schema_left, "the drop really failed");
     let (code, submission) = system.get_json(&format!("/api/submissions/{id}")).await;
     assert_eq!(code, StatusCode::OK, "served from the new generation: {submission}");

@@ -25,10 +25,7 @@ async fn project_everything(kafka: &KafkaArgs, db: &TestDb, pool: &PgPool) {
     let task = tokio::spawn(projector.run(stop.clone()));
     let ends = support::partition_ends(kafka).await;
     eventually("the projector reaches the end of the topic", || async {
-        let positions: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM projector_positions")
-            .fetch_all(pool)
-            .await
-            .ok()?;
+        let positions: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM projector_positions").fetch_all(pool).await.ok()?;
         ends.iter().filter(|(_, end)| *end > 0).all(|p| positions.contains(p)).then_some(())
     })
     .await;
@@ -52,12 +49,11 @@ async fn a_projector_on_an_empty_database_rebuilds_the_exact_same_read_model() {
 
     assert_eq!(support::read_model(&replayed).await, support::read_model(&original).await);
     let history = |pool: PgPool| async move {
-        let mut rows: Vec<(Uuid, Uuid, String, String, i32, i64)> = sqlx::query_as(
-            "SELECT event_id, submission_id, event_type, status, kafka_partition, kafka_offset FROM submission_events",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+        let mut rows: Vec<(Uuid, Uuid, String, String, i32, i64)> =
+            sqlx::query_as("SELECT event_id, submission_id, event_type, status, kafka_partition, kafka_offset FROM submission_events")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         rows.sort();
         rows
     };
@@ -92,10 +88,7 @@ async fn a_log_mixing_schema_versions_replays_correctly() {
         for name in ["v1/submission_created", "v1/processing_started", verdict] {
             let key = submission.to_string();
             let value = fixture(name, submission);
-            producer
-                .send(FutureRecord::to(&kafka.topic).key(&key).payload(&value), Duration::from_secs(5))
-                .await
-                .unwrap();
+            producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(&value), Duration::from_secs(5)).await.unwrap();
         }
     }
 
@@ -108,12 +101,11 @@ async fn a_log_mixing_schema_versions_replays_correctly() {
         assert_eq!(rows[&submission].status, "FAILED");
         assert_eq!(rows[&submission].reasons, ["too_short", "no_digit"]);
     }
-    let versions: Vec<(Uuid, i16, serde_json::Value)> = sqlx::query_as(
-        "SELECT submission_id, schema_version, payload FROM submission_events WHERE event_type = 'SubmissionFailed'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let versions: Vec<(Uuid, i16, serde_json::Value)> =
+        sqlx::query_as("SELECT submission_id, schema_version, payload FROM submission_events WHERE event_type = 'SubmissionFailed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let of = |id: Uuid| versions.iter().find(|(s, _, _)| *s == id).unwrap();
     assert_eq!(of(old).1, 1);
     assert!(of(old).2.get("char_count").is_none());

@@ -106,12 +106,8 @@ async fn command_api_sweep_deletes_expired_keys_counters_sessions_and_tokens() {
     .await;
 
     let swept = command_api::retention::sweep_once(&pool, &command_settings()).await.expect("sweep").expect("no other sweep runs");
-    let expected: BTreeMap<&str, u64> = BTreeMap::from([
-        ("commands.idempotency_keys", 3),
-        ("accounts.rate_limits", 2),
-        ("accounts.sessions", 2),
-        ("accounts.api_tokens", 2),
-    ]);
+    let expected: BTreeMap<&str, u64> =
+        BTreeMap::from([("commands.idempotency_keys", 3), ("accounts.rate_limits", 2), ("accounts.sessions", 2), ("accounts.api_tokens", 2)]);
     assert_eq!(swept, expected);
     assert_eq!(left(&pool, "commands.idempotency_keys", "key").await, strings(&["ada-23h", "bob-now"]));
     assert_eq!(left(&pool, "accounts.rate_limits", "key").await, strings(&["sign-in-address:20min", "submissions:59min"]));
@@ -181,8 +177,7 @@ async fn notifier_sweep_deletes_finished_deliveries_old_notifications_and_settle
     // still awaited (and not expired): stays, or its count would restart. c counted an hour ago:
     // stays. d counted 25 h ago with an item awaited 31 days: the awaited row expires, then d goes.
     let batch = |name: &str, verdicts: usize, hours_ago: i32| {
-        let rows: Vec<String> =
-            (0..verdicts).map(|i| format!("(md5('batch {name}')::uuid, md5('{name} verdict {i}')::uuid, true)")).collect();
+        let rows: Vec<String> = (0..verdicts).map(|i| format!("(md5('batch {name}')::uuid, md5('{name} verdict {i}')::uuid, true)")).collect();
         format!(
             "INSERT INTO notifier.batch_progress (batch_id, judged, passed, counted_at)
              VALUES (md5('batch {name}')::uuid, {verdicts}, {verdicts}, now() - interval '{hours_ago} hours');
@@ -237,7 +232,8 @@ async fn counting_a_verdict_keeps_its_batch_from_the_sweep() {
     )
     .await;
     let mut tx = pool.begin().await.unwrap();
-    let batch = notifier::store::AwaitedBatch { batch_id: sqlx::query_scalar("SELECT md5('batch e')::uuid").fetch_one(&pool).await.unwrap(), size: 3 };
+    let batch =
+        notifier::store::AwaitedBatch { batch_id: sqlx::query_scalar("SELECT md5('batch e')::uuid").fetch_one(&pool).await.unwrap(), size: 3 };
     let counted = notifier::store::count_batch_verdict(&mut tx, batch, Uuid::new_v4(), false).await.unwrap();
     assert_eq!(counted, None, "two of three counted: not complete");
     tx.commit().await.unwrap();
@@ -266,18 +262,14 @@ async fn two_replicas_sweeping_together_delete_each_expired_row_once() {
     .await;
     let mut settings = command_settings();
     settings.chunk_rows = 100;
-    let (one, other) = tokio::join!(
-        command_api::retention::sweep_once(&pool, &settings),
-        command_api::retention::sweep_once(&pool, &settings)
-    );
+    let (one, other) = tokio::join!(command_api::retention::sweep_once(&pool, &settings), command_api::retention::sweep_once(&pool, &settings));
     let deleted: u64 = [one.unwrap(), other.unwrap()].into_iter().flatten().map(|swept| swept["commands.idempotency_keys"]).sum();
     assert_eq!(deleted, 3000);
-    let counts: (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE key LIKE 'old-%'), count(*) FILTER (WHERE key LIKE 'new-%') FROM commands.idempotency_keys",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT count(*) FILTER (WHERE key LIKE 'old-%'), count(*) FILTER (WHERE key LIKE 'new-%') FROM commands.idempotency_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(counts, (0, 500));
     pool.close().await;
     db.drop_database().await;

@@ -34,7 +34,8 @@ async fn no_secret_reaches_the_logs() {
     let session: Value = signed_in.json().await.unwrap();
     let csrf = session["csrf_token"].as_str().unwrap().to_owned();
     let with_session = |request: reqwest::RequestBuilder| request.header(header::COOKIE, &cookie).header("x-csrf-token", &csrf);
-    let created: Value = with_session(http.post(format!("{base}/api/tokens"))).json(&json!({"name": "ci"})).send().await.unwrap().json().await.unwrap();
+    let created: Value =
+        with_session(http.post(format!("{base}/api/tokens"))).json(&json!({"name": "ci"})).send().await.unwrap().json().await.unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
     let used = http.get(format!("{base}/api/session")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(used.status(), StatusCode::OK);
@@ -47,7 +48,9 @@ async fn no_secret_reaches_the_logs() {
     let log = std::fs::read_to_string(logs.join("query-api.log")).unwrap();
     assert!(log.contains("signed in") && log.contains("API token revoked"), "the log is the run's: {log}");
     let cookie_secret = cookie.split_once('=').unwrap().1;
-    for (what, secret) in [("password", password), ("wrong password", wrong_password), ("API token", &token), ("session cookie", cookie_secret), ("CSRF token", &csrf)] {
+    for (what, secret) in
+        [("password", password), ("wrong password", wrong_password), ("API token", &token), ("session cookie", cookie_secret), ("CSRF token", &csrf)]
+    {
         assert!(!log.contains(secret), "the log holds the {what}");
     }
     assert!(!log.contains("$argon2"), "the log holds a password hash");
@@ -104,7 +107,11 @@ async fn a_database_password_never_reaches_the_logs() {
     query_api.start();
     let http = reqwest::Client::new();
     let signed_up = support::eventually("the query API serves", || async {
-        http.post(format!("http://127.0.0.1:{port}/api/accounts")).json(&json!({"email": "eve@example.com", "password": "a long password 1"})).send().await.ok()
+        http.post(format!("http://127.0.0.1:{port}/api/accounts"))
+            .json(&json!({"email": "eve@example.com", "password": "a long password 1"}))
+            .send()
+            .await
+            .ok()
     })
     .await;
     assert_eq!(signed_up.status(), StatusCode::CREATED);

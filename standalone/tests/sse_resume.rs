@@ -38,16 +38,11 @@ async fn reconnecting_with_last_event_id_delivers_every_event_exactly_once() {
     let second = second.read(11 + 3).await;
 
     let pool = system.db.pool().await;
-    let all: Vec<(i32, i64, String)> = sqlx::query_as("SELECT generation, seq, status FROM submission_events ORDER BY seq")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let all: Vec<(i32, i64, String)> =
+        sqlx::query_as("SELECT generation, seq, status FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
     let expected: Vec<(String, String)> = all.iter().map(|(g, s, status)| (format!("{g}-{s}"), status.clone())).collect();
-    let received: Vec<(String, String)> = first
-        .iter()
-        .chain(&second)
-        .map(|e| (e.id.clone(), e.data["status"].as_str().unwrap().to_owned()))
-        .collect();
+    let received: Vec<(String, String)> =
+        first.iter().chain(&second).map(|e| (e.id.clone(), e.data["status"].as_str().unwrap().to_owned())).collect();
     assert!(second.iter().all(|e| e.event == "status"));
     assert_eq!(received, expected, "every event exactly once, in order, across the reconnect");
     pool.close().await;
@@ -118,10 +113,8 @@ async fn resuming_on_another_replica_gets_no_reset_and_misses_nothing() {
         system.wait_for_verdict(&id).await;
     }
     let pool = system.db.pool().await;
-    let expected: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let expected: Vec<String> =
+        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
     let last = received.last().map(|event| event.id.clone());
     let rest = SseConnection::open(&system.http, &replicas[0], last.as_deref()).await;
     received.extend(rest.read(expected.len().saturating_sub(received.len())).await);
@@ -168,10 +161,7 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
 
     // Alice's stream resumes just before her last change: receiving that change means the
     // stream has read the table, so whatever commits from here on must come through the hub.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
     let mut stream = SseConnection::open(&alice.http, &replica.url("/api/stream"), Some(&ids[ids.len() - 2])).await;
     let mut received = stream.next_events(|events| !events.is_empty()).await;
 
@@ -181,10 +171,8 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
     let live = alice.submit(&system, "after the hub's first read 3").await;
     received.extend(stream.next_events(|events| events.iter().any(|e| e.data["submission_id"] == live["id"] && e.data["status"] == "PASSED")).await);
 
-    let expected: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let expected: Vec<String> =
+        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
     let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
     assert_eq!(received, expected[ids.len() - 1..], "every change after the resumed one, once, in order");
     shutdown.cancel();

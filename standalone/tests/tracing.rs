@@ -100,7 +100,8 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
         }
         request.send()
     };
-    let response = support::eventually("the command API accepts", || async { submit(None).await.ok().filter(|r| r.status() == StatusCode::ACCEPTED) }).await;
+    let response =
+        support::eventually("the command API accepts", || async { submit(None).await.ok().filter(|r| r.status() == StatusCode::ACCEPTED) }).await;
     let started_here = response.headers()["traceparent"].to_str().unwrap().to_owned();
     let own_trace = trace_id_of(&started_here).to_owned();
     let own_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
@@ -113,10 +114,8 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
     for (id, trace) in [(&own_id, own_trace.as_str()), (&client_id, CLIENT_TRACE_ID)] {
         // In the log: Created, ProcessingStarted and the verdict, each with the trace.
         let records = support::eventually("the verdict is in the log", || async {
-            let records: Vec<_> = read_topic(&broker.kafka, &broker.kafka.topic)
-                .into_iter()
-                .filter(|r| r.key.as_deref() == Some(id.as_bytes()))
-                .collect();
+            let records: Vec<_> =
+                read_topic(&broker.kafka, &broker.kafka.topic).into_iter().filter(|r| r.key.as_deref() == Some(id.as_bytes())).collect();
             (records.len() == 3).then_some(records)
         })
         .await;

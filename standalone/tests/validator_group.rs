@@ -76,8 +76,5 @@ async fn two_validators_split_the_partitions_and_each_submission_gets_one_verdic
 
 /// Every event of the topic, from the beginning to the current end.
 fn read_whole_topic(kafka: &KafkaArgs) -> Vec<Envelope> {
-    support::read_topic(kafka, &kafka.topic)
-        .iter()
-        .map(|record| Envelope::decode(record.value.as_deref().unwrap()).unwrap())
-        .collect()
+    support::read_topic(kafka, &kafka.topic).iter().map(|record| Envelope::decode(record.value.as_deref().unwrap()).unwrap()).collect()
 }

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use web_sys::RequestCredentials;
 
 use crate::model::{
-    BatchAccepted, BatchView, CreatedEndpoint, CreatedToken, Delivery, History, Items, NotificationSettings, Page, Session,
-    SubmissionView, TokenView, WebhookEndpoint,
+    BatchAccepted, BatchView, CreatedEndpoint, CreatedToken, Delivery, History, Items, NotificationSettings, Page, Session, SubmissionView,
+    TokenView, WebhookEndpoint,
 };
 use crate::operations::{DeadLetters, Overview, RebuildStatus, Records};
 

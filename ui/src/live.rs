@@ -58,12 +58,7 @@ pub struct LiveFeed {
 
 impl LiveFeed {
     /// `on_reset` is called when the server says the read model was rebuilt: reload over REST.
-    pub fn open(
-        url: &str,
-        on_change: Callback<StatusChange>,
-        on_state: Callback<Connection>,
-        on_reset: Callback<()>,
-    ) -> Option<LiveFeed> {
+    pub fn open(url: &str, on_change: Callback<StatusChange>, on_state: Callback<Connection>, on_reset: Callback<()>) -> Option<LiveFeed> {
         let source = EventSource::new(url).ok()?;
         let on_status = on_json(&source, "status", on_change)?;
         let on_reset = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_reset.emit(()));
@@ -75,11 +70,7 @@ impl LiveFeed {
 
         let watched = source.clone();
         let on_error = Closure::<dyn FnMut(Event)>::new(move |_| {
-            let state = if watched.ready_state() == EventSource::CLOSED {
-                Connection::Closed
-            } else {
-                Connection::Reconnecting
-            };
+            let state = if watched.ready_state() == EventSource::CLOSED { Connection::Closed } else { Connection::Reconnecting };
             on_state.emit(state);
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));

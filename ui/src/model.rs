@@ -270,9 +270,7 @@ pub fn describe_reason(code: &str) -> String {
 
 /// "14:03:07" from an RFC 3339 time (UTC), or the text itself if it is not one.
 pub fn clock_time(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| t.format("%H:%M:%S UTC").to_string())
-        .unwrap_or_else(|_| rfc3339.to_owned())
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_else(|_| rfc3339.to_owned())
 }
 
 #[cfg(test)]
@@ -280,7 +278,16 @@ mod tests {
     use super::*;
 
     fn view(id: &str, at: &str, status: Status) -> SubmissionView {
-        SubmissionView { id: id.into(), content: format!("content {id}"), status, reasons: vec![], created_at: at.into(), owner_email: None, replaces: None, replaced_by: None }
+        SubmissionView {
+            id: id.into(),
+            content: format!("content {id}"),
+            status,
+            reasons: vec![],
+            created_at: at.into(),
+            owner_email: None,
+            replaces: None,
+            replaced_by: None,
+        }
     }
 
     fn change(id: &str, status: Status, content: Option<&str>) -> StatusChange {

@@ -4,7 +4,7 @@
 use domain::Status;
 use ui::api::Endpoints;
 use ui::components::auth::{AuthForm, AuthProps};
-use ui::components::form::{HintProps, RuleHint, SubmitForm, FormProps};
+use ui::components::form::{FormProps, HintProps, RuleHint, SubmitForm};
 use ui::components::list::{ItemProps, SubmissionItem};
 use ui::model::SubmissionView;
 use yew::{Callback, LocalServerRenderer};
@@ -46,9 +46,8 @@ async fn an_admin_sees_who_made_each_submission_and_a_user_does_not() {
 
 #[tokio::test]
 async fn the_sign_in_form_is_labelled_and_offers_to_create_an_account() {
-    let html = LocalServerRenderer::<AuthForm>::with_props(AuthProps { endpoints: Endpoints::default(), on_signed_in: Callback::noop() })
-        .render()
-        .await;
+    let html =
+        LocalServerRenderer::<AuthForm>::with_props(AuthProps { endpoints: Endpoints::default(), on_signed_in: Callback::noop() }).render().await;
     assert!(html.contains(r#"<label for="email">"#) && html.contains(r#"id="email""#), "{html}");
     assert!(html.contains(r#"<label for="password">"#) && html.contains(r#"type="password""#), "{html}");
     assert!(html.contains(r#"autocomplete="current-password""#), "{html}");
@@ -105,9 +104,8 @@ async fn the_hint_shows_both_rules_as_the_text_is_typed() {
 
 #[tokio::test]
 async fn the_form_is_labelled_and_starts_with_submit_disabled() {
-    let html = LocalServerRenderer::<SubmitForm>::with_props(FormProps { endpoints: Endpoints::default(), on_accepted: Callback::noop() })
-        .render()
-        .await;
+    let html =
+        LocalServerRenderer::<SubmitForm>::with_props(FormProps { endpoints: Endpoints::default(), on_accepted: Callback::noop() }).render().await;
     assert!(html.contains(r#"<label for="content">"#), "{html}");
     assert!(html.contains(r#"id="content""#), "{html}");
     assert!(html.contains(r#"aria-describedby="rules""#), "{html}");

@@ -9,8 +9,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::health::ReadinessCheck;
 use service_kit::group_member::{next_batch, GroupMember};
+use service_kit::health::ReadinessCheck;
 use service_kit::kafka::{EventPublisher, Outgoing};
 use service_kit::trace_context;
 use tokio_util::sync::CancellationToken;
@@ -51,10 +51,8 @@ impl Validator {
     /// Connects, makes sure the topic exists and joins the consumer group.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
-        let consumer: StreamConsumer<GroupMember> = config
-            .kafka
-            .consumer_config(&config.group_id)
-            .create_with_context(GroupMember::new("validator"))?;
+        let consumer: StreamConsumer<GroupMember> =
+            config.kafka.consumer_config(&config.group_id).create_with_context(GroupMember::new("validator"))?;
         consumer.subscribe(&[&config.kafka.topic])?;
         let publisher = EventPublisher::new(&config.kafka, Duration::from_millis(config.publish_timeout_ms))?;
         Ok(Validator {

@@ -134,7 +134,10 @@ pub(super) async fn request_reset(
     (status = 422, description = "`invalid_body`: a password under 8 characters or over 1024 bytes", body = ErrorBody),
     (status = 503, description = "`busy` or `database_unavailable`, with `Retry-After`", body = ErrorBody),
 ))]
-pub(super) async fn confirm_reset(State(accounts): State<Accounts>, body: Result<Json<PasswordReset>, JsonRejection>) -> Result<StatusCode, AccountsError> {
+pub(super) async fn confirm_reset(
+    State(accounts): State<Accounts>,
+    body: Result<Json<PasswordReset>, JsonRejection>,
+) -> Result<StatusCode, AccountsError> {
     let Json(reset) = body?;
     password::check_new(&reset.password)?;
     let hash = password::hash(reset.password).await?;

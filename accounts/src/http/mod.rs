@@ -20,8 +20,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ipnet::{IpNet, Ipv6Net};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
 use uuid::Uuid;
@@ -204,9 +204,7 @@ fn without_session_cookie(jar: CookieJar) -> CookieJar {
     DatabaseUnavailable,
 ))]
 async fn who_am_i(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<SessionView>, AccountsError> {
-    let account = store::account(&accounts.pool, caller.account_id)
-        .await?
-        .ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
+    let account = store::account(&accounts.pool, caller.account_id).await?.ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
     let csrf_token = match caller.credential {
         Credential::Session { csrf_token, .. } => Some(csrf_token),
         Credential::Token { .. } => None,
@@ -379,8 +377,19 @@ async fn revoke_token(
 /// The OpenAPI description of the account endpoints.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    sign_up, sign_in, who_am_i, sign_out, sign_out_everywhere, change_password, create_token, list_tokens, revoke_token,
-    email::resend_verification, email::verify, email::request_reset, email::confirm_reset,
+    sign_up,
+    sign_in,
+    who_am_i,
+    sign_out,
+    sign_out_everywhere,
+    change_password,
+    create_token,
+    list_tokens,
+    revoke_token,
+    email::resend_verification,
+    email::verify,
+    email::request_reset,
+    email::confirm_reset,
 ))]
 pub struct AccountsApi;
 

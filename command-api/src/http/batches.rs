@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use domain::{BatchId, BatchItem, Envelope, Event, SubmissionId};
 use serde::Serialize;
 use serde_json::Value;
+use service_kit::http_error::{ErrorBody, SignedInChange};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use service_kit::http_error::{ErrorBody, SignedInChange};
 use uuid::Uuid;
 
 use super::intake;
@@ -142,13 +142,7 @@ async fn create(
     .instrument(span)
     .await?;
 
-    let body = BatchAccepted {
-        id: batch_id,
-        size: items.len(),
-        created_at: admitted.ids.created_at,
-        position: position.to_string(),
-        items,
-    };
+    let body = BatchAccepted { id: batch_id, size: items.len(), created_at: admitted.ids.created_at, position: position.to_string(), items };
     let location = format!("/api/batches/{batch_id}?position={position}");
     let mut response = (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response();
     if let Some(decision) = admitted.limit {

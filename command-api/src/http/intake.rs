@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::idempotency::{self, Claim, Recorded};
 use crate::error::ContentError;
+use crate::idempotency::{self, Claim, Recorded};
 use crate::{ApiError, AppState};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -59,11 +59,7 @@ pub fn content(object: &mut Map<String, Value>, limit: usize) -> Result<String, 
 
 /// The request id, which every event of the request carries as its correlation id.
 pub fn correlation_id(headers: &HeaderMap) -> Uuid {
-    headers
-        .get(&service_kit::http_server::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(Uuid::new_v4)
+    headers.get(&service_kit::http_server::REQUEST_ID).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or_else(Uuid::new_v4)
 }
 
 /// The client's `Idempotency-Key`, checked.

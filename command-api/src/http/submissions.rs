@@ -1,6 +1,7 @@
 //! `POST /api/submissions`: validate, append `SubmissionCreated`, answer once Kafka has it.
 //! With `replaces`, the content is a FAILED submission's, edited and submitted again.
 
+use accounts::Caller;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -9,13 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use accounts::Caller;
 use domain::{Envelope, Event, Status, SubmissionId};
 use serde::Serialize;
 use serde_json::Value;
+use service_kit::http_error::{ErrorBody, SignedInChange};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use service_kit::http_error::{ErrorBody, SignedInChange};
 use uuid::Uuid;
 
 use super::intake;

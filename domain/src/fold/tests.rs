@@ -10,12 +10,7 @@ fn at(second: i64) -> DateTime<Utc> {
 
 /// The history this system writes for one submission: created, started, verdict.
 fn history(id: SubmissionId, content: &str) -> Vec<Envelope> {
-    let created = Envelope::new(
-        id,
-        Event::created(content.to_owned(), None),
-        at(0),
-        Uuid::nil(),
-    );
+    let created = Envelope::new(id, Event::created(content.to_owned(), None), at(0), Uuid::nil());
     let verdict = Event::verdict_for(content);
     let started = created.follow_up(Event::ProcessingStarted {}, at(1));
     let verdict = created.follow_up(verdict, at(2));
@@ -60,10 +55,7 @@ fn a_verdict_never_changes() {
     let id = Uuid::from_u128(4);
     let events = history(id, "abcdefghi1");
     let mut state = Submission::fold(&events).unwrap();
-    let contrary = events[0].follow_up(
-        Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None },
-        at(3),
-    );
+    let contrary = events[0].follow_up(Event::SubmissionFailed { reasons: vec![FailureReason::NoDigit], char_count: None }, at(3));
     let before = state.clone();
     assert!(matches!(apply(&mut state, &contrary), Err(TransitionError::Contradicts { .. })));
     assert_eq!(state, before);

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::AdminUnavailable;
 use accounts::Admin;
 use axum::extract::State;
 use axum::Json;
@@ -10,7 +11,6 @@ use chrono::{DateTime, Utc};
 use domain::Status;
 use serde::Serialize;
 use service_kit::http_error::AdminOnly;
-use super::AdminUnavailable;
 use service_kit::inspect::Member;
 
 use super::{AdminError, AdminState};
@@ -93,13 +93,12 @@ pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Resul
     // Positions first, the ends after: both only grow, so no position shows past its end.
     let partitions: Vec<i32> = (0..inspector.partition_count(topic).await?).collect();
     let committed = inspector.committed(topic, &partitions).await?;
-    let projected: BTreeMap<i32, i64> =
-        sqlx::query_as("SELECT partition, next_offset FROM public.projector_positions WHERE topic = $1")
-            .bind(topic)
-            .fetch_all(&state.pool)
-            .await?
-            .into_iter()
-            .collect();
+    let projected: BTreeMap<i32, i64> = sqlx::query_as("SELECT partition, next_offset FROM public.projector_positions WHERE topic = $1")
+        .bind(topic)
+        .fetch_all(&state.pool)
+        .await?
+        .into_iter()
+        .collect();
     let (bounds, group, dead_letter_bounds) =
         tokio::try_join!(inspector.bounds(topic), inspector.group(topic), inspector.bounds(&dead_letter_topic))?;
     let counted: Vec<(String, i64)> = sqlx::query_as("SELECT status, submissions FROM public.status_counts").fetch_all(&state.pool).await?;

@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 
 use super::{AdminError, AdminState};
-use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody};
 use crate::rebuild::{rebuild, shared_status, RebuildLock, RebuildStatus};
+use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody};
 
 /// The current or last rebuild, whichever projector replica runs it.
 #[utoipa::path(get, path = "/admin/rebuild", tag = "operations", responses(

@@ -13,9 +13,9 @@ use domain::Envelope;
 use serde::{Deserialize, Serialize};
 use service_kit::inspect::LoggedRecord;
 
+use super::AdminUnavailable;
 use super::{AdminError, AdminState};
 use service_kit::http_error::{AdminOnly, ErrorBody};
-use super::AdminUnavailable;
 
 /// Most records one request returns.
 const MAX_LIMIT: usize = 100;

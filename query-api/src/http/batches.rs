@@ -15,14 +15,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream, Start};
-use super::submissions::{
-    page_limit, path_id, read_your_write, Cursor, GetQuery, Page, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS,
-};
+use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, Page, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
 use crate::changes::{Position, Scope};
+use crate::error::ReadModelUnavailable;
 use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::http_error::{ErrorBody, SignedIn};
-use crate::error::ReadModelUnavailable;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,12 +93,8 @@ struct BatchRow {
 impl From<BatchRow> for BatchView {
     fn from(row: BatchRow) -> BatchView {
         let size = i64::from(row.size);
-        let counts = Counts {
-            pending: size - row.processing - row.passed - row.failed,
-            processing: row.processing,
-            passed: row.passed,
-            failed: row.failed,
-        };
+        let counts =
+            Counts { pending: size - row.processing - row.passed - row.failed, processing: row.processing, passed: row.passed, failed: row.failed };
         BatchView { id: row.id, size, created_at: row.created_at, owner_id: row.owner_id, counts, complete: counts.passed + counts.failed == size }
     }
 }

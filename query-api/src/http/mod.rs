@@ -20,10 +20,5 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .merge(submissions::routes())
-        .merge(batches::routes())
-        .merge(stream::routes())
-        .merge(ui::routes(&state.ui))
-        .with_state(state)
+    Router::new().merge(submissions::routes()).merge(batches::routes()).merge(stream::routes()).merge(ui::routes(&state.ui)).with_state(state)
 }

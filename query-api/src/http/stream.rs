@@ -27,11 +27,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::submissions::submission_id;
 use crate::changes::{fetch_changes, live_position, Feed, Position, Scope, StatusChange, Update, PAGE};
+use crate::error::ReadModelUnavailable;
+use crate::open_streams::StreamSlot;
 use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::http_error::{ErrorBody, SignedIn};
-use crate::error::ReadModelUnavailable;
-use crate::open_streams::StreamSlot;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
@@ -42,9 +42,7 @@ const RETRY_READ: Duration = Duration::from_secs(1);
 pub struct StreamApi;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/stream", get(all_submissions))
-        .route("/api/submissions/{id}/stream", get(one_submission))
+    Router::new().route("/api/stream", get(all_submissions)).route("/api/submissions/{id}/stream", get(one_submission))
 }
 
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;

@@ -1,14 +1,14 @@
 //! `GET /api/submissions`, `GET /api/submissions/{id}` and `GET /api/submissions/{id}/events`.
 
+use crate::error::ReadModelUnavailable;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{FailureReason, Status};
-use service_kit::http_error::{ErrorBody, SignedIn};
-use crate::error::ReadModelUnavailable;
 use serde::{Deserialize, Serialize};
+use service_kit::http_error::{ErrorBody, SignedIn};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
@@ -205,13 +205,11 @@ async fn get_one(
     let id = submission_id(path)?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let found = read_your_write(&state, query.position.as_deref(), || async {
-        sqlx::query_as(&format!(
-            "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"
-        ))
-        .bind(id)
-        .bind(caller.visible_owner())
-        .fetch_optional(&state.pool)
-        .await
+        sqlx::query_as(&format!("SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"))
+            .bind(id)
+            .bind(caller.visible_owner())
+            .fetch_optional(&state.pool)
+            .await
     })
     .await?;
     found.map(Json).ok_or(ApiError::NotFound(id))
@@ -286,11 +284,7 @@ struct History {
     (status = 404, description = "`not_found`", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
 ))]
-async fn history(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<History>, ApiError> {
+async fn history(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<Json<History>, ApiError> {
     let id = submission_id(path)?;
     let events: Vec<EventView> = sqlx::query_as(
         "SELECT e.seq, e.event_id, e.event_type, e.schema_version, e.status, e.occurred_at, e.correlation_id,

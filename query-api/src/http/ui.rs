@@ -2,10 +2,10 @@
 //! which tells the UI where the command API, the notifier and the admin endpoints are when they
 //! are not on this origin.
 
+use axum::http::{header, HeaderValue};
 use axum::routing::{get, get_service};
 use axum::{Json, Router};
 use serde::Serialize;
-use axum::http::{header, HeaderValue};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -63,12 +63,11 @@ pub fn routes(settings: &UiSettings) -> Router<AppState> {
         notifier_api: settings.notifier_api_url.clone(),
         admin_api: settings.admin_api_url.clone(),
     };
-    let files = ServeDir::new(&settings.dir)
-        .precompressed_gzip()
-        .not_found_service(get(service_kit::http_error::not_found_fallback));
+    let files = ServeDir::new(&settings.dir).precompressed_gzip().not_found_service(get(service_kit::http_error::not_found_fallback));
     // The pages run this origin's scripts and WebAssembly only, call this origin and the APIs
     // they were told of, and are never framed; they are revalidated rather than kept.
-    let apis: Vec<&str> = [&config.command_api, &config.notifier_api, &config.admin_api].into_iter().map(String::as_str).filter(|url| !url.is_empty()).collect();
+    let apis: Vec<&str> =
+        [&config.command_api, &config.notifier_api, &config.admin_api].into_iter().map(String::as_str).filter(|url| !url.is_empty()).collect();
     let policy = format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
          connect-src 'self' {}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",

@@ -127,4 +127,3 @@ pub async fn sign_in(client: &Client, email: &str, password: &str, create: bool)
     client.find(Locator::Css("form.auth-form button[type=submit]")).await.unwrap().click().await.unwrap();
     client.wait().at_most(DEADLINE).for_element(Locator::Css("p.connection.live")).await.expect("signed in, the page connects live");
 }
-

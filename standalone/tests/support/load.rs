@@ -22,8 +22,7 @@ impl Load {
         let load = Load { stop: Default::default(), acknowledged: Default::default(), unavailable: Default::default(), workers: Vec::new() };
         let workers = (0..workers)
             .map(|worker| {
-                let (api, stop, acknowledged, unavailable) =
-                    (api.clone(), load.stop.clone(), load.acknowledged.clone(), load.unavailable.clone());
+                let (api, stop, acknowledged, unavailable) = (api.clone(), load.stop.clone(), load.acknowledged.clone(), load.unavailable.clone());
                 tokio::spawn(async move {
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
@@ -57,4 +56,3 @@ impl Load {
         (acknowledged, unavailable)
     }
 }
-

@@ -13,8 +13,8 @@ pub mod user;
 use std::time::{Duration, Instant};
 
 use content_processor::{Broker, Config, Running};
-use local_kafka::{Cluster, ClusterConfig, Distribution, JvmProfile};
 use futures_util::StreamExt;
+use local_kafka::{Cluster, ClusterConfig, Distribution, JvmProfile};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -25,9 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// An admin account in `database_url` (created, or its password reset) and a new personal API
 /// token of it. Admins see every submission, so tests written before accounts read as before.
 pub async fn admin_token(database_url: &str) -> String {
-    let account = content_processor::create_admin(database_url, "admin@tests.example", "admin password 1".into())
-        .await
-        .expect("the test admin is created");
+    let account =
+        content_processor::create_admin(database_url, "admin@tests.example", "admin password 1".into()).await.expect("the test admin is created");
     let pool = sqlx::PgPool::connect(database_url).await.expect("connect to the test database");
     let token = accounts::issue_token(&pool, account.id, "tests").await.expect("the test token is created");
     pool.close().await;
@@ -207,9 +206,7 @@ impl TestSystem {
         let running = content_processor::start(config, shutdown.clone()).await.expect("system starts");
         match running.broker() {
             Broker::Local(cluster) => report_broker(&describe_cluster(cluster)),
-            Broker::Embedded(broker) => {
-                report_broker(&format!("embedded mock broker (librdkafka MockCluster, {})", broker.bootstrap_servers()))
-            }
+            Broker::Embedded(broker) => report_broker(&format!("embedded mock broker (librdkafka MockCluster, {})", broker.bootstrap_servers())),
             // A cluster the test started itself, which reported it (TestKafka).
             Broker::External => {}
         }
@@ -303,10 +300,7 @@ pub async fn wait_until_projected(pool: &sqlx::PgPool, kafka: &KafkaArgs, ids: &
             .await
             .unwrap();
         let ends = records_in_topic(kafka).await;
-        let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let (read,): (Option<i64>,) = sqlx::query_as("SELECT SUM(next_offset)::bigint FROM projector_positions").fetch_one(pool).await.unwrap();
         if judged == ids.len() as i64 && read == Some(ends) {
             return;
         }
@@ -352,12 +346,7 @@ pub async fn read_sse(http: &reqwest::Client, url: &str, last_event_id: Option<&
 }
 
 /// Reads SSE events from one connection to `url` until `done` says so.
-pub async fn read_sse_until(
-    http: &reqwest::Client,
-    url: &str,
-    last_event_id: Option<&str>,
-    done: impl Fn(&[SseEvent]) -> bool,
-) -> Vec<SseEvent> {
+pub async fn read_sse_until(http: &reqwest::Client, url: &str, last_event_id: Option<&str>, done: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
     SseConnection::open(http, url, last_event_id).await.read_until(done).await
 }
 
@@ -433,12 +422,10 @@ pub async fn read_model(pool: &sqlx::PgPool) -> std::collections::HashMap<uuid::
         #[sqlx(flatten)]
         row: Row,
     }
-    let rows: Vec<Keyed> = sqlx::query_as(
-        "SELECT id, content, status, reasons, created_at, processing_started_at, processed_at FROM submissions",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let rows: Vec<Keyed> = sqlx::query_as("SELECT id, content, status, reasons, created_at, processing_started_at, processed_at FROM submissions")
+        .fetch_all(pool)
+        .await
+        .unwrap();
     rows.into_iter().map(|k| (k.id, k.row)).collect()
 }
 
@@ -521,11 +508,7 @@ pub fn read_topic_as(kafka: &KafkaArgs, topic: &str, isolation: &str) -> Vec<Rea
         };
         let headers = message
             .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
             .unwrap_or_default();
         records.push(ReadRecord {
             partition: message.partition(),

@@ -55,11 +55,7 @@ impl Component {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
         self.starts += 1;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("{}.log", self.name)))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.logs.join(format!("{}.log", self.name))).unwrap();
         let child = Command::new(BINARY)
             .arg(self.role)
             .args(&self.args)

@@ -102,7 +102,8 @@ pub fn reset_password(props: &LinkProps) -> Html {
         let (endpoints, token) = (props.endpoints.clone(), props.token.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let (password, revoke, outcome, endpoints, token) = ((*password).clone(), *revoke_tokens, outcome.clone(), endpoints.clone(), token.clone());
+            let (password, revoke, outcome, endpoints, token) =
+                ((*password).clone(), *revoke_tokens, outcome.clone(), endpoints.clone(), token.clone());
             wasm_bindgen_futures::spawn_local(async move { outcome.set(Some(api::confirm_reset(&endpoints, &token, &password, revoke).await)) });
         })
     };
