@@ -68,14 +68,22 @@ pub async fn await_verdict(tx: &mut Transaction<'_, Postgres>, awaited: &Awaited
 /// Takes the awaited submission out, now that its verdict is read; `None` when it is not
 /// awaited (its verdict was handled before, or it has no owner).
 pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
-    let row: Option<(Uuid, Option<String>, Option<Uuid>, Option<i32>, DateTime<Utc>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        owner_id: Uuid,
+        content: Option<String>,
+        batch_id: Option<Uuid>,
+        batch_size: Option<i32>,
+        created_at: DateTime<Utc>,
+    }
+    let row: Option<Row> = sqlx::query_as(
         "DELETE FROM notifier.awaited_verdicts WHERE submission_id = $1
          RETURNING owner_id, content, batch_id, batch_size, created_at",
     )
     .bind(submission_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(owner_id, content, batch_id, batch_size, created_at)| Awaited {
+    Ok(row.map(|Row { owner_id, content, batch_id, batch_size, created_at }| Awaited {
         submission_id,
         owner_id,
         content,

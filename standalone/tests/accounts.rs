@@ -55,8 +55,8 @@ async fn each_user_sees_only_their_own_submissions_over_rest_and_both_streams() 
     assert!(seen.iter().all(|event| event.data["submission_id"] == bob_id.as_str()), "{seen:?}");
 
     // Lists, single reads and histories.
-    assert_eq!(ids(&alice.get(&system, "/api/submissions").await.1), [alice_id.clone()]);
-    assert_eq!(ids(&bob.get(&system, "/api/submissions").await.1), [bob_id.clone()]);
+    assert_eq!(ids(&alice.get(&system, "/api/submissions").await.1), std::slice::from_ref(&alice_id));
+    assert_eq!(ids(&bob.get(&system, "/api/submissions").await.1), std::slice::from_ref(&bob_id));
     let (status, foreign) = bob.get(&system, &format!("/api/submissions/{alice_id}")).await;
     let (unknown_status, unknown) = bob.get(&system, &format!("/api/submissions/{}", uuid::Uuid::new_v4())).await;
     assert_eq!((status, unknown_status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));

@@ -17,13 +17,17 @@ async fn post_raw(system: &TestSystem, content_type: Option<&str>, body: Vec<u8>
     (status, response.json().await.expect("error bodies are JSON"))
 }
 
+/// A body sent and how it must be refused: what it is, its content type, the bytes, the status
+/// and the error code.
+type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_submissions_are_refused_and_store_nothing() {
     let system = TestSystem::start().await;
     let json = Some("application/json");
     let too_long = serde_json::to_vec(&serde_json::json!({"content": "a1".repeat(32 * 1024) + "x"})).unwrap();
     let huge_body = vec![b' '; 2 * 1024 * 1024];
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", json, b"{\"content\":".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
         ("not JSON at all", json, b"content=hello".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
         ("missing content", json, b"{}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),

@@ -56,10 +56,8 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
             body["id"].as_str()?.parse::<Uuid>().ok()
         }
     };
-    let accepting = |key: String, content: String| {
-        let post = post.clone();
-        async move { support::eventually("the command API accepts", || post(key.clone(), content.clone())).await }
-    };
+    let accepting =
+        |key: String, content: String| async move { support::eventually("the command API accepts", || post(key.clone(), content.clone())).await };
 
     // What the client ends up with for each key: the id of the answer it got, first or on retry.
     let mut answered: HashMap<String, (String, Uuid)> = HashMap::new();

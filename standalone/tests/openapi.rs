@@ -98,6 +98,12 @@ async fn the_document_describes_every_route_and_schemathesis_finds_the_system_tr
         .collect();
     let served: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(described, served, "every route is described, and nothing else");
+    // Client generators name a method after each operationId: each must be unique.
+    let mut operation_ids: Vec<&str> =
+        described.iter().map(|(method, path)| document["paths"][path][method]["operationId"].as_str().unwrap_or_default()).collect();
+    operation_ids.sort_unstable();
+    let repeated: Vec<&&str> = operation_ids.windows(2).filter(|pair| pair[0] == pair[1]).map(|pair| &pair[0]).collect();
+    assert!(repeated.is_empty() && !operation_ids.contains(&""), "operationIds repeated or missing: {repeated:?}");
     // Every operation says how it fails, with the error body.
     for ((method, path), operation) in described.iter().map(|(m, p)| ((m, p), &document["paths"][p][m])) {
         let responses = operation["responses"].as_object().unwrap();

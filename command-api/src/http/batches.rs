@@ -78,7 +78,7 @@ pub struct NewItem {
 }
 
 /// Accepts every item or none: one Kafka transaction holds their events.
-#[utoipa::path(post, path = "/api/batches", tag = "batches", request_body = NewBatch,
+#[utoipa::path(post, path = "/api/batches", operation_id = "create_batch", tag = "batches", request_body = NewBatch,
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers with the same batch and item ids")),
     responses(
         (status = 202, description = "accepted: every item in the log; `Location` is where to read the batch", body = BatchAccepted,

@@ -70,7 +70,7 @@ pub struct NewSubmission {
 
 /// Accepts one submission, or with `replaces` the resubmission of a FAILED one. Answers once
 /// Kafka acknowledged its event.
-#[utoipa::path(post, path = "/api/submissions", tag = "submissions", request_body = NewSubmission,
+#[utoipa::path(post, path = "/api/submissions", operation_id = "create_submission", tag = "submissions", request_body = NewSubmission,
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (1 to 255 visible ASCII characters) answers with the same submission")),
     responses(
         (status = 202, description = "accepted: in the log, not yet judged; `Location` is where to read it", body = Accepted,

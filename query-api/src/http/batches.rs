@@ -122,14 +122,15 @@ async fn fetch_batch(executor: impl sqlx::PgExecutor<'_>, id: Uuid, owner: Optio
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// 1 to 100; 20 when absent.
+    /// 1 to 500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
 /// The caller's batches, newest first (everyone's for an admin). A batch is listed once the
 /// read model holds its first item.
-#[utoipa::path(get, path = "/api/batches", tag = "batches", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/batches", operation_id = "list_batches", tag = "batches", params(ListQuery), responses(
     (status = 200, description = "one page", body = Page<BatchView>),
     (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
@@ -163,7 +164,7 @@ async fn list(
 
 /// One batch of the caller's; `?position=` (from the command API's `Location`) waits until
 /// the read model holds it.
-#[utoipa::path(get, path = "/api/batches/{id}", tag = "batches",
+#[utoipa::path(get, path = "/api/batches/{id}", operation_id = "get_batch", tag = "batches",
     params(("id" = String, Path, description = "the batch's id (a UUID)"), GetQuery), responses(
     (status = 200, description = "the batch and its counts", body = BatchView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
@@ -186,7 +187,8 @@ async fn get_one(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ItemsQuery {
-    /// 1 to 100; 20 when absent.
+    /// 1 to 500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The last index of the previous page.
     after: Option<i32>,

@@ -71,7 +71,8 @@ const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
 struct ListQuery {
     /// Only submissions in this status (any case).
     status: Option<String>,
-    /// 1 to 100; 20 when absent.
+    /// 1 to 500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -100,7 +101,7 @@ impl<T> Page<T> {
 }
 
 /// The caller's submissions, newest first (everyone's for an admin).
-#[utoipa::path(get, path = "/api/submissions", tag = "submissions", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/submissions", operation_id = "list_submissions", tag = "submissions", params(ListQuery), responses(
     (status = 200, description = "one page", body = Page<SubmissionView>),
     (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
@@ -189,7 +190,7 @@ pub(super) struct GetQuery {
 
 /// One submission of the caller's (any, for an admin); another user's answers 404, exactly as
 /// an unknown id does.
-#[utoipa::path(get, path = "/api/submissions/{id}", tag = "submissions",
+#[utoipa::path(get, path = "/api/submissions/{id}", operation_id = "get_submission", tag = "submissions",
     params(("id" = String, Path, description = "the submission's id (a UUID)"), GetQuery), responses(
     (status = 200, description = "the submission", body = SubmissionView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
