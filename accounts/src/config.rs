@@ -6,10 +6,11 @@ pub struct AccountsArgs {
     /// How long a browser session lasts after sign-in, in hours.
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
     pub session_ttl_hours: u32,
-    /// Mark the session cookie `Secure` even when no proxy says the request came over HTTPS
-    /// (`X-Forwarded-Proto: https` always does).
-    #[arg(long, env = "SECURE_COOKIES")]
-    pub secure_cookies: bool,
+    /// `true`: the session cookie is always `Secure` (`__Host-cp_session`); `false`: never,
+    /// for plain HTTP on a trusted network. When absent: `Secure` unless the page was asked for
+    /// on loopback over plain HTTP (`X-Forwarded-Proto: https` always makes it `Secure`).
+    #[arg(long, env = "SECURE_COOKIES", value_name = "true|false")]
+    pub secure_cookies: Option<bool>,
     /// Submissions one account may make per window (each item of a batch counts).
     #[arg(long, env = "SUBMISSION_RATE_LIMIT", default_value_t = 10_000)]
     pub submission_rate_limit: u32,

@@ -87,6 +87,16 @@ impl RateLimiter {
         RateLimiter { pool, reserved: Arc::default() }
     }
 
+    /// Takes one unit for `subject`, or the refusal to answer with (429 and the policy's headers).
+    pub async fn require(&self, policy: Policy, subject: &str) -> Result<(), crate::AccountsError> {
+        let decision = self.take(policy, subject, 1).await?;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(crate::AccountsError::RateLimited(decision))
+        }
+    }
+
     /// Spends `cost` units of `subject`'s allowance under `policy`, if that many remain: from
     /// what this process reserved, or else from the database, reserving a little more.
     pub async fn take(&self, policy: Policy, subject: &str, cost: u32) -> Result<Decision, sqlx::Error> {

@@ -69,14 +69,27 @@ pub async fn upsert_admin(pool: &PgPool, email: &str, password_hash: &str) -> Re
 
 /// The account with `email` and its password hash.
 pub async fn find_by_email(pool: &PgPool, email: &str) -> Result<Option<(Account, String)>, AccountsError> {
+    with_password_hash(pool, "email", email).await
+}
+
+/// The account with `id` and its password hash.
+pub async fn find_by_id(pool: &PgPool, id: Uuid) -> Result<Option<(Account, String)>, AccountsError> {
+    with_password_hash(pool, "id", id).await
+}
+
+/// The account whose `column` is `value`, and its password hash.
+async fn with_password_hash<T>(pool: &PgPool, column: &str, value: T) -> Result<Option<(Account, String)>, AccountsError>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         account: Account,
         password_hash: String,
     }
-    let row: Option<Row> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts.accounts WHERE email = $1"))
-        .bind(email)
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts.accounts WHERE {column} = $1"))
+        .bind(value)
         .fetch_optional(pool)
         .await?;
     Ok(row.map(|row| (row.account, row.password_hash)))
@@ -258,6 +271,38 @@ pub async fn consume_email_token(connection: &mut PgConnection, purpose: Purpose
     Ok(used.and_then(|(account_id, live)| live.then_some(account_id)))
 }
 
+/// Whether a link for `purpose` with `token_digest` exists and has not expired.
+pub async fn email_token_is_live(pool: &PgPool, purpose: Purpose, token_digest: &[u8]) -> Result<bool, AccountsError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts.email_tokens WHERE token_digest = $1 AND purpose = $2 AND expires_at > now())")
+        .bind(token_digest)
+        .bind(purpose.as_str())
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Whether the account's address is verified.
+pub async fn is_verified(connection: &mut PgConnection, account_id: Uuid) -> Result<bool, AccountsError> {
+    let verified: Option<bool> = sqlx::query_scalar("SELECT email_verified_at IS NOT NULL FROM accounts.accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(&mut *connection)
+        .await?;
+    Ok(verified.unwrap_or(false))
+}
+
+/// Removes the account's webhook endpoints, when the notifier's tables exist (they are the
+/// notifier's; an account claimed by its address's owner must not keep sending there).
+pub async fn remove_webhook_endpoints(connection: &mut PgConnection, account_id: Uuid) -> Result<(), AccountsError> {
+    let notifier_present: bool =
+        sqlx::query_scalar("SELECT to_regclass('notifier.webhook_endpoints') IS NOT NULL").fetch_one(&mut *connection).await?;
+    if notifier_present {
+        sqlx::query("UPDATE notifier.webhook_endpoints SET deleted_at = now() WHERE account_id = $1 AND deleted_at IS NULL")
+            .bind(account_id)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Marks the account's address verified.
 pub async fn mark_verified(connection: &mut PgConnection, account_id: Uuid) -> Result<(), AccountsError> {
     sqlx::query("UPDATE accounts.accounts SET email_verified_at = COALESCE(email_verified_at, now()) WHERE id = $1")
@@ -267,13 +312,8 @@ pub async fn mark_verified(connection: &mut PgConnection, account_id: Uuid) -> R
     Ok(())
 }
 
-/// The account's password hash.
-pub async fn password_hash(pool: &PgPool, account_id: Uuid) -> Result<Option<String>, AccountsError> {
-    Ok(sqlx::query_scalar("SELECT password_hash FROM accounts.accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await?)
-}
-
-/// A new password for the account; every one of its sessions but `keep` ends, and, with
-/// `revoke_tokens`, every API token.
+/// A new password for the account; every one of its sessions but `keep` ends, every reset link
+/// still out dies, and, with `revoke_tokens`, every API token.
 pub async fn replace_password(
     connection: &mut PgConnection,
     account_id: Uuid,
@@ -287,6 +327,8 @@ pub async fn replace_password(
         .execute(&mut *connection)
         .await?;
     end_sessions(&mut *connection, account_id, keep).await?;
+    // A link asked for before, perhaps by someone else, must not reset it again.
+    sqlx::query("DELETE FROM accounts.email_tokens WHERE account_id = $1 AND purpose = 'reset'").bind(account_id).execute(&mut *connection).await?;
     if revoke_tokens {
         sqlx::query("UPDATE accounts.api_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL")
             .bind(account_id)

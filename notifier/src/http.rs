@@ -234,10 +234,7 @@ async fn send_test(State(state): State<AppState>, caller: Caller, path: Result<P
         .fetch_optional(&state.pool)
         .await?;
     live.ok_or(ApiError::NotFound(id))?;
-    let decision = state.accounts.limiter.take(TEST_SENDS, &caller.account_id.to_string(), 1).await?;
-    if !decision.allowed {
-        return Err(accounts::AccountsError::RateLimited(decision).into());
-    }
+    state.accounts.limiter.require(TEST_SENDS, &caller.account_id.to_string()).await?;
     let delivery_id = crate::delivery::queue_test(&state.pool, caller.account_id, id).await?;
     state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(TestQueued { delivery_id })))

@@ -297,6 +297,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     query_config.ui_dir = config.ui_dir.clone();
     query_config.accounts = config.accounts.clone();
     query_config.smtp_url = config.smtp_url.clone();
+    override_with(&mut query_config.mail_from, config.mail_from.clone());
     query_config.public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     override_with(&mut query_config.max_connections, config.max_connections);
     let queries = query_api::AppState::connect(&query_config, shutdown.clone())?;

@@ -86,6 +86,9 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
     assert_eq!(notifier["ports"][0], "8005:8005");
     assert_eq!(notifier["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
     assert_eq!(notifier["environment"]["SMTP_URL"], "smtp://mailpit:1025");
+    // The query API mails the links that confirm an address or reset a password, to the UI it serves.
+    assert_eq!(compose["services"]["query-api"]["environment"]["SMTP_URL"], "smtp://mailpit:1025");
+    assert_eq!(compose["services"]["query-api"]["environment"]["PUBLIC_URL"], ui_origin);
     assert!(compose["services"]["mailpit"]["image"].as_str().unwrap().starts_with("axllent/mailpit:"));
     // ...and its operations dashboard reads the projector's admin endpoints.
     let projector = &compose["services"]["projector"];

@@ -327,7 +327,7 @@ async fn the_ui_on_an_origin_of_its_own_is_told_where_the_apis_are_and_may_call_
 
     // The UI's origin is the query API's: the UI, its settings, accounts and reads.
     let ui_config: Value = plain.get(format!("{ui_origin}/ui-config.json")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ui_config, json!({"command_api": gateway, "query_api": "", "notifier_api": gateway, "admin_api": gateway}));
+    assert_eq!(ui_config, json!({"command_api": gateway, "query_api": "", "notifier_api": gateway, "admin_api": gateway, "mail": false}));
     let alice = User::sign_up(&Api { base: ui_origin.clone(), http: plain.clone() }, "alice@example.com").await;
     let response = alice.http.post(format!("{ui_origin}/api/submissions")).json(&json!({"content": "not here 12345"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "submissions go to the command API, on the gateway");

@@ -96,7 +96,9 @@ async fn a_forgotten_password_is_reset_by_mail_which_ends_every_session_and_can_
     let (for_nobody, for_alice) = (ask("nobody@example.com").await.unwrap(), ask("alice@example.com").await.unwrap());
     assert_eq!((for_nobody.status(), for_alice.status()), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
     assert_eq!(for_nobody.json::<Value>().await.unwrap(), for_alice.json::<Value>().await.unwrap());
-    let token = link_tokens(&smtp, "alice@example.com", "reset", 1).await.remove(0);
+    assert_eq!(ask("alice@example.com").await.unwrap().status(), StatusCode::ACCEPTED, "a second link");
+    let mut tokens = link_tokens(&smtp, "alice@example.com", "reset", 2).await;
+    let (token, other) = (tokens.remove(0), tokens.remove(0));
     assert!(smtp.messages().iter().all(|m| m.headers["to"] != "nobody@example.com"), "nothing is mailed to an address with no account");
 
     let confirm = |body: Value| reqwest::Client::new().post(system.url("/api/password-reset/confirm")).json(&body).send();
@@ -107,6 +109,8 @@ async fn a_forgotten_password_is_reset_by_mail_which_ends_every_session_and_can_
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     let reused = confirm(json!({"token": token, "password": "yet another password 3"})).await.unwrap();
     assert_eq!(code_of(reused).await, (StatusCode::BAD_REQUEST, "invalid_token".to_owned()), "a link works once");
+    let other = confirm(json!({"token": other, "password": "yet another password 3"})).await.unwrap();
+    assert_eq!(code_of(other).await, (StatusCode::BAD_REQUEST, "invalid_token".to_owned()), "a reset ends every other link");
 
     // Every session ended, every token revoked; only the new password signs in.
     for cookie in [&alice.cookie, &elsewhere.cookie] {
@@ -158,5 +162,33 @@ async fn signing_out_everywhere_and_changing_the_password_end_the_other_sessions
     // Without an SMTP server nothing can be mailed, and the answer says so.
     let reset = reqwest::Client::new().post(system.url("/api/password-reset")).json(&json!({"email": "alice@example.com"})).send().await.unwrap();
     assert_eq!(code_of(reset).await, (StatusCode::CONFLICT, "mail_unavailable".to_owned()));
+    system.stop().await;
+}
+
+/// A stranger signs up with someone else's address (never verified), makes an API token and a
+/// webhook endpoint to watch what the account gets. The address's owner takes the account over
+/// with a password reset, without asking for the tokens to be revoked: the stranger's token
+/// and endpoint die all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_by_the_addresss_owner_voids_what_a_stranger_set_up_with_it() {
+    let smtp = SmtpServer::start().await;
+    let receiver = Receiver::start().await;
+    let system = with_mail(&smtp).await;
+    let stranger = User::sign_up(&system, "victim@example.com").await;
+    let created = stranger.http.post(system.url("/api/webhooks")).json(&json!({"url": receiver.url("spy")})).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let asked = reqwest::Client::new().post(system.url("/api/password-reset")).json(&json!({"email": "victim@example.com"})).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let token = link_tokens(&smtp, "victim@example.com", "reset", 1).await.remove(0);
+    let confirm = json!({"token": token, "password": "the owner's own password 5"});
+    let reset = reqwest::Client::new().post(system.url("/api/password-reset/confirm")).json(&confirm).send().await.unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+
+    assert_eq!(stranger.get(&system, "/api/session").await.0, StatusCode::UNAUTHORIZED, "the stranger's token is revoked");
+    let owner = sign_in(&system, "victim@example.com", "the owner's own password 5").await.unwrap();
+    let endpoints: Value =
+        reqwest::Client::new().get(system.url("/api/webhooks")).header(header::COOKIE, &owner.cookie).send().await.unwrap().json().await.unwrap();
+    assert_eq!(endpoints["items"], json!([]), "the stranger's endpoint is gone");
     system.stop().await;
 }

@@ -104,14 +104,30 @@ async fn command_api_sweep_deletes_expired_keys_counters_sessions_and_tokens() {
         ),
     )
     .await;
+    // Mailed links open nothing once expired.
+    exec(
+        &pool,
+        &format!(
+            "INSERT INTO accounts.email_tokens (token_digest, account_id, purpose, expires_at) VALUES
+             ('\\x21', '{ada}', 'verify', now() - interval '1 minute'),
+             ('\\x22', '{bob}', 'reset', now() + interval '1 hour')"
+        ),
+    )
+    .await;
 
     let swept = command_api::retention::sweep_once(&pool, &command_settings()).await.expect("sweep").expect("no other sweep runs");
-    let expected: BTreeMap<&str, u64> =
-        BTreeMap::from([("commands.idempotency_keys", 3), ("accounts.rate_limits", 2), ("accounts.sessions", 2), ("accounts.api_tokens", 2)]);
+    let expected: BTreeMap<&str, u64> = BTreeMap::from([
+        ("commands.idempotency_keys", 3),
+        ("accounts.rate_limits", 2),
+        ("accounts.sessions", 2),
+        ("accounts.email_tokens", 1),
+        ("accounts.api_tokens", 2),
+    ]);
     assert_eq!(swept, expected);
     assert_eq!(left(&pool, "commands.idempotency_keys", "key").await, strings(&["ada-23h", "bob-now"]));
     assert_eq!(left(&pool, "accounts.rate_limits", "key").await, strings(&["sign-in-address:20min", "submissions:59min"]));
     assert_eq!(left(&pool, "accounts.sessions", "csrf_token").await, strings(&["valid-1h"]));
+    assert_eq!(left(&pool, "accounts.email_tokens", "purpose").await, strings(&["reset"]));
     assert_eq!(left(&pool, "accounts.api_tokens", "name").await, strings(&["expired-1d", "expires-later", "forever", "revoked-29d"]));
 
     // Nothing left to do: a second sweep (another replica's, or the next period's) deletes nothing.

@@ -26,6 +26,9 @@ pub struct Endpoints {
     pub notifier_api: String,
     #[serde(default)]
     pub admin_api: String,
+    /// Whether the server mails links (to confirm an address, to reset a password).
+    #[serde(default)]
+    pub mail: bool,
     #[serde(skip)]
     pub csrf_token: Option<String>,
 }

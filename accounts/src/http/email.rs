@@ -61,10 +61,7 @@ pub(super) async fn resend_verification(State(accounts): State<Accounts>, caller
     if account.email_verified {
         return Err(AccountsError::AlreadyVerified);
     }
-    let decision = accounts.limiter.take(VERIFICATION_MAILS, &account.id.to_string(), 1).await?;
-    if !decision.allowed {
-        return Err(AccountsError::RateLimited(decision));
-    }
+    accounts.limiter.require(VERIFICATION_MAILS, &account.id.to_string()).await?;
     mail_link(&accounts, &account, Purpose::Verify).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -108,16 +105,13 @@ pub(super) async fn request_reset(
         return Err(AccountsError::MailUnavailable);
     }
     for (policy, subject) in [(RESETS_PER_ADDRESS, address.as_str()), (RESETS_PER_ACCOUNT, email.as_str())] {
-        let decision = accounts.limiter.take(policy, subject, 1).await?;
-        if !decision.allowed {
-            return Err(AccountsError::RateLimited(decision));
-        }
+        accounts.limiter.require(policy, subject).await?;
     }
     if let Some((account, _)) = store::find_by_email(&accounts.pool, &email).await? {
         // Sent after answering, so the answer takes as long whether the account exists or not.
         tokio::spawn(async move {
             if let Err(error) = mail_link(&accounts, &account, Purpose::Reset).await {
-                tracing::warn!(account_id = %account.id, %error, "cannot mail a password reset link");
+                tracing::warn!(account_id = %account.id, error = ?error, "cannot mail a password reset link");
             }
         });
     }
@@ -125,8 +119,12 @@ pub(super) async fn request_reset(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// Sets a new password with a reset link: every session of the account ends (and, when asked,
-/// every API token is revoked), and the address counts as verified (the link reached it).
+/// Sets a new password with a reset link: every session of the account ends, every other reset
+/// link dies (and, when asked, every API token is revoked), and the address counts as verified
+/// (the link reached it). An account whose address was not verified until now was made by
+/// someone who never read its mail, maybe a stranger who signed up with it: its tokens are
+/// revoked and its webhook endpoints removed whatever was asked, so nothing they set up
+/// outlives the owner's claim.
 #[utoipa::path(post, path = "/api/password-reset/confirm", tag = "accounts", request_body = PasswordReset, security(()), responses(
     (status = 204, description = "the password is changed; sign in with it"),
     (status = 400, description = "`invalid_token`: unknown, used or expired", body = ErrorBody),
@@ -140,14 +138,24 @@ pub(super) async fn confirm_reset(
 ) -> Result<StatusCode, AccountsError> {
     let Json(reset) = body?;
     password::check_new(&reset.password)?;
+    let digest = secret::digest(&reset.token);
+    // A link is looked up before anything is hashed: made-up tokens cost a lookup, not a core.
+    if !store::email_token_is_live(&accounts.pool, Purpose::Reset, &digest).await? {
+        return Err(AccountsError::InvalidLink);
+    }
     let hash = password::hash(reset.password).await?;
     let mut tx = accounts.pool.begin().await?;
-    let account = store::consume_email_token(&mut tx, Purpose::Reset, &secret::digest(&reset.token)).await?.ok_or(AccountsError::InvalidLink)?;
-    store::replace_password(&mut tx, account, &hash, None, reset.revoke_tokens).await?;
+    let account = store::consume_email_token(&mut tx, Purpose::Reset, &digest).await?.ok_or(AccountsError::InvalidLink)?;
+    let claimed = !store::is_verified(&mut tx, account).await?;
+    let revoke_tokens = reset.revoke_tokens || claimed;
+    store::replace_password(&mut tx, account, &hash, None, revoke_tokens).await?;
+    if claimed {
+        store::remove_webhook_endpoints(&mut tx, account).await?;
+    }
     store::mark_verified(&mut tx, account).await?;
     tx.commit().await?;
     accounts.tokens.forget_all();
-    tracing::info!(account_id = %account, revoke_tokens = reset.revoke_tokens, "password reset");
+    tracing::info!(account_id = %account, revoke_tokens, claimed, "password reset");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -86,10 +86,7 @@ async fn sign_up(
     let Json(credentials) = body?;
     let email = store::normalize_email(&credentials.email)?;
     password::check_new(&credentials.password)?;
-    let decision = accounts.limiter.take(accounts.settings.sign_up_per_address(), &address, 1).await?;
-    if !decision.allowed {
-        return Err(AccountsError::RateLimited(decision));
-    }
+    accounts.limiter.require(accounts.settings.sign_up_per_address(), &address).await?;
     if store::find_by_email(&accounts.pool, &email).await?.is_some() {
         return Err(AccountsError::EmailTaken);
     }
@@ -102,7 +99,7 @@ async fn sign_up(
         let (accounts, account) = (accounts.clone(), account.clone());
         tokio::spawn(async move {
             if let Err(error) = email::mail_link(&accounts, &account, crate::mail::Purpose::Verify).await {
-                tracing::warn!(account_id = %account.id, %error, "cannot mail the verification link");
+                tracing::warn!(account_id = %account.id, error = ?error, "cannot mail the verification link");
             }
         });
     }
@@ -132,10 +129,7 @@ async fn sign_in(
     // or many accounts' from one address, is slowed down alike.
     let settings = &accounts.settings;
     for (policy, subject) in [(settings.sign_in_per_address(), address.as_str()), (settings.sign_in_per_account(), email.as_str())] {
-        let decision = accounts.limiter.take(policy, subject, 1).await?;
-        if !decision.allowed {
-            return Err(AccountsError::RateLimited(decision));
-        }
+        accounts.limiter.require(policy, subject).await?;
     }
     // With no such account, `verify` still spends the time of a check: timing does not tell
     // which addresses have accounts.
@@ -164,7 +158,7 @@ async fn start_session(
     let csrf_token = secret::random_hex();
     let ttl_hours = accounts.settings.session_ttl_hours;
     store::create_session(&accounts.pool, account.id, &secret::digest(&cookie_secret), &csrf_token, ttl_hours).await?;
-    let secure = accounts.settings.secure_cookies || over_https(headers) || !on_loopback(headers);
+    let secure = accounts.settings.secure_cookies.unwrap_or_else(|| over_https(headers) || !on_loopback(headers));
     let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
     let cookie = Cookie::build((name, cookie_secret))
         .http_only(true)
@@ -270,12 +264,11 @@ async fn change_password(
 ) -> Result<StatusCode, AccountsError> {
     let Json(change) = body?;
     password::check_new(&change.new_password)?;
-    // Guessing the current password here is guessing it at sign-in: the same limit.
-    let decision = accounts.limiter.take(accounts.settings.sign_in_per_account(), &caller.account_id.to_string(), 1).await?;
-    if !decision.allowed {
-        return Err(AccountsError::RateLimited(decision));
-    }
-    let stored = store::password_hash(&accounts.pool, caller.account_id).await?;
+    // Guessing the current password here is guessing it at sign-in: the same counter, by email.
+    let (account, stored) =
+        store::find_by_id(&accounts.pool, caller.account_id).await?.ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
+    accounts.limiter.require(accounts.settings.sign_in_per_account(), &account.email).await?;
+    let stored = Some(stored);
     if !password::verify(change.current_password, stored).await? {
         return Err(AccountsError::InvalidCredentials);
     }

@@ -18,6 +18,9 @@ pub struct UiConfig {
     query_api: String,
     notifier_api: String,
     admin_api: String,
+    /// Whether this server mails links (to confirm an address, to reset a password): the UI
+    /// offers neither when it does not.
+    mail: bool,
 }
 
 /// Where the browser UI finds the APIs.
@@ -36,6 +39,7 @@ pub struct UiSettings {
     command_api_url: String,
     notifier_api_url: String,
     admin_api_url: String,
+    mail: bool,
 }
 
 impl UiSettings {
@@ -50,6 +54,7 @@ impl UiSettings {
             command_api_url: base(&config.ui_command_api_url),
             notifier_api_url: base(&config.ui_notifier_api_url),
             admin_api_url: base(&config.ui_admin_api_url),
+            mail: config.smtp_url.is_some(),
         }
     }
 }
@@ -62,6 +67,7 @@ pub fn routes(settings: &UiSettings) -> Router<AppState> {
         query_api: String::new(),
         notifier_api: settings.notifier_api_url.clone(),
         admin_api: settings.admin_api_url.clone(),
+        mail: settings.mail,
     };
     let files = ServeDir::new(&settings.dir).precompressed_gzip().not_found_service(get(service_kit::http_error::not_found_fallback));
     // The pages run this origin's scripts and WebAssembly only, call this origin and the APIs

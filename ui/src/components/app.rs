@@ -116,7 +116,9 @@ pub fn app() -> Html {
                         <p class="error" role="alert">{ message }</p>
                     }
                     <AuthForm endpoints={base.clone()} {on_signed_in} />
-                    <ForgotPassword endpoints={base} />
+                    if base.mail {
+                        <ForgotPassword endpoints={base} />
+                    }
                 </main>
             };
         }
@@ -170,7 +172,7 @@ pub fn app() -> Html {
                 </nav>
             </header>
             { verifying }
-            if !session.account.email_verified && !matches!(&*mail_link, Some(MailLink::Verify(_))) {
+            if endpoints.mail && !session.account.email_verified && !matches!(&*mail_link, Some(MailLink::Verify(_))) {
                 <UnverifiedBanner endpoints={endpoints.clone()} />
             }
             if let Some(message) = &*sign_out_error {
