@@ -88,10 +88,7 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
             let publisher = publisher.clone();
             async move { publisher.probe().await }
         }),
-        ReadinessCheck::new("accounts", move || {
-            let pool = pool.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop).map_err(|error| format!("database unavailable: {error}")) }
-        }),
+        ReadinessCheck::database("accounts", pool, "SELECT 1"),
     ]
 }
 

@@ -194,8 +194,7 @@ async fn create_endpoint(
 }
 
 fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    let Path(raw) = path.map_err(|rejection| ApiError::InvalidId(rejection.body_text()))?;
-    raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not an endpoint id (a UUID)")))
+    service_kit::http_error::path_uuid(path, "endpoint").map_err(ApiError::InvalidId)
 }
 
 /// Removes a webhook endpoint; nothing more is sent to it.

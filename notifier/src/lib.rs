@@ -98,19 +98,7 @@ impl Notifier {
     /// What `/readyz` checks: the database answers, and no partition is held.
     pub fn readiness_checks(&self) -> Vec<ReadinessCheck> {
         let pool = self.state.pool.clone();
-        vec![
-            ReadinessCheck::new("notifier-database", move || {
-                let pool = pool.clone();
-                async move {
-                    sqlx::query("SELECT 1 FROM notifier.deliveries LIMIT 1")
-                        .execute(&pool)
-                        .await
-                        .map(drop)
-                        .map_err(|error| format!("database unavailable: {error}"))
-                }
-            }),
-            self.watcher.readiness_check(),
-        ]
+        vec![ReadinessCheck::database("notifier-database", pool, "SELECT 1 FROM notifier.deliveries LIMIT 1"), self.watcher.readiness_check()]
     }
 
     /// Watches the log, delivers and sweeps expired rows until `shutdown`.

@@ -79,10 +79,5 @@ async fn write_while_leading(config: &Config, pool: &PgPool, held: &HeldPartitio
 /// What `/readyz` checks for the projector: the database answers, and no partition is held at
 /// a record only a newer build reads.
 pub fn readiness_checks(pool: &PgPool, held: &HeldPartitions) -> Vec<ReadinessCheck> {
-    let pool = pool.clone();
-    let database = ReadinessCheck::new("database", move || {
-        let pool = pool.clone();
-        async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(|e| format!("database unreachable: {e}")) }
-    });
-    vec![database, held.readiness_check("projector")]
+    vec![ReadinessCheck::database("database", pool.clone(), "SELECT 1"), held.readiness_check("projector")]
 }

@@ -73,17 +73,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// What `/readyz` checks for this service: the read model answers.
 pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
-    let pool = state.pool.clone();
-    vec![ReadinessCheck::new("database", move || {
-        let pool = pool.clone();
-        async move {
-            sqlx::query("SELECT 1 FROM submissions LIMIT 1")
-                .execute(&pool)
-                .await
-                .map(|_| ())
-                .map_err(|error| format!("read model unavailable: {error}"))
-        }
-    })]
+    vec![ReadinessCheck::database("database", state.pool.clone(), "SELECT 1 FROM submissions LIMIT 1")]
 }
 
 /// Runs the service as its own process until `shutdown` is cancelled.

@@ -32,6 +32,15 @@ impl ReadinessCheck {
     {
         ReadinessCheck { name, probe: Arc::new(move || Box::pin(probe())) }
     }
+
+    /// Ready when `statement` runs on `pool`: the database answers, and what the service reads
+    /// there exists (a statement naming a table fails until its owner created it).
+    pub fn database(name: &'static str, pool: sqlx::PgPool, statement: &'static str) -> Self {
+        ReadinessCheck::new(name, move || {
+            let pool = pool.clone();
+            async move { sqlx::query(statement).execute(&pool).await.map(drop).map_err(|error| format!("database unavailable: {error}")) }
+        })
+    }
 }
 
 /// A probe that takes longer than this counts as failed: a hung dependency is not ready.

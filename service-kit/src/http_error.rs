@@ -103,3 +103,10 @@ pub fn unavailable(code: &str, message: impl Into<String>, retry_after_secs: u64
 pub async fn not_found_fallback() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
+
+/// The `{id}` path segment as a UUID; otherwise the message of the 400 `invalid_id` that
+/// refuses it, naming what the id is of (`"submission"`).
+pub fn path_uuid(path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>, what: &str) -> Result<uuid::Uuid, String> {
+    let axum::extract::Path(raw) = path.map_err(|rejection| rejection.body_text())?;
+    raw.parse().map_err(|_| format!("{raw:?} is not {} {what} id (a UUID)", if what.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }))
+}

@@ -175,8 +175,7 @@ pub(super) fn submission_id(path: Result<Path<String>, PathRejection>) -> Result
 
 /// The `{id}` path segment as the id of a `what`.
 pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
-    let Path(raw) = path.map_err(|rejection| ApiError::InvalidId(rejection.body_text()))?;
-    raw.parse().map_err(|_| ApiError::InvalidId(format!("{raw:?} is not a {what} id (a UUID)")))
+    service_kit::http_error::path_uuid(path, what).map_err(ApiError::InvalidId)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
