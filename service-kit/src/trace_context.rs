@@ -45,8 +45,26 @@ pub fn stored_span(component: &'static str, traceparent: Option<&str>) -> Span {
 /// Makes `span` (an HTTP request's) continue the trace of the request's `traceparent`, when
 /// it has a valid one; otherwise `span` starts a trace of its own.
 pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
-    continue_trace(span, &opentelemetry_http::HeaderExtractor(headers));
+    continue_trace(span, &RequestHeaders(headers));
     record_trace_id(span);
+}
+
+/// The longest `tracestate` carried on: what W3C asks every vendor to propagate. A longer one
+/// from a client is dropped, not copied into every record its request writes.
+const MAX_TRACESTATE_BYTES: usize = 512;
+
+/// Reads a request's headers as propagation fields, a `tracestate` past the bound left out.
+struct RequestHeaders<'a>(&'a HeaderMap);
+
+impl Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = self.0.get(key)?.to_str().ok()?;
+        (!key.eq_ignore_ascii_case("tracestate") || value.len() <= MAX_TRACESTATE_BYTES).then_some(value)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
 }
 
 /// The `traceparent` (and `tracestate`, when there is one) of `span`, as Kafka record headers.
@@ -159,6 +177,23 @@ mod tests {
 
             let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, None);
             assert!(traceparent(&record_span("projector", &message, Uuid::nil())).is_some());
+        });
+    }
+
+    #[test]
+    fn a_tracestate_past_the_w3c_bound_is_not_carried_into_records() {
+        with_tracing(|| {
+            let header = |tracestate: &str| {
+                let mut request = HeaderMap::new();
+                request.insert("traceparent", HeaderValue::from_str(&format!("00-{TRACE_ID}-00f067aa0ba902b7-01")).unwrap());
+                request.insert("tracestate", HeaderValue::from_str(tracestate).unwrap());
+                let http = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
+                continue_http_trace(&http, &request);
+                record_headers(&http).iter().find(|h| h.key == "tracestate").map(|h| h.value.map_or(0, <[u8]>::len))
+            };
+            assert_eq!(header("vendor=value"), Some("vendor=value".len()), "a short one is carried");
+            let members: Vec<String> = (0..32).map(|i| format!("v{i}={}", "x".repeat(200))).collect();
+            assert_eq!(header(&members.join(",")), None, "6 KiB of tracestate would go into every record of a batch");
         });
     }
 }

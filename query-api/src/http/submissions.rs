@@ -227,6 +227,9 @@ where
         .map(|text| text.parse::<KafkaPosition>().map_err(|()| ApiError::InvalidQuery(format!("position {text:?} is not partition:offset"))))
         .transpose()?;
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
+    // The first pauses short, as most writes are read within milliseconds; doubling after, so
+    // a wait for a position that never comes costs dozens of queries, not a thousand.
+    let mut pause = Duration::from_millis(10);
     loop {
         // Read before the row: once the read model is past the position, the row query that
         // follows sees whatever that commit wrote.
@@ -242,7 +245,8 @@ where
         if projected || tokio::time::Instant::now() >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 
