@@ -144,12 +144,10 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
         None => None,
     };
     // Only the filters the scope has, and for the hub (no filter) the page picked by seq
-    // before the join. A catch-all `$n IS NULL OR …` statement, planned generically once
-    // cached and with statistics from when the tables were small, drove the join from
-    // `submissions` and probed the events once per submission: 5 s per page at 45,000 events,
-    // on the path of every live update (seen in the benchmark, EXPLAIN in BENCHMARKS.md). The
-    // limit is written out, not bound (it is the caller's page size, never client input), so
-    // that even a generic plan expects a page, not a tenth of the table.
+    // before the join: a catch-all `$n IS NULL OR …` statement gets one generic plan, which
+    // can drive the join from `submissions` and probe the events once per submission
+    // (BENCHMARKS.md, "the live-update query"). The limit is written out, not bound (it is the
+    // caller's page size, never client input), so that even a generic plan expects a page.
     let mut query = QueryBuilder::<Postgres>::new(
         "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
                 e.payload->>'content' AS content,
@@ -178,8 +176,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     }
     // A scoped page is planned for its own values each time (an unnamed statement): whether to
     // walk the events by `seq` or the owner's submissions depends on how much of the range is
-    // the owner's. A cached generic plan once walked all of one busy user's submissions for
-    // every page: 1 s per 500 rows, and that user's stream fell behind for good at 1,000/s.
+    // the owner's, which a cached generic plan cannot know.
     let changes: Vec<StatusChange> = query.build_query_as().persistent(unfiltered).fetch_all(pool).await?;
     let horizon = horizon.unwrap_or_else(|| changes.last().map_or(after, |last| last.seq));
     Ok(Page { changes, horizon })

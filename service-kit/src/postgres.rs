@@ -11,8 +11,7 @@ use sqlx::PgPool;
 /// given back, so a second ping on taking it doubles the round trips of every query. Worse,
 /// under contention a wait that times out during that ping drops the connection (sqlx issue
 /// #3132): the pool then opens new ones, each a PostgreSQL backend to fork, exactly when the
-/// machine is busiest. Measured here: at 1,000 requests/s the command API's pool spun into
-/// that and answered most requests 503. A connection that died while idle fails its one query
+/// machine is busiest (BENCHMARKS.md). A connection that died while idle fails its one query
 /// instead, which answers that request 503 like any lost database.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(3)).test_before_acquire(false)
