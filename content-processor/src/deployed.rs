@@ -1,7 +1,7 @@
 //! The production topology on this machine, one command away (`content-processor deployed`):
 //! three Apache Kafka nodes, two processes of every service (this binary, one role each), and
 //! HAProxy in front as the gateway, routing as `ops/kubernetes/routes.yaml` does. The
-//! integration test `standalone/tests/deployed.rs` starts it through [`start`], so what the test
+//! integration test `content-processor/tests/deployed.rs` starts it through [`start`], so what the test
 //! proves is what a person runs.
 //!
 //! Every child listens on its own 127.0.0.1 port, writes its log to `DATA_DIR/logs/NAME.log` and
