@@ -6,7 +6,9 @@
 //! UI, uses it, revokes it. She resubmits a failed text edited, submits a batch from a file and
 //! watches its counts, and registers a webhook, sends it a test event and sees the delivery.
 //! Saves screenshots to `artifacts/ui-e2e.png`, `ui-phone.png`, `ui-batch.png` and
-//! `ui-notifications.png`.
+//! `ui-notifications.png`. Carol meets what reaches her through her mailbox: the banner until
+//! her address is confirmed, the link that confirms it, and a forgotten password reset by a
+//! mailed link.
 
 mod support;
 
@@ -17,6 +19,8 @@ use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 use support::browser::{artifacts, built_ui, close_all, sign_in, submit, Chromedriver, Screen};
+use support::mail::SmtpServer;
+use support::user::link_tokens;
 use support::{TestDb, TestSystem, DEADLINE};
 
 /// Records, in the page, every status each submission has shown, in order; and marks the page so
@@ -265,4 +269,57 @@ async fn more_than_one_at_a_time(page: &Client, artifacts: &std::path::Path) {
     page.wait().at_most(DEADLINE).for_element(Locator::Css("button.show-notifications")).await.unwrap().click().await.unwrap();
     page.wait().at_most(DEADLINE).for_element(Locator::Css("input.channel-email:not(:checked)")).await.unwrap();
     page.find(Locator::Css("button.show-notifications")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_links_mailed_to_a_user_work_in_a_real_browser() {
+    let smtp = SmtpServer::start().await;
+    let db = TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.ui_dir = built_ui();
+    config.smtp_url = Some(smtp.url().into());
+    let system = TestSystem::start_with(db, config).await;
+    let driver = Chromedriver::start().await;
+    let page = driver.open(&system.base, Screen::Desktop).await;
+    let outcome = AssertUnwindSafe(mailbox(&system, &smtp, &driver, &page)).catch_unwind().await;
+    close_all([page], outcome).await;
+    system.stop().await;
+}
+
+/// Carol signs up and is told her address is not confirmed; she opens the link mailed to her
+/// (a new tab, as a mail client opens it), and once she reloads her page the banner is gone.
+/// Signed out, she has forgotten her password: the link mailed to her takes a new one, which
+/// she signs in with.
+async fn mailbox(system: &TestSystem, smtp: &SmtpServer, driver: &Chromedriver, page: &Client) {
+    sign_in(page, "carol@example.com", "carol's password 1", true).await;
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("p.unverified")).await.expect("the page says the address is not confirmed");
+
+    let token = link_tokens(smtp, "carol@example.com", "verify", 1).await.remove(0);
+    let link = driver.open(&format!("{}/#verify={token}", system.base), Screen::Desktop).await;
+    let confirmed = link.wait().at_most(DEADLINE).for_element(Locator::Css("p.verified")).await.map(drop);
+    let address = link.current_url().await.map(|url| url.to_string()).unwrap_or_default();
+    let _ = link.close().await;
+    confirmed.expect("the link confirms the address");
+    assert!(!address.contains(&token), "the token left the address bar: {address}");
+    page.refresh().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("p.connection.live")).await.expect("signed in still");
+    assert!(page.find(Locator::Css("p.unverified")).await.is_err(), "no banner once the address is confirmed");
+
+    page.find(Locator::Css("button.sign-out")).await.unwrap().click().await.unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("form.forgot-form")).await.expect("'Forgot your password?'");
+    page.find(Locator::Css("input#forgot-email")).await.unwrap().send_keys("carol@example.com").await.unwrap();
+    page.find(Locator::Css("form.forgot-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    let token = link_tokens(smtp, "carol@example.com", "reset", 1).await.remove(0);
+    let link = driver.open(&format!("{}/#reset={token}", system.base), Screen::Desktop).await;
+    let reset = async {
+        link.wait().at_most(DEADLINE).for_element(Locator::Css("form.reset-form")).await.expect("the reset form");
+        link.find(Locator::Css("input#new-password")).await.unwrap().send_keys("carol's new password 2").await.unwrap();
+        link.find(Locator::Css("form.reset-form button[type=submit]")).await.unwrap().click().await.unwrap();
+        link.wait().at_most(DEADLINE).for_element(Locator::Css("p.password-reset")).await.map(drop)
+    };
+    let changed = reset.await;
+    let _ = link.close().await;
+    changed.expect("the new password is taken");
+    page.refresh().await.unwrap();
+    sign_in(page, "carol@example.com", "carol's new password 2", false).await;
 }
