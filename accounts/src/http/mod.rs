@@ -94,8 +94,8 @@ async fn sign_up(
     let account = store::create_account(&accounts.pool, &email, &hash, Role::User).await?;
     tracing::info!(account_id = %account.id, "account created");
     if accounts.mail.is_some() {
-        // After answering: the mail server's pace is not the sign-up's; a lost link is resent
-        // on request.
+        // In the background: the mail server's pace is not the sign-up's, and a lost link is
+        // resent on request.
         let (accounts, account) = (accounts.clone(), account.clone());
         tokio::spawn(async move {
             if let Err(error) = email::mail_link(&accounts, &account, crate::mail::Purpose::Verify).await {
