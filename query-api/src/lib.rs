@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod open_streams;
+pub mod resume;
 
 use accounts::Accounts;
 use anyhow::Context;
