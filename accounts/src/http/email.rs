@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use service_kit::http_error::{ErrorBody, JsonBodyErrors, SignedInChange};
 
-use super::ClientAddress;
+use super::{ClientAddress, HashingOrDatabaseBusy};
 use crate::mail::Purpose;
 use crate::rate_limit::Policy;
 use crate::store::{self, Account};
@@ -130,7 +130,7 @@ pub(super) async fn request_reset(
     (status = 400, description = "`invalid_token`: unknown, used or expired", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a password under 8 characters or over 1024 bytes", body = ErrorBody),
-    (status = 503, description = "`busy` or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+    HashingOrDatabaseBusy,
 ))]
 pub(super) async fn confirm_reset(
     State(accounts): State<Accounts>,

@@ -66,6 +66,15 @@ struct SessionView {
     csrf_token: Option<String>,
 }
 
+/// What a request that hashes a password may be answered when too many are hashing, or the
+/// database is unreachable.
+#[derive(utoipa::IntoResponses)]
+pub enum HashingOrDatabaseBusy {
+    /// `busy` (too many sign-ins and sign-ups at once) or `database_unavailable`, with `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Signs up and in: creates a user account and a session (the `cp_session` cookie).
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = Credentials, security(()), responses(
     (status = 201, description = "the account, signed in", body = SessionView),
@@ -73,7 +82,7 @@ struct SessionView {
     (status = 429, description = "`rate_limited`: too many sign-ups from the address", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a bad email address, a short password, a missing or unknown field", body = ErrorBody),
-    (status = 503, description = "`busy` (too many sign-ins and sign-ups at once) or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+    HashingOrDatabaseBusy,
 ))]
 async fn sign_up(
     State(accounts): State<Accounts>,
@@ -114,7 +123,7 @@ async fn sign_up(
     (status = 429, description = "`rate_limited`: too many attempts for the account or the address", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`", body = ErrorBody),
-    (status = 503, description = "`busy` (too many sign-ins and sign-ups at once) or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+    HashingOrDatabaseBusy,
 ))]
 async fn sign_in(
     State(accounts): State<Accounts>,
@@ -255,7 +264,7 @@ struct PasswordChange {
     SignedInChange,
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a new password under 8 characters or over 1024 bytes", body = ErrorBody),
-    (status = 503, description = "`busy` or `database_unavailable`, with `Retry-After`", body = ErrorBody),
+    HashingOrDatabaseBusy,
 ))]
 async fn change_password(
     State(accounts): State<Accounts>,
