@@ -22,8 +22,6 @@ pub enum AccountsError {
     CsrfRejected,
     #[error("wrong email or password")]
     InvalidCredentials,
-    #[error("an account with this email already exists")]
-    EmailTaken,
     #[error("{0}")]
     InvalidInput(String),
     #[error(transparent)]
@@ -76,7 +74,6 @@ impl IntoResponse for AccountsError {
             AccountsError::Forbidden => error_response(StatusCode::FORBIDDEN, "forbidden", message),
             AccountsError::CsrfRejected => error_response(StatusCode::FORBIDDEN, "csrf_failed", message),
             AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
-            AccountsError::EmailTaken => error_response(StatusCode::CONFLICT, "email_taken", message),
             AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             AccountsError::Json(rejection) => {
                 let status = rejection.status();

@@ -95,3 +95,16 @@ impl Purpose {
         }
     }
 }
+
+/// The subject and text of the note that someone signed up with an address that has an account.
+pub fn sign_up_attempt(public_url: &str) -> (&'static str, String) {
+    (
+        "Someone tried to sign up with your address",
+        format!(
+            "Someone, perhaps you, tried to make a content-processor account with this address, \
+             which has one already. Nothing has changed.\n\n\
+             If it was you, sign in at {public_url}/, where you can also reset a forgotten password. \
+             If it was not, ignore this message.\n"
+        ),
+    )
+}

@@ -36,9 +36,9 @@ pub fn normalize_email(email: &str) -> Result<String, AccountsError> {
     }
 }
 
-/// Creates an account; `EmailTaken` when the address has one.
-pub async fn create_account(pool: &PgPool, email: &str, password_hash: &str, role: Role) -> Result<Account, AccountsError> {
-    let created = sqlx::query_as(&format!(
+/// Creates an account; `None` when the address has one.
+pub async fn create_account(pool: &PgPool, email: &str, password_hash: &str, role: Role) -> Result<Option<Account>, AccountsError> {
+    Ok(sqlx::query_as(&format!(
         "INSERT INTO accounts.accounts (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
          ON CONFLICT (email) DO NOTHING RETURNING {ACCOUNT_COLUMNS}"
     ))
@@ -47,8 +47,7 @@ pub async fn create_account(pool: &PgPool, email: &str, password_hash: &str, rol
     .bind(password_hash)
     .bind(role.as_str())
     .fetch_optional(pool)
-    .await?;
-    created.ok_or(AccountsError::EmailTaken)
+    .await?)
 }
 
 /// Makes `email` an admin with this password: a new account, or an existing one promoted
@@ -99,19 +98,26 @@ pub async fn account(pool: &PgPool, id: Uuid) -> Result<Option<Account>, Account
     Ok(sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts.accounts WHERE id = $1")).bind(id).fetch_optional(pool).await?)
 }
 
-/// Stores a session; expired ones are deleted on the way.
-pub async fn create_session(pool: &PgPool, account_id: Uuid, token_digest: &[u8], csrf_token: &str, ttl_hours: u32) -> Result<(), AccountsError> {
+/// Stores a session, unless the account's password is no longer `password_hash` (`false`);
+/// expired ones are deleted on the way.
+pub async fn create_session(pool: &PgPool, account_id: Uuid, password_hash: &str, session: NewSession<'_>) -> Result<bool, AccountsError> {
     sqlx::query("DELETE FROM accounts.sessions WHERE expires_at < now()").execute(pool).await?;
-    sqlx::query(
+    // FOR SHARE waits for a change of password in flight, then sees its hash: the change's
+    // ending of every session cannot miss this one.
+    let created = sqlx::query(
         "INSERT INTO accounts.sessions (token_digest, account_id, csrf_token, expires_at)
-         VALUES ($1, $2, $3, now() + $4 * interval '1 hour')",
+         SELECT $1, id, $3, now() + $4 * interval '1 hour' FROM accounts.accounts WHERE id = $2 AND password_hash = $5 FOR SHARE",
     )
-    .bind(token_digest)
+    .bind(session.token_digest)
     .bind(account_id)
-    .bind(csrf_token)
-    .bind(ttl_hours as f64)
+    .bind(session.csrf_token)
+    .bind(session.ttl_hours as f64)
+    .bind(password_hash)
     .execute(pool)
     .await?;
+    if created.rows_affected() == 0 {
+        return Ok(false);
+    }
     // An account keeps its newest sessions only: signing in in a loop does not grow its rows.
     sqlx::query(
         "DELETE FROM accounts.sessions WHERE account_id = $1 AND token_digest NOT IN
@@ -121,7 +127,14 @@ pub async fn create_session(pool: &PgPool, account_id: Uuid, token_digest: &[u8]
     .bind(MAX_SESSIONS_PER_ACCOUNT)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(true)
+}
+
+/// A session to start: the digest of its cookie's secret, its CSRF token, how long it lives.
+pub struct NewSession<'a> {
+    pub token_digest: &'a [u8],
+    pub csrf_token: &'a str,
+    pub ttl_hours: u32,
 }
 
 /// Sessions an account keeps; signing in once more ends the oldest.

@@ -180,7 +180,9 @@ async fn create_users(database_url: &str, count: usize) -> anyhow::Result<Vec<(U
             let (pool, hash) = (pool.clone(), hash.clone());
             async move {
                 let email = format!("user{user}@live.example");
-                let account = accounts::store::create_account(&pool, &email, &hash, accounts::Role::User).await?;
+                let account = accounts::store::create_account(&pool, &email, &hash, accounts::Role::User)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("{email} has an account already: run the benchmark on an empty database"))?;
                 let token = accounts::issue_token(&pool, account.id, "live bench").await?;
                 anyhow::Ok((account.id, token))
             }

@@ -1,7 +1,7 @@
 //! Sign-up flood: strangers keep N sign-ups in flight at once against one query API (each a new
 //! address, each hashed with Argon2id, 19 MiB apiece) while a signed-in user keeps reading. Measured:
 //! the query API's peak resident memory before and after the flood, how the sign-ups were
-//! answered (201, 503 `busy`, anything else), and the user's read latency meanwhile.
+//! answered (202, 503 `busy`, anything else), and the user's read latency meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -112,7 +112,7 @@ async fn measure(args: &SignupArgs, database_url: &str) -> anyhow::Result<Signup
     let peak_rss_after_mib = peak_memory_mib(pid).unwrap_or(f64::NAN);
     let _ = query_api.kill().await;
     let answers = Arc::try_unwrap(answers).map_err(|_| anyhow::anyhow!("strangers still running"))?.into_inner().unwrap_or_default();
-    let created = answers.get(&201).copied().unwrap_or(0);
+    let created = answers.get(&202).copied().unwrap_or(0);
     Ok(SignupReport {
         concurrent: args.concurrent,
         seconds: args.seconds,

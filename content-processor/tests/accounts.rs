@@ -254,8 +254,7 @@ async fn sign_up_and_sign_in_refuse_bad_credentials_and_slow_down_guessing() {
         plain.post(system.url("/api/accounts")).header(header::CONTENT_TYPE, "application/json").body("{\"email\":").send().await.unwrap();
     assert_refused(malformed, StatusCode::BAD_REQUEST, "malformed_json").await;
 
-    assert_eq!(sign_up(json!({"email": "carol@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::CREATED);
-    assert_refused(sign_up(json!({"email": "CAROL@example.com", "password": PASSWORD})).await.unwrap(), StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(sign_up(json!({"email": "carol@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::ACCEPTED);
 
     // Wrong passwords and unknown accounts get the same answer; after ten attempts on one
     // account, even the right password waits.
@@ -270,7 +269,7 @@ async fn sign_up_and_sign_in_refuse_bad_credentials_and_slow_down_guessing() {
     assert_eq!(limited.headers()["ratelimit-policy"], "\"sign-in-account\";q=10;w=900");
     assert_refused(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // Another account from the same address is still let in.
-    assert_eq!(sign_up(json!({"email": "dave@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(sign_up(json!({"email": "dave@example.com", "password": PASSWORD})).await.unwrap().status(), StatusCode::ACCEPTED);
     assert_eq!(sign_in("dave@example.com", PASSWORD).await.unwrap().status(), StatusCode::OK);
     system.stop().await;
 }

@@ -1,14 +1,15 @@
 //! What goes through a user's mailbox, against a real SMTP server: nothing is mailed to an
 //! address until its owner follows the link mailed to it; a forgotten password is reset by a
 //! mailed link, which ends every session and can revoke every token, and a stranger asking for
-//! one learns nothing of who has an account; signing out everywhere and changing the password
+//! one learns nothing of who has an account, nor does one signing up with a taken address;
+//! signing out everywhere and changing the password
 //! end the other sessions.
 
 mod support;
 
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
-use support::mail::SmtpServer;
+use support::mail::{Mail, SmtpServer};
 use support::receiver::Receiver;
 use support::user::{link_tokens, User, PASSWORD};
 use support::{TestDb, TestSystem};
@@ -190,5 +191,69 @@ async fn a_reset_by_the_addresss_owner_voids_what_a_stranger_set_up_with_it() {
     let endpoints: Value =
         reqwest::Client::new().get(system.url("/api/webhooks")).header(header::COOKIE, &owner.cookie).send().await.unwrap().json().await.unwrap();
     assert_eq!(endpoints["items"], json!([]), "the stranger's endpoint is gone");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_up_with_a_taken_address_tells_its_owner_and_the_stranger_nothing() {
+    let smtp = SmtpServer::start().await;
+    let system = with_mail(&smtp).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let sign_up = |email: &str, password: &str| {
+        reqwest::Client::new().post(system.url("/api/accounts")).json(&json!({"email": email, "password": password})).send()
+    };
+
+    // A free address and a taken one get the same answer, with no session either way.
+    let (stranger_password, free) = ("a stranger's password 2", "nobody@example.com");
+    let answers = [sign_up(free, stranger_password).await.unwrap(), sign_up("ALICE@example.com", stranger_password).await.unwrap()];
+    assert!(answers.iter().all(|answer| answer.status() == StatusCode::ACCEPTED && !answer.headers().contains_key(header::SET_COOKIE)));
+    let [free_answer, taken_answer] = answers;
+    assert_eq!(free_answer.text().await.unwrap(), taken_answer.text().await.unwrap(), "the body does not tell them apart");
+
+    // The owner is told, and keeps the account as it was.
+    let to_alice = |m: &&Mail| m.headers.get("to").is_some_and(|to| to == "alice@example.com");
+    let mails = smtp
+        .wait_for("the owner hears of the attempt", |m| m.iter().filter(to_alice).any(|m| m.headers["subject"].contains("tried to sign up")))
+        .await;
+    assert!(mails.iter().filter(to_alice).all(|m| !m.body.contains(stranger_password)));
+    assert_eq!(sign_in(&system, "alice@example.com", stranger_password).await.err(), Some(StatusCode::UNAUTHORIZED));
+    assert!(sign_in(&system, "alice@example.com", PASSWORD).await.is_ok());
+    assert_eq!(session_of(&system, &alice.cookie).await.0, StatusCode::OK, "the owner's session lives on");
+    // The free address has an account now, waiting for its owner to confirm it.
+    link_tokens(&smtp, free, "verify", 1).await;
+    assert!(sign_in(&system, free, stranger_password).await.is_ok());
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_in_flight_while_the_password_changes_gets_no_session() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let pool = system.db.pool().await;
+    // A change of password held open between its writes and its commit, as a reset's or a
+    // change's transaction is: the new hash written, every session ended.
+    let mut change = pool.begin().await.unwrap();
+    sqlx::query("UPDATE accounts.accounts SET password_hash = 'replaced' WHERE id = $1::uuid").bind(&alice.id).execute(&mut *change).await.unwrap();
+    sqlx::query("DELETE FROM accounts.sessions WHERE account_id = $1::uuid").bind(&alice.id).execute(&mut *change).await.unwrap();
+
+    // A sign-in with the password as it was until now: it has either answered, or waits for the change.
+    let url = system.url("/api/session");
+    let sign_in =
+        tokio::spawn(async move { reqwest::Client::new().post(url).json(&json!({"email": "alice@example.com", "password": PASSWORD})).send().await });
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    support::eventually("the sign-in answered or waits for the change", || async {
+        (sign_in.is_finished() || sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.unwrap() > 0).then_some(())
+    })
+    .await;
+    change.commit().await.unwrap();
+
+    let answer = sign_in.await.unwrap().unwrap();
+    let status = answer.status();
+    let cookie = answer.headers().get(header::SET_COOKIE).map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
+    if let Some(cookie) = cookie {
+        assert_eq!(session_of(&system, &cookie).await.0, StatusCode::UNAUTHORIZED, "a session made with the old password outlived the change");
+    }
+    assert_eq!(code_of(answer).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".to_owned()), "{status}");
+    pool.close().await;
     system.stop().await;
 }

@@ -206,8 +206,16 @@ pub async fn session(endpoints: &Endpoints) -> Result<Option<Session>, String> {
 
 /// Signs in (`create` false) or signs up and in (`create` true).
 pub async fn sign_in(endpoints: &Endpoints, email: &str, password: &str, create: bool) -> Result<Session, String> {
-    let path = if create { "/api/accounts" } else { "/api/session" };
-    post_json(endpoints, &format!("{}{path}", endpoints.query_api), serde_json::json!({ "email": email, "password": password })).await
+    let credentials = serde_json::json!({ "email": email, "password": password });
+    if create {
+        // Answered alike whether the address had an account or not: only signing in tells.
+        send_json(endpoints, "/api/accounts", credentials.clone()).await?;
+    }
+    let session = post_json(endpoints, &format!("{}/api/session", endpoints.query_api), credentials).await;
+    session.map_err(|message| match create {
+        true => format!("{message} If this address had an account already, its owner has been told by email: sign in, or reset the password."),
+        false => message,
+    })
 }
 
 /// Mails the link that confirms the caller's address again.

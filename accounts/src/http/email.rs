@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use service_kit::http_error::{ErrorBody, JsonBodyErrors, SignedInChange};
 
-use super::{ClientAddress, HashingOrDatabaseBusy};
+use super::{ClientAddress, HashingOrDatabaseBusy, Notice};
 use crate::mail::Purpose;
 use crate::rate_limit::Policy;
 use crate::store::{self, Account};
@@ -22,6 +22,8 @@ const VERIFICATION_MAILS: Policy = Policy { name: "verification-mails", limit: 5
 /// not fill someone's mailbox, nor probe many addresses.
 const RESETS_PER_ACCOUNT: Policy = Policy { name: "reset-mails", limit: 3, window_secs: 3_600 };
 const RESETS_PER_ADDRESS: Policy = Policy { name: "reset-requests", limit: 20, window_secs: 3_600 };
+/// Notes to an account's owner that someone signed up with its address.
+const SIGN_UP_ATTEMPT_MAILS: Policy = Policy { name: "sign-up-attempt-mails", limit: 3, window_secs: 3_600 };
 
 /// A link's token, as the UI found it in the link.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -62,7 +64,7 @@ pub(super) async fn resend_verification(State(accounts): State<Accounts>, caller
         return Err(AccountsError::AlreadyVerified);
     }
     accounts.limiter.require(VERIFICATION_MAILS, &account.id.to_string()).await?;
-    mail_link(&accounts, &account, Purpose::Verify).await?;
+    send(&accounts, &account, Message::Link(Purpose::Verify)).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -87,7 +89,7 @@ pub(super) async fn verify(State(accounts): State<Accounts>, body: Result<Json<L
 /// Mails a link to reset the password of the account with this address, if there is one. The
 /// answer is the same either way, and as quick: it does not tell who has an account.
 #[utoipa::path(post, path = "/api/password-reset", tag = "accounts", request_body = ResetRequest, security(()), responses(
-    (status = 202, description = "if an account has this address, a link is on its way"),
+    (status = 202, description = "if an account has this address, a link is on its way", body = Notice),
     (status = 409, description = "`mail_unavailable`: this server sends no email", body = ErrorBody),
     (status = 429, description = "`rate_limited`: too many links for the address, or asked for from the client's", body = ErrorBody),
     JsonBodyErrors,
@@ -110,13 +112,13 @@ pub(super) async fn request_reset(
     if let Some((account, _)) = store::find_by_email(&accounts.pool, &email).await? {
         // Sent after answering, so the answer takes as long whether the account exists or not.
         tokio::spawn(async move {
-            if let Err(error) = mail_link(&accounts, &account, Purpose::Reset).await {
+            if let Err(error) = send(&accounts, &account, Message::Link(Purpose::Reset)).await {
                 tracing::warn!(account_id = %account.id, error = ?error, "cannot mail a password reset link");
             }
         });
     }
-    let body = serde_json::json!({"message": "if an account has this address, a link to reset its password is on its way"});
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let notice = Notice { message: "if an account has this address, a link to reset its password is on its way" };
+    Ok((StatusCode::ACCEPTED, Json(notice)).into_response())
 }
 
 /// Sets a new password with a reset link: every session of the account ends, every other reset
@@ -159,13 +161,32 @@ pub(super) async fn confirm_reset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Mails `account` a new link for `purpose`.
-pub(super) async fn mail_link(accounts: &Accounts, account: &Account, purpose: Purpose) -> Result<(), AccountsError> {
+/// What is mailed to an account's owner.
+pub(super) enum Message {
+    /// A new link for this purpose.
+    Link(Purpose),
+    /// Someone signed up with the address, which has an account already.
+    SignUpAttempt,
+}
+
+/// Mails `message` to `account`'s owner.
+pub(super) async fn send(accounts: &Accounts, account: &Account, message: Message) -> Result<(), AccountsError> {
     let mail = accounts.mail.as_ref().ok_or(AccountsError::MailUnavailable)?;
-    let token = secret::random_hex();
-    store::create_email_token(&accounts.pool, account.id, purpose, &secret::digest(&token)).await?;
-    let link = format!("{}/#{}={token}", mail.public_url.trim_end_matches('/'), purpose.as_str());
-    let (subject, text) = purpose.message(&link);
+    let public_url = mail.public_url.trim_end_matches('/');
+    let (subject, text) = match message {
+        Message::Link(purpose) => {
+            let token = secret::random_hex();
+            store::create_email_token(&accounts.pool, account.id, purpose, &secret::digest(&token)).await?;
+            purpose.message(&format!("{public_url}/#{}={token}", purpose.as_str()))
+        }
+        Message::SignUpAttempt => {
+            // A stranger may not fill the owner's mailbox by signing up again and again.
+            if accounts.limiter.require(SIGN_UP_ATTEMPT_MAILS, &account.id.to_string()).await.is_err() {
+                return Ok(());
+            }
+            crate::mail::sign_up_attempt(public_url)
+        }
+    };
     let message_id = uuid::Uuid::new_v4().to_string();
     mail.mailer.send(&account.email, &message_id, subject, text).await.map_err(AccountsError::MailFailed)
 }

@@ -1,6 +1,6 @@
 //! The account endpoints:
 //!
-//! - `POST /api/accounts` signs up (and in); `GET /api/session` says who is signed in;
+//! - `POST /api/accounts` signs up; `GET /api/session` says who is signed in;
 //!   `POST /api/session` signs in; `DELETE /api/session` signs out, ending the session on the
 //!   server.
 //! - `GET /api/tokens`, `POST /api/tokens` and `DELETE /api/tokens/{id}`: the caller's personal
@@ -75,10 +75,17 @@ pub enum HashingOrDatabaseBusy {
     Unavailable(ErrorBody),
 }
 
-/// Signs up and in: creates a user account and a session (the `cp_session` cookie).
+/// What an endpoint that must not tell who has an account answers, whoever asked.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Notice {
+    message: &'static str,
+}
+
+/// Signs up. The answer is the same whether the address has an account or not, and takes as
+/// long (both hash the password), so it tells a stranger nothing: a new account's address gets
+/// the link that verifies it, an existing account's owner a note that someone tried. Then sign in.
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = Credentials, security(()), responses(
-    (status = 201, description = "the account, signed in", body = SessionView),
-    (status = 409, description = "`email_taken`", body = ErrorBody),
+    (status = 202, description = "the account exists now unless it did already; sign in with `POST /api/session`", body = Notice),
     (status = 429, description = "`rate_limited`: too many sign-ups from the address", body = ErrorBody),
     JsonBodyErrors,
     (status = 422, description = "`invalid_body`: a bad email address, a short password, a missing or unknown field", body = ErrorBody),
@@ -87,8 +94,6 @@ pub enum HashingOrDatabaseBusy {
 async fn sign_up(
     State(accounts): State<Accounts>,
     ClientAddress(address): ClientAddress,
-    headers: HeaderMap,
-    jar: CookieJar,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, AccountsError> {
     // The cheap checks first; the hash (19 MiB, tens of milliseconds of a core) last.
@@ -96,24 +101,29 @@ async fn sign_up(
     let email = store::normalize_email(&credentials.email)?;
     password::check_new(&credentials.password)?;
     accounts.limiter.require(accounts.settings.sign_up_per_address(), &address).await?;
-    if store::find_by_email(&accounts.pool, &email).await?.is_some() {
-        return Err(AccountsError::EmailTaken);
-    }
     let hash = password::hash(credentials.password).await?;
-    let account = store::create_account(&accounts.pool, &email, &hash, Role::User).await?;
-    tracing::info!(account_id = %account.id, "account created");
-    if accounts.mail.is_some() {
-        // In the background: the mail server's pace is not the sign-up's, and a lost link is
-        // resent on request.
-        let (accounts, account) = (accounts.clone(), account.clone());
+    let mail = match store::create_account(&accounts.pool, &email, &hash, Role::User).await? {
+        Some(account) => {
+            tracing::info!(account_id = %account.id, "account created");
+            Some((account, email::Message::Link(crate::mail::Purpose::Verify)))
+        }
+        None => store::find_by_email(&accounts.pool, &email).await?.map(|(account, _)| {
+            tracing::info!(account_id = %account.id, %address, "sign-up with the address of an existing account");
+            (account, email::Message::SignUpAttempt)
+        }),
+    };
+    if let (Some((account, message)), Some(_)) = (mail, &accounts.mail) {
+        // In the background, as the answer must not wait for (nor tell of) a mail; a lost
+        // verification link is resent on request.
+        let accounts = accounts.clone();
         tokio::spawn(async move {
-            if let Err(error) = email::mail_link(&accounts, &account, crate::mail::Purpose::Verify).await {
-                tracing::warn!(account_id = %account.id, error = ?error, "cannot mail the verification link");
+            if let Err(error) = email::send(&accounts, &account, message).await {
+                tracing::warn!(account_id = %account.id, error = ?error, "cannot mail the account's owner");
             }
         });
     }
-    let (jar, view) = start_session(&accounts, &headers, jar, account).await?;
-    Ok((StatusCode::CREATED, jar, Json(view)).into_response())
+    let notice = Notice { message: "unless this address has an account already, it has one now: sign in; either way, its owner gets an email" };
+    Ok((StatusCode::ACCEPTED, Json(notice)).into_response())
 }
 
 /// Signs in with email and password: a session (the `cp_session` cookie).
@@ -143,30 +153,39 @@ async fn sign_in(
     // With no such account, `verify` still spends the time of a check: timing does not tell
     // which addresses have accounts.
     let (account, stored) = store::find_by_email(&accounts.pool, &email).await?.unzip();
-    let verified = password::verify(credentials.password, stored).await?;
-    match account {
-        Some(account) if verified => {
-            tracing::info!(account_id = %account.id, "signed in");
-            let (jar, view) = start_session(&accounts, &headers, jar, account).await?;
+    let verified = password::verify(credentials.password, stored.clone()).await?;
+    let signed_in = match (account, stored) {
+        (Some(account), Some(stored)) if verified => start_session(&accounts, &headers, jar, account, &stored).await?,
+        _ => None,
+    };
+    match signed_in {
+        Some((jar, view)) => {
+            tracing::info!(account_id = %view.account.id, "signed in");
             Ok((jar, Json(view)).into_response())
         }
-        _ => {
+        None => {
             tracing::info!(%address, "sign-in refused");
             Err(AccountsError::InvalidCredentials)
         }
     }
 }
 
+/// A session for `account`, unless its password is no longer `verified_hash`: one changed
+/// while the password was checked ended every session, this one included.
 async fn start_session(
     accounts: &Accounts,
     headers: &HeaderMap,
     jar: CookieJar,
     account: Account,
-) -> Result<(CookieJar, SessionView), AccountsError> {
+    verified_hash: &str,
+) -> Result<Option<(CookieJar, SessionView)>, AccountsError> {
     let cookie_secret = secret::random_hex();
     let csrf_token = secret::random_hex();
     let ttl_hours = accounts.settings.session_ttl_hours;
-    store::create_session(&accounts.pool, account.id, &secret::digest(&cookie_secret), &csrf_token, ttl_hours).await?;
+    let session = store::NewSession { token_digest: &secret::digest(&cookie_secret), csrf_token: &csrf_token, ttl_hours };
+    if !store::create_session(&accounts.pool, account.id, verified_hash, session).await? {
+        return Ok(None);
+    }
     let secure = accounts.settings.secure_cookies.unwrap_or_else(|| over_https(headers) || !on_loopback(headers));
     let name = if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
     let cookie = Cookie::build((name, cookie_secret))
@@ -175,7 +194,7 @@ async fn start_session(
         .secure(secure)
         .path("/")
         .max_age(cookie::time::Duration::hours(i64::from(ttl_hours)));
-    Ok((jar.add(cookie), SessionView { account, csrf_token: Some(csrf_token) }))
+    Ok(Some((jar.add(cookie), SessionView { account, csrf_token: Some(csrf_token) })))
 }
 
 /// Whether the proxy in front says the client spoke HTTPS.

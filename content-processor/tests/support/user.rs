@@ -23,8 +23,11 @@ pub const PASSWORD: &str = "a long enough password 1";
 impl User {
     pub async fn sign_up(system: &Api, email: &str) -> User {
         let plain = reqwest::Client::new();
-        let response = plain.post(system.url("/api/accounts")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
+        let credentials = json!({"email": email, "password": PASSWORD});
+        let signed_up = plain.post(system.url("/api/accounts")).json(&credentials).send().await.unwrap();
+        assert_eq!(signed_up.status(), StatusCode::ACCEPTED);
+        let response = plain.post(system.url("/api/session")).json(&credentials).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
         for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(set_cookie.contains(attribute), "{set_cookie}");
