@@ -13,6 +13,10 @@ pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "COMMAND_API_LISTEN", default_value = "0.0.0.0:8001")]
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead: a port of their own that
+    /// no gateway routes to, for probes and scrapers only. Unset, they share the API's listener.
+    #[arg(long, env = "COMMAND_API_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// PostgreSQL holding accounts (to authenticate), rate-limit counters and idempotency keys.

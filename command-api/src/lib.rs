@@ -96,7 +96,8 @@ pub fn readiness_checks(state: &AppState) -> Vec<ReadinessCheck> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::connect(&config).await?;
     let document = service_kit::openapi::document("command-api", [openapi()]);
-    let app = service_kit::http_server::service_app(router(state.clone()), document, readiness_checks(&state));
+    let app = service_kit::http_server::service_app(router(state.clone()), document);
+    let app = service_kit::http_server::mount_operations(app, readiness_checks(&state), config.internal_listen, &shutdown).await?;
     let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");

@@ -153,6 +153,15 @@ pub const ROUTES: &[Route] = &[
     Route { method: None, path: PathMatch::Prefix("/"), backend: Service::QueryApi },
 ];
 
+/// One replica: its service, its number (from 1), where it serves, and where its health checks
+/// and metrics are.
+struct Replica {
+    service: Service,
+    index: usize,
+    addr: SocketAddr,
+    internal: SocketAddr,
+}
+
 /// Where everything listens: written to `DATA_DIR/deployed.json` once every part is ready.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -168,12 +177,20 @@ pub struct Manifest {
     /// serve their APIs there, the projectors their admin endpoints, the validators their
     /// health checks.
     pub replicas: BTreeMap<String, Vec<String>>,
+    /// Base URLs of each role's replicas' `/healthz`, `/readyz` and `/metrics`, in the same
+    /// order: a listener of their own, which the gateway does not route to.
+    pub internal: BTreeMap<String, Vec<String>>,
 }
 
 impl Manifest {
     /// Base URLs of the replicas of `service`.
     pub fn replicas_of(&self, service: Service) -> &[String] {
         self.replicas.get(service.role()).map_or(&[], Vec::as_slice)
+    }
+
+    /// Base URLs of the health checks and metrics of the replicas of `service`.
+    pub fn internal_of(&self, service: Service) -> &[String] {
+        self.internal.get(service.role()).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -342,10 +359,17 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
 
     // One block of ports for the services and any gateway port left to pick.
     let replicas = Service::ALL.iter().flat_map(|&service| (1..=REPLICAS).map(move |index| (service, index)));
-    let base = local_kafka::free_port_block((Service::ALL.len() * REPLICAS + 2) as u16)?;
+    let base = local_kafka::free_port_block((Service::ALL.len() * REPLICAS * 2 + 2) as u16)?;
     let mut ports = base..;
     let mut next_addr = || SocketAddr::from(([127, 0, 0, 1], ports.next().expect("an unbounded range")));
-    let replicas: Vec<(Service, usize, SocketAddr)> = replicas.map(|(service, index)| (service, index, next_addr())).collect();
+    let replicas: Vec<Replica> = replicas
+        .map(|(service, index)| {
+            let addr = next_addr();
+            // A validator serves nothing but its health checks and metrics.
+            let internal = if service == Service::Validator { addr } else { next_addr() };
+            Replica { service, index, addr, internal }
+        })
+        .collect();
     let mut pick = |addr: SocketAddr| if addr.port() == 0 { next_addr() } else { addr };
     let gateway = pick(config.listen);
     let ui = config.ui_listen.map(&mut pick);
@@ -367,9 +391,10 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
 
     let settings = Settings { config: &config, topic: &topic, gateway: format!("http://{gateway}"), ui_origin: ui.map(|ui| format!("http://{ui}")) };
     let mut services = Vec::new();
-    for &(service, index, addr) in &replicas {
+    for replica in &replicas {
+        let (service, index) = (replica.service, replica.index);
         let mut command = Command::new(&binary);
-        command.arg(service.role()).args(settings.args(service, addr)).env("DATABASE_URL", &config.database_url);
+        command.arg(service.role()).args(settings.args(replica)).env("DATABASE_URL", &config.database_url);
         // The gateway reaches every service from loopback: its X-Forwarded-For names the client.
         command.env("TRUSTED_PROXIES", "127.0.0.1/32");
         if let (Service::Notifier | Service::QueryApi, Some(smtp)) = (service, &config.smtp_url) {
@@ -379,7 +404,7 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
         services.push(Process::spawn(&format!("{}-{index}", service.role()), &mut command, &logs)?);
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-    let ready_urls: Vec<String> = replicas.iter().map(|(_, _, addr)| format!("http://{addr}/readyz")).collect();
+    let ready_urls: Vec<String> = replicas.iter().map(|replica| format!("http://{}/readyz", replica.internal)).collect();
     futures_util::future::try_join_all(services.iter_mut().zip(&ready_urls).map(|(process, url)| process.wait_ready(&http, url))).await?;
 
     let haproxy_config = config.data_dir.join("haproxy.cfg");
@@ -389,13 +414,15 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
     // -db: in the foreground, one process, so it dies with this one.
     command.arg("-db").arg("-f").arg(&haproxy_config);
     let mut proxy = Process::spawn("haproxy", &mut command, &logs).context("is HAProxy installed? (Debian package haproxy; --haproxy PATH)")?;
+    // The gateway does not route health checks: it is ready once it reaches a query API.
     for origin in std::iter::once(&settings.gateway).chain(&settings.ui_origin) {
-        proxy.wait_ready(&http, &format!("{origin}/readyz")).await?;
+        proxy.wait_ready(&http, &format!("{origin}/api/openapi.json")).await?;
     }
 
-    let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (service, _, addr) in &replicas {
-        by_role.entry(service.role().to_owned()).or_default().push(format!("http://{addr}"));
+    let (mut by_role, mut internal): (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) = Default::default();
+    for replica in &replicas {
+        by_role.entry(replica.service.role().to_owned()).or_default().push(format!("http://{}", replica.addr));
+        internal.entry(replica.service.role().to_owned()).or_default().push(format!("http://{}", replica.internal));
     }
     let manifest = Manifest {
         gateway: settings.gateway.clone(),
@@ -403,6 +430,7 @@ pub async fn start(config: DeployedConfig) -> anyhow::Result<Deployed> {
         kafka: kafka.bootstrap_servers(),
         logs,
         replicas: by_role,
+        internal,
     };
     let json = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(&manifest_path, json).with_context(|| format!("cannot write {}", manifest_path.display()))?;
@@ -419,9 +447,9 @@ struct Settings<'a> {
 }
 
 impl Settings<'_> {
-    /// The flags of one replica of `service` listening on `addr` (the database comes in its
-    /// environment).
-    fn args(&self, service: Service, addr: SocketAddr) -> Vec<String> {
+    /// The flags of `replica` (the database comes in its environment).
+    fn args(&self, replica: &Replica) -> Vec<String> {
+        let (service, addr) = (replica.service, replica.addr);
         let mut args: Vec<String> = Vec::new();
         let mut flag = |name: &str, value: String| args.extend([format!("--{name}"), value]);
         if service != Service::QueryApi {
@@ -436,6 +464,9 @@ impl Settings<'_> {
             Service::CommandApi | Service::QueryApi | Service::Notifier => flag("listen", addr.to_string()),
             Service::Projector => flag("admin-listen", addr.to_string()),
             Service::Validator => flag("health-listen", addr.to_string()),
+        }
+        if service != Service::Validator {
+            flag("internal-listen", replica.internal.to_string());
         }
         if service == Service::QueryApi {
             flag("ui-dir", self.config.ui_dir.display().to_string());
@@ -459,8 +490,8 @@ impl Settings<'_> {
 
 /// HAProxy's configuration: the gateway frontend routing by [`ROUTES`], the UI's frontend
 /// when asked for, and a backend per service balancing round-robin over its replicas, each
-/// checked on `/readyz` so a replica that is down gets no requests.
-fn haproxy_config_text(gateway: SocketAddr, ui: Option<SocketAddr>, replicas: &[(Service, usize, SocketAddr)]) -> String {
+/// checked on `/readyz` (on its internal port) so a replica that is down gets no requests.
+fn haproxy_config_text(gateway: SocketAddr, ui: Option<SocketAddr>, replicas: &[Replica]) -> String {
     let mut text = String::from(
         "# Written by `content-processor deployed` at every start; edits are lost.\n\
          global\n\
@@ -512,8 +543,10 @@ fn haproxy_config_text(gateway: SocketAddr, ui: Option<SocketAddr>, replicas: &[
             "\nbackend {}\n    balance roundrobin\n    option httpchk GET /readyz\n    default-server check inter 2s fall 2 rise 1\n",
             service.role()
         ));
-        for (_, index, addr) in replicas.iter().filter(|(s, _, _)| *s == service) {
-            text.push_str(&format!("    server {}-{index} {addr}\n", service.role()));
+        for replica in replicas.iter().filter(|replica| replica.service == service) {
+            let (index, addr, port) = (replica.index, replica.addr, replica.internal.port());
+            // `port`: where the health check goes.
+            text.push_str(&format!("    server {}-{index} {addr} port {port}\n", service.role()));
         }
     }
     text
@@ -554,10 +587,11 @@ mod tests {
     #[test]
     fn a_prefix_matches_whole_segments_and_methods_are_matched() {
         let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        let text = haproxy_config_text(addr(1), None, &[(Service::CommandApi, 1, addr(2)), (Service::CommandApi, 2, addr(3))]);
+        let replica = |index, port| Replica { service: Service::CommandApi, index, addr: addr(port), internal: addr(port + 10) };
+        let text = haproxy_config_text(addr(1), None, &[replica(1, 2), replica(2, 3)]);
         assert!(text.contains("use_backend command-api if { method POST } { path /api/submissions }\n"), "{text}");
         assert!(text.contains("use_backend projector if { path /admin } || { path_beg /admin/ }\n"), "{text}");
-        assert!(text.contains("server command-api-1 127.0.0.1:2\n    server command-api-2 127.0.0.1:3\n"), "{text}");
+        assert!(text.contains("server command-api-1 127.0.0.1:2 port 12\n    server command-api-2 127.0.0.1:3 port 13\n"), "{text}");
         assert!(!text.contains("frontend ui"));
     }
 }

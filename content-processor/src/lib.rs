@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use local_kafka::{Cluster, ClusterConfig, JvmProfile};
 use service_kit::embedded_broker::EmbeddedBroker;
-use service_kit::health;
 use service_kit::kafka::KafkaArgs;
 use sqlx::migrate::MigrateDatabase;
 use tokio::task::JoinSet;
@@ -25,6 +24,10 @@ pub struct Config {
     /// Address serving both APIs and the UI.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead: a port of their own for
+    /// probes and scrapers. Unset, they share `--listen`.
+    #[arg(long, env = "INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     /// PostgreSQL for the read model; the database is created when missing.
     #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
@@ -322,9 +325,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .merge(query_api::router(queries))
         .merge(notifier.router())
         .merge(projector::admin::routes(admin.clone()))
-        .merge(service_kit::openapi::routes(openapi()))
-        .merge(health::routes(checks))
-        .merge(service_kit::metrics::routes());
+        .merge(service_kit::openapi::routes(openapi()));
+    let app = service_kit::http_server::mount_operations(app, checks, config.internal_listen, &shutdown).await?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));

@@ -136,11 +136,23 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
     for _ in 0..4 {
         assert_eq!(alice.get(&gateway, &format!("/api/submissions/{first}")).await.0, StatusCode::OK);
     }
-    for replica in &query_apis {
+    for replica in manifest.internal_of(Service::QueryApi) {
         assert!(served(&plain, replica, "GET", "/api/submissions/{id}").await >= 1.0, "{replica} served reads");
     }
-    for replica in &command_apis {
+    for replica in manifest.internal_of(Service::CommandApi) {
         assert!(served(&plain, replica, "POST", "/api/submissions").await >= 1.0, "{replica} took submissions");
+    }
+    // Health checks and metrics are for probes and scrapers, on a port of their own that the
+    // gateway does not route to: a stranger reaches none of them.
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        let response = plain.get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path} through the gateway");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "not_found", "{path}");
+        for service in [Service::CommandApi, Service::QueryApi, Service::Notifier, Service::Projector] {
+            let (public, internal) = (&manifest.replicas_of(service)[0], &manifest.internal_of(service)[0]);
+            assert_eq!(plain.get(format!("{public}{path}")).send().await.unwrap().status(), StatusCode::NOT_FOUND, "{public}{path}");
+            assert_eq!(plain.get(format!("{internal}{path}")).send().await.unwrap().status(), StatusCode::OK, "{internal}{path}");
+        }
     }
 
     // A batch of 200 while the owner's stream through the gateway is open: every item's verdict

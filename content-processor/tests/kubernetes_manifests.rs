@@ -253,12 +253,13 @@ fn variables_read_by(args: &[&str]) -> BTreeSet<String> {
 #[test]
 fn every_workload_sets_only_variables_its_binary_reads_and_is_probed_where_it_listens() {
     let settings = kafka_settings();
+    // Each workload's listener, and the one of its health checks and metrics.
     let listen_variables = [
-        ("command-api", "COMMAND_API_LISTEN"),
-        ("query-api", "QUERY_API_LISTEN"),
-        ("validator", "VALIDATOR_HEALTH_LISTEN"),
-        ("projector", "PROJECTOR_ADMIN_LISTEN"),
-        ("notifier", "NOTIFIER_LISTEN"),
+        ("command-api", "COMMAND_API_LISTEN", "COMMAND_API_INTERNAL_LISTEN"),
+        ("query-api", "QUERY_API_LISTEN", "QUERY_API_INTERNAL_LISTEN"),
+        ("validator", "VALIDATOR_HEALTH_LISTEN", "VALIDATOR_HEALTH_LISTEN"),
+        ("projector", "PROJECTOR_ADMIN_LISTEN", "PROJECTOR_INTERNAL_LISTEN"),
+        ("notifier", "NOTIFIER_LISTEN", "NOTIFIER_INTERNAL_LISTEN"),
     ];
     let workloads = workloads();
     let names: BTreeSet<&str> = workloads.iter().map(|(name, _)| name.as_str()).collect();
@@ -291,15 +292,23 @@ fn every_workload_sets_only_variables_its_binary_reads_and_is_probed_where_it_li
             let mounted = container["volumeMounts"].as_sequence().unwrap();
             assert!(mounted.iter().any(|m| settings["KAFKA_SSL_CA_LOCATION"].starts_with(str_of(&m["mountPath"]))), "{name}: the cluster CA");
         }
-        let Some((_, listen)) = listen_variables.iter().find(|(role, _)| role == name) else { continue };
-        let address = env_of(container).into_iter().find(|e| e["name"] == *listen).unwrap_or_else(|| panic!("{name} sets {listen}"));
-        let port: i64 = str_of(&address["value"]).rsplit(':').next().unwrap().parse().unwrap();
-        assert_eq!(int_of(&container["ports"][0]["containerPort"]), port, "{name} listens where its port is declared");
-        let port_name = &container["ports"][0]["name"];
+        let Some((_, listen, internal)) = listen_variables.iter().find(|(role, _, _)| role == name) else { continue };
+        let port_of = |variable: &str| -> i64 {
+            let address = env_of(container).into_iter().find(|e| e["name"] == variable).unwrap_or_else(|| panic!("{name} sets {variable}"));
+            str_of(&address["value"]).rsplit(':').next().unwrap().parse().unwrap()
+        };
+        let ports = container["ports"].as_sequence().unwrap();
+        let declared =
+            |port: i64| ports.iter().find(|p| int_of(&p["containerPort"]) == port).unwrap_or_else(|| panic!("{name} declares port {port}"));
+        assert_eq!(int_of(&ports[0]["containerPort"]), port_of(listen), "{name} listens where its first port is declared");
+        // Probes and the scraper reach the internal listener (where there is one): nothing else serves /readyz.
+        let checked = declared(port_of(internal));
         for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
             assert_eq!(container[probe]["httpGet"]["path"], path, "{name} {probe}");
-            assert_eq!(&container[probe]["httpGet"]["port"], port_name, "{name} {probe}");
+            assert_eq!(container[probe]["httpGet"]["port"], checked["name"], "{name} {probe}");
         }
+        let annotations = &resource("Deployment", name)["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(str_of(&annotations["prometheus.io/port"]), port_of(internal).to_string(), "{name} is scraped where it serves /metrics");
     }
 }
 

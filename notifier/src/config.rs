@@ -10,6 +10,10 @@ pub struct Config {
     /// Address serving the notification API (settings, webhooks, deliveries) and health.
     #[arg(long, env = "NOTIFIER_LISTEN", default_value = "0.0.0.0:8005")]
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead: a port of their own that
+    /// no gateway routes to, for probes and scrapers only. Unset, they share the API's listener.
+    #[arg(long, env = "NOTIFIER_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// The notifier's consumer group.

@@ -118,7 +118,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let notifier = Notifier::start(&config).await?;
     let document = service_kit::openapi::document("notifier", [openapi()]);
-    let app = service_kit::http_server::service_app(notifier.router(), document, notifier.readiness_checks());
+    let app = service_kit::http_server::service_app(notifier.router(), document);
+    let app = service_kit::http_server::mount_operations(app, notifier.readiness_checks(), config.internal_listen, &shutdown).await?;
     let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "notifier listening");

@@ -25,6 +25,10 @@ pub struct Config {
     /// checks and metrics on this address.
     #[arg(long, env = "PROJECTOR_ADMIN_LISTEN")]
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of on the admin listener: a port of their own that
+    /// no gateway routes to, for probes and scrapers only. Unset, they share the API's listener.
+    #[arg(long, env = "PROJECTOR_INTERNAL_LISTEN")]
+    pub internal_listen: Option<std::net::SocketAddr>,
     /// The validators' consumer group, whose members and offsets the admin dashboard shows.
     #[arg(long, env = "VALIDATOR_GROUP_ID", default_value = "validator")]
     pub validator_group_id: String,

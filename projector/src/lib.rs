@@ -39,9 +39,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     accounts::migrate(&pool).await?;
     let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone())?;
     let held = HeldPartitions::default();
+    let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
+    let app = service_kit::http_server::service_app(admin::routes(admin.clone()), document);
+    // The internal listener serves even when the admin endpoints are not served.
+    let app = service_kit::http_server::mount_operations(app, readiness_checks(&pool, &held), config.internal_listen, &shutdown).await?;
     if let Some(addr) = config.admin_listen {
-        let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
-        let app = service_kit::http_server::service_app(admin::routes(admin.clone()), document, readiness_checks(&pool, &held));
         let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
         let (listener, addr) = service_kit::http_server::bind(addr).await?;
         tracing::info!(%addr, "projector admin listening");

@@ -8,6 +8,10 @@ pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "QUERY_API_LISTEN", default_value = "0.0.0.0:8002")]
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead: a port of their own that
+    /// no gateway routes to, for probes and scrapers only. Unset, they share the API's listener.
+    #[arg(long, env = "QUERY_API_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     /// PostgreSQL holding the read model (written by the projector).
     #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,

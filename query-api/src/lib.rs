@@ -16,7 +16,7 @@ use accounts::Accounts;
 use anyhow::Context;
 use axum::extract::FromRef;
 use axum::Router;
-use service_kit::health::{self, ReadinessCheck};
+use service_kit::health::ReadinessCheck;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -82,10 +82,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let state = AppState::connect(&config, shutdown.clone())?;
     accounts::migrate(&state.pool).await.context("cannot create the accounts schema")?;
     let document = service_kit::openapi::document("query-api", [openapi()]);
-    let app = router(state.clone())
-        .merge(service_kit::openapi::routes(document))
-        .merge(health::routes(readiness_checks(&state)))
-        .merge(service_kit::metrics::routes());
+    let app = router(state.clone()).merge(service_kit::openapi::routes(document));
+    let app = service_kit::http_server::mount_operations(app, readiness_checks(&state), config.internal_listen, &shutdown).await?;
     let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "query-api listening");

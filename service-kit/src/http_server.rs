@@ -18,14 +18,26 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A service's whole app when it runs as its own process: its `routes`, their OpenAPI
-/// `document` at `/api/openapi.json`, `/healthz` and `/readyz` from `checks`, `/metrics` and
-/// the JSON 404.
-pub fn service_app(routes: Router, document: utoipa::openapi::OpenApi, checks: Vec<crate::health::ReadinessCheck>) -> Router {
-    routes
-        .merge(crate::openapi::routes(document))
-        .merge(crate::health::routes(checks))
-        .merge(crate::metrics::routes())
-        .fallback(crate::http_error::not_found_fallback)
+/// `document` at `/api/openapi.json`, and the JSON 404; [`mount_operations`] adds the rest.
+pub fn service_app(routes: Router, document: utoipa::openapi::OpenApi) -> Router {
+    routes.merge(crate::openapi::routes(document)).fallback(crate::http_error::not_found_fallback)
+}
+
+/// Mounts what operators and orchestrators ask a service (`/healthz`, `/readyz` from `checks`,
+/// `/metrics`): on a listener of their own at `internal` when there is one (served until
+/// `shutdown`), which no gateway routes to, so strangers cannot read them; else on `app`.
+pub async fn mount_operations(
+    app: Router,
+    checks: Vec<crate::health::ReadinessCheck>,
+    internal: Option<SocketAddr>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Router> {
+    let operations = crate::health::routes(checks).merge(crate::metrics::routes());
+    let Some(internal) = internal else { return Ok(app.merge(operations)) };
+    let (listener, addr) = bind(internal).await?;
+    tracing::info!(%addr, "health checks and metrics listening");
+    tokio::spawn(serve(listener, operations.fallback(crate::http_error::not_found_fallback), None, shutdown.clone()));
+    Ok(app)
 }
 
 /// Adds the layers every service wants to `router`: a JSON 405 for a method a route does not
