@@ -533,7 +533,8 @@ async fn a_replica_that_cannot_hear_revocations_stops_trusting_its_cache_within_
 }
 
 /// What one account holds on the server is bounded, and reaching a bound holds up nobody else:
-/// live streams per query API, live API tokens, sessions (the oldest end), webhook test sends.
+/// live streams and reads waiting for a write per query API, live API tokens, sessions (the
+/// oldest end), webhook test sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     let db = support::TestDb::create().await;
@@ -547,7 +548,7 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     // Streams: 16 open, the 17th refused; Bob is not held up; one closed frees a slot.
     let url = system.url("/api/stream");
     let mut streams = Vec::new();
-    for _ in 0..query_api::open_streams::MAX_PER_ACCOUNT {
+    for _ in 0..query_api::per_account::STREAMS {
         streams.push(SseConnection::open(&alice.http, &url, None).await);
     }
     let refused = alice.http.get(&url).send().await.unwrap();
@@ -561,6 +562,30 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     })
     .await;
     drop((streams, bobs));
+
+    // Reads waiting for a write (here one the log will never hold): of five sent together, four
+    // wait and one is refused at once; Bob's reads are his own.
+    let read_at = |user: &User| {
+        let url = system.url(&format!("/api/submissions/{}?position=0:999999999999", uuid::Uuid::new_v4()));
+        let http = user.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.unwrap() })
+    };
+    let reads: Vec<_> = (0..=query_api::per_account::WAITS).map(|_| read_at(&alice)).collect();
+    let bobs = read_at(&bob);
+    let mut refused = Vec::new();
+    for read in reads {
+        let answer = read.await.unwrap();
+        match answer.status() {
+            StatusCode::NOT_FOUND => {}
+            _ => refused.push(answer),
+        }
+    }
+    assert_eq!(refused.len(), 1, "one read past the bound");
+    let refused = refused.pop().unwrap();
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_waits").await;
+    assert_eq!(bobs.await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(read_at(&alice).await.unwrap().status(), StatusCode::NOT_FOUND, "the slots are back");
 
     // Tokens: 100 live at most (she holds one already); revoking one makes room.
     let create = || alice.http.post(system.url("/api/tokens")).json(&json!({"name": "many"})).send();

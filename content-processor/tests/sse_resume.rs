@@ -150,7 +150,8 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
         pool: pool.clone(),
         accounts: accounts::Accounts::new(pool.clone(), config.accounts.clone()),
         changes: hub.clone(),
-        streams: Default::default(),
+        streams: query_api::per_account::Slots::new(query_api::per_account::STREAMS),
+        waits: query_api::per_account::Slots::new(query_api::per_account::WAITS),
         shutdown: shutdown.clone(),
         ui: query_api::http::ui::UiSettings::new(&config),
     };

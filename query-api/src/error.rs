@@ -15,6 +15,14 @@ pub enum ReadModelUnavailable {
     Unavailable(service_kit::http_error::ErrorBody),
 }
 
+/// What a read with `?position=` may be answered when its account has too many waiting.
+#[derive(utoipa::IntoResponses)]
+pub enum WaitRefused {
+    /// `too_many_waits`: the account has 4 reads waiting for their writes on this server, with `Retry-After`.
+    #[response(status = 429)]
+    TooManyWaits(service_kit::http_error::ErrorBody),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Not signed in (the account layer says why).
@@ -30,6 +38,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("this account has {0} live streams open here already; close one first")]
     TooManyStreams(usize),
+    #[error("this account has {0} reads waiting for their writes here already; try again in a second")]
+    TooManyWaits(usize),
     #[error("the read model is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("internal error")]
@@ -55,6 +65,11 @@ impl IntoResponse for ApiError {
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
             ApiError::TooManyStreams(_) => error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message),
+            ApiError::TooManyWaits(_) => {
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_waits", message);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                response
+            }
             ApiError::Unavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: read model unavailable");
                 unavailable("read_model_unavailable", "the read model is unavailable; try again shortly", RETRY_AFTER_SECS)

@@ -9,7 +9,7 @@ pub mod changes;
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod open_streams;
+pub mod per_account;
 pub mod resume;
 
 use accounts::Accounts;
@@ -31,7 +31,9 @@ pub struct AppState {
     pub accounts: Accounts,
     pub changes: ChangeHub,
     /// Live streams open per account here (bounded).
-    pub streams: open_streams::OpenStreams,
+    pub streams: per_account::Slots,
+    /// Reads per account waiting here for their write to be projected (bounded).
+    pub waits: per_account::Slots,
     /// Ends open SSE streams when the service shuts down.
     pub shutdown: CancellationToken,
     pub ui: http::ui::UiSettings,
@@ -48,7 +50,15 @@ impl AppState {
             let mailer = accounts::mail::Mailer::new(smtp_url.expose(), &config.mail_from, std::time::Duration::from_secs(10))?;
             accounts = accounts.with_mail(accounts::mail::AccountMail { mailer, public_url: config.public_url.clone() });
         }
-        Ok(AppState { pool, accounts, changes, streams: Default::default(), shutdown, ui })
+        Ok(AppState {
+            pool,
+            accounts,
+            changes,
+            streams: per_account::Slots::new(per_account::STREAMS),
+            waits: per_account::Slots::new(per_account::WAITS),
+            shutdown,
+            ui,
+        })
     }
 }
 

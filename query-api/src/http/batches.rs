@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream};
 use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, Page, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
 use crate::changes::{Position, Scope};
-use crate::error::ReadModelUnavailable;
+use crate::error::{ReadModelUnavailable, WaitRefused};
 use crate::resume::Start;
 use crate::{ApiError, AppState};
 use accounts::Caller;
@@ -170,7 +170,7 @@ async fn list(
     (status = 200, description = "the batch and its counts", body = BatchView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    SignedIn, ReadModelUnavailable,
+    WaitRefused, SignedIn, ReadModelUnavailable,
 ))]
 async fn get_one(
     State(state): State<AppState>,
@@ -180,7 +180,7 @@ async fn get_one(
 ) -> Result<Json<BatchView>, ApiError> {
     let id = path_id(path, "batch")?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let found = read_your_write(&state, query.position.as_deref(), || fetch_batch(&state.pool, id, caller.visible_owner())).await?;
+    let found = read_your_write(&state, &caller, query.position.as_deref(), || fetch_batch(&state.pool, id, caller.visible_owner())).await?;
     found.map(Json).ok_or(ApiError::BatchNotFound(id))
 }
 

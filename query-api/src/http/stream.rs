@@ -28,7 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::submissions::submission_id;
 use crate::changes::{fetch_changes, live_position, Feed, Position, Scope, StatusChange, Update, PAGE};
 use crate::error::ReadModelUnavailable;
-use crate::open_streams::StreamSlot;
+use crate::per_account::Slot;
 use crate::resume::{LiveStep, Start};
 use crate::{ApiError, AppState};
 use accounts::Caller;
@@ -110,18 +110,18 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
 }
 
 /// One of the caller's stream slots on this query API, or 429 when they are all taken.
-pub(super) fn stream_slot(state: &AppState, caller: &Caller) -> Result<StreamSlot, ApiError> {
-    state.streams.open(caller.account_id).ok_or(ApiError::TooManyStreams(crate::open_streams::MAX_PER_ACCOUNT))
+pub(super) fn stream_slot(state: &AppState, caller: &Caller) -> Result<Slot, ApiError> {
+    state.streams.take(caller.account_id).ok_or(ApiError::TooManyStreams(state.streams.limit()))
 }
 
-fn sse(stream: impl Stream<Item = Item> + Send + 'static, slot: StreamSlot) -> SseStream {
+fn sse(stream: impl Stream<Item = Item> + Send + 'static, slot: Slot) -> SseStream {
     use futures_util::StreamExt;
     sse_of(stream.map(Item::into_event), slot)
 }
 
 /// Serves `events` as an SSE response, counting the client and what it is sent, and holding
 /// the account's `slot` until the stream ends.
-pub(super) fn sse_of(events: impl Stream<Item = Event> + Send + 'static, slot: StreamSlot) -> SseStream {
+pub(super) fn sse_of(events: impl Stream<Item = Event> + Send + 'static, slot: Slot) -> SseStream {
     use futures_util::StreamExt;
     let client = ConnectedClient::new();
     let events = events.map(move |event| {

@@ -1,6 +1,6 @@
 //! `GET /api/submissions`, `GET /api/submissions/{id}` and `GET /api/submissions/{id}/events`.
 
-use crate::error::ReadModelUnavailable;
+use crate::error::{ReadModelUnavailable, WaitRefused};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -194,7 +194,7 @@ pub(super) struct GetQuery {
     (status = 200, description = "the submission", body = SubmissionView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`: no such submission of the caller's", body = ErrorBody),
-    SignedIn, ReadModelUnavailable,
+    WaitRefused, SignedIn, ReadModelUnavailable,
 ))]
 async fn get_one(
     State(state): State<AppState>,
@@ -204,7 +204,7 @@ async fn get_one(
 ) -> Result<Json<SubmissionView>, ApiError> {
     let id = submission_id(path)?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let found = read_your_write(&state, query.position.as_deref(), || async {
+    let found = read_your_write(&state, &caller, query.position.as_deref(), || async {
         sqlx::query_as(&format!("SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"))
             .bind(id)
             .bind(caller.visible_owner())
@@ -218,7 +218,12 @@ async fn get_one(
 /// Reads with `read` until it finds something, or the read model has passed `position` (the
 /// `partition:offset` the command API returned with a write: its `Location` carries it), and
 /// not for longer than [`READ_YOUR_WRITE_WAIT`]. Without a position, reads once.
-pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
+///
+/// A position past the log's end cannot be told from one not projected yet without asking
+/// Kafka, which this service never does: such a wait lasts its full time instead. It holds no
+/// connection between its reads, and `caller` may have only [`crate::per_account::WAITS`] of
+/// them at once.
+pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, caller: &Caller, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
@@ -226,6 +231,10 @@ where
     let written_at = position
         .map(|text| text.parse::<KafkaPosition>().map_err(|()| ApiError::InvalidQuery(format!("position {text:?} is not partition:offset"))))
         .transpose()?;
+    let _slot = match written_at {
+        Some(_) => Some(state.waits.take(caller.account_id).ok_or(ApiError::TooManyWaits(state.waits.limit()))?),
+        None => None,
+    };
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
     // The first pauses short, as most writes are read within milliseconds; doubling after, so
     // a wait for a position that never comes costs dozens of queries, not a thousand.
