@@ -5,7 +5,9 @@
 //! `governor`) would give each replica its own allowance. One statement both checks and spends,
 //! so concurrent requests cannot overspend a window. Each process takes a sliver of a limit at
 //! a time (`RESERVE_FRACTION`) and hands it out locally, so a busy account costs one database
-//! round trip per sliver, not per request.
+//! round trip per sliver, not per request. What the database had left is an upper bound for the
+//! rest of its window (other processes only spend more), so a request asking for more is
+//! refused locally: once a window is spent, a refusal costs no round trip until it resets.
 //!
 //! Answers carry the IETF `RateLimit-Policy` and `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers): the quota and window, and what remains and when the
@@ -126,15 +128,24 @@ impl RateLimiter {
         Ok(Decision { policy, allowed: true, remaining: left_in_database + extra, reset_secs })
     }
 
+    /// Grants `cost` from what this process reserved, or refuses it when it is more than can be
+    /// left; `None` when only the database can tell.
     fn take_reserved(&self, key: &str, policy: Policy, cost: u32) -> Option<Decision> {
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         let reservation = reserved.get_mut(key)?;
         let now = Instant::now();
-        if reservation.until <= now || reservation.units < cost {
+        if reservation.until <= now {
+            return None;
+        }
+        let reset_secs = (reservation.until - now).as_secs_f64().ceil() as u32;
+        let at_most_left = reservation.units + reservation.left_in_database;
+        if cost > at_most_left {
+            return Some(Decision { policy, allowed: false, remaining: at_most_left, reset_secs });
+        }
+        if reservation.units < cost {
             return None;
         }
         reservation.units -= cost;
-        let reset_secs = (reservation.until - now).as_secs_f64().ceil() as u32;
         Some(Decision { policy, allowed: true, remaining: reservation.left_in_database + reservation.units, reset_secs })
     }
 
@@ -142,7 +153,7 @@ impl RateLimiter {
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         if reserved.len() >= RESERVATIONS_KEPT {
             let now = Instant::now();
-            reserved.retain(|_, kept| kept.until > now && kept.units > 0);
+            reserved.retain(|_, kept| kept.until > now);
         }
         // Two requests that both found nothing reserved may both have reserved: keep both.
         match reserved.get_mut(&key) {
@@ -177,6 +188,8 @@ impl RateLimiter {
         Ok(granted.map(|(spent, reset)| (spent.max(0) as u32, reset.ceil().max(0.0) as u32)))
     }
 
+    /// The refusal of a request the database did not grant; remembered, so that until the
+    /// window resets no more than what is left is asked of the database again.
     async fn refused(&self, key: &str, policy: Policy) -> Result<Decision, sqlx::Error> {
         let (spent, reset): (i32, f64) = sqlx::query_as(
             "SELECT spent, EXTRACT(EPOCH FROM window_start + $2 * interval '1 second' - now())::float8
@@ -186,7 +199,10 @@ impl RateLimiter {
         .bind(policy.window_secs as f64)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Decision { policy, allowed: false, remaining: policy.limit.saturating_sub(spent.max(0) as u32), reset_secs: reset.ceil().max(0.0) as u32 })
+        let left = policy.limit.saturating_sub(spent.max(0) as u32);
+        let until = Instant::now() + Duration::from_secs_f64(reset.max(0.0));
+        self.reserve(key.to_owned(), Reservation { units: 0, left_in_database: left, until });
+        Ok(Decision { policy, allowed: false, remaining: left, reset_secs: reset.ceil().max(0.0) as u32 })
     }
 }
 

@@ -6,12 +6,14 @@
 //! - `loadgen live`: thousands of users' SSE streams on one query API under load.
 //! - `loadgen retention`: what a retention sweep of a million expired rows costs.
 //! - `loadgen signups`: a flood of concurrent sign-ups against one query API.
+//! - `loadgen refusals`: the CPU a submission refused with 429 costs against an accepted one.
 //! - `loadgen suite`: the whole benchmark, several runs, a table and a JSON file
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
 mod broker;
 mod live;
 mod load;
+mod refusals;
 mod replay;
 mod report;
 mod retention;
@@ -42,6 +44,8 @@ enum Command {
     Retention(retention::RetentionArgs),
     /// Sign-up flood: N concurrent sign-ups on one query API; its memory and a user's reads meanwhile.
     Signups(signups::SignupArgs),
+    /// Refusal cost: CPU per submission answered 429 against one answered 202.
+    Refusals(refusals::RefusalArgs),
     /// The whole benchmark: several runs of every scenario, with per-component memory.
     Suite(suite::SuiteArgs),
 }
@@ -76,6 +80,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Signups(args) => {
             let report = signups::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Refusals(args) => {
+            let launcher = broker::Launcher::new(args.kafka_dist.as_deref())?;
+            let report = refusals::run(&args, &launcher).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Suite(args) => suite::run(&args).await?,

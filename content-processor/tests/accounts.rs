@@ -625,3 +625,34 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     assert_refused(alice.http.post(&test).send().await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     system.stop().await;
 }
+
+/// Once the database refused a request, the process knows what is left of the window at most:
+/// refusals are answered from memory until the window resets (the database may be gone
+/// meanwhile), and requests are granted again once it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_window_refuses_without_a_database_round_trip_until_it_resets() {
+    use accounts::rate_limit::{Policy, RateLimiter};
+    let db = support::TestDb::create().await;
+    let pool = db.pool().await;
+    accounts::migrate(&pool).await.unwrap();
+
+    let hour = Policy { name: "bench", limit: 3, window_secs: 3_600 };
+    let limiter = RateLimiter::new(pool.clone());
+    for _ in 0..hour.limit {
+        assert!(limiter.take(hour, "alice", 1).await.unwrap().allowed);
+    }
+    assert!(!limiter.take(hour, "alice", 1).await.unwrap().allowed, "the fourth is refused by the database");
+    pool.close().await;
+    let refused = limiter.take(hour, "alice", 1).await.expect("refused from memory, the database unasked");
+    assert!(!refused.allowed && refused.remaining == 0 && refused.reset_secs > 3_500, "{refused:?}");
+
+    let pool = db.pool().await;
+    let second = Policy { name: "short", limit: 1, window_secs: 1 };
+    let limiter = RateLimiter::new(pool.clone());
+    assert!(limiter.take(second, "alice", 1).await.unwrap().allowed);
+    assert!(!limiter.take(second, "alice", 1).await.unwrap().allowed);
+    support::eventually("the window resets and grants again", || async { limiter.take(second, "alice", 1).await.unwrap().allowed.then_some(()) })
+        .await;
+    pool.close().await;
+    db.drop_database().await;
+}

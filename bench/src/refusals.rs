@@ -1,0 +1,169 @@
+//! Refusal cost: what a submission refused with 429 (over the account's limit) costs against
+//! one accepted with 202. One command API on Apache Kafka (one node) and a scratch database;
+//! an ordinary user's token sends submissions open loop at a fixed rate, first under a limit
+//! it never reaches, then under a limit of one (so all but the first are refused). Measured:
+//! the CPU time of the command API, of every PostgreSQL process and of the broker over each
+//! window, per request, read from `/proc`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::migrate::MigrateDatabase;
+
+use crate::broker::{BrokerKind, Launcher};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RefusalArgs {
+    /// Submissions sent per second in each window.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// How long each window lasts, in seconds (after a warm-up of as many requests as a second's).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// A PostgreSQL server where a scratch database can be created and dropped.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub server_url: String,
+    /// Apache Kafka's distribution; the source tree's pinned one by default.
+    #[arg(long)]
+    pub kafka_dist: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalReport {
+    pub rate: u32,
+    pub seconds: u64,
+    pub accepted: Window,
+    pub refused: Window,
+}
+
+/// One window's requests, their answers, and the CPU they cost per request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub requests: u64,
+    /// Requests answered with the status the window is about (202, or 429).
+    pub as_expected: u64,
+    pub command_api_cpu_ms_per_request: f64,
+    pub postgres_cpu_ms_per_request: f64,
+    pub broker_cpu_ms_per_request: f64,
+}
+
+pub async fn run(args: &RefusalArgs, launcher: &Launcher) -> anyhow::Result<RefusalReport> {
+    let database_url = format!("{}/cp_bench_refusals_{}", args.server_url, uuid::Uuid::new_v4().simple());
+    sqlx::Postgres::create_database(&database_url).await?;
+    let started = launcher.start(BrokerKind::Apache, 6).await?;
+    let outcome = measure(args, &launcher.binary, &database_url, started.kafka.bootstrap_servers(), started.broker.pid()).await;
+    started.broker.stop().await;
+    let _ = sqlx::Postgres::force_drop_database(&database_url).await;
+    outcome
+}
+
+async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers: &str, broker_pid: Option<u32>) -> anyhow::Result<RefusalReport> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    accounts::migrate(&pool).await?;
+    let hash = accounts::password::hash("refusal bench password 1".into()).await?;
+    let user = accounts::store::create_account(&pool, "user@refusals.example", &hash, accounts::Role::User).await?.context("a fresh database")?;
+    let token = accounts::issue_token(&pool, user.id, "bench").await?;
+    pool.close().await;
+
+    let mut windows = Vec::new();
+    for (limit, expected) in [(u32::MAX / 2, 202), (1, 429)] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let flags = [
+            ("--listen", format!("127.0.0.1:{port}")),
+            ("--database-url", database_url.to_owned()),
+            ("--kafka-brokers", brokers.to_owned()),
+            ("--submission-rate-limit", limit.to_string()),
+        ];
+        let flags: Vec<String> = flags.into_iter().flat_map(|(name, value)| [name.to_owned(), value]).collect();
+        let mut command_api = crate::suite::spawn(binary, "command-api", &flags)?;
+        let pid = command_api.id().context("the command API has a pid")?;
+        let window = send(args, &format!("http://127.0.0.1:{port}/api/submissions"), &token, expected, pid, broker_pid).await;
+        let _ = command_api.kill().await;
+        windows.push(window?);
+    }
+    let refused = windows.pop().context("two windows")?;
+    let accepted = windows.pop().context("two windows")?;
+    Ok(RefusalReport { rate: args.rate, seconds: args.seconds, accepted, refused })
+}
+
+/// Waits for the command API, warms it up, then sends `rate` submissions a second for
+/// `seconds` and reads what they cost.
+async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u32, broker_pid: Option<u32>) -> anyhow::Result<Window> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let submit = |http: reqwest::Client, n: u64| {
+        let request = http.post(url).bearer_auth(token).json(&serde_json::json!({"content": format!("refusal bench {n:08}")}));
+        async move { request.send().await.map_or(0, |response| response.status().as_u16()) }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while submit(http.clone(), 0).await == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the command API did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 0..u64::from(args.rate) {
+        submit(http.clone(), n).await;
+    }
+
+    let before = Cpu::read(pid, broker_pid);
+    let as_expected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let total = u64::from(args.rate) * args.seconds;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticks.tick().await;
+        let (request, as_expected) = (submit(http.clone(), n), as_expected.clone());
+        sent.spawn(async move {
+            if request.await == expected {
+                as_expected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    while sent.join_next().await.is_some() {}
+    let after = Cpu::read(pid, broker_pid);
+    let per_request = |before: f64, after: f64| (after - before) / total as f64;
+    Ok(Window {
+        requests: total,
+        as_expected: as_expected.load(std::sync::atomic::Ordering::Relaxed),
+        command_api_cpu_ms_per_request: per_request(before.command_api, after.command_api),
+        postgres_cpu_ms_per_request: per_request(before.postgres, after.postgres),
+        broker_cpu_ms_per_request: per_request(before.broker, after.broker),
+    })
+}
+
+/// CPU time used so far, in milliseconds: the command API, every PostgreSQL process, the broker.
+struct Cpu {
+    command_api: f64,
+    postgres: f64,
+    broker: f64,
+}
+
+impl Cpu {
+    fn read(command_api: u32, broker: Option<u32>) -> Cpu {
+        let postgres = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
+            .map(process_cpu_ms)
+            .sum();
+        Cpu { command_api: process_cpu_ms(command_api), postgres, broker: broker.map_or(0.0, process_cpu_ms) }
+    }
+}
+
+/// User and system CPU time of process `pid` (threads included), in milliseconds.
+fn process_cpu_ms(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, fields)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks * 1000.0 / CLOCK_TICKS_PER_SECOND
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
