@@ -82,6 +82,14 @@ struct Reservation {
     until: Instant,
 }
 
+impl Reservation {
+    /// At most what is left of the window (what is reserved, and what the database had left,
+    /// which only shrinks), and the seconds until it resets; `None` once it has.
+    fn window(&self, now: Instant) -> Option<(u32, u32)> {
+        (self.until > now).then(|| (self.units + self.left_in_database, (self.until - now).as_secs_f64().ceil() as u32))
+    }
+}
+
 impl RateLimiter {
     /// A limiter counting in the database `pool` connects to; see [`crate::bookkeeping_pool`]
     /// for why its commits must not wait for the disk.
@@ -128,17 +136,20 @@ impl RateLimiter {
         Ok(Decision { policy, allowed: true, remaining: left_in_database + extra, reset_secs })
     }
 
+    /// The refusal `cost` more units of `subject`'s allowance would get, when this process knows
+    /// it already (the window spent, as the database said): no round trip, nothing spent.
+    pub fn known_refusal(&self, policy: Policy, subject: &str, cost: u32) -> Option<Decision> {
+        let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let (at_most_left, reset_secs) = reserved.get(&format!("{}:{subject}", policy.name))?.window(Instant::now())?;
+        (cost > at_most_left).then_some(Decision { policy, allowed: false, remaining: at_most_left, reset_secs })
+    }
+
     /// Grants `cost` from what this process reserved, or refuses it when it is more than can be
     /// left; `None` when only the database can tell.
     fn take_reserved(&self, key: &str, policy: Policy, cost: u32) -> Option<Decision> {
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         let reservation = reserved.get_mut(key)?;
-        let now = Instant::now();
-        if reservation.until <= now {
-            return None;
-        }
-        let reset_secs = (reservation.until - now).as_secs_f64().ceil() as u32;
-        let at_most_left = reservation.units + reservation.left_in_database;
+        let (at_most_left, reset_secs) = reservation.window(Instant::now())?;
         if cost > at_most_left {
             return Some(Decision { policy, allowed: false, remaining: at_most_left, reset_secs });
         }
@@ -146,7 +157,7 @@ impl RateLimiter {
             return None;
         }
         reservation.units -= cost;
-        Some(Decision { policy, allowed: true, remaining: reservation.left_in_database + reservation.units, reset_secs })
+        Some(Decision { policy, allowed: true, remaining: at_most_left - cost, reset_secs })
     }
 
     fn reserve(&self, key: String, reservation: Reservation) {

@@ -656,3 +656,28 @@ async fn a_spent_window_refuses_without_a_database_round_trip_until_it_resets() 
     pool.close().await;
     db.drop_database().await;
 }
+
+/// Once an account's window is spent, a batch is refused before its body is read as JSON: a
+/// flood of large bodies over the limit costs no parsing. A request with an Idempotency-Key
+/// may be the retry of an accepted one, and is still judged whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_a_spent_limit_is_refused_before_its_body_is_parsed() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.accounts.submission_rate_limit = 2;
+    let system = TestSystem::start_with(db, config).await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    for content in ["within the limit 1", "within the limit 2"] {
+        alice.submit(&system, content).await;
+    }
+    let over = alice.http.post(system.url("/api/submissions")).json(&json!({"content": "over the limit 3"})).send().await.unwrap();
+    assert_refused(over, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    let not_json = || alice.http.post(system.url("/api/batches")).header(header::CONTENT_TYPE, "application/json").body("{\"items\": [oops");
+    let refused = not_json().send().await.unwrap();
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let keyed = not_json().header("idempotency-key", "batch-1").send().await.unwrap();
+    assert_refused(keyed, StatusCode::BAD_REQUEST, "malformed_json").await;
+    system.stop().await;
+}

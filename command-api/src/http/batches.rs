@@ -98,6 +98,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    intake::refuse_if_spent(&state, &caller, &headers)?;
     let mut body = intake::json_object(&headers, body)?;
     let Some(Value::Array(items)) = body.remove("items") else {
         return Err(ApiError::InvalidBody("`items` must be an array of objects with `content`"));

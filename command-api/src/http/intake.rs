@@ -28,6 +28,21 @@ pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> 
     Ok(object)
 }
 
+/// Refuses a request of an account whose rate-limit window is spent, as this process already
+/// knows, before its body is parsed: a flood over the limit costs no JSON parsing and no round
+/// trip. Not for a request with an `Idempotency-Key`, which may be a retry of an accepted one
+/// (answered 202 whatever the limit).
+pub fn refuse_if_spent(state: &AppState, caller: &accounts::Caller, headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(IDEMPOTENCY_KEY) {
+        return Ok(());
+    }
+    let policy = state.accounts.settings.submission_policy();
+    match state.accounts.limiter.known_refusal(policy, &caller.account_id.to_string(), 1) {
+        Some(refusal) => Err(ApiError::RateLimited(refusal)),
+        None => Ok(()),
+    }
+}
+
 /// `application/json` or any `application/*+json`, with or without parameters.
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
