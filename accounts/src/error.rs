@@ -24,6 +24,8 @@ pub enum AccountsError {
     InvalidCredentials,
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error(transparent)]
     Json(#[from] JsonRejection),
     #[error("too many attempts; try again in {} seconds", .0.reset_secs.max(1))]
@@ -75,6 +77,7 @@ impl IntoResponse for AccountsError {
             AccountsError::CsrfRejected => error_response(StatusCode::FORBIDDEN, "csrf_failed", message),
             AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
             AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
+            AccountsError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
             AccountsError::Json(rejection) => {
                 let status = rejection.status();
                 let code = match status {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use service_kit::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -208,11 +209,18 @@ pub async fn create_token(
     Ok(token)
 }
 
-pub async fn list_tokens(pool: &PgPool, account_id: Uuid) -> Result<Vec<TokenView>, AccountsError> {
-    Ok(sqlx::query_as(&format!("SELECT {TOKEN_COLUMNS} FROM accounts.api_tokens WHERE account_id = $1 ORDER BY created_at DESC"))
-        .bind(account_id)
-        .fetch_all(pool)
-        .await?)
+/// A page of `account_id`'s tokens, newest first, starting after the token `before`.
+pub async fn list_tokens(pool: &PgPool, account_id: Uuid, limit: i64, before: Option<Uuid>) -> Result<Page<TokenView>, AccountsError> {
+    // Ids are UUIDv7, ordered by when they were made: newest first is by id.
+    let rows = sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM accounts.api_tokens WHERE account_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+    ))
+    .bind(account_id)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::of(rows, limit, |last: &TokenView| Some(last.id.to_string())))
 }
 
 /// Revokes one of `account_id`'s tokens; `false` when it has no such token.

@@ -120,7 +120,7 @@ async fn a_revoked_token_or_a_demoted_admin_is_refused_everywhere_once_notified(
 
     // Revoked through the query API: the command API refuses the token it has cached.
     let (_, tokens) = alice.get(&system, "/api/tokens").await;
-    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let token_id = tokens["items"][0]["id"].as_str().unwrap().to_owned();
     let revoked = alice.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     let body = json!({"content": "after the revocation 1"});
@@ -204,7 +204,7 @@ async fn forged_expired_revoked_foreign_and_cross_site_credentials_are_refused()
 
     // A token of another user cannot be revoked by Bob; Alice revokes hers and it stops working.
     let (_, tokens) = alice.get(&system, "/api/tokens").await;
-    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let token_id = tokens["items"][0]["id"].as_str().unwrap().to_owned();
     assert!(tokens.to_string().find(&alice.token).is_none(), "a listed token never shows its secret");
     assert_refused(bob.http.delete(system.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(alice.get(&system, "/api/submissions").await.0, StatusCode::OK);
@@ -491,7 +491,7 @@ async fn a_replica_that_cannot_hear_revocations_stops_trusting_its_cache_within_
     let response = alice.http.post(format!("{command}/api/submissions")).json(&json!({"content": "from the cache 12345"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED, "the command API serves Alice's token from its cache");
     let (_, tokens) = alice.get(&accounts, "/api/tokens").await;
-    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let token_id = tokens["items"][0]["id"].as_str().unwrap().to_owned();
     let revoked = alice.http.delete(format!("{query}/api/tokens/{token_id}")).send().await.unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     let revoked_at = std::time::Instant::now();
@@ -600,6 +600,34 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
     assert_eq!(bob.http.post(system.url("/api/tokens")).json(&json!({"name": "mine"})).send().await.unwrap().status(), StatusCode::CREATED);
+    // Her 101 tokens (one revoked) come a page at a time, newest first, each once.
+    let (status, first) = alice.get(&system, "/api/tokens").await;
+    assert_eq!((status, first["items"].as_array().unwrap().len()), (StatusCode::OK, 50), "50 when no limit is asked");
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/tokens?limit=40&cursor={cursor}"),
+            None => "/api/tokens?limit=40".to_owned(),
+        };
+        let (status, page) = alice.get(&system, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 40);
+        seen.extend(items.iter().map(|item| item["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!((seen.len(), &seen), (accounts::store::MAX_TOKENS_PER_ACCOUNT as usize + 1, &sorted), "every token once, newest first");
+    for bad in ["limit=0", "limit=501", "cursor=nope", "colour=red"] {
+        let (status, body) = alice.get(&system, &format!("/api/tokens?{bad}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")), "{bad}");
+    }
 
     // Sessions: the newest 20 live; the oldest sign-in's cookie stops working.
     let sign_in =

@@ -267,7 +267,7 @@ async fn ordinary_users_work_through_the_gateway_on_two_replicas_of_everything()
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{replica}");
     }
     let (_, tokens) = alice.get(&gateway, "/api/tokens").await;
-    let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let token_id = tokens["items"][0]["id"].as_str().unwrap().to_owned();
     let revoked_at = Instant::now();
     let response = alice.http.delete(gateway.url(&format!("/api/tokens/{token_id}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);

@@ -29,6 +29,7 @@ pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod postgres;
 pub mod retention;
 pub mod shutdown;

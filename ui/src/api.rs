@@ -182,7 +182,7 @@ pub async fn deliveries(endpoints: &Endpoints) -> Result<Vec<Delivery>, String> 
     Ok(list.items)
 }
 
-pub async fn page(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page, String> {
+pub async fn page(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page<SubmissionView>, String> {
     let mut url = format!("{}/api/submissions?limit=20", endpoints.query_api);
     if let Some(cursor) = cursor {
         url.push_str("&cursor=");
@@ -254,8 +254,10 @@ pub async fn sign_out(endpoints: &Endpoints) -> Result<(), String> {
     checked(changing(endpoints, Request::delete(&format!("{}/api/session", endpoints.query_api))).send().await).await.map(drop)
 }
 
-pub async fn tokens(endpoints: &Endpoints) -> Result<Vec<TokenView>, String> {
-    read(with_cookie(Request::get(&format!("{}/api/tokens", endpoints.query_api))).send().await).await
+/// A page of the caller's tokens, newest first; the next one after `cursor`.
+pub async fn tokens(endpoints: &Endpoints, cursor: Option<&str>) -> Result<Page<TokenView>, String> {
+    let after = cursor.map(|cursor| format!("?cursor={cursor}")).unwrap_or_default();
+    read(with_cookie(Request::get(&format!("{}/api/tokens{after}", endpoints.query_api))).send().await).await
 }
 
 pub async fn create_token(endpoints: &Endpoints, name: &str) -> Result<CreatedToken, String> {

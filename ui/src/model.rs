@@ -160,10 +160,10 @@ pub struct StatusChange {
     pub reasons: Vec<String>,
 }
 
-/// One page of `GET /api/submissions`.
+/// One page of a list (`GET /api/submissions`, `GET /api/tokens`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Page {
-    pub items: Vec<SubmissionView>,
+pub struct Page<T> {
+    pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
@@ -196,7 +196,7 @@ pub struct Board {
 
 impl Board {
     /// Adds what a page holds; entries already known keep whichever status is newer.
-    pub fn merge_page(&mut self, page: Page, first: bool) {
+    pub fn merge_page(&mut self, page: Page<SubmissionView>, first: bool) {
         for item in page.items {
             self.upsert(item);
         }

@@ -13,8 +13,8 @@ mod email;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
+use service_kit::page::Page;
 use uuid::Uuid;
 
 use crate::store::{self, Account, TokenView};
@@ -358,14 +359,34 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { view, token })).into_response())
 }
 
-/// The caller's API tokens (never the tokens themselves).
-#[utoipa::path(get, path = "/api/tokens", tag = "accounts", responses(
-    (status = 200, description = "newest first", body = [TokenView]),
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct TokenListQuery {
+    /// 1 to 500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
+    cursor: Option<Uuid>,
+}
+
+/// The caller's API tokens (never the tokens themselves), live, expired and revoked, newest
+/// first, a page at a time: revoking and making tokens in a loop cannot grow one answer.
+#[utoipa::path(get, path = "/api/tokens", tag = "accounts", params(TokenListQuery), responses(
+    (status = 200, description = "one page, newest first", body = Page<TokenView>),
+    (status = 400, description = "`invalid_query`", body = ErrorBody),
     SignedIn,
     DatabaseUnavailable,
 ))]
-async fn list_tokens(State(accounts): State<Accounts>, caller: Caller) -> Result<Json<Vec<TokenView>>, AccountsError> {
-    Ok(Json(store::list_tokens(&accounts.pool, caller.account_id).await?))
+async fn list_tokens(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    query: Result<Query<TokenListQuery>, QueryRejection>,
+) -> Result<Json<Page<TokenView>>, AccountsError> {
+    let Query(query) = query.map_err(|rejection| AccountsError::InvalidQuery(rejection.body_text()))?;
+    let limit = service_kit::page::limit(query.limit).map_err(AccountsError::InvalidQuery)?;
+    Ok(Json(store::list_tokens(&accounts.pool, caller.account_id, limit, query.cursor).await?))
 }
 
 /// Revokes one of the caller's API tokens.

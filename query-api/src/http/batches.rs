@@ -15,13 +15,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream};
-use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, Page, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
+use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
 use crate::changes::{Position, Scope};
 use crate::error::{ReadModelUnavailable, WaitRefused};
 use crate::resume::Start;
 use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::http_error::{ErrorBody, SignedIn};
+use service_kit::page::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -9,15 +9,13 @@ use chrono::{DateTime, Utc};
 use domain::{FailureReason, Status};
 use serde::{Deserialize, Serialize};
 use service_kit::http_error::{ErrorBody, SignedIn};
+use service_kit::page::Page;
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
 use accounts::Caller;
 use service_kit::kafka::Position as KafkaPosition;
 use std::time::Duration;
-
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -78,28 +76,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-/// One page of a list.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct Page<T> {
-    items: Vec<T>,
-    /// Pass as `cursor` (`after` for a batch's items) to get the next page; null on the last.
-    next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A page of `rows` read with `LIMIT limit + 1`: a row beyond `limit` only says that a next
-    /// page exists, which starts after the last row kept (`cursor_of` it).
-    pub fn of(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> Option<String>) -> Page<T> {
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().and_then(cursor_of)
-        } else {
-            None
-        };
-        Page { items: rows, next_cursor }
-    }
-}
-
 /// The caller's submissions, newest first (everyone's for an admin).
 #[utoipa::path(get, path = "/api/submissions", operation_id = "list_submissions", tag = "submissions", params(ListQuery), responses(
     (status = 200, description = "one page", body = Page<SubmissionView>),
@@ -142,11 +118,7 @@ async fn list(
 
 /// The `limit` of a page, checked.
 pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
-    Ok(limit)
+    service_kit::page::limit(limit).map_err(ApiError::InvalidQuery)
 }
 
 /// Position in the newest-first order: the last item of the previous page.

@@ -23,7 +23,7 @@ use crate::model::{Board, Page, Session, StatusChange, SubmissionView};
 
 /// Every change to the list goes through here.
 pub enum BoardAction {
-    Page { page: Page, first: bool },
+    Page { page: Page<SubmissionView>, first: bool },
     Accepted(SubmissionView),
     Live(StatusChange),
 }

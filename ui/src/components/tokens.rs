@@ -4,7 +4,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::api::{self, Endpoints};
-use crate::model::{clock_time, TokenView};
+use crate::model::{clock_time, Page, TokenView};
 
 #[derive(Properties, PartialEq)]
 pub struct TokensProps {
@@ -13,7 +13,7 @@ pub struct TokensProps {
 
 #[function_component(Tokens)]
 pub fn tokens(props: &TokensProps) -> Html {
-    let list = use_state(|| None::<Vec<TokenView>>);
+    let list = use_state(|| None::<Page<TokenView>>);
     let name = use_state(String::new);
     let created = use_state(|| None::<String>);
     let error = use_state(|| None::<String>);
@@ -22,7 +22,7 @@ pub fn tokens(props: &TokensProps) -> Html {
         Callback::from(move |()| {
             let (list, error, endpoints) = (list.clone(), error.clone(), endpoints.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match api::tokens(&endpoints).await {
+                match api::tokens(&endpoints, None).await {
                     Ok(tokens) => list.set(Some(tokens)),
                     Err(message) => error.set(Some(message)),
                 }
@@ -67,6 +67,23 @@ pub fn tokens(props: &TokensProps) -> Html {
             });
         })
     };
+    // Older tokens, a page at a time, after those shown.
+    let show_older = list.as_ref().and_then(|page| page.next_cursor.clone()).map(|cursor| {
+        let (list, error, endpoints) = (list.clone(), error.clone(), props.endpoints.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (list, error, endpoints, cursor) = (list.clone(), error.clone(), endpoints.clone(), cursor.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::tokens(&endpoints, Some(&cursor)).await {
+                    Ok(older) => {
+                        let mut items = list.as_ref().map(|shown| shown.items.clone()).unwrap_or_default();
+                        items.extend(older.items);
+                        list.set(Some(Page { items, next_cursor: older.next_cursor }));
+                    }
+                    Err(message) => error.set(Some(message)),
+                }
+            });
+        })
+    });
     html! {
         <section class="tokens" aria-labelledby="tokens-heading">
             <h2 id="tokens-heading">{ "API tokens" }</h2>
@@ -84,7 +101,7 @@ pub fn tokens(props: &TokensProps) -> Html {
             if let Some(message) = &*error {
                 <p class="error" role="alert">{ message }</p>
             }
-            if let Some(tokens) = &*list {
+            if let Some(Page { items: tokens, .. }) = &*list {
                 if tokens.is_empty() {
                     <p class="empty">{ "No tokens yet." }</p>
                 } else {
@@ -102,6 +119,9 @@ pub fn tokens(props: &TokensProps) -> Html {
                         }) }
                     </ul>
                 }
+            }
+            if let Some(onclick) = show_older {
+                <button type="button" class="show-older" {onclick}>{ "Show older tokens" }</button>
             }
         </section>
     }
