@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kafka_kit::kafka::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, Distribution};
-use service_kit::kafka::KafkaArgs;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

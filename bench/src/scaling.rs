@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use kafka_kit::kafka::EventPublisher;
 use serde::Serialize;
-use service_kit::kafka::EventPublisher;
 
 use crate::broker::{BrokerKind, Launcher};
 use crate::replay::{fill_topic, peak_memory_mib, History};

@@ -13,7 +13,7 @@
 //! retrying it is safe without a key, and a second, different replacement is refused.
 
 use chrono::{DateTime, Utc};
-use service_kit::kafka::Position;
+use domain::Position;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;

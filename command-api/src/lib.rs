@@ -16,9 +16,9 @@ pub mod retention;
 use accounts::Accounts;
 use axum::extract::FromRef;
 use axum::Router;
-use service_kit::atomic_publisher::AtomicPublisher;
+use kafka_kit::atomic_publisher::AtomicPublisher;
+use kafka_kit::kafka::EventPublisher;
 use service_kit::health::ReadinessCheck;
-use service_kit::kafka::EventPublisher;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;

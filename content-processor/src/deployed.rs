@@ -18,9 +18,10 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kafka_kit::kafka::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, JvmProfile};
 use serde::{Deserialize, Serialize};
-use service_kit::kafka::{KafkaArgs, Secret};
+use service_kit::secret::Secret;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use kafka_kit::embedded_broker::EmbeddedBroker;
+use kafka_kit::kafka::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, JvmProfile};
-use service_kit::embedded_broker::EmbeddedBroker;
-use service_kit::kafka::KafkaArgs;
 use sqlx::migrate::MigrateDatabase;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +101,7 @@ pub struct Config {
     /// password, go through (e.g. smtp://127.0.0.1:1025); without it, notifications go out by
     /// webhook only and nothing is mailed.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<service_kit::kafka::Secret>,
+    pub smtp_url: Option<service_kit::secret::Secret>,
     /// The sender of notification emails [default: the notifier's].
     #[arg(long, env = "NOTIFIER_MAIL_FROM")]
     pub mail_from: Option<String>,

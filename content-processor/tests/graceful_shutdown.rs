@@ -5,10 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use kafka_kit::kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
-use service_kit::kafka::KafkaArgs;
 use support::process::{free_port, log_dir, Component};
 use support::{eventually, TestDb, TestKafka};
 

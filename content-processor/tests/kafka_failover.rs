@@ -10,11 +10,11 @@ mod support;
 
 use std::time::Duration;
 
+use kafka_kit::kafka::KafkaArgs;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
-use service_kit::kafka::KafkaArgs;
 use support::{eventually, TestDb, TestKafka, TestSystem};
 use uuid::Uuid;
 

@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use kafka_kit::kafka::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 use local_kafka::{ClusterConfig, JvmProfile};
 use reqwest::StatusCode;
-use service_kit::kafka::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 use support::{TestDb, TestKafka, TestSystem};
 use tokio_util::sync::CancellationToken;
 

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use domain::{Envelope, Event};
+use kafka_kit::kafka::KafkaArgs;
 use reqwest::StatusCode;
-use service_kit::kafka::KafkaArgs;
 use support::{eventually, TestDb, TestSystem};
 use tokio_util::sync::CancellationToken;
 

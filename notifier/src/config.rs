@@ -1,7 +1,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::kafka::{KafkaArgs, Secret};
+use kafka_kit::kafka::KafkaArgs;
+use service_kit::secret::Secret;
 
 /// notifier settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
+use kafka_kit::group_member::{next_batch, GroupMember};
+use kafka_kit::trace_headers;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
-use service_kit::group_member::{next_batch, GroupMember};
 use service_kit::health::ReadinessCheck;
-use service_kit::trace_context;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -140,7 +140,7 @@ impl Watcher {
             match message.payload().map(Envelope::decode) {
                 Some(Ok(envelope)) => {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
-                    let span = trace_context::record_span("notifier", message, envelope.submission_id);
+                    let span = trace_headers::record_span("notifier", message, envelope.submission_id);
                     recorded.deliveries += match isolation {
                         Isolation::Together => self.apply(&mut tx, &envelope).instrument(span).await?,
                         Isolation::EachRecord => self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,

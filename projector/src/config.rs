@@ -1,4 +1,4 @@
-use service_kit::kafka::KafkaArgs;
+use kafka_kit::kafka::KafkaArgs;
 
 /// projector settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]

@@ -15,9 +15,9 @@ pub mod rebuild;
 mod store;
 mod worker;
 
+use kafka_kit::held_partitions::HeldPartitions;
 use leader::LeaderLock;
 use service_kit::health::ReadinessCheck;
-use service_kit::held_partitions::HeldPartitions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
 use domain::{AccountId, Applied, BatchItem, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
-use service_kit::topic_identity::TopicIdentity;
+use kafka_kit::topic_identity::TopicIdentity;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 

@@ -8,19 +8,19 @@ use std::time::Duration;
 use anyhow::Context;
 use domain::Envelope;
 use futures_util::FutureExt;
+use kafka_kit::consumer_lag::LagReporter;
 use rdkafka::consumer::{Consumer, StreamConsumer as RdStreamConsumer};
-use service_kit::metrics::LagReporter;
 
 /// The projector's consumer: it reports its lag to the metrics.
 type StreamConsumer = RdStreamConsumer<LagReporter>;
+use kafka_kit::held_partitions::HeldPartitions;
+use kafka_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
+use kafka_kit::topic_identity::{self, TopicIdentity};
+use kafka_kit::trace_headers;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
-use service_kit::held_partitions::HeldPartitions;
-use service_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
-use service_kit::topic_identity::{self, TopicIdentity};
-use service_kit::trace_context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -619,7 +619,7 @@ impl Batch {
                 // A span per record costs more than projecting it at rebuild speed: only when
                 // someone reads the lines.
                 if tracing::enabled!(tracing::Level::DEBUG) {
-                    trace_context::record_span("projector", message, envelope.submission_id)
+                    trace_headers::record_span("projector", message, envelope.submission_id)
                         .in_scope(|| tracing::debug!(event = envelope.event.type_name(), partition, offset, "read for projection"));
                 }
                 self.records.push(Record { partition, offset, envelope })

@@ -35,7 +35,7 @@ pub struct Config {
     /// with credentials if any). Without it the server mails nothing: addresses stay
     /// unverified and no password can be reset by email.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<service_kit::kafka::Secret>,
+    pub smtp_url: Option<service_kit::secret::Secret>,
     /// The sender of those emails.
     #[arg(long, env = "ACCOUNTS_MAIL_FROM", default_value = "content-processor <accounts@localhost>")]
     pub mail_from: String,

@@ -1,8 +1,11 @@
-//! Plumbing every service shares, kept out of the services so each of them reads as its own
-//! job: Kafka clients and topic set-up ([`kafka`]), `/healthz` and `/readyz` ([`health`]),
-//! JSON error bodies ([`http_error`]), graceful shutdown ([`shutdown`]), logging and tracing
-//! ([`telemetry`], [`trace_context`]), looking at the cluster for operators ([`inspect`]), the
-//! periodic deletion of expired rows ([`retention`]), and the OpenAPI document ([`openapi`]).
+//! Plumbing every HTTP service shares, kept out of the services so each of them reads as its
+//! own job: serving a router the same way everywhere ([`http_server`]), `/healthz` and
+//! `/readyz` ([`health`]), `/metrics` ([`metrics`]), JSON error bodies ([`http_error`]), pages
+//! of lists ([`page`]), graceful shutdown ([`shutdown`]), logging and tracing ([`telemetry`],
+//! [`trace_context`]), PostgreSQL connections ([`postgres`]), the periodic deletion of expired
+//! rows ([`retention`]), settings that must not be logged ([`secret`]) and the OpenAPI document
+//! ([`openapi`]). Nothing here talks to Kafka: that is `kafka-kit`, which only the services
+//! that use the broker link.
 
 /// Where every component finds PostgreSQL unless told otherwise (`DATABASE_URL`).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/content_processor";
@@ -18,23 +21,17 @@ pub fn default_config<T: clap::Parser>() -> T {
     T::from_arg_matches(&matches).expect("every flag has a default")
 }
 
-pub mod atomic_publisher;
-pub mod embedded_broker;
-pub mod group_member;
 pub mod health;
-pub mod held_partitions;
 pub mod http_error;
 pub mod http_server;
-pub mod inspect;
-pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod postgres;
 pub mod retention;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
-pub mod topic_identity;
 pub mod trace_context;
 
 /// The PostgreSQL channel the projector NOTIFYs after each commit (and after a read-model

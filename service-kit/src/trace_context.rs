@@ -1,7 +1,8 @@
-//! W3C trace context (`traceparent`, `tracestate`) carried from an HTTP request into the Kafka
-//! records it causes, and from a consumed record into the records and log lines that follow
-//! from it: one trace id ties together everything that happens to a submission, in every
-//! component, however many processes and hops of the log lie between.
+//! W3C trace context (`traceparent`, `tracestate`) carried from an HTTP request into what it
+//! causes, and on from there: one trace id ties together everything that happens to a
+//! submission, in every component, however many processes and hops of the log lie between.
+//! This is the carrier-free part and HTTP's; the Kafka record headers are `kafka_kit`'s
+//! `trace_headers`.
 //!
 //! The carriers are `tracing` spans; the OpenTelemetry layer [`crate::telemetry`] installs gives
 //! them trace and span ids (and exports them over OTLP when an endpoint is configured). The
@@ -11,34 +12,20 @@ use axum::http::{HeaderMap, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
 /// The target of the spans that carry trace context from a request or a record: always
 /// enabled, whatever the log filter (see [`crate::telemetry`]).
 pub const TRACE_TARGET: &str = "content_processor::trace";
 
-/// The span for handling one consumed record in `component`: it continues the trace the
-/// record's headers carry, or starts one when they carry none (a record older than tracing).
-pub fn record_span(component: &'static str, message: &impl Message, submission_id: Uuid) -> Span {
-    let span = tracing::info_span!(target: TRACE_TARGET, "record", component, %submission_id, trace_id = tracing::field::Empty);
-    if let Some(headers) = message.headers() {
-        continue_trace(&span, &RecordHeaders(headers));
-    }
-    record_trace_id(&span);
-    span
-}
-
 /// A span for work done later on behalf of a record (a notification's delivery, say) that
 /// continues the trace whose `traceparent` was stored with it; a trace of its own without one.
 pub fn stored_span(component: &'static str, traceparent: Option<&str>) -> Span {
     let span = tracing::info_span!(target: TRACE_TARGET, "stored", component, trace_id = tracing::field::Empty);
-    if let Some(traceparent) = traceparent {
-        continue_trace(&span, &std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]));
-    }
-    record_trace_id(&span);
+    let fields: std::collections::HashMap<String, String> =
+        traceparent.map(|value| [("traceparent".to_owned(), value.to_owned())].into()).unwrap_or_default();
+    continue_trace(&span, &fields);
     span
 }
 
@@ -46,7 +33,6 @@ pub fn stored_span(component: &'static str, traceparent: Option<&str>) -> Span {
 /// it has a valid one; otherwise `span` starts a trace of its own.
 pub fn continue_http_trace(span: &Span, headers: &HeaderMap) {
     continue_trace(span, &RequestHeaders(headers));
-    record_trace_id(span);
 }
 
 /// The longest `tracestate` carried on: what W3C asks every vendor to propagate. A longer one
@@ -67,31 +53,30 @@ impl Extractor for RequestHeaders<'_> {
     }
 }
 
-/// The `traceparent` (and `tracestate`, when there is one) of `span`, as Kafka record headers.
-pub fn record_headers(span: &Span) -> OwnedHeaders {
-    propagation_fields(span).iter().fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }))
-}
-
 /// The `traceparent` of `span` as an HTTP header value, for telling a client which trace its
 /// request started. `None` when the span has no trace (tracing not installed).
 pub fn traceparent(span: &Span) -> Option<HeaderValue> {
     propagation_fields(span).into_iter().find(|(key, _)| key == "traceparent").and_then(|(_, value)| HeaderValue::from_str(&value).ok())
 }
 
-/// The W3C fields that carry `span`'s context, empty ones left out.
-fn propagation_fields(span: &Span) -> Vec<(String, String)> {
+/// The W3C fields that carry `span`'s context, empty ones left out: what goes into the
+/// headers of whatever `span` causes.
+pub fn propagation_fields(span: &Span) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     TraceContextPropagator::new().inject_context(&span.context(), &mut Fields(&mut fields));
     fields.retain(|(_, value)| !value.is_empty());
     fields
 }
 
-fn continue_trace(span: &Span, carrier: &dyn Extractor) {
+/// Makes `span` continue the trace whose fields `carrier` holds, when they are valid (a trace of
+/// its own otherwise), and shows its trace id in its `trace_id` field.
+pub fn continue_trace(span: &Span, carrier: &dyn Extractor) {
     let parent = TraceContextPropagator::new().extract(carrier);
     if parent.span().span_context().is_valid() {
         // Only fails when no OpenTelemetry layer is installed; the span then has no trace.
         let _ = span.set_parent(parent);
     }
+    record_trace_id(span);
 }
 
 fn record_trace_id(span: &Span) {
@@ -99,19 +84,6 @@ fn record_trace_id(span: &Span) {
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {
         span.record("trace_id", tracing::field::display(span_context.trace_id()));
-    }
-}
-
-/// Reads a consumed record's headers as propagation fields.
-struct RecordHeaders<'a, H: Headers>(&'a H);
-
-impl<H: Headers> Extractor for RecordHeaders<'_, H> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|header| header.key.eq_ignore_ascii_case(key)).and_then(|header| std::str::from_utf8(header.value?).ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|header| header.key).collect()
     }
 }
 
@@ -127,8 +99,6 @@ impl Injector for Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::OwnedMessage;
-    use rdkafka::Timestamp;
     use tracing_subscriber::layer::SubscriberExt;
 
     const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -140,24 +110,6 @@ mod tests {
 
     fn trace_id_of(value: &HeaderValue) -> String {
         value.to_str().unwrap().split('-').nth(1).unwrap().to_owned()
-    }
-
-    #[test]
-    fn a_request_trace_continues_into_record_headers_and_from_them() {
-        with_tracing(|| {
-            let mut request = HeaderMap::new();
-            request.insert("traceparent", HeaderValue::from_str(&format!("00-{TRACE_ID}-00f067aa0ba902b7-01")).unwrap());
-            let http = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
-            continue_http_trace(&http, &request);
-            assert_eq!(trace_id_of(&traceparent(&http).unwrap()), TRACE_ID);
-
-            let headers = record_headers(&http);
-            let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, Some(headers));
-            let consumed = record_span("validator", &message, Uuid::nil());
-            let continued = traceparent(&consumed).unwrap();
-            assert_eq!(trace_id_of(&continued), TRACE_ID);
-            assert_ne!(continued, traceparent(&http).unwrap(), "a span of its own in the same trace");
-        });
     }
 
     #[test]
@@ -174,26 +126,23 @@ mod tests {
             let (first, second) = (trace_id_of(&traceparent(&first).unwrap()), trace_id_of(&traceparent(&second).unwrap()));
             assert_ne!(first, "00000000000000000000000000000000");
             assert_ne!(first, second);
-
-            let message = OwnedMessage::new(None, None, "topic".into(), Timestamp::NotAvailable, 0, 0, None);
-            assert!(traceparent(&record_span("projector", &message, Uuid::nil())).is_some());
         });
     }
 
     #[test]
-    fn a_tracestate_past_the_w3c_bound_is_not_carried_into_records() {
+    fn a_tracestate_past_the_w3c_bound_is_not_carried_on() {
         with_tracing(|| {
-            let header = |tracestate: &str| {
+            let carried = |tracestate: &str| {
                 let mut request = HeaderMap::new();
                 request.insert("traceparent", HeaderValue::from_str(&format!("00-{TRACE_ID}-00f067aa0ba902b7-01")).unwrap());
                 request.insert("tracestate", HeaderValue::from_str(tracestate).unwrap());
                 let http = tracing::info_span!(target: TRACE_TARGET, "http", trace_id = tracing::field::Empty);
                 continue_http_trace(&http, &request);
-                record_headers(&http).iter().find(|h| h.key == "tracestate").map(|h| h.value.map_or(0, <[u8]>::len))
+                propagation_fields(&http).into_iter().find(|(key, _)| key == "tracestate").map(|(_, value)| value.len())
             };
-            assert_eq!(header("vendor=value"), Some("vendor=value".len()), "a short one is carried");
+            assert_eq!(carried("vendor=value"), Some("vendor=value".len()), "a short one is carried");
             let members: Vec<String> = (0..32).map(|i| format!("v{i}={}", "x".repeat(200))).collect();
-            assert_eq!(header(&members.join(",")), None, "6 KiB of tracestate would go into every record of a batch");
+            assert_eq!(carried(&members.join(",")), None, "6 KiB of tracestate would go into every record of a batch");
         });
     }
 }

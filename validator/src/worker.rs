@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Envelope;
+use kafka_kit::group_member::{next_batch, GroupMember};
+use kafka_kit::kafka::{EventPublisher, Outgoing};
+use kafka_kit::trace_headers;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::group_member::{next_batch, GroupMember};
 use service_kit::health::ReadinessCheck;
-use service_kit::kafka::{EventPublisher, Outgoing};
-use service_kit::trace_context;
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{judgement_for, Judgement};
@@ -108,7 +108,7 @@ impl Validator {
                         service_kit::metrics::event_consumed("validator", envelope.event.type_name());
                         if let Some(judgement) = judgement_for(&envelope) {
                             // Its output continues the trace of the submission's record.
-                            let span = trace_context::record_span("validator", message, envelope.submission_id);
+                            let span = trace_headers::record_span("validator", message, envelope.submission_id);
                             judgements.push(Judged { partition, judgement, span });
                         }
                     }

@@ -144,7 +144,7 @@ impl Claimed {
 pub struct Admitted {
     pub ids: Recorded,
     /// Set when a retry finds its events already acknowledged: answer without publishing.
-    pub published: Option<service_kit::kafka::Position>,
+    pub published: Option<domain::Position>,
     pub limit: Option<Decision>,
     key: Option<String>,
 }
@@ -155,7 +155,7 @@ impl Admitted {
     /// log and it is answered 202 (a 503 would tell the client it failed while it will be
     /// judged); a retry under its key then publishes the same events again, which the fold
     /// takes as duplicates.
-    pub async fn acknowledged(&self, state: &AppState, owner: Uuid, position: service_kit::kafka::Position) {
+    pub async fn acknowledged(&self, state: &AppState, owner: Uuid, position: domain::Position) {
         let Some(key) = &self.key else { return };
         if let Err(error) = idempotency::acknowledged(&state.accounts.pool, owner, key, position).await {
             tracing::warn!(%error, %position, "accepted, but its Idempotency-Key is not marked acknowledged; a retry publishes the same events again");

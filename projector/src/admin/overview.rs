@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::Status;
+use kafka_kit::inspect::Member;
 use serde::Serialize;
 use service_kit::http_error::AdminOnly;
-use service_kit::inspect::Member;
 
 use super::{AdminError, AdminState};
 use crate::rebuild::RebuildStatus;

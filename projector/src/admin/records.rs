@@ -10,8 +10,8 @@ use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::Envelope;
+use kafka_kit::inspect::LoggedRecord;
 use serde::{Deserialize, Serialize};
-use service_kit::inspect::LoggedRecord;
 
 use super::AdminUnavailable;
 use super::{AdminError, AdminState};

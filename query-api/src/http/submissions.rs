@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::kafka::Position as KafkaPosition;
+use domain::Position as KafkaPosition;
 use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {

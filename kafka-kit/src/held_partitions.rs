@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{Consumer, ConsumerContext};
 
-use crate::health::ReadinessCheck;
+use service_kit::health::ReadinessCheck;
 
 /// The held partitions of one consumer, with why each is held.
 #[derive(Clone, Default)]

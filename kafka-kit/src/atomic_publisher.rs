@@ -28,7 +28,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::kafka::{blocking, enqueue, event_produced, KafkaArgs, Position};
+use crate::kafka::{blocking, enqueue, event_produced, KafkaArgs};
+use domain::Position;
 
 /// The least time a transaction may stay open before the coordinator aborts it; also how long
 /// one left open by a crashed process can hold back `read_committed` consumers.
@@ -168,7 +169,7 @@ impl AtomicPublisher {
         for envelope in events {
             let key = envelope.key();
             let payload = envelope.encode();
-            let record = FutureRecord::to(&self.kafka.topic).key(&key).payload(&payload).headers(crate::trace_context::record_headers(&span));
+            let record = FutureRecord::to(&self.kafka.topic).key(&key).payload(&payload).headers(crate::trace_headers::record_headers(&span));
             deliveries.push(enqueue(producer, record).await?);
         }
         let mut positions = Vec::with_capacity(events.len());

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use domain::Envelope;
+use domain::{Envelope, Position};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -17,6 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use service_kit::secret::Secret;
 
 /// How long to wait for room when the producer's local queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
@@ -111,28 +112,6 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
         }
-    }
-}
-
-/// A value that must never reach a log: its `Debug` prints a placeholder.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Secret {
-        Secret(value)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
     }
 }
 
@@ -444,30 +423,6 @@ pub(crate) fn event_produced(envelope: &Envelope) {
     metrics::counter!("content_processor_events_produced_total", "type" => envelope.event.type_name()).increment(1);
 }
 
-/// Where Kafka stored a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl std::fmt::Display for Position {
-    /// `partition:offset`, the consistency token the command API hands out.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.partition, self.offset)
-    }
-}
-
-impl std::str::FromStr for Position {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Position, ()> {
-        let (partition, offset) = text.split_once(':').ok_or(())?;
-        let position = Position { partition: partition.parse().map_err(drop)?, offset: offset.parse().map_err(drop)? };
-        (position.partition >= 0 && position.offset >= 0).then_some(position).ok_or(())
-    }
-}
-
 /// Hands one record to `producer`, waiting while its queue is full: unlike concurrent `send`s
 /// retrying on their own, records enqueued one after another keep their order.
 pub(crate) async fn enqueue(producer: &FutureProducer, mut record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
@@ -516,7 +471,7 @@ impl EventPublisher {
         let key = envelope.key();
         let payload = envelope.encode();
         let record =
-            FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(crate::trace_context::record_headers(&tracing::Span::current()));
+            FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(crate::trace_headers::record_headers(&tracing::Span::current()));
         // Timeout::Never only concerns a full local queue; delivery itself is bounded by
         // message.timeout.ms, after which the send resolves with an error.
         match self.producer.send(record, Timeout::Never).await {
@@ -561,7 +516,7 @@ impl EventPublisher {
             enqueued.push(envelope);
             let key = envelope.key();
             let payload = envelope.encode();
-            let headers = crate::trace_context::record_headers(trace.unwrap_or(&tracing::Span::current()));
+            let headers = crate::trace_headers::record_headers(trace.unwrap_or(&tracing::Span::current()));
             let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(headers);
             if let Some(partition) = partition {
                 record = record.partition(partition);

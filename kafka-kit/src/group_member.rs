@@ -38,7 +38,7 @@ impl GroupMember {
 
 impl ClientContext for GroupMember {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        crate::metrics::record_consumer_lag(self.name, &statistics);
+        crate::consumer_lag::record_consumer_lag(self.name, &statistics);
     }
 }
 
