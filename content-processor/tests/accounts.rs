@@ -709,3 +709,22 @@ async fn a_batch_over_a_spent_limit_is_refused_before_its_body_is_parsed() {
     assert_refused(keyed, StatusCode::BAD_REQUEST, "malformed_json").await;
     system.stop().await;
 }
+
+/// Sign-ups from one client address are limited (each hashes a password), and the limit holds
+/// whether the addresses signed up with were free or taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_from_one_client_address_are_limited() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.accounts.sign_up_limit_per_address = 2;
+    let system = TestSystem::start_with(db, config).await;
+    let sign_up = |email: &str| reqwest::Client::new().post(system.url("/api/accounts")).json(&json!({"email": email, "password": PASSWORD})).send();
+    assert_eq!(sign_up("first@example.com").await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(sign_up("first@example.com").await.unwrap().status(), StatusCode::ACCEPTED, "taken: the same answer, and it counts");
+    let refused = sign_up("third@example.com").await.unwrap();
+    assert_eq!(refused.headers()["ratelimit-policy"], "\"sign-up-address\";q=2;w=3600");
+    assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let signed_in = reqwest::Client::new().post(system.url("/api/session")).json(&json!({"email": "third@example.com", "password": PASSWORD})).send();
+    assert_eq!(signed_in.await.unwrap().status(), StatusCode::UNAUTHORIZED, "the refused sign-up made no account");
+    system.stop().await;
+}

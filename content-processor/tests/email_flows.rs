@@ -1,8 +1,8 @@
 //! What goes through a user's mailbox, against a real SMTP server: nothing is mailed to an
 //! address until its owner follows the link mailed to it; a forgotten password is reset by a
-//! mailed link, which ends every session and can revoke every token, and a stranger asking for
-//! one learns nothing of who has an account, nor does one signing up with a taken address;
-//! signing out everywhere and changing the password
+//! mailed link, which ends every session, can revoke every token and lifts a lockout caused by
+//! a stranger's guesses; a stranger asking for one learns nothing of who has an account, nor
+//! does one signing up with a taken address; signing out everywhere and changing the password
 //! end the other sessions.
 
 mod support;
@@ -91,6 +91,9 @@ async fn a_forgotten_password_is_reset_by_mail_which_ends_every_session_and_can_
     let system = with_mail(&smtp).await;
     let alice = User::sign_up(&system, "alice@example.com").await;
     let elsewhere = sign_in(&system, "alice@example.com", PASSWORD).await.unwrap();
+    // A stranger's guesses lock the account out of signing in, the right password too...
+    while sign_in(&system, "alice@example.com", "a stranger's guess").await.err() == Some(StatusCode::UNAUTHORIZED) {}
+    assert_eq!(sign_in(&system, "alice@example.com", PASSWORD).await.err(), Some(StatusCode::TOO_MANY_REQUESTS));
 
     // A stranger asking learns nothing: the same answer for an address with no account.
     let ask = |email: &str| reqwest::Client::new().post(system.url("/api/password-reset")).json(&json!({ "email": email })).send();
@@ -113,7 +116,8 @@ async fn a_forgotten_password_is_reset_by_mail_which_ends_every_session_and_can_
     let other = confirm(json!({"token": other, "password": "yet another password 3"})).await.unwrap();
     assert_eq!(code_of(other).await, (StatusCode::BAD_REQUEST, "invalid_token".to_owned()), "a reset ends every other link");
 
-    // Every session ended, every token revoked; only the new password signs in.
+    // Every session ended, every token revoked; only the new password signs in (...and the
+    // reset was the owner's way back from the stranger's lockout).
     for cookie in [&alice.cookie, &elsewhere.cookie] {
         assert_eq!(session_of(&system, cookie).await.0, StatusCode::UNAUTHORIZED);
     }

@@ -148,12 +148,11 @@ async fn sign_in(
     // Both limits count every attempt, so guessing one account's password from many addresses,
     // or many accounts' from one address, is slowed down alike.
     let settings = &accounts.settings;
-    for (policy, subject) in [(settings.sign_in_per_address(), address.as_str()), (settings.sign_in_per_account(), email.as_str())] {
-        accounts.limiter.require(policy, subject).await?;
-    }
+    accounts.limiter.require(settings.sign_in_per_address(), &address).await?;
+    let (account, stored) = store::find_by_email(&accounts.pool, &email).await?.unzip();
+    accounts.limiter.require(settings.sign_in_per_account(), &attempts_bucket(&email, stored.as_deref())).await?;
     // With no such account, `verify` still spends the time of a check: timing does not tell
     // which addresses have accounts.
-    let (account, stored) = store::find_by_email(&accounts.pool, &email).await?.unzip();
     let verified = password::verify(credentials.password, stored.clone()).await?;
     let signed_in = match (account, stored) {
         (Some(account), Some(stored)) if verified => start_session(&accounts, &headers, jar, account, &stored).await?,
@@ -168,6 +167,16 @@ async fn sign_in(
             tracing::info!(%address, "sign-in refused");
             Err(AccountsError::InvalidCredentials)
         }
+    }
+}
+
+/// Whose sign-in attempts count together: the address's, per password it has had. Guesses
+/// lock an account out for the limit's window, but a password reset (or change) starts a new
+/// bucket, so the owner's way back from a lockout a stranger caused is the reset link.
+fn attempts_bucket(email: &str, password_hash: Option<&str>) -> String {
+    match password_hash {
+        Some(hash) => format!("{email}#{}", hex::encode(&secret::digest(hash)[..8])),
+        None => email.to_owned(),
     }
 }
 
