@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, Distribution};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use domain::{Envelope, Event};
-use kafka_kit::kafka::{EventPublisher, Outgoing};
+use kafka_kit::{EventPublisher, Outgoing};
 use serde::Serialize;
 use sqlx::migrate::MigrateDatabase;
 use tokio_util::sync::CancellationToken;

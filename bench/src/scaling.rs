@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_kit::kafka::EventPublisher;
+use kafka_kit::EventPublisher;
 use serde::Serialize;
 
 use crate::broker::{BrokerKind, Launcher};

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 
 /// Largest content accepted unless `MAX_CONTENT_BYTES` says otherwise.
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;

@@ -17,7 +17,7 @@ use accounts::Accounts;
 use axum::extract::FromRef;
 use axum::Router;
 use kafka_kit::atomic_publisher::AtomicPublisher;
-use kafka_kit::kafka::EventPublisher;
+use kafka_kit::EventPublisher;
 use service_kit::health::ReadinessCheck;
 use tokio_util::sync::CancellationToken;
 

@@ -18,7 +18,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, JvmProfile};
 use serde::{Deserialize, Serialize};
 use service_kit::secret::Secret;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use kafka_kit::embedded_broker::EmbeddedBroker;
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, JvmProfile};
 use sqlx::migrate::MigrateDatabase;
 use tokio::task::JoinSet;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use content_processor::deployed::DeployedConfig;
 use content_processor::{Broker, Config};
 use kafka_kit::embedded_broker::EmbeddedBroker;
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 
 #[derive(Parser)]
 #[command(name = "content-processor", about = "Runs content-processor: everything in one process, or one role")]

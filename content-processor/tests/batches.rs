@@ -32,7 +32,7 @@ async fn post_batch(user: &User, system: &TestSystem, body: &Value, key: Option<
 }
 
 /// `SubmissionCreated` records in the log, per batch id.
-fn items_in_log(kafka: &kafka_kit::kafka::KafkaArgs, isolation: &str) -> HashMap<Uuid, Vec<Uuid>> {
+fn items_in_log(kafka: &kafka_kit::KafkaArgs, isolation: &str) -> HashMap<Uuid, Vec<Uuid>> {
     let mut batches: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for record in support::read_topic_as(kafka, &kafka.topic, isolation) {
         let Some(envelope) = record.value.as_deref().and_then(|value| domain::Envelope::decode(value).ok()) else { continue };
@@ -207,7 +207,7 @@ const BATCH_SIZE: usize = 1000;
 /// The sum over the topic's partitions of the end offset a consumer of `isolation` sees: under
 /// `read_committed` that is the last stable offset, which stops before any open transaction.
 fn end_offsets(consumer: &BaseConsumer, topic: &str) -> i64 {
-    let partitions = kafka_kit::kafka::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).unwrap();
+    let partitions = kafka_kit::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).unwrap();
     (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).sum()
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::{judge, Envelope, Event, Verdict};
-use kafka_kit::kafka::Outgoing;
+use kafka_kit::Outgoing;
 use reqwest::StatusCode;
 use support::process::{free_port, log_dir, Component};
 use support::{read_topic, TestDb, TestKafka};
@@ -131,7 +131,7 @@ async fn killing_components_at_random_loses_nothing_and_applies_nothing_twice() 
     let kafka = broker.kafka.clone();
     // What a validator killed between producing and committing does, made certain: the same
     // ProcessingStarted again (same derived event id), for some submissions.
-    let publisher = kafka_kit::kafka::EventPublisher::new(&kafka, Duration::from_secs(10)).unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&kafka, Duration::from_secs(10)).unwrap();
     let replayed: Vec<Envelope> = outcomes.acknowledged[..REPLAYED]
         .iter()
         .map(|(id, _)| Envelope::new(*id, Event::ProcessingStarted {}, chrono::Utc::now(), Uuid::nil()))

@@ -48,7 +48,7 @@ async fn projector_pauses_and_queries_answer_503_until_the_database_returns() {
 
     // Events reaching the log meanwhile (from a replica that reaches the database, or already
     // there) are judged, and the projector holds them.
-    let publisher = kafka_kit::kafka::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
     let mut during = Vec::new();
     for content in ["during the outage 2", "short"] {
         let event = domain::Event::created(content, None);

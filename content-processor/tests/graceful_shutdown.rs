@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;

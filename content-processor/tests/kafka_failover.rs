@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_kit::kafka::{KafkaSecurity, SaslMechanism, SecurityProtocol};
+use kafka_kit::{KafkaSecurity, SaslMechanism, SecurityProtocol};
 use local_kafka::{ClusterConfig, JvmProfile};
 use reqwest::StatusCode;
 use support::{TestDb, TestKafka, TestSystem};

@@ -153,7 +153,7 @@ fn strimzi_runs_kraft_node_pools_with_the_replication_acks_all_relies_on() {
 #[test]
 fn the_topics_are_what_the_services_would_create_and_kept_for_ever() {
     let settings = kafka_settings();
-    let mut kafka = kafka_kit::kafka::KafkaArgs::for_brokers(&settings["KAFKA_BROKERS"]);
+    let mut kafka = kafka_kit::KafkaArgs::for_brokers(&settings["KAFKA_BROKERS"]);
     kafka.topic = settings["KAFKA_TOPIC"].clone();
     for topic_name in [kafka.topic.clone(), kafka.dead_letter_topic()] {
         let topic = of_kind("KafkaTopic").into_iter().find(|t| t["spec"]["topicName"] == topic_name.as_str());
@@ -189,7 +189,7 @@ fn the_kafka_user_may_do_what_each_service_does_and_no_more() {
     let user = resource("KafkaUser", &settings["KAFKA_SASL_USERNAME"]);
     assert_eq!(user["spec"]["authentication"]["type"], "scram-sha-512");
     let acls = user["spec"]["authorization"]["acls"].as_sequence().unwrap().clone();
-    let kafka = kafka_kit::kafka::KafkaArgs { topic: settings["KAFKA_TOPIC"].clone(), ..kafka_kit::kafka::KafkaArgs::for_brokers("") };
+    let kafka = kafka_kit::KafkaArgs { topic: settings["KAFKA_TOPIC"].clone(), ..kafka_kit::KafkaArgs::for_brokers("") };
     for topic in [kafka.topic.clone(), kafka.dead_letter_topic()] {
         for operation in ["Describe", "Read", "Write"] {
             assert!(granted(&acls, "topic", &topic, operation), "{operation} on topic {topic}");
@@ -336,7 +336,7 @@ fn keda_scales_the_validators_on_their_group_lag_up_to_one_per_partition() {
     assert!(int_of(&scaled["spec"]["maxReplicaCount"]) <= settings["KAFKA_PARTITIONS"].parse::<i64>().unwrap());
     let trigger = &scaled["spec"]["triggers"][0];
     assert_eq!(trigger["type"], "kafka");
-    let kafka = kafka_kit::kafka::KafkaArgs::for_brokers(&settings["KAFKA_BROKERS"]);
+    let kafka = kafka_kit::KafkaArgs::for_brokers(&settings["KAFKA_BROKERS"]);
     assert_eq!(str_of(&trigger["metadata"]["consumerGroup"]), validator::Config::new(kafka).group_id);
     assert_eq!(str_of(&trigger["metadata"]["topic"]), settings["KAFKA_TOPIC"]);
     assert_eq!(str_of(&trigger["metadata"]["bootstrapServers"]), settings["KAFKA_BROKERS"]);

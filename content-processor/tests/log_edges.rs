@@ -82,7 +82,7 @@ async fn a_record_of_a_newer_schema_version_holds_its_partition_instead_of_being
     let committed = group.committed_offsets(partition, Duration::from_secs(10)).unwrap();
     let committed = committed.find_partition(&kafka.topic, 0).unwrap().offset();
     assert!(matches!(committed, Offset::Invalid) || committed.to_raw().unwrap() <= held_at, "validator committed {committed:?}");
-    let dead_letters = support::records_in_topic(&kafka_kit::kafka::KafkaArgs { topic: kafka.dead_letter_topic(), ..kafka.clone() }).await;
+    let dead_letters = support::records_in_topic(&kafka_kit::KafkaArgs { topic: kafka.dead_letter_topic(), ..kafka.clone() }).await;
     assert_eq!(dead_letters, 0, "a newer version is not garbage");
 
     system.stop().await;
@@ -107,7 +107,7 @@ async fn a_topic_recreated_while_running_is_rebuilt_from_the_new_log_even_once_i
     // Deletion finishes in the background; creating the topic before it did only finds the old
     // one ("already exists"), which then disappears.
     eventually("the old topic is gone", || async {
-        kafka_kit::kafka::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).is_err().then_some(())
+        kafka_kit::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).is_err().then_some(())
     })
     .await;
     eventually("the topic is created again", || async { kafka.ensure_topic().await.ok() }).await;
@@ -145,7 +145,7 @@ async fn partitions_added_to_the_topic_are_followed_and_a_submission_stays_on_it
     assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
     // The answer comes before every broker's metadata shows the partitions (seen under load).
     eventually("the metadata shows the new partitions", || async {
-        (kafka_kit::kafka::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).ok() == Some(grown)).then_some(())
+        (kafka_kit::topic_partition_count(admin.inner(), &kafka.topic, Duration::from_secs(5)).ok() == Some(grown)).then_some(())
     })
     .await;
 

@@ -175,7 +175,7 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     let ghost_submission = Uuid::now_v7();
     let event = Event::SubmissionCreated { content: "a ghost's text 12345".into(), owner_id: Some(Uuid::new_v4()), batch: None, replaces: None };
     let envelope = Envelope::new(ghost_submission, event, chrono::Utc::now(), Uuid::new_v4());
-    let publisher = kafka_kit::kafka::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
     publisher.publish(&envelope).await.unwrap();
     // The notifier sets it aside, with why (before, it retried it for ever).
     let pool = system.db.pool().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
-use kafka_kit::kafka::{EventPublisher, Outgoing};
+use kafka_kit::{EventPublisher, Outgoing};
 use sqlx::PgPool;
 use support::{eventually, TestDb, TestKafka};
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_kit::kafka::{KafkaArgs, Outgoing};
+use kafka_kit::{KafkaArgs, Outgoing};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureRecord;
@@ -150,7 +150,7 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
     let broker = TestKafka::start(1, 1).await;
     let kafka = broker.kafka.clone();
     kafka.ensure_topic().await.unwrap();
-    let publisher = kafka_kit::kafka::EventPublisher::new(&kafka, Duration::from_secs(30)).unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&kafka, Duration::from_secs(30)).unwrap();
     let events: Vec<domain::Envelope> = (0..50)
         .map(|i| {
             let content = format!("soon deleted {i}");

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use domain::{Envelope, Event};
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use reqwest::StatusCode;
 use support::{eventually, TestDb, TestSystem};
 use tokio_util::sync::CancellationToken;

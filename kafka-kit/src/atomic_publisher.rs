@@ -3,7 +3,7 @@
 //! A batch of submissions must be in the log entirely or not at all. Its events are keyed by
 //! their own submission ids, so they spread over many partitions, and only a transaction makes
 //! writes to several partitions atomic: consumers read with `isolation.level=read_committed`
-//! (librdkafka's default, set explicitly in [`crate::kafka::KafkaArgs::consumer_config`]) and
+//! (librdkafka's default, set explicitly in [`crate::KafkaArgs::consumer_config`]) and
 //! never see a record of a transaction that was aborted, or that a crashed producer left open
 //! (the coordinator aborts it after `transaction.timeout.ms`).
 //!
@@ -28,7 +28,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::kafka::{blocking, enqueue, event_produced, KafkaArgs};
+use crate::publisher::{enqueue, event_produced};
+use crate::topics::blocking;
+use crate::KafkaArgs;
 use domain::Position;
 
 /// The least time a transaction may stay open before the coordinator aborts it; also how long

@@ -6,7 +6,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-use crate::kafka::KafkaArgs;
+use crate::KafkaArgs;
 
 pub struct EmbeddedBroker {
     cluster: MockCluster<'static, DefaultProducerContext>,

@@ -12,7 +12,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{blocking, bounds, topic_partition_count, KafkaArgs, KafkaSetupError};
+use crate::topics::{blocking, bounds, topic_partition_count};
+use crate::{KafkaArgs, KafkaSetupError};
 
 /// The group id the inspector's record reader carries: it never joins the group or commits.
 pub const INSPECTOR_GROUP_ID: &str = "content-processor-inspector";

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use service_kit::secret::Secret;
 
 /// notifier settings; every flag has an environment variable.

@@ -1,4 +1,4 @@
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 
 /// projector settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]

@@ -14,9 +14,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer as RdStreamConsumer};
 /// The projector's consumer: it reports its lag to the metrics.
 type StreamConsumer = RdStreamConsumer<LagReporter>;
 use kafka_kit::held_partitions::HeldPartitions;
-use kafka_kit::kafka::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
 use kafka_kit::topic_identity::{self, TopicIdentity};
 use kafka_kit::trace_headers;
+use kafka_kit::{topic_partition_count, DeadLetter, EventPublisher, KafkaArgs};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 
 /// validator settings; every flag has an environment variable.
 #[derive(clap::Parser, Debug, Clone)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use domain::Envelope;
 use kafka_kit::group_member::{next_batch, GroupMember};
-use kafka_kit::kafka::{EventPublisher, Outgoing};
 use kafka_kit::trace_headers;
+use kafka_kit::{EventPublisher, Outgoing};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use content_processor::{Broker, Config, Running};
 use futures_util::StreamExt;
-use kafka_kit::kafka::KafkaArgs;
+use kafka_kit::KafkaArgs;
 use local_kafka::{Cluster, ClusterConfig, Distribution, JvmProfile};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
@@ -488,7 +488,7 @@ pub fn read_topic_as(kafka: &KafkaArgs, topic: &str, isolation: &str) -> Vec<Rea
     let consumer: BaseConsumer =
         kafka.consumer_config("reader").set("enable.partition.eof", "true").set("isolation.level", isolation).create().unwrap();
     let mut assignment = TopicPartitionList::new();
-    let partitions = kafka_kit::kafka::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).expect("the topic's partitions");
+    let partitions = kafka_kit::topic_partition_count(consumer.client(), topic, Duration::from_secs(10)).expect("the topic's partitions");
     for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
     }

@@ -17,7 +17,7 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
 use kafka_kit::inspect::Inspector;
-use kafka_kit::kafka::KafkaSetupError;
+use kafka_kit::KafkaSetupError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
