@@ -47,9 +47,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         // Documentation, 2001:db8::/32.
         || (first == 0x2001 && second == 0x0db8)
         // Forms that carry an IPv4 address a gateway may translate to, internal ones included:
-        // IPv4-compatible (::/96), NAT64 (64:ff9b::/96 and the local 64:ff9b:1::/48), 6to4
-        // (2002::/16) and Teredo (2001::/32).
+        // IPv4-compatible (::/96), IPv4-translated (::ffff:0:0/96), NAT64 (64:ff9b::/96 and the
+        // local 64:ff9b:1::/48), 6to4 (2002::/16) and Teredo (2001::/32).
         || ip.segments()[..6] == [0; 6]
+        || ip.segments()[..6] == [0, 0, 0, 0, 0xffff, 0]
         || (first == 0x64 && second == 0xff9b)
         || first == 0x2002
         || (first == 0x2001 && second == 0)
@@ -143,6 +144,8 @@ mod tests {
             "fd12::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
             "2001:db8::1",
             "192.0.0.1",
             "192.0.0.170",
