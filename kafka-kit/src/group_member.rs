@@ -1,12 +1,15 @@
 //! The consumer context of a consumer-group member: which partitions it owns, which it holds at
-//! a record only a newer build reads, and its lag for the metrics.
+//! a record only a newer build reads, and its lag for the metrics; reading a batch, and
+//! committing how far a batch got.
 
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::ClientContext;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::held_partitions::HeldPartitions;
@@ -95,4 +98,31 @@ pub async fn next_batch<C: ConsumerContext + 'static>(
         }
     }
     Some(batch)
+}
+
+/// Stores each partition's next offset in `progress` (what a batch got through) and commits in
+/// the background. Only ever after the batch's effects are durable: a commit lost (the
+/// partition revoked meanwhile, a failed request) only means its records are read again, which
+/// every consumer here makes a no-op.
+pub fn commit_progress<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, topic: &str, progress: impl IntoIterator<Item = (i32, i64)>) {
+    let mut offsets = TopicPartitionList::new();
+    for (partition, next) in progress {
+        if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            tracing::warn!(%error, partition, "cannot record offset");
+        }
+    }
+    if let Err(error) = consumer.store_offsets(&offsets) {
+        // Typically the partition was revoked meanwhile: its new owner reads the records again.
+        tracing::debug!(%error, "offsets not stored");
+        return;
+    }
+    commit_stored(consumer, CommitMode::Async);
+}
+
+/// Commits the offsets stored so far (`Sync` at shutdown, so the next owner starts there).
+pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, mode: CommitMode) {
+    match consumer.commit_consumer_state(mode) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
+    }
 }

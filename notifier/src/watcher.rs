@@ -11,12 +11,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Envelope, Event};
-use kafka_kit::group_member::{next_batch, GroupMember};
+use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use service_kit::health::ReadinessCheck;
 use sqlx::PgPool;
@@ -96,7 +94,7 @@ impl Watcher {
                 }
             }
         }
-        self.commit(CommitMode::Sync);
+        commit_stored(&self.consumer, CommitMode::Sync);
         tracing::info!("notifier stopped watching");
         Ok(())
     }
@@ -111,19 +109,10 @@ impl Watcher {
             }
             recorded => recorded?,
         };
-        let mut offsets = TopicPartitionList::new();
-        for (partition, next) in recorded.progress {
-            let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(next));
-        }
         if recorded.deliveries > 0 {
             self.wake.notify_one();
         }
-        if let Err(error) = self.consumer.store_offsets(&offsets) {
-            // Revoked meanwhile: its next owner reads the records again, to no effect.
-            tracing::debug!(%error, "offsets not stored");
-            return Ok(());
-        }
-        self.commit(CommitMode::Async);
+        commit_progress(&self.consumer, &self.topic, recorded.progress);
         Ok(())
     }
 
@@ -247,12 +236,5 @@ impl Watcher {
             return Ok(0);
         }
         store::notify(tx, &notification, self.channels).await
-    }
-
-    fn commit(&self, mode: CommitMode) {
-        match self.consumer.commit_consumer_state(mode) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
-        }
     }
 }

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Envelope;
-use kafka_kit::group_member::{next_batch, GroupMember};
+use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
 use kafka_kit::{EventPublisher, Outgoing};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use service_kit::health::ReadinessCheck;
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +86,7 @@ impl Validator {
         while let Some(batch) = next_batch(&self.consumer, self.batch_size, &shutdown).await {
             self.handle_batch(&batch, &shutdown).await;
         }
-        self.commit(CommitMode::Sync);
+        commit_stored(&self.consumer, CommitMode::Sync);
         tracing::info!("validator stopped");
         Ok(())
     }
@@ -124,7 +123,7 @@ impl Validator {
             progress.insert(partition, offset + 1);
         }
         if judgements.is_empty() {
-            self.store(&progress);
+            commit_progress(&self.consumer, &self.topic, progress.iter().map(|(&partition, &next)| (partition, next)));
             return;
         }
         // Kafka must hold the output before the input is marked done: retry until it does.
@@ -143,7 +142,7 @@ impl Validator {
         self.judged.fetch_add(judgements.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // From the batch in hand to every verdict acknowledged by Kafka.
         metrics::histogram!("content_processor_validator_judging_duration_seconds").record(started.elapsed().as_secs_f64());
-        self.store(&progress);
+        commit_progress(&self.consumer, &self.topic, progress.iter().map(|(&partition, &next)| (partition, next)));
     }
 
     /// Emits each judgement's events to the partition its submission was created on, so a
@@ -160,29 +159,5 @@ impl Validator {
         self.publisher.publish_all(started).await?;
         tokio::time::sleep(self.processing_delay).await;
         self.publisher.publish_all(verdicts).await
-    }
-
-    /// Marks the batch done and commits in the background; a lost commit only means the batch
-    /// is judged again, with identical output.
-    fn store(&self, progress: &Progress) {
-        let mut offsets = TopicPartitionList::new();
-        for (&partition, &next) in progress {
-            if let Err(error) = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(next)) {
-                tracing::warn!(%error, partition, "cannot record offset");
-            }
-        }
-        if let Err(error) = self.consumer.store_offsets(&offsets) {
-            // Typically the partition was revoked meanwhile: its new owner redoes the batch.
-            tracing::debug!(%error, "offsets not stored");
-            return;
-        }
-        self.commit(CommitMode::Async);
-    }
-
-    fn commit(&self, mode: CommitMode) {
-        match self.consumer.commit_consumer_state(mode) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
-        }
     }
 }
