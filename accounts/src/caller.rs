@@ -43,7 +43,7 @@ impl TryFrom<String> for Role {
         match text.as_str() {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
-            other => Err(AccountsError::Internal(sqlx::Error::Decode(format!("unknown role {other:?}").into()))),
+            other => Err(AccountsError::Database(sqlx::Error::Decode(format!("unknown role {other:?}").into()))),
         }
     }
 }

@@ -3,11 +3,9 @@
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::{error_response, unavailable};
+use service_kit::http_error::{database_error, error_response, json_rejection, unavailable, DATABASE};
 
 use crate::rate_limit::Decision;
-
-const RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -32,10 +30,8 @@ pub enum AccountsError {
     RateLimited(Decision),
     #[error("no such token")]
     NotFound,
-    #[error("the account database is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("internal error")]
-    Internal(#[source] sqlx::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
     #[error("password hashing failed: {0}")]
     Hashing(String),
     #[error("too many sign-ins and sign-ups at once; try again in a second")]
@@ -54,16 +50,6 @@ pub enum AccountsError {
     NotASession,
 }
 
-impl From<sqlx::Error> for AccountsError {
-    fn from(error: sqlx::Error) -> Self {
-        if service_kit::postgres::is_unavailable(&error) {
-            AccountsError::Unavailable(error)
-        } else {
-            AccountsError::Internal(error)
-        }
-    }
-}
-
 impl IntoResponse for AccountsError {
     fn into_response(self) -> Response {
         let message = self.to_string();
@@ -78,30 +64,14 @@ impl IntoResponse for AccountsError {
             AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
             AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             AccountsError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
-            AccountsError::Json(rejection) => {
-                let status = rejection.status();
-                let code = match status {
-                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-                    _ => "malformed_json",
-                };
-                error_response(status, code, rejection.body_text())
-            }
+            AccountsError::Json(rejection) => json_rejection(&rejection),
             AccountsError::RateLimited(decision) => {
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 decision.annotate(&mut response);
                 response
             }
             AccountsError::NotFound => error_response(StatusCode::NOT_FOUND, "not_found", message),
-            AccountsError::Unavailable(ref error) => {
-                tracing::warn!(%error, "answering 503: account database unavailable");
-                unavailable("database_unavailable", "the database is unavailable; try again shortly", RETRY_AFTER_SECS)
-            }
-            AccountsError::Internal(ref error) => {
-                tracing::error!(%error, "account query failed");
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-            }
+            AccountsError::Database(ref error) => database_error(error, &DATABASE),
             AccountsError::Busy => unavailable("busy", message, 1),
             AccountsError::TooManyTokens(_) => error_response(StatusCode::CONFLICT, "too_many_tokens", message),
             AccountsError::InvalidLink => error_response(StatusCode::BAD_REQUEST, "invalid_token", message),

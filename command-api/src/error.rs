@@ -105,11 +105,7 @@ impl IntoResponse for ApiError {
                 response
             }
             ApiError::UnsupportedMediaType => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message),
-            ApiError::Json(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid_body" } else { "malformed_json" };
-                error_response(status, code, rejection.body_text())
-            }
+            ApiError::Json(rejection) => service_kit::http_error::json_rejection(&rejection),
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             ApiError::Content(error) => error_response(error.status(), error.code(), message),
             ApiError::UnknownReplaced(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "unknown_submission", message),
@@ -136,7 +132,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%error, "answering 503: broker did not acknowledge");
                 unavailable("broker_unavailable", "the event log is unavailable; nothing was stored, try again later", RETRY_AFTER_SECS)
             }
-            ApiError::Database(error) => AccountsError::from(error).into_response(),
+            ApiError::Database(ref error) => service_kit::http_error::database_error(error, &service_kit::http_error::DATABASE),
         }
     }
 }

@@ -96,3 +96,35 @@ async fn bad_queries_get_clear_errors() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     system.stop().await;
 }
+
+/// Every JSON endpoint names a refused body the same way, whichever service serves it: the
+/// wrong content type, a body that is not JSON, JSON of the wrong shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_names_a_refused_json_body_alike() {
+    let system = TestSystem::start().await;
+    let endpoints = [
+        ("POST", "/api/webhooks"),
+        ("PUT", "/api/notification-settings"),
+        ("POST", "/api/tokens"),
+        ("POST", "/api/session"),
+        ("POST", "/api/submissions"),
+    ];
+    let bodies: [(Option<&str>, &str, StatusCode, &str); 3] = [
+        (Some("text/plain"), "{}", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (Some("application/json"), "not json", StatusCode::BAD_REQUEST, "malformed_json"),
+        (Some("application/json"), "[1, 2]", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+    ];
+    for (method, path) in endpoints {
+        for (content_type, body, status, code) in bodies {
+            let mut request = system.http.request(method.parse().unwrap(), system.url(path)).body(body);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
+            let answered = response.status();
+            let body: Value = response.json().await.expect("error bodies are JSON");
+            assert_eq!((answered, body["error"]["code"].as_str()), (status, Some(code)), "{method} {path} with {content_type:?} {body}");
+        }
+    }
+    system.stop().await;
+}

@@ -34,19 +34,14 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         match self {
             ApiError::Accounts(error) => error.into_response(),
-            ApiError::Json(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid_body" } else { "malformed_json" };
-                error_response(status, code, rejection.body_text())
-            }
+            ApiError::Json(rejection) => service_kit::http_error::json_rejection(&rejection),
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             ApiError::UrlRefused(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "url_refused", message),
             ApiError::TooManyEndpoints(_) => error_response(StatusCode::CONFLICT, "too_many_endpoints", message),
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
             ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
-            // Unavailable or internal, as the account layer decides for every database error.
-            ApiError::Database(error) => accounts::AccountsError::from(error).into_response(),
+            ApiError::Database(ref error) => service_kit::http_error::database_error(error, &service_kit::http_error::DATABASE),
         }
     }
 }

@@ -2,9 +2,11 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::{error_response, unavailable};
+use service_kit::http_error::{database_error, error_response, DatabaseName};
 
-const RETRY_AFTER_SECS: u64 = 2;
+/// The query API's database is the read model, and a 503 says so.
+const READ_MODEL: DatabaseName =
+    DatabaseName { unavailable_code: "read_model_unavailable", unavailable_message: "the read model is unavailable; try again shortly" };
 
 /// What any query may be answered while the read model is unreachable (for the OpenAPI
 /// document).
@@ -40,20 +42,8 @@ pub enum ApiError {
     TooManyStreams(usize),
     #[error("this account has {0} reads waiting for their writes here already; try again in a second")]
     TooManyWaits(usize),
-    #[error("the read model is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("internal error")]
-    Internal(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        if service_kit::postgres::is_unavailable(&error) {
-            ApiError::Unavailable(error)
-        } else {
-            ApiError::Internal(error)
-        }
-    }
+    #[error("read model: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 impl IntoResponse for ApiError {
@@ -70,14 +60,7 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
                 response
             }
-            ApiError::Unavailable(ref error) => {
-                tracing::warn!(%error, "answering 503: read model unavailable");
-                unavailable("read_model_unavailable", "the read model is unavailable; try again shortly", RETRY_AFTER_SECS)
-            }
-            ApiError::Internal(ref error) => {
-                tracing::error!(%error, "query failed");
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-            }
+            ApiError::Database(ref error) => database_error(error, &READ_MODEL),
         }
     }
 }

@@ -99,6 +99,46 @@ pub fn unavailable(code: &str, message: impl Into<String>, retry_after_secs: u64
     response
 }
 
+/// How long a client told to come back after a 503 waits.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// The answer to a JSON body axum's extractor refused, the same in every service: 415
+/// `unsupported_media_type`, 413 `body_too_large`, 422 `invalid_body` (JSON of the wrong shape)
+/// or 400 `malformed_json`.
+pub fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Response {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        _ => "malformed_json",
+    };
+    error_response(status, code, rejection.body_text())
+}
+
+/// What a service calls its database in a 503: its code and message.
+pub struct DatabaseName {
+    pub unavailable_code: &'static str,
+    pub unavailable_message: &'static str,
+}
+
+/// The database every service but the query API names.
+pub const DATABASE: DatabaseName =
+    DatabaseName { unavailable_code: "database_unavailable", unavailable_message: "the database is unavailable; try again shortly" };
+
+/// The answer to a database error, the same in every service: 503 with `Retry-After` when
+/// PostgreSQL cannot be reached (the client should retry), 500 `internal` otherwise. The cause
+/// is logged, never shown to the client.
+pub fn database_error(error: &sqlx::Error, name: &DatabaseName) -> Response {
+    if crate::postgres::is_unavailable(error) {
+        tracing::warn!(%error, code = name.unavailable_code, "answering 503: database unavailable");
+        unavailable(name.unavailable_code, name.unavailable_message, RETRY_AFTER_SECS)
+    } else {
+        tracing::error!(%error, "database query failed");
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+}
+
 /// Answers any route nobody serves with the standard body instead of an empty 404.
 pub async fn not_found_fallback() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route")

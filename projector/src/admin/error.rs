@@ -3,9 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rdkafka::error::KafkaError;
-use service_kit::http_error::{error_response, unavailable};
-
-const RETRY_AFTER_SECS: u64 = 2;
+use service_kit::http_error::{database_error, error_response, unavailable, DATABASE, RETRY_AFTER_SECS};
 
 /// What an admin request that reads Kafka and the database may be answered while either is
 /// unreachable (for the OpenAPI document).
@@ -25,22 +23,10 @@ pub enum AdminError {
     InvalidQuery(String),
     #[error("a rebuild is already running (here or in another process); see GET /admin/rebuild")]
     RebuildRunning,
-    #[error("the database is unavailable: {0}")]
-    DatabaseUnavailable(#[source] sqlx::Error),
-    #[error("internal error")]
-    Database(#[source] sqlx::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
     #[error("Kafka did not answer: {0}")]
     KafkaUnavailable(#[from] KafkaError),
-}
-
-impl From<sqlx::Error> for AdminError {
-    fn from(error: sqlx::Error) -> Self {
-        if service_kit::postgres::is_unavailable(&error) {
-            AdminError::DatabaseUnavailable(error)
-        } else {
-            AdminError::Database(error)
-        }
-    }
 }
 
 impl IntoResponse for AdminError {
@@ -50,18 +36,11 @@ impl IntoResponse for AdminError {
             AdminError::Accounts(error) => error.into_response(),
             AdminError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
             AdminError::RebuildRunning => error_response(StatusCode::CONFLICT, "rebuild_running", message),
-            AdminError::DatabaseUnavailable(ref error) => {
-                tracing::warn!(%error, "answering 503: database unavailable");
-                unavailable("database_unavailable", message, RETRY_AFTER_SECS)
-            }
             AdminError::KafkaUnavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: Kafka unavailable");
                 unavailable("kafka_unavailable", message, RETRY_AFTER_SECS)
             }
-            AdminError::Database(ref error) => {
-                tracing::error!(%error, "admin query failed");
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-            }
+            AdminError::Database(ref error) => database_error(error, &DATABASE),
         }
     }
 }
