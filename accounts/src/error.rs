@@ -1,9 +1,8 @@
 //! Every way authentication and the account endpoints can fail, and the HTTP answer for each.
 
-use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::{database_error, error_response, json_rejection, unavailable, DATABASE};
+use service_kit::http_error::{database_error, error_response, unavailable, DATABASE};
 
 use crate::rate_limit::Decision;
 
@@ -24,8 +23,6 @@ pub enum AccountsError {
     InvalidInput(String),
     #[error("{0}")]
     InvalidQuery(String),
-    #[error(transparent)]
-    Json(#[from] JsonRejection),
     #[error("too many attempts; try again in {} seconds", .0.reset_secs.max(1))]
     RateLimited(Decision),
     #[error("no such token")]
@@ -64,7 +61,6 @@ impl IntoResponse for AccountsError {
             AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
             AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             AccountsError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
-            AccountsError::Json(rejection) => json_rejection(&rejection),
             AccountsError::RateLimited(decision) => {
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 decision.annotate(&mut response);

@@ -126,5 +126,18 @@ async fn every_service_names_a_refused_json_body_alike() {
             assert_eq!((answered, body["error"]["code"].as_str()), (status, Some(code)), "{method} {path} with {content_type:?} {body}");
         }
     }
+    // An array whose items fit the fields in order is not an object either (serde's derive
+    // would read it as one).
+    for (method, path, body) in [
+        ("PUT", "/api/notification-settings", "[null, null]"),
+        ("POST", "/api/session", "[\"admin@tests.example\", \"any password at all\"]"),
+        ("POST", "/api/tokens", "[\"positional\", null]"),
+    ] {
+        let request = system.http.request(method.parse().unwrap(), system.url(path)).header("content-type", "application/json").body(body);
+        let response = request.send().await.unwrap();
+        let answered = response.status();
+        let body: Value = response.json().await.expect("error bodies are JSON");
+        assert_eq!((answered, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")), "{method} {path}: {body}");
+    }
     system.stop().await;
 }

@@ -11,8 +11,6 @@ pub enum ApiError {
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
     /// The body is not acceptable JSON (axum says why).
-    #[error(transparent)]
-    Json(#[from] axum::extract::rejection::JsonRejection),
     #[error("{0}")]
     InvalidBody(String),
     #[error(transparent)]
@@ -34,7 +32,6 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         match self {
             ApiError::Accounts(error) => error.into_response(),
-            ApiError::Json(rejection) => service_kit::http_error::json_rejection(&rejection),
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             ApiError::UrlRefused(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "url_refused", message),
             ApiError::TooManyEndpoints(_) => error_response(StatusCode::CONFLICT, "too_many_endpoints", message),

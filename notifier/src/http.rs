@@ -2,7 +2,7 @@
 //! creation), test events, and every delivery with its attempts.
 
 use accounts::Caller;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, SignedIn, SignedInChange};
 use uuid::Uuid;
 
 use crate::{ssrf, webhook, ApiError, AppState};
@@ -80,12 +80,8 @@ struct SettingsChange {
     (status = 422, description = "`invalid_body`", body = ErrorBody),
     SignedInChange, DatabaseUnavailable,
 ))]
-async fn update_settings(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<SettingsChange>, JsonRejection>,
-) -> Result<Json<Settings>, ApiError> {
-    let Json(change) = body?;
+async fn update_settings(State(state): State<AppState>, caller: Caller, body: JsonBody<SettingsChange>) -> Result<Json<Settings>, ApiError> {
+    let JsonBody(change) = body;
     sqlx::query(
         "INSERT INTO notifier.channel_settings (account_id, email_enabled, webhooks_enabled)
          VALUES ($1, COALESCE($2, true), COALESCE($3, true))
@@ -155,12 +151,8 @@ struct CreatedEndpoint {
     (status = 422, description = "`invalid_body`, `url_refused` (not http(s), or a private address)", body = ErrorBody),
     SignedInChange, DatabaseUnavailable,
 ))]
-async fn create_endpoint(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<NewEndpoint>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Json(new) = body?;
+async fn create_endpoint(State(state): State<AppState>, caller: Caller, body: JsonBody<NewEndpoint>) -> Result<impl IntoResponse, ApiError> {
+    let JsonBody(new) = body;
     if new.url.len() > 2048 || new.description.chars().count() > 200 {
         return Err(ApiError::InvalidBody("`url` is at most 2048 bytes and `description` 200 characters".into()));
     }

@@ -116,6 +116,22 @@ pub fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Re
     error_response(status, code, rejection.body_text())
 }
 
+/// A JSON body that must be an object, deserialized into `T`: as axum's `Json`, but an array is
+/// refused rather than read as `T`'s fields in order (serde's derive accepts both), and every
+/// refusal is answered as [`json_rejection`] says, or 422 `invalid_body` naming the field.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let Json(object) = Json::<serde_json::Map<String, serde_json::Value>>::from_request(request, state).await.map_err(|r| json_rejection(&r))?;
+        T::deserialize(serde_json::Value::Object(object))
+            .map(JsonBody)
+            .map_err(|error| error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("the body does not fit: {error}")))
+    }
+}
+
 /// What a service calls its database in a 503: its code and message.
 pub struct DatabaseName {
     pub unavailable_code: &'static str,

@@ -2,13 +2,12 @@
 //! address before), and resetting a forgotten password. A link is single-use, expires, and only
 //! its digest is stored; it carries its token in the URL's fragment, which the UI posts here.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use service_kit::http_error::{ErrorBody, JsonBodyErrors, SignedInChange};
+use service_kit::http_error::{ErrorBody, JsonBody, JsonBodyErrors, SignedInChange};
 
 use super::{ClientAddress, HashingOrDatabaseBusy, Notice};
 use crate::mail::Purpose;
@@ -76,8 +75,8 @@ pub(super) async fn resend_verification(State(accounts): State<Accounts>, caller
     (status = 422, description = "`invalid_body`", body = ErrorBody),
     (status = 503, description = "`database_unavailable`", body = ErrorBody),
 ))]
-pub(super) async fn verify(State(accounts): State<Accounts>, body: Result<Json<LinkToken>, JsonRejection>) -> Result<StatusCode, AccountsError> {
-    let Json(link) = body?;
+pub(super) async fn verify(State(accounts): State<Accounts>, body: JsonBody<LinkToken>) -> Result<StatusCode, AccountsError> {
+    let JsonBody(link) = body;
     let mut tx = accounts.pool.begin().await?;
     let account = store::consume_email_token(&mut tx, Purpose::Verify, &secret::digest(&link.token)).await?.ok_or(AccountsError::InvalidLink)?;
     store::mark_verified(&mut tx, account).await?;
@@ -99,9 +98,9 @@ pub(super) async fn verify(State(accounts): State<Accounts>, body: Result<Json<L
 pub(super) async fn request_reset(
     State(accounts): State<Accounts>,
     ClientAddress(address): ClientAddress,
-    body: Result<Json<ResetRequest>, JsonRejection>,
+    body: JsonBody<ResetRequest>,
 ) -> Result<Response, AccountsError> {
-    let Json(request) = body?;
+    let JsonBody(request) = body;
     let email = store::normalize_email(&request.email)?;
     if accounts.mail.is_none() {
         return Err(AccountsError::MailUnavailable);
@@ -134,11 +133,8 @@ pub(super) async fn request_reset(
     (status = 422, description = "`invalid_body`: a password under 8 characters or over 1024 bytes", body = ErrorBody),
     HashingOrDatabaseBusy,
 ))]
-pub(super) async fn confirm_reset(
-    State(accounts): State<Accounts>,
-    body: Result<Json<PasswordReset>, JsonRejection>,
-) -> Result<StatusCode, AccountsError> {
-    let Json(reset) = body?;
+pub(super) async fn confirm_reset(State(accounts): State<Accounts>, body: JsonBody<PasswordReset>) -> Result<StatusCode, AccountsError> {
+    let JsonBody(reset) = body;
     password::check_new(&reset.password)?;
     let digest = secret::digest(&reset.token);
     // A link is looked up before anything is hashed: made-up tokens cost a lookup, not a core.

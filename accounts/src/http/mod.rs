@@ -13,7 +13,7 @@ mod email;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBodyErrors, SignedIn, SignedInChange};
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, SignedIn, SignedInChange};
 use service_kit::page::Page;
 use uuid::Uuid;
 
@@ -95,10 +95,10 @@ pub(super) struct Notice {
 async fn sign_up(
     State(accounts): State<Accounts>,
     ClientAddress(address): ClientAddress,
-    body: Result<Json<Credentials>, JsonRejection>,
+    body: JsonBody<Credentials>,
 ) -> Result<Response, AccountsError> {
     // The cheap checks first; the hash (19 MiB, tens of milliseconds of a core) last.
-    let Json(credentials) = body?;
+    let JsonBody(credentials) = body;
     let email = store::normalize_email(&credentials.email)?;
     password::check_new(&credentials.password)?;
     accounts.limiter.require(accounts.settings.sign_up_per_address(), &address).await?;
@@ -141,9 +141,9 @@ async fn sign_in(
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     jar: CookieJar,
-    body: Result<Json<Credentials>, JsonRejection>,
+    body: JsonBody<Credentials>,
 ) -> Result<Response, AccountsError> {
-    let Json(credentials) = body?;
+    let JsonBody(credentials) = body;
     let email = store::normalize_email(&credentials.email).map_err(|_| AccountsError::InvalidCredentials)?;
     // Both limits count every attempt, so guessing one account's password from many addresses,
     // or many accounts' from one address, is slowed down alike.
@@ -295,12 +295,8 @@ struct PasswordChange {
     (status = 422, description = "`invalid_body`: a new password under 8 characters or over 1024 bytes", body = ErrorBody),
     HashingOrDatabaseBusy,
 ))]
-async fn change_password(
-    State(accounts): State<Accounts>,
-    caller: Caller,
-    body: Result<Json<PasswordChange>, JsonRejection>,
-) -> Result<StatusCode, AccountsError> {
-    let Json(change) = body?;
+async fn change_password(State(accounts): State<Accounts>, caller: Caller, body: JsonBody<PasswordChange>) -> Result<StatusCode, AccountsError> {
+    let JsonBody(change) = body;
     password::check_new(&change.new_password)?;
     // Guessing the current password here is guessing it at sign-in: the same counter, by email.
     let (account, stored) =
@@ -349,12 +345,8 @@ struct CreatedToken {
     (status = 422, description = "`invalid_body`", body = ErrorBody),
     DatabaseUnavailable,
 ))]
-async fn create_token(
-    State(accounts): State<Accounts>,
-    caller: Caller,
-    body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<Response, AccountsError> {
-    let Json(new) = body?;
+async fn create_token(State(accounts): State<Accounts>, caller: Caller, body: JsonBody<NewToken>) -> Result<Response, AccountsError> {
+    let JsonBody(new) = body;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS || name.contains('\0') {
         return Err(AccountsError::InvalidInput(format!("name must be 1 to {MAX_TOKEN_NAME_CHARS} characters")));
