@@ -49,17 +49,17 @@ async fn bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
 
 /// Shortest password accepted.
 pub const MIN_CHARS: usize = 8;
-/// Longest password accepted, in bytes: hashing cost grows with length, so a megabyte password
-/// must not reach Argon2.
-pub const MAX_BYTES: usize = 1024;
+/// Longest password accepted, in characters (at most 4 KiB of UTF-8): a megabyte password must
+/// not reach the hash. Characters, as the OpenAPI document's `maxLength` counts them.
+pub const MAX_CHARS: usize = 1024;
 
 /// Checks a new password against the length rules.
 pub fn check_new(password: &str) -> Result<(), AccountsError> {
     if password.chars().count() < MIN_CHARS {
         return Err(AccountsError::InvalidInput(format!("password must be at least {MIN_CHARS} characters")));
     }
-    if password.len() > MAX_BYTES {
-        return Err(AccountsError::InvalidInput(format!("password must be at most {MAX_BYTES} bytes")));
+    if password.chars().count() > MAX_CHARS {
+        return Err(AccountsError::InvalidInput(format!("password must be at most {MAX_CHARS} characters")));
     }
     Ok(())
 }
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn new_passwords_are_checked_for_length() {
         assert!(check_new("short").is_err());
-        assert!(check_new(&"x".repeat(MAX_BYTES + 1)).is_err());
+        assert!(check_new(&"x".repeat(MAX_CHARS + 1)).is_err());
         assert!(check_new("long enough").is_ok());
     }
 }

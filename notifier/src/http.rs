@@ -129,6 +129,8 @@ async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewEndpoint {
+    /// An http or https URL whose host resolves to public addresses only.
+    #[schema(pattern = "^https?://[^\\s/?#@]+([/?#][^\\s]*)?$")]
     url: String,
     #[serde(default)]
     description: String,
@@ -190,7 +192,7 @@ fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErr
 }
 
 /// Removes a webhook endpoint; nothing more is sent to it.
-#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "notifications", params(("id" = String, Path, description = "the endpoint's id (a UUID)")), responses(
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "notifications", params(("id" = uuid::Uuid, Path, description = "the endpoint's id")), responses(
     (status = 204, description = "removed"),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
@@ -210,7 +212,7 @@ async fn delete_endpoint(State(state): State<AppState>, caller: Caller, path: Re
 }
 
 /// Sends a `webhook.test` event to the endpoint (delivered like any other, with retries).
-#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "notifications", params(("id" = String, Path, description = "the endpoint's id (a UUID)")), responses(
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "notifications", params(("id" = uuid::Uuid, Path, description = "the endpoint's id")), responses(
     (status = 202, description = "queued; see `/api/deliveries`", body = TestQueued),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
@@ -244,6 +246,7 @@ struct DeliveriesQuery {
     /// Only the deliveries to this webhook endpoint.
     endpoint: Option<Uuid>,
     /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

@@ -34,6 +34,7 @@ pub(super) struct LinkToken {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResetRequest {
+    #[schema(max_length = 254, pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$")]
     email: String,
 }
 
@@ -42,6 +43,8 @@ pub(super) struct ResetRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct PasswordReset {
     token: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// Revoke every API token of the account too.
     #[serde(default)]
@@ -130,7 +133,7 @@ pub(super) async fn request_reset(
     (status = 204, description = "the password is changed; sign in with it"),
     (status = 400, description = "`invalid_token`: unknown, used or expired", body = ErrorBody),
     JsonBodyErrors,
-    (status = 422, description = "`invalid_body`: a password under 8 characters or over 1024 bytes", body = ErrorBody),
+    (status = 422, description = "`invalid_body`: a password under 8 or over 1024 characters", body = ErrorBody),
     HashingOrDatabaseBusy,
 ))]
 pub(super) async fn confirm_reset(State(accounts): State<Accounts>, body: JsonBody<PasswordReset>) -> Result<StatusCode, AccountsError> {

@@ -54,8 +54,15 @@ pub fn routes(accounts: Accounts) -> Router {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
-    #[schema(example = "ada@example.com")]
+    /// At most 254 characters, one `@`, no spaces.
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     email: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
@@ -278,6 +285,8 @@ async fn sign_out_everywhere(State(accounts): State<Accounts>, caller: Caller, j
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     current_password: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
     /// Revoke every API token of the account too.
     #[serde(default)]
@@ -292,7 +301,7 @@ struct PasswordChange {
     (status = 429, description = "`rate_limited`: as many tries as sign-in allows", body = ErrorBody),
     SignedInChange,
     JsonBodyErrors,
-    (status = 422, description = "`invalid_body`: a new password under 8 characters or over 1024 bytes", body = ErrorBody),
+    (status = 422, description = "`invalid_body`: a new password under 8 or over 1024 characters", body = ErrorBody),
     HashingOrDatabaseBusy,
 ))]
 async fn change_password(State(accounts): State<Accounts>, caller: Caller, body: JsonBody<PasswordChange>) -> Result<StatusCode, AccountsError> {
@@ -322,8 +331,10 @@ async fn change_password(State(accounts): State<Accounts>, caller: Caller, body:
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
-    /// Days until it stops working; never when absent.
+    /// Days until it stops working (1 to 3650); never when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 
@@ -347,8 +358,9 @@ struct CreatedToken {
 ))]
 async fn create_token(State(accounts): State<Accounts>, caller: Caller, body: JsonBody<NewToken>) -> Result<Response, AccountsError> {
     let JsonBody(new) = body;
+    // The length as sent (what the document's maxLength counts); then what is kept, trimmed.
     let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS || name.contains('\0') {
+    if name.is_empty() || new.name.chars().count() > MAX_TOKEN_NAME_CHARS || name.contains('\0') {
         return Err(AccountsError::InvalidInput(format!("name must be 1 to {MAX_TOKEN_NAME_CHARS} characters")));
     }
     if new.expires_in_days.is_some_and(|days| !(1..=3650).contains(&days)) {
@@ -391,7 +403,7 @@ async fn list_tokens(
 }
 
 /// Revokes one of the caller's API tokens.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "accounts", params(("id" = String, Path, description = "the token's id")), responses(
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "accounts", params(("id" = uuid::Uuid, Path, description = "the token's id")), responses(
     (status = 204, description = "revoked"),
     SignedInChange,
     (status = 404, description = "`not_found`: not one of the caller's tokens", body = ErrorBody),

@@ -65,7 +65,8 @@ pub struct AcceptedItem {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct NewBatch {
-    /// 1 to `MAX_BATCH_ITEMS` items.
+    /// 1 to `MAX_BATCH_ITEMS` (1,000 by default) items.
+    #[schema(min_items = 1, max_items = 1000)]
     items: Vec<NewItem>,
 }
 
@@ -73,13 +74,13 @@ pub struct NewBatch {
 #[allow(dead_code)]
 pub struct NewItem {
     /// As a single submission's content.
-    #[schema(example = "batch item 1")]
+    #[schema(example = "batch item 1", min_length = 1, max_length = 16384, pattern = "^[^\\u0000]+$")]
     content: String,
 }
 
 /// Accepts every item or none: one Kafka transaction holds their events.
 #[utoipa::path(post, path = "/api/batches", operation_id = "create_batch", tag = "batches", request_body = NewBatch,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers with the same batch and item ids")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers with the same batch and item ids", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 202, description = "accepted: every item in the log; `Location` is where to read the batch", body = BatchAccepted,
             headers(("Location" = String, description = "`/api/batches/{id}?position=...`"))),

@@ -61,8 +61,9 @@ pub struct Accepted {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct NewSubmission {
-    /// The text to judge: 1 byte to `MAX_CONTENT_BYTES` of UTF-8, no NUL.
-    #[schema(example = "my text with digits 42")]
+    /// The text to judge: 1 byte to `MAX_CONTENT_BYTES` (64 KiB by default) of UTF-8, no NUL
+    /// (16,384 characters always fit).
+    #[schema(example = "my text with digits 42", min_length = 1, max_length = 16384, pattern = "^[^\\u0000]+$")]
     content: String,
     /// The FAILED submission (of the caller) this one replaces.
     replaces: Option<Uuid>,
@@ -71,7 +72,7 @@ pub struct NewSubmission {
 /// Accepts one submission, or with `replaces` the resubmission of a FAILED one. Answers once
 /// Kafka acknowledged its event.
 #[utoipa::path(post, path = "/api/submissions", operation_id = "create_submission", tag = "submissions", request_body = NewSubmission,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (1 to 255 visible ASCII characters) answers with the same submission")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (1 to 255 visible ASCII characters) answers with the same submission", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 202, description = "accepted: in the log, not yet judged; `Location` is where to read it", body = Accepted,
             headers(("Location" = String, description = "`/api/submissions/{id}?position=...`"))),

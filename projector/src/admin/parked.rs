@@ -22,6 +22,7 @@ use super::{AdminError, AdminState, AdminUnavailable};
 #[into_params(parameter_in = Query)]
 pub(super) struct ParkedQuery {
     /// 1 to 100; 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 

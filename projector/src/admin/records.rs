@@ -41,10 +41,13 @@ pub(super) struct RecordsQuery {
     #[param(inline)]
     topic: TopicChoice,
     /// A partition of that topic.
+    #[param(minimum = 0)]
     partition: i32,
     /// The first offset to show; the latest records when absent.
+    #[param(minimum = 0)]
     offset: Option<i64>,
     /// 1 to 100; 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -53,6 +56,7 @@ pub(super) struct RecordsQuery {
 #[into_params(parameter_in = Query)]
 pub(super) struct DeadLettersQuery {
     /// 1 to 100; 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 

@@ -127,6 +127,8 @@ struct ListQuery {
     /// 1 to 500; 50 when absent.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     cursor: Option<String>,
 }
 
@@ -167,7 +169,7 @@ async fn list(
 /// One batch of the caller's; `?position=` (from the command API's `Location`) waits until
 /// the read model holds it.
 #[utoipa::path(get, path = "/api/batches/{id}", operation_id = "get_batch", tag = "batches",
-    params(("id" = String, Path, description = "the batch's id (a UUID)"), GetQuery), responses(
+    params(("id" = uuid::Uuid, Path, description = "the batch's id"), GetQuery), responses(
     (status = 200, description = "the batch and its counts", body = BatchView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
@@ -192,13 +194,14 @@ struct ItemsQuery {
     /// 1 to 500; 50 when absent.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// The last index of the previous page.
+    /// The last index of the previous page (-1: before the first).
+    #[param(minimum = -1)]
     after: Option<i32>,
 }
 
 /// A batch's items in the order they were sent, `limit` at a time.
 #[utoipa::path(get, path = "/api/batches/{id}/items", tag = "batches",
-    params(("id" = String, Path, description = "the batch's id (a UUID)"), ItemsQuery), responses(
+    params(("id" = uuid::Uuid, Path, description = "the batch's id"), ItemsQuery), responses(
     (status = 200, description = "one page of items", body = Page<SubmissionView>),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
@@ -213,6 +216,9 @@ async fn items(
     let id = path_id(path, "batch")?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let limit = page_limit(query.limit)?;
+    if query.after.is_some_and(|after| after < -1) {
+        return Err(ApiError::InvalidQuery("after must be -1 or more".into()));
+    }
     let items: Vec<SubmissionView> = sqlx::query_as(&format!(
         "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS}
          WHERE s.batch_id = $1 AND s.batch_index > $2 AND ($3::uuid IS NULL OR s.owner_id = $3)
@@ -235,7 +241,7 @@ async fn items(
 /// `Last-Event-ID` is not needed; after a rebuild the stream sends `reset` and ends, and the
 /// client reconnects to a snapshot of the new read model.
 #[utoipa::path(get, path = "/api/batches/{id}/stream", tag = "batches",
-    params(("id" = String, Path, description = "the batch's id (a UUID)")), responses(
+    params(("id" = uuid::Uuid, Path, description = "the batch's id")), responses(
     (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchView),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),

@@ -76,7 +76,7 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
 
 /// One submission. Another user's submission streams exactly as an unknown id does: nothing,
 /// until a submission of the caller's with that id exists (which never happens).
-#[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = String, Path, description = "the submission's id (a UUID)"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
+#[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = uuid::Uuid, Path, description = "the submission's id"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
     (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusChange),
     (status = 400, description = "`invalid_id`, `invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
     (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),

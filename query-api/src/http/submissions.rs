@@ -68,11 +68,13 @@ const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only submissions in this status (any case).
+    #[param(pattern = "^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Pp][Rr][Oo][Cc][Ee][Ss][Ss][Ii][Nn][Gg]|[Pp][Aa][Ss][Ss][Ee][Dd]|[Ff][Aa][Ii][Ll][Ee][Dd])$")]
     status: Option<String>,
     /// 1 to 500; 50 when absent.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     cursor: Option<String>,
 }
 
@@ -156,13 +158,14 @@ pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> 
 pub(super) struct GetQuery {
     /// The `partition:offset` the command API returned with the submission (its `Location`
     /// carries it): the read waits until the read model has read that far.
+    #[param(pattern = "^[0-9]{1,9}:[0-9]{1,18}$")]
     pub position: Option<String>,
 }
 
 /// One submission of the caller's (any, for an admin); another user's answers 404, exactly as
 /// an unknown id does.
 #[utoipa::path(get, path = "/api/submissions/{id}", operation_id = "get_submission", tag = "submissions",
-    params(("id" = String, Path, description = "the submission's id (a UUID)"), GetQuery), responses(
+    params(("id" = uuid::Uuid, Path, description = "the submission's id"), GetQuery), responses(
     (status = 200, description = "the submission", body = SubmissionView),
     (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
     (status = 404, description = "`not_found`: no such submission of the caller's", body = ErrorBody),
@@ -263,7 +266,7 @@ struct History {
 
 /// Every event applied to the submission, in order, with where it is in the log.
 #[utoipa::path(get, path = "/api/submissions/{id}/events", tag = "submissions",
-    params(("id" = String, Path, description = "the submission's id (a UUID)")), responses(
+    params(("id" = uuid::Uuid, Path, description = "the submission's id")), responses(
     (status = 200, description = "the events", body = History),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
