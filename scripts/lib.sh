@@ -58,17 +58,20 @@ ensure_nextest() {
 }
 
 # Python tools the tests run, from PyPI, in a virtual environment outside git: aiosmtpd (the
-# real SMTP server the notification tests send mail to), schemathesis (the OpenAPI test) and
-# kubernetes-validate (the Kubernetes API schemas the manifests are checked against).
+# real SMTP server the notification tests send mail to), schemathesis and openapi-spec-validator
+# (the OpenAPI test) and kubernetes-validate (the Kubernetes API schemas the manifests are
+# checked against).
 # Exports CONTENT_PROCESSOR_PYTHON.
 ensure_python_tools() {
     local venv="${XDG_CACHE_HOME:-$HOME/.cache}/content-processor/python"
     if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || ! "$venv/bin/st" --version 2>/dev/null | grep -q '4.32.5' \
-        || ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q '1.37.0'; then
+        || ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q '1.37.0' \
+        || ! "$venv/bin/pip" show openapi-spec-validator 2>/dev/null | grep -q '^Version: 0.7.2$'; then
         command -v python3 >/dev/null || apt_install python3
         python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
-        say "installing aiosmtpd, schemathesis and kubernetes-validate into $venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6' 'schemathesis==4.32.5' 'kubernetes-validate==1.37.0'
+        say "installing aiosmtpd, schemathesis, openapi-spec-validator and kubernetes-validate into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6' 'schemathesis==4.32.5' \
+            'openapi-spec-validator==0.7.2' 'kubernetes-validate==1.37.0'
     fi
     export CONTENT_PROCESSOR_PYTHON="$venv/bin/python"
 }
