@@ -25,7 +25,7 @@ pub enum ApiError {
     #[error(transparent)]
     Json(#[from] JsonRejection),
     #[error("{0}")]
-    InvalidBody(&'static str),
+    InvalidBody(String),
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
@@ -60,10 +60,9 @@ pub fn item_error(index: usize, error: &ContentError) -> ItemError {
 /// What is wrong with a piece of content: of a submission, or of one item of a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    #[error("`content` is required")]
-    Missing,
-    #[error("`content` must be a string")]
-    NotAString,
+    /// Not an object with `content` (a string) and nothing else.
+    #[error("{0}")]
+    Shape(String),
     #[error("content must not be empty")]
     Empty,
     #[error("content must not contain NUL characters")]
@@ -75,7 +74,7 @@ pub enum ContentError {
 impl ContentError {
     pub fn code(&self) -> &'static str {
         match self {
-            ContentError::Missing | ContentError::NotAString => "invalid_body",
+            ContentError::Shape(_) => "invalid_body",
             ContentError::Empty => "empty_content",
             ContentError::Nul => "invalid_content",
             ContentError::TooLarge { .. } => "content_too_large",

@@ -34,6 +34,8 @@ async fn bad_submissions_are_refused_and_store_nothing() {
         ("number content", json, b"{\"content\": 42}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         ("null content", json, b"{\"content\": null}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         ("array body", json, b"[\"content\"]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        ("an unknown field", json, b"{\"content\": \"hello 12345\", \"colour\": \"red\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        ("replaces not an id", json, b"{\"content\": \"hello 12345\", \"replaces\": 7}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         ("empty content", json, b"{\"content\": \"\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "empty_content"),
         ("NUL in content", json, b"{\"content\": \"abc\\u0000def12\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_content"),
         ("no content type", None, b"{\"content\": \"hello 12345\"}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),

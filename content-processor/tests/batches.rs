@@ -54,13 +54,15 @@ async fn a_batch_is_accepted_whole_judged_item_by_item_and_followed_live() {
 
     // Bad items refuse the whole batch, each named by its index; nothing reaches the log and
     // no rate limit is spent.
-    let bad = json!({"items": [{"content": "fine 12345678"}, {"content": ""}, "just text", {"content": "nul \u{0} 12345678"}]});
+    let bad = json!({"items": [
+        {"content": "fine 12345678"}, {"content": ""}, "just text", {"content": "nul \u{0} 12345678"}, {"content": "fine 12345678", "colour": "red"}
+    ]});
     let (status, body, _) = post_batch(&alice, &system, &bad, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "invalid_items");
     let refused: Vec<_> =
         body["error"]["items"].as_array().unwrap().iter().map(|i| (i["index"].as_u64().unwrap(), i["code"].as_str().unwrap().to_owned())).collect();
-    assert_eq!(refused, [(1, "empty_content".into()), (2, "invalid_body".into()), (3, "invalid_content".into())]);
+    assert_eq!(refused, [(1, "empty_content".into()), (2, "invalid_body".into()), (3, "invalid_content".into()), (4, "invalid_body".into())]);
     for (body, code) in [(json!({"items": []}), "invalid_batch_size"), (json!({"items": "x"}), "invalid_body"), (json!({}), "invalid_body")] {
         let (status, answer, _) = post_batch(&alice, &system, &body, None).await;
         assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{body}");

@@ -27,7 +27,10 @@ const CONTENT_TYPES: &[(Option<&str>, bool)] = &[
 /// What the command API must do with a body, decided independently of its code.
 fn should_accept(json_content_type: bool, body: &[u8]) -> bool {
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else { return false };
+    // No field but `content` and a null `replaces` (an id would name no submission of the caller).
+    let known_fields_only = object.iter().all(|(name, value)| name == "content" || (name == "replaces" && value.is_null()));
     json_content_type
+        && known_fields_only
         && matches!(object.get("content"), Some(Value::String(c))
             if !c.is_empty() && c.len() <= MAX_CONTENT_BYTES && !c.contains('\0'))
 }

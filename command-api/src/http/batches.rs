@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{BatchId, BatchItem, Envelope, Event, SubmissionId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use service_kit::http_error::{ErrorBody, SignedInChange};
 use sha2::{Digest, Sha256};
@@ -23,7 +23,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::intake;
-use crate::error::item_error;
+use crate::error::{item_error, ContentError};
 use crate::idempotency::{self, Recorded};
 use crate::{ApiError, AppState};
 
@@ -61,17 +61,18 @@ pub struct AcceptedItem {
     pub id: SubmissionId,
 }
 
-/// What `POST /api/batches` takes (read field by field, as a submission is).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// What `POST /api/batches` takes: the handler reads it and the document describes it. Items
+/// are read one by one ([`NewItem`]), so each bad one gets an error of its own.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewBatch {
     /// 1 to `MAX_BATCH_ITEMS` (1,000 by default) items.
-    #[schema(min_items = 1, max_items = 1000)]
-    items: Vec<NewItem>,
+    #[schema(value_type = Vec<NewItem>, min_items = 1, max_items = 1000)]
+    items: Vec<Value>,
 }
 
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewItem {
     /// As a single submission's content.
     #[schema(example = "batch item 1", min_length = 1, max_length = 16384, pattern = "^[^\\u0000]+$")]
@@ -100,10 +101,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     intake::refuse_if_spent(&state, &caller, &headers)?;
-    let mut body = intake::json_object(&headers, body)?;
-    let Some(Value::Array(items)) = body.remove("items") else {
-        return Err(ApiError::InvalidBody("`items` must be an array of objects with `content`"));
-    };
+    let NewBatch { items } = intake::typed(intake::json_object(&headers, body)?)?;
     if items.is_empty() || items.len() > state.max_batch_items {
         return Err(ApiError::BatchSize { actual: items.len(), limit: state.max_batch_items });
     }
@@ -158,9 +156,12 @@ fn check_items(items: Vec<Value>, max_content_bytes: usize) -> Result<Vec<String
     let mut contents = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
+        // An object: serde's derive would take an array as the fields in order.
         let checked = match item {
-            Value::Object(mut item) => intake::content(&mut item, max_content_bytes),
-            _ => Err(crate::error::ContentError::Missing),
+            Value::Object(_) => NewItem::deserialize(item)
+                .map_err(|error| ContentError::Shape(error.to_string()))
+                .and_then(|NewItem { content }| intake::check_content(content, max_content_bytes)),
+            _ => Err(ContentError::Shape("an item is an object with `content`".into())),
         };
         match checked {
             Ok(content) => contents.push(content),

@@ -17,8 +17,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Reads the whole body before judging it, even one with the wrong content type: a refusal
 /// that leaves the body unread makes the server close the connection, and a client reusing it
-/// would see a broken pipe instead of the answer. Fields are taken by hand because a derived
-/// struct would also accept a JSON array as a positional form of the object.
+/// would see a broken pipe instead of the answer. An object, not any JSON: a derived struct
+/// would also take an array as a positional form of its fields.
 pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
     let body = body?;
     if !is_json(headers) {
@@ -52,13 +52,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The `content` field of `object`, checked.
-pub fn content(object: &mut Map<String, Value>, limit: usize) -> Result<String, ContentError> {
-    let content = match object.remove("content") {
-        Some(Value::String(content)) => content,
-        Some(_) => return Err(ContentError::NotAString),
-        None => return Err(ContentError::Missing),
-    };
+/// `T` from a body's JSON object; its fields are `T`'s, any other is refused.
+pub fn typed<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
+    T::deserialize(Value::Object(object)).map_err(|error| ApiError::InvalidBody(format!("the body does not fit: {error}")))
+}
+
+/// A piece of content, checked.
+pub fn check_content(content: String, limit: usize) -> Result<String, ContentError> {
     if content.is_empty() {
         return Err(ContentError::Empty);
     }

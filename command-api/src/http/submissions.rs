@@ -11,8 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{Envelope, Event, Status, SubmissionId};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use service_kit::http_error::{ErrorBody, SignedInChange};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -56,16 +55,16 @@ pub struct Accepted {
     pub position: String,
 }
 
-/// What `POST /api/submissions` takes. The body is read field by field (see `intake`), so
-/// each field's error has its own code; this is its shape for the API's description.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// What `POST /api/submissions` takes: the handler reads it and the document describes it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewSubmission {
     /// The text to judge: 1 byte to `MAX_CONTENT_BYTES` (64 KiB by default) of UTF-8, no NUL
     /// (16,384 characters always fit).
     #[schema(example = "my text with digits 42", min_length = 1, max_length = 16384, pattern = "^[^\\u0000]+$")]
     content: String,
     /// The FAILED submission (of the caller) this one replaces.
+    #[serde(default)]
     replaces: Option<Uuid>,
 }
 
@@ -91,13 +90,8 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut body = intake::json_object(&headers, body)?;
-    let content = intake::content(&mut body, state.max_content_bytes)?;
-    let replaces = match body.remove("replaces") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(id.parse::<Uuid>().map_err(|_| ApiError::InvalidBody("`replaces` must be a submission id"))?),
-        Some(_) => return Err(ApiError::InvalidBody("`replaces` must be a submission id")),
-    };
+    let NewSubmission { content, replaces } = intake::typed(intake::json_object(&headers, body)?)?;
+    let content = intake::check_content(content, state.max_content_bytes)?;
     let owner = caller.account_id;
     let digest = Sha256::digest(content.as_bytes()).to_vec();
     // A resubmission is keyed by what it replaces, so it is idempotent whatever the client sends.
