@@ -288,10 +288,7 @@ async fn deliveries(
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<Items<Delivery>>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_DELIVERIES).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!("limit must be between 1 and {MAX_DELIVERIES}")));
-    }
+    let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES).map_err(ApiError::InvalidQuery)?;
     let items = sqlx::query_as(
         "SELECT d.id, d.channel, d.endpoint_id, n.event_type, d.state, d.attempts,
              CASE WHEN d.state = 'pending' THEN d.next_attempt_at END AS next_attempt_at,

@@ -126,10 +126,13 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
         let Json(object) = Json::<serde_json::Map<String, serde_json::Value>>::from_request(request, state).await.map_err(|r| json_rejection(&r))?;
-        T::deserialize(serde_json::Value::Object(object))
-            .map(JsonBody)
-            .map_err(|error| error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("the body does not fit: {error}")))
+        from_object(object).map(JsonBody).map_err(|message| error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message))
     }
+}
+
+/// `T` from a body's JSON object, or the message of the 422 `invalid_body` that refuses it.
+pub fn from_object<T: serde::de::DeserializeOwned>(object: serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
+    T::deserialize(serde_json::Value::Object(object)).map_err(|error| format!("the body does not fit: {error}"))
 }
 
 /// What a service calls its database in a 503: its code and message.

@@ -29,12 +29,15 @@ impl<T> Page<T> {
     }
 }
 
-/// The `limit` a client asked for (the default when none), or why it cannot be.
+/// The `limit` a client asked for of a page (the default when none), or why it cannot be.
 pub fn limit(asked: Option<i64>) -> Result<i64, String> {
-    let limit = asked.unwrap_or(DEFAULT_LIMIT);
-    if (1..=MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(format!("limit must be between 1 and {MAX_LIMIT}"))
+    limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// The `limit` a client asked for of a list with other bounds: 1 to `max`, `default` when none.
+pub fn limit_within(asked: Option<i64>, default: i64, max: i64) -> Result<i64, String> {
+    match asked.unwrap_or(default) {
+        limit if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(format!("limit must be between 1 and {max}")),
     }
 }

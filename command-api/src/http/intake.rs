@@ -54,7 +54,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// `T` from a body's JSON object; its fields are `T`'s, any other is refused.
 pub fn typed<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
-    T::deserialize(Value::Object(object)).map_err(|error| ApiError::InvalidBody(format!("the body does not fit: {error}")))
+    service_kit::http_error::from_object(object).map_err(ApiError::InvalidBody)
 }
 
 /// A piece of content, checked.

@@ -18,8 +18,8 @@ use super::{AdminError, AdminState};
 use service_kit::http_error::{AdminOnly, ErrorBody};
 
 /// Most records one request returns.
-const MAX_LIMIT: usize = 100;
-const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: i64 = 100;
+const DEFAULT_LIMIT: i64 = 20;
 /// Longest text shown of a record that is not an event, in bytes.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
@@ -179,10 +179,9 @@ pub(super) async fn dead_letters(
 }
 
 pub(super) fn limit(asked: Option<usize>) -> Result<usize, AdminError> {
-    match asked.unwrap_or(DEFAULT_LIMIT) {
-        limit @ 1..=MAX_LIMIT => Ok(limit),
-        _ => Err(AdminError::InvalidQuery(format!("limit must be 1 to {MAX_LIMIT}"))),
-    }
+    let asked = asked.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+    let limit = service_kit::page::limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT).map_err(AdminError::InvalidQuery)?;
+    Ok(limit as usize)
 }
 
 impl From<LoggedRecord> for RecordView {
