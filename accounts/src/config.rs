@@ -17,7 +17,8 @@ pub struct AccountsArgs {
     /// The submission limit's window, in seconds (3600: per hour).
     #[arg(long, env = "SUBMISSION_RATE_WINDOW_SECS", default_value_t = 3_600)]
     pub submission_rate_window_secs: u32,
-    /// Sign-in attempts per account per window.
+    /// Sign-in attempts per account per window, counted per password it has had (a reset
+    /// starts a new count).
     #[arg(long, env = "SIGN_IN_LIMIT_PER_ACCOUNT", default_value_t = 10)]
     pub sign_in_limit_per_account: u32,
     /// Sign-in attempts per client address per window.

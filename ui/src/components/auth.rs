@@ -1,4 +1,4 @@
-//! Signing in, or signing up (which signs in too). What went wrong is said in words, and what
+//! Signing in, or signing up (then signing in). What went wrong is said in words, and what
 //! was typed stays.
 
 use web_sys::HtmlInputElement;
