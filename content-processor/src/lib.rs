@@ -276,6 +276,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
     override_with(&mut projector_config.validator_group_id, config.validator_group_id.clone());
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
+    tokio::spawn(projector::log_end::answer_requests(kafka.clone(), pool.clone(), shutdown.clone()));
     let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone())?;
 
     let mut validator_config = validator::Config::new(kafka.clone());

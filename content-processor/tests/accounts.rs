@@ -397,6 +397,16 @@ async fn the_location_of_a_202_answers_at_once_never_404() {
     assert_eq!(alice.get(&system, &format!("/api/submissions/{unknown}?position=0:0")).await.0, StatusCode::NOT_FOUND);
     let (status, body) = alice.get(&system, &format!("/api/submissions/{unknown}?position=zero")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    // A position the log never held (past a partition's end, or on no partition) is refused,
+    // not waited for, and so is one for a batch.
+    for path in [
+        format!("/api/submissions/{unknown}?position=0:999999999999"),
+        format!("/api/submissions/{unknown}?position=99999:0"),
+        format!("/api/batches/{unknown}?position=0:999999999999"),
+    ] {
+        let (status, body) = alice.get(&system, &path).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("position_past_end")), "{path}: {body}");
+    }
     system.stop().await;
 }
 
@@ -563,29 +573,35 @@ async fn what_one_account_may_hold_is_bounded_and_holds_up_nobody_else() {
     .await;
     drop((streams, bobs));
 
-    // Reads waiting for a write (here one the log will never hold): of five sent together, four
-    // wait and one is refused at once; Bob's reads are his own.
+    // Reads waiting for a write the read model has not reached yet (the projector held back by
+    // a lock on its positions): of five sent together, four wait and one is refused at once;
+    // Bob's reads are his own. Once the projector goes on, the four find the submission.
+    let pool = system.db.pool().await;
+    let mut projector_held_back = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE projector_positions IN SHARE MODE").execute(&mut *projector_held_back).await.unwrap();
+    let accepted: Value =
+        alice.http.post(system.url("/api/submissions")).json(&json!({"content": "wait for me 1"})).send().await.unwrap().json().await.unwrap();
+    let written_at = format!("/api/submissions/{}?position={}", accepted["id"].as_str().unwrap(), accepted["position"].as_str().unwrap());
     let read_at = |user: &User| {
-        let url = system.url(&format!("/api/submissions/{}?position=0:999999999999", uuid::Uuid::new_v4()));
-        let http = user.http.clone();
+        let (url, http) = (system.url(&written_at), user.http.clone());
         tokio::spawn(async move { http.get(url).send().await.unwrap() })
     };
-    let reads: Vec<_> = (0..=query_api::per_account::WAITS).map(|_| read_at(&alice)).collect();
+    let mut reads: Vec<_> = (0..=query_api::per_account::WAITS).map(|_| read_at(&alice)).collect();
     let bobs = read_at(&bob);
-    let mut refused = Vec::new();
-    for read in reads {
-        let answer = read.await.unwrap();
-        match answer.status() {
-            StatusCode::NOT_FOUND => {}
-            _ => refused.push(answer),
-        }
-    }
-    assert_eq!(refused.len(), 1, "one read past the bound");
-    let refused = refused.pop().unwrap();
+    let refused = support::eventually("one read is answered while the others wait", || {
+        let finished = reads.iter().position(|read| read.is_finished());
+        async move { finished }
+    })
+    .await;
+    let refused = reads.remove(refused).await.unwrap();
     assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
     assert_refused(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_waits").await;
+    projector_held_back.commit().await.unwrap();
+    for read in reads {
+        assert_eq!(read.await.unwrap().status(), StatusCode::OK, "a waiting read finds the write once it is projected");
+    }
     assert_eq!(bobs.await.unwrap().status(), StatusCode::NOT_FOUND);
-    assert_eq!(read_at(&alice).await.unwrap().status(), StatusCode::NOT_FOUND, "the slots are back");
+    assert_eq!(read_at(&alice).await.unwrap().status(), StatusCode::OK, "the slots are back");
 
     // Tokens: 100 live at most (she holds one already); revoking one makes room.
     let create = || alice.http.post(system.url("/api/tokens")).json(&json!({"name": "many"})).send();

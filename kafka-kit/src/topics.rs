@@ -142,6 +142,37 @@ impl KafkaArgs {
     }
 }
 
+impl KafkaArgs {
+    /// A client kept open to read the submission topic's ends on demand.
+    pub fn log_ends(&self) -> Result<LogEnds, KafkaError> {
+        let mut config = self.base_config();
+        // The high watermark, not the last stable offset: a transaction's records are
+        // acknowledged, and their position handed out, before its commit markers are written.
+        config.set("isolation.level", "read_uncommitted");
+        Ok(LogEnds { consumer: std::sync::Arc::new(config.create()?), topic: self.topic.clone() })
+    }
+}
+
+/// Reads where each partition of the submission topic ends, over one connection kept for it.
+pub struct LogEnds {
+    consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer>,
+    topic: String,
+}
+
+impl LogEnds {
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The next offset (high watermark) of every partition, in partition order, as the
+    /// partitions' leaders report them now.
+    pub async fn read(&self) -> Result<Vec<i64>, KafkaError> {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        blocking(move || Ok(bounds(&consumer, &topic)?.into_values().map(|(_, high)| high).collect())).await
+    }
+}
+
 /// The low and high watermarks of every partition of `topic` (blocking).
 pub(crate) fn bounds(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> Result<std::collections::BTreeMap<i32, (i64, i64)>, KafkaError> {
     let partitions = topic_partition_count(consumer.client(), topic, Duration::from_secs(5))?;

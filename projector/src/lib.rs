@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod generations;
 pub mod leader;
+pub mod log_end;
 pub mod rebuild;
 mod store;
 mod worker;
@@ -49,6 +50,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::info!(%addr, "projector admin listening");
         tokio::spawn(service_kit::http_server::serve(listener, app, cors, shutdown.clone()));
     }
+    // Every replica answers, the waiting ones too: the writer may be busy catching up.
+    tokio::spawn(log_end::answer_requests(config.kafka.clone(), pool.clone(), shutdown.clone()));
     let outcome = write_while_leading(&config, &pool, &held, &shutdown).await;
     admin.wait_for_rebuild().await;
     outcome

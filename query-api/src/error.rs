@@ -38,6 +38,8 @@ pub enum ApiError {
     InvalidId(String),
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("position {0} is past the end of the log: no write was acknowledged there")]
+    PositionPastEnd(String),
     #[error("this account has {0} live streams open here already; close one first")]
     TooManyStreams(usize),
     #[error("this account has {0} reads waiting for their writes here already; try again in a second")]
@@ -54,6 +56,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) | ApiError::BatchNotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
             ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::PositionPastEnd(_) => error_response(StatusCode::BAD_REQUEST, "position_past_end", message),
             ApiError::TooManyStreams(_) => error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message),
             ApiError::TooManyWaits(_) => {
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_waits", message);

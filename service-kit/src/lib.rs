@@ -35,5 +35,12 @@ pub mod telemetry;
 pub mod trace_context;
 
 /// The PostgreSQL channel the projector NOTIFYs after each commit (and after a read-model
-/// switch), and the query side LISTENs on: the one contract between the two over the database.
+/// switch), and the query side LISTENs on.
 pub const READ_MODEL_CHANGES: &str = "submission_events";
+
+/// The PostgreSQL channel the query side NOTIFYs when a read waits for a position the read model
+/// has not reached, and the projector LISTENs on: it answers by writing where the topic's
+/// partitions end now into `public.log_end`, so that a position past the end is refused rather
+/// than waited for. These two channels and the tables behind them are the whole contract between
+/// the two over the database.
+pub const LOG_END_WANTED: &str = "log_end_wanted";

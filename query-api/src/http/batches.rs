@@ -171,7 +171,7 @@ async fn list(
 #[utoipa::path(get, path = "/api/batches/{id}", operation_id = "get_batch", tag = "batches",
     params(("id" = uuid::Uuid, Path, description = "the batch's id"), GetQuery), responses(
     (status = 200, description = "the batch and its counts", body = BatchView),
-    (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+    (status = 400, description = "`invalid_id`, `invalid_query`, `position_past_end`: the log holds nothing at `position`", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),
     WaitRefused, SignedIn, ReadModelUnavailable,
 ))]

@@ -167,7 +167,7 @@ pub(super) struct GetQuery {
 #[utoipa::path(get, path = "/api/submissions/{id}", operation_id = "get_submission", tag = "submissions",
     params(("id" = uuid::Uuid, Path, description = "the submission's id"), GetQuery), responses(
     (status = 200, description = "the submission", body = SubmissionView),
-    (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+    (status = 400, description = "`invalid_id`, `invalid_query`, `position_past_end`: the log holds nothing at `position`", body = ErrorBody),
     (status = 404, description = "`not_found`: no such submission of the caller's", body = ErrorBody),
     WaitRefused, SignedIn, ReadModelUnavailable,
 ))]
@@ -194,10 +194,11 @@ async fn get_one(
 /// `partition:offset` the command API returned with a write: its `Location` carries it), and
 /// not for longer than [`READ_YOUR_WRITE_WAIT`]. Without a position, reads once.
 ///
-/// A position past the log's end cannot be told from one not projected yet without asking
-/// Kafka, which this service never does: such a wait lasts its full time instead. It holds no
-/// connection between its reads, and `caller` may have only [`crate::per_account::WAITS`] of
-/// them at once.
+/// A position the read model has not reached may be one the log never held. To tell, the wait
+/// asks the projector for the log's end ([`service_kit::LOG_END_WANTED`]) and refuses the
+/// position once a reading taken after it asked shows the partition ending at or before it. A
+/// wait holds no connection between its reads, and `caller` may have only
+/// [`crate::per_account::WAITS`] of them at once.
 pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, caller: &Caller, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
 where
     F: FnMut() -> Fut,
@@ -214,6 +215,7 @@ where
     // The first pauses short, as most writes are read within milliseconds; doubling after, so
     // a wait for a position that never comes costs dozens of queries, not a thousand.
     let mut pause = Duration::from_millis(10);
+    let mut asked_for_log_end = None;
     loop {
         // Read before the row: once the read model is past the position, the row query that
         // follows sees whatever that commit wrote.
@@ -229,6 +231,13 @@ where
         if projected || tokio::time::Instant::now() >= deadline {
             return Ok(None);
         }
+        if let Some(position) = written_at {
+            match asked_for_log_end {
+                None => asked_for_log_end = Some(ask_for_log_end(state).await?),
+                Some(asked) if past_log_end(state, position, asked).await? => return Err(ApiError::PositionPastEnd(position.to_string())),
+                Some(_) => {}
+            }
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }
@@ -241,6 +250,30 @@ async fn projected_past(state: &AppState, position: KafkaPosition) -> Result<boo
         .fetch_optional(&state.pool)
         .await?;
     Ok(next.is_some_and(|next| next > position.offset))
+}
+
+/// Asks the projector to read where the log ends; returns when it asked, on the database's clock.
+async fn ask_for_log_end(state: &AppState) -> Result<DateTime<Utc>, ApiError> {
+    // The NOTIFY is delivered when this statement commits, after the clock was read.
+    Ok(sqlx::query_scalar("SELECT clock_timestamp() FROM (SELECT pg_notify($1, '')) AS asked")
+        .bind(service_kit::LOG_END_WANTED)
+        .fetch_one(&state.pool)
+        .await?)
+}
+
+/// Whether a reading of the log's end taken since `asked` shows `position` was never written:
+/// its partition ends at or before it, or does not exist. `false` while no such reading exists.
+async fn past_log_end(state: &AppState, position: KafkaPosition, asked: DateTime<Utc>) -> Result<bool, ApiError> {
+    let reading: Option<Option<i64>> = sqlx::query_scalar("SELECT next_offsets[$1 + 1] FROM public.log_end WHERE read_from >= $2")
+        .bind(position.partition)
+        .bind(asked)
+        .fetch_optional(&state.pool)
+        .await?;
+    Ok(match reading {
+        None => false,
+        Some(None) => true,
+        Some(Some(end)) => position.offset >= end,
+    })
 }
 
 /// One entry of a submission's history, with its place in the log for audit.

@@ -1,0 +1,88 @@
+//! Tells the query side where the topic ends, when it asks.
+//!
+//! A read with `?position=` waits until the read model has passed the position. A position the
+//! log never held (invented, or from before the topic was recreated) would make it wait its
+//! full time; to refuse one instead, the query side needs the log's end, and it never talks to
+//! Kafka. So it NOTIFYs [`service_kit::LOG_END_WANTED`], and any projector replica answers by
+//! reading the partitions' high watermarks and storing them in `public.log_end`, stamped with
+//! the database's clock from before it asked Kafka. Nothing is read or written while nobody
+//! asks, so an idle deployment pays nothing for it.
+
+use std::time::Duration;
+
+use kafka_kit::topics::LogEnds;
+use kafka_kit::KafkaArgs;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// The least time between two readings: requests arriving meanwhile share the next one, so a
+/// flood of waits costs Kafka at most this many metadata round trips a second per replica.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long to wait before listening again when the database or Kafka failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Answers requests for the log's end until `shutdown`. Failures are logged and retried: a
+/// wait that gets no answer only lasts its full time, as it would without this.
+pub async fn answer_requests(kafka: KafkaArgs, pool: PgPool, shutdown: CancellationToken) {
+    let ends = match kafka.log_ends() {
+        Ok(ends) => ends,
+        Err(error) => {
+            tracing::error!(%error, "cannot create the client that reads the log's end; reads past it will wait their full time");
+            return;
+        }
+    };
+    while !shutdown.is_cancelled() {
+        let outcome = tokio::select! {
+            outcome = listen_and_answer(&ends, &pool) => outcome,
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "answering requests for the log's end failed; listening again shortly");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AnswerError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+async fn listen_and_answer(ends: &LogEnds, pool: &PgPool) -> Result<(), AnswerError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(service_kit::LOG_END_WANTED).await?;
+    // A request sent before the listener was up may be waiting: answer once at the start.
+    loop {
+        record(ends, pool).await?;
+        tokio::time::sleep(MIN_INTERVAL).await;
+        listener.recv().await?;
+        // Every request already received is answered by the reading that follows.
+        while listener.next_buffered().is_some() {}
+    }
+}
+
+/// Reads the partitions' ends and stores them, stamped with the time before the reading.
+async fn record(ends: &LogEnds, pool: &PgPool) -> Result<(), AnswerError> {
+    let read_from: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(pool).await?;
+    let next_offsets = ends.read().await?;
+    // Two replicas may answer the same request: the later reading wins.
+    sqlx::query(
+        "INSERT INTO public.log_end (topic, next_offsets, read_from) VALUES ($1, $2, $3)
+         ON CONFLICT (only_row) DO UPDATE SET topic = EXCLUDED.topic, next_offsets = EXCLUDED.next_offsets, read_from = EXCLUDED.read_from
+         WHERE log_end.read_from < EXCLUDED.read_from",
+    )
+    .bind(ends.topic())
+    .bind(&next_offsets)
+    .bind(read_from)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
