@@ -65,6 +65,16 @@ async fn wait_for_status(client: &Client, content: &str, status: &str) -> Vec<St
     }
 }
 
+/// The names of the tokens the page lists, newest first, once it lists `count` of them.
+async fn shown_tokens(client: &Client, count: usize) -> Vec<String> {
+    support::eventually(&format!("the page lists {count} tokens"), || async {
+        let shown = client.execute("return [...document.querySelectorAll('li.token-item .name')].map(n => n.textContent);", vec![]).await.ok()?;
+        let names: Vec<String> = serde_json::from_value(shown).ok()?;
+        (names.len() == count).then_some(names)
+    })
+    .await
+}
+
 /// The contents the page lists.
 async fn listed(client: &Client) -> Vec<String> {
     let shown = client.execute("return [...document.querySelectorAll('li.submission .content')].map(c => c.textContent);", vec![]).await.unwrap();
@@ -191,8 +201,29 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client, bob: &
     let mine: Value = script.get(system.url("/api/submissions")).send().await.unwrap().json().await.unwrap();
     let contents: Vec<&str> = mine["items"].as_array().unwrap().iter().map(|item| item["content"].as_str().unwrap()).collect();
     assert!(contents.contains(&valid) && !contents.contains(&bobs), "{contents:?}");
-    page.wait().at_most(DEADLINE).for_element(Locator::Css("li.token-item button.revoke")).await.unwrap().click().await.unwrap();
-    page.wait().at_most(DEADLINE).for_element(Locator::Css("li.token-item .revoked")).await.unwrap();
+    // The script makes 50 more: the list shows a page of the newest, and older ones on demand.
+    for i in 0..50 {
+        let made = script.post(system.url("/api/tokens")).json(&json!({"name": format!("job {i}")})).send().await.unwrap();
+        assert_eq!(made.status(), reqwest::StatusCode::CREATED);
+    }
+    page.find(Locator::Css("input#token-name")).await.unwrap().send_keys("newest").await.unwrap();
+    page.find(Locator::Css("form.new-token button[type=submit]")).await.unwrap().click().await.unwrap();
+    assert_eq!(shown_tokens(page, 50).await.first().map(String::as_str), Some("newest"));
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("button.show-older")).await.unwrap().click().await.unwrap();
+    assert_eq!(shown_tokens(page, 52).await.last().map(String::as_str), Some("my script"), "the oldest, on the second page");
+    assert!(page.find(Locator::Css("button.show-older")).await.is_err(), "no more pages");
+    page.execute(
+        "[...document.querySelectorAll('li.token-item')].find(li => li.querySelector('.name').textContent === 'my script').querySelector('button.revoke').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    page.wait().at_most(DEADLINE).for_element(Locator::Css("button.show-older")).await.unwrap().click().await.unwrap();
+    page.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::XPath("//li[@class='token-item'][span[@class='name']='my script']/span[@class='revoked']"))
+        .await
+        .unwrap();
     let refused = script.get(system.url("/api/submissions")).send().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
