@@ -3,9 +3,9 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
-        -p command-api -p validator -p projector -p query-api -p notifier -p content-processor \
+        -p command-api -p validator -p query-api -p notifier -p content-processor \
     && mkdir /out \
-    && cp target/release/command-api target/release/validator target/release/projector \
+    && cp target/release/command-api target/release/validator \
           target/release/query-api target/release/notifier target/release/content-processor /out/
 
 # The browser UI, built as scripts/build-ui builds it anywhere (here with rustup's wasm target).

@@ -208,7 +208,7 @@ pub struct Running {
     pub kafka: KafkaArgs,
     broker: Broker,
     tasks: JoinSet<anyhow::Result<()>>,
-    admin: projector::admin::AdminState,
+    admin: operations::AdminState,
     shutdown: CancellationToken,
 }
 
@@ -274,10 +274,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     projector_config.on_topic_reset = config.on_topic_reset;
     override_with(&mut projector_config.batch_size, config.projector_batch_size);
     override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
-    override_with(&mut projector_config.validator_group_id, config.validator_group_id.clone());
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
     tokio::spawn(projector::log_end::answer_requests(kafka.clone(), pool.clone(), shutdown.clone()));
-    let admin = projector::admin::AdminState::new(projector_config, pool, shutdown.clone())?;
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
@@ -288,6 +286,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     for _ in 0..config.validators {
         validators.push(validator::Validator::start(&validator_config).await?);
     }
+    let admin = operations::AdminState::new(projector_config, &validator_config.group_id, pool, shutdown.clone())?;
 
     let mut command_config = command_api::Config::new(&config.database_url, kafka.clone());
     command_config.listen = config.listen;
@@ -325,7 +324,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let app = command_api::router(commands.clone())
         .merge(query_api::router(queries))
         .merge(notifier.router())
-        .merge(projector::admin::routes(admin.clone()))
+        .merge(operations::routes(admin.clone()))
         .merge(service_kit::openapi::routes(openapi()));
     let app = service_kit::http_server::mount_operations(app, checks, config.internal_listen, &shutdown).await?;
 
@@ -353,7 +352,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
 /// The OpenAPI description of everything the one-process mode serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let admin = <projector::admin::AdminApi as utoipa::OpenApi>::openapi();
+    let admin = <operations::AdminApi as utoipa::OpenApi>::openapi();
     service_kit::openapi::document("all services in one process", [query_api::openapi(), command_api::openapi(), notifier::openapi(), admin])
 }
 

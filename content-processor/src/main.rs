@@ -25,7 +25,7 @@ enum Role {
     /// Only a validator instance.
     Validator(validator::Config),
     /// Only the projector.
-    Projector(projector::Config),
+    Projector(operations::Config),
     /// Only the query API.
     QueryApi(query_api::Config),
     /// Only the notifier.
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         None => run_all(cli.all_in_one, shutdown).await,
         Some(Role::CommandApi(config)) => command_api::run(config, shutdown).await,
         Some(Role::Validator(config)) => validator::run(config, shutdown).await,
-        Some(Role::Projector(config)) => projector::run(config, shutdown).await,
+        Some(Role::Projector(config)) => operations::run(config, shutdown).await,
         Some(Role::QueryApi(config)) => query_api::run(config, shutdown).await,
         Some(Role::Notifier(config)) => notifier::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
@@ -188,5 +188,17 @@ fn return_large_blocks_to_the_system() {
     // SAFETY: mallopt only sets an allocator parameter; called once, before anything large is allocated.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command line's definition only when it parses one, so a clash (two
+    /// flattened settings structs both named `Config`, say) would stop a role at start.
+    #[test]
+    fn every_role_has_a_well_formed_command_line() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -97,8 +97,9 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
     assert_eq!(projector["environment"]["PROJECTOR_ADMIN_LISTEN"], "0.0.0.0:8004");
     assert_eq!(projector["environment"]["CORS_ALLOWED_ORIGINS"], ui_origin);
     let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
-    for binary in ["command-api", "validator", "projector", "query-api", "notifier"] {
-        assert!(dockerfile.contains(&format!("target/release/{binary}")), "the image holds {binary}");
+    for service in ["command-api", "validator", "projector", "query-api", "notifier"] {
+        let binary = compose["services"][service]["command"][0].as_str().unwrap();
+        assert!(dockerfile.contains(&format!("target/release/{binary}")), "the image holds {binary}, which {service} runs");
     }
     // The query API serves the UI from UI_DIR: the image must hold a built one there.
     assert!(dockerfile.contains("./scripts/build-ui"), "the image builds the UI");

@@ -377,7 +377,7 @@ fn the_route_sends_every_operation_to_the_service_that_serves_it() {
         ("command-api", command_api::openapi()),
         ("query-api", query_api::openapi()),
         ("notifier", notifier::openapi()),
-        ("projector", <projector::admin::AdminApi as utoipa::OpenApi>::openapi()),
+        ("projector", <operations::AdminApi as utoipa::OpenApi>::openapi()),
     ];
     // What every service serves for itself: probed and scraped on its own port, not routed.
     let own = ["/healthz", "/readyz", "/metrics", "/api/openapi.json"];

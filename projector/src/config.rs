@@ -21,21 +21,6 @@ pub struct Config {
     /// model from what the topic holds now.
     #[arg(long, env = "ON_TOPIC_RESET", value_enum, default_value_t = TopicResetPolicy::Stop)]
     pub on_topic_reset: TopicResetPolicy,
-    /// Serve the admin endpoints (the dashboard's `/admin/...`, including the rebuild), health
-    /// checks and metrics on this address.
-    #[arg(long, env = "PROJECTOR_ADMIN_LISTEN")]
-    pub admin_listen: Option<std::net::SocketAddr>,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of on the admin listener: a port of their own that
-    /// no gateway routes to, for probes and scrapers only. Unset, they share the API's listener.
-    #[arg(long, env = "PROJECTOR_INTERNAL_LISTEN")]
-    pub internal_listen: Option<std::net::SocketAddr>,
-    /// The validators' consumer group, whose members and offsets the admin dashboard shows.
-    #[arg(long, env = "VALIDATOR_GROUP_ID", default_value = "validator")]
-    pub validator_group_id: String,
-    /// Origins whose pages may call the admin endpoints (the UI, when the query API serves it
-    /// from another origin); none by default.
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,6 @@
 //! the query side can push changes at once. The read model comes in generations
 //! ([`generations`]) so it can be rebuilt from the topic without downtime ([`rebuild`]).
 
-pub mod admin;
 pub mod config;
 pub mod generations;
 pub mod leader;
@@ -30,31 +29,13 @@ pub use worker::{Projector, Stats, Target};
 /// positions in PostgreSQL, so it never joins the group; a broker's ACLs still name it.
 pub const CONSUMER_GROUP: &str = "projector";
 
-/// Runs a projector replica until `shutdown` is cancelled, with its admin endpoints when
-/// configured. It writes the live read model while it holds the replicas' leader lock, and waits
-/// for the lock otherwise ([`leader`]); its admin endpoints answer either way.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = connect(&config.database_url).await?;
-    generations::prepare(&pool).await?;
-    // The admin endpoints authenticate against the accounts.
-    accounts::migrate(&pool).await?;
-    let admin = admin::AdminState::new(config.clone(), pool.clone(), shutdown.clone())?;
-    let held = HeldPartitions::default();
-    let document = service_kit::openapi::document("projector", [<admin::AdminApi as utoipa::OpenApi>::openapi()]);
-    let app = service_kit::http_server::service_app(admin::routes(admin.clone()), document);
-    // The internal listener serves even when the admin endpoints are not served.
-    let app = service_kit::http_server::mount_operations(app, readiness_checks(&pool, &held), config.internal_listen, &shutdown).await?;
-    if let Some(addr) = config.admin_listen {
-        let cors = service_kit::http_server::cors(&config.cors_allowed_origins)?;
-        let (listener, addr) = service_kit::http_server::bind(addr).await?;
-        tracing::info!(%addr, "projector admin listening");
-        tokio::spawn(service_kit::http_server::serve(listener, app, cors, shutdown.clone()));
-    }
+/// Runs a projector replica until `shutdown` is cancelled: it answers requests for the log's
+/// end ([`log_end`]), and writes the live read model while it holds the replicas' leader lock,
+/// waiting for the lock otherwise ([`leader`]). `held` reports the partitions it holds back.
+pub async fn run(config: &Config, pool: &PgPool, held: &HeldPartitions, shutdown: &CancellationToken) -> anyhow::Result<()> {
     // Every replica answers, the waiting ones too: the writer may be busy catching up.
     tokio::spawn(log_end::answer_requests(config.kafka.clone(), pool.clone(), shutdown.clone()));
-    let outcome = write_while_leading(&config, &pool, &held, &shutdown).await;
-    admin.wait_for_rebuild().await;
-    outcome
+    write_while_leading(config, pool, held, shutdown).await
 }
 
 /// Takes the leader lock, writes until shutdown or until the lock's session ends, and then

@@ -7,8 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::{AdminError, AdminState};
-use crate::rebuild::{rebuild, shared_status, RebuildLock, RebuildStatus};
+use crate::{AdminError, AdminState};
+use projector::rebuild::{rebuild, shared_status, RebuildLock, RebuildStatus};
 use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody};
 
 /// The current or last rebuild, whichever projector replica runs it.

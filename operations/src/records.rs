@@ -13,8 +13,8 @@ use domain::Envelope;
 use kafka_kit::inspect::LoggedRecord;
 use serde::{Deserialize, Serialize};
 
-use super::AdminUnavailable;
-use super::{AdminError, AdminState};
+use crate::AdminUnavailable;
+use crate::{AdminError, AdminState};
 use service_kit::http_error::{AdminOnly, ErrorBody};
 
 /// Most records one request returns.

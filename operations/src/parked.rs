@@ -14,8 +14,8 @@ use service_kit::http_error::{AdminOnly, ErrorBody};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::records::limit;
-use super::{AdminError, AdminState, AdminUnavailable};
+use crate::records::limit;
+use crate::{AdminError, AdminState, AdminUnavailable};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

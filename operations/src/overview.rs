@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::AdminUnavailable;
+use crate::AdminUnavailable;
 use accounts::Admin;
 use axum::extract::State;
 use axum::Json;
@@ -13,8 +13,8 @@ use kafka_kit::inspect::Member;
 use serde::Serialize;
 use service_kit::http_error::AdminOnly;
 
-use super::{AdminError, AdminState};
-use crate::rebuild::RebuildStatus;
+use crate::{AdminError, AdminState};
+use projector::rebuild::RebuildStatus;
 
 /// How many minutes of throughput the overview shows.
 const THROUGHPUT_MINUTES: i32 = 15;
@@ -125,8 +125,8 @@ pub(super) async fn overview(_: Admin, State(state): State<AdminState>) -> Resul
         throughput,
         dead_letter_topic,
         dead_letters: dead_letter_bounds.values().map(|(first, end)| end - first).sum(),
-        parked_records: super::parked::count(&state.pool).await?,
-        rebuild: crate::rebuild::shared_status(&state.pool).await?,
+        parked_records: crate::parked::count(&state.pool).await?,
+        rebuild: projector::rebuild::shared_status(&state.pool).await?,
         observed_at: Utc::now(),
     }))
 }
