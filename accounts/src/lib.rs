@@ -94,10 +94,9 @@ impl Accounts {
 /// API tokens' last-used times (shown to the minute).
 ///
 /// Waiting for a WAL flush would put every request behind the disk: one account's submissions
-/// all update one counter row, and under that row's lock one account was capped at a few
-/// hundred submissions per second (the benchmark showed 333/s); with ten thousand users, each
-/// one's first request of the minute noting its token's use queued behind the flushes of all the
-/// others.
+/// all update one counter row, so under that row's lock one account's rate would be the disk's
+/// flush rate; and each user's first request of the minute, noting its token's use, would queue
+/// behind the flushes of all the others.
 fn bookkeeping_pool(pool: &PgPool) -> PgPool {
     service_kit::postgres::pool_options(4)
         .after_connect(|connection, _| Box::pin(async move { sqlx::query("SET synchronous_commit = off").execute(connection).await.map(drop) }))

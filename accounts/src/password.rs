@@ -1,7 +1,7 @@
 //! Password hashing with Argon2id (the crate's defaults: 19 MiB, 2 passes, OWASP's minimum).
 //! Hashing takes tens of milliseconds of CPU, so it runs on the blocking pool, and at most one
-//! per core at once: a flood of sign-ups or sign-ins from strangers otherwise took 19 MiB per
-//! request (48 at once took the query API from 17 MiB to 666 MiB). A few more per core wait
+//! per core at once: a flood of sign-ups or sign-ins from strangers otherwise takes 19 MiB per
+//! request, without bound (`loadgen signups` measures it). A few more per core wait
 //! their turn; the rest are refused at once with 503 and `Retry-After`.
 
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! Who recently used API tokens belong to, kept in memory: a client sending many requests
-//! costs the database one lookup per token and [`TTL`], not one per request. With a lookup per
-//! request, 1,000 submissions/s kept the accounts pool so busy on two cores that most of them
-//! were refused (BENCHMARKS.md, "scale-out").
+//! costs the database one lookup per token and [`TTL`], not one per request, which would put the
+//! accounts pool on the path of every request and make it the first thing to run out under load
+//! (BENCHMARKS.md, "scale-out").
 //!
 //! The promise: a revoked token stops working on every replica within [`REVOCATION_BOUND`]; at
 //! once on the replica that revoked it. Every change that can end a token's validity (revoked,

@@ -66,7 +66,6 @@ impl AppState {
     }
 }
 
-/// The API routes (`/api/submissions`, `/api/batches`), without health routes or common layers.
 /// The OpenAPI description of [`router`]'s endpoints.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
@@ -75,6 +74,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     document
 }
 
+/// The API routes (`/api/submissions`, `/api/batches`), without health routes or common layers.
 pub fn router(state: AppState) -> Router {
     http::submissions::routes(state.clone()).merge(http::batches::routes(state))
 }

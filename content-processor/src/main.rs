@@ -180,9 +180,9 @@ async fn run_all(config: Config, shutdown: tokio_util::sync::CancellationToken) 
 
 /// Every allocation of 4 MiB or more gets pages of its own, given back when it is freed.
 /// glibc's default raises that threshold to the largest block freed so far, so after the first
-/// password hash (Argon2id, 19 MiB) every later one came from the heap of whichever thread ran
-/// it and stayed there: 200 concurrent sign-ups, two hashed at a time, left the query API at
-/// 660 MiB (`loadgen signups`; 71 MiB with this). Smaller blocks keep glibc's pooling.
+/// password hash (Argon2id, 19 MiB) every later one comes from the heap of whichever thread ran
+/// it and stays there, so a burst of sign-ups leaves the process holding a hash's memory per
+/// thread that ever hashed (`loadgen signups` measures it). Smaller blocks keep glibc's pooling.
 fn return_large_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once, before anything large is allocated.

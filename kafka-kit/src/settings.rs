@@ -214,9 +214,8 @@ impl KafkaArgs {
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             // A fetch returns once 4 KiB are there, or after 25 ms. With the defaults (1 byte) a
             // consumer that keeps up re-fetches for every record or two, and on Apache Kafka
-            // those requests, not the records, took most of the broker's CPU: at 1,000
-            // submissions/s on 2 cores POST-to-verdict p50 went from ~500 ms to ~40 ms with this
-            // (BENCHMARKS.md). It costs at most 25 ms per hop when the log is nearly idle.
+            // those requests, not the records, take most of the broker's CPU (BENCHMARKS.md,
+            // "Made fast on Apache Kafka"). It costs at most 25 ms per hop when the log is nearly idle.
             .set("fetch.wait.max.ms", "25")
             .set("fetch.min.bytes", "4096")
             // Statistics every 5 s: the consumer lag the metrics report.
