@@ -15,6 +15,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::cpu::{Cost, Processes};
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Base URL of the command API.
@@ -104,6 +106,9 @@ pub struct LoadReport {
     pub verdicts_missing: u64,
     pub post_latency_ms: Percentiles,
     pub end_to_end_latency_ms: Percentiles,
+    /// What the send window cost in CPU per accepted submission, when the processes were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cost>,
 }
 
 /// Shared between the senders and the SSE reader.
@@ -174,6 +179,11 @@ fn content(i: u64) -> String {
 }
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    run_metered(args, None).await
+}
+
+/// As [`run`], also reading what the send window cost `processes` in CPU.
+pub async fn run_metered(args: &LoadArgs, processes: Option<&Processes>) -> anyhow::Result<LoadReport> {
     let http = client(&args.token, Some(Duration::from_secs(30)))?;
     let tracker = Arc::new(Mutex::new(Tracker::new()));
     let follower = tracker.clone();
@@ -191,10 +201,16 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
     let window = Duration::from_secs(args.seconds);
     tracker.lock().unwrap().window_end = Some(started + window);
+    let cpu_before = processes.map(Processes::read);
     let sent = match args.mode {
         Mode::Closed => closed_loop(&http, &url, args.concurrency, started + window, &tracker).await,
         Mode::Open => open_loop(&http, &url, args.rate, started + window, &tracker, Arc::default()).await,
     };
+
+    let cpu = processes.zip(cpu_before).map(|(processes, before)| {
+        let accepted = tracker.lock().unwrap().accepted;
+        processes.read().since(&before, started.elapsed().as_secs_f64(), accepted)
+    });
 
     let drain_until = Instant::now() + Duration::from_secs(args.drain_seconds);
     while Instant::now() < drain_until && !tracker.lock().unwrap().waiting.is_empty() {
@@ -217,6 +233,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         verdicts_missing: t.waiting.len() as u64,
         post_latency_ms: Percentiles::of(t.post.as_ref().expect("histogram bounds are valid")),
         end_to_end_latency_ms: Percentiles::of(t.end_to_end.as_ref().expect("histogram bounds are valid")),
+        cpu,
     })
 }
 

@@ -11,6 +11,7 @@
 //!   (what `scripts/bench` runs; see BENCHMARKS.md).
 
 mod broker;
+mod cpu;
 mod live;
 mod load;
 mod refusals;

@@ -106,7 +106,11 @@ async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u3
         submit(http.clone(), n).await;
     }
 
-    let before = Cpu::read(pid, broker_pid);
+    let mut processes = vec![("command-api".to_owned(), pid)];
+    processes.extend(broker_pid.map(|pid| ("broker".to_owned(), pid)));
+    let processes = crate::cpu::Processes(processes);
+    let before = processes.read();
+    let started = Instant::now();
     let as_expected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let total = u64::from(args.rate) * args.seconds;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
@@ -122,48 +126,13 @@ async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u3
         });
     }
     while sent.join_next().await.is_some() {}
-    let after = Cpu::read(pid, broker_pid);
-    let per_request = |before: f64, after: f64| (after - before) / total as f64;
+    let cost = processes.read().since(&before, started.elapsed().as_secs_f64(), total);
+    let per_request = |name: &str| cost.ms_per_unit.get(name).copied().unwrap_or(0.0);
     Ok(Window {
         requests: total,
         as_expected: as_expected.load(std::sync::atomic::Ordering::Relaxed),
-        command_api_cpu_ms_per_request: per_request(before.command_api, after.command_api),
-        postgres_cpu_ms_per_request: per_request(before.postgres, after.postgres),
-        broker_cpu_ms_per_request: per_request(before.broker, after.broker),
+        command_api_cpu_ms_per_request: per_request("command-api"),
+        postgres_cpu_ms_per_request: per_request(crate::cpu::POSTGRES),
+        broker_cpu_ms_per_request: per_request("broker"),
     })
 }
-
-/// CPU time used so far, in milliseconds: the command API, every PostgreSQL process, the broker.
-struct Cpu {
-    command_api: f64,
-    postgres: f64,
-    broker: f64,
-}
-
-impl Cpu {
-    fn read(command_api: u32, broker: Option<u32>) -> Cpu {
-        let postgres = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
-            .map(process_cpu_ms)
-            .sum();
-        Cpu { command_api: process_cpu_ms(command_api), postgres, broker: broker.map_or(0.0, process_cpu_ms) }
-    }
-}
-
-/// User and system CPU time of process `pid` (threads included), in milliseconds.
-fn process_cpu_ms(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let Some((_, fields)) = stat.rsplit_once(')') else { return 0.0 };
-    let fields: Vec<&str> = fields.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    ticks * 1000.0 / CLOCK_TICKS_PER_SECOND
-}
-
-/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;

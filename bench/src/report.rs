@@ -1,6 +1,7 @@
 //! Tables for people; the JSON is written by the suite.
 
 use crate::broker::BrokerKind;
+use crate::cpu::{Cost, LOADGEN};
 use crate::load::LoadReport;
 
 pub fn print_load(r: &LoadReport) {
@@ -19,6 +20,19 @@ pub fn print_load(r: &LoadReport) {
             p.p50, p.p90, p.p99, p.p999, p.max, p.count
         );
     }
+    if let Some(cost) = &r.cpu {
+        print_cost("CPU per submission", cost);
+    }
+}
+
+/// A window's CPU cost: per unit of work when there was any, else as shares of a core.
+pub fn print_cost(what: &str, cost: &Cost) {
+    let (total, each, unit) = match cost.units {
+        0 => (cost.cores_total, &cost.cores, "cores"),
+        _ => (cost.ms_per_unit_total, &cost.ms_per_unit, "ms"),
+    };
+    let parts: Vec<String> = each.iter().filter(|(name, _)| name.as_str() != LOADGEN).map(|(name, value)| format!("{name} {value:.3}")).collect();
+    println!("  {what:<20} {total:.3} {unit} in all: {} (the load generator: {:.3})", parts.join(", "), each.get(LOADGEN).copied().unwrap_or(0.0));
 }
 
 /// One line of the summary: a metric's median over the runs, with the spread.

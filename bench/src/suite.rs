@@ -14,9 +14,10 @@ use sqlx::migrate::MigrateDatabase;
 use tokio::process::{Child, Command};
 
 use crate::broker::{BenchBroker, BrokerKind, Launcher};
+use crate::cpu::{Cost, Processes};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
 use crate::replay::{self, ReplayArgs, ReplayReport};
-use crate::report::{print_load, print_summary, SummaryRow};
+use crate::report::{print_cost, print_load, print_summary, SummaryRow};
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct SuiteArgs {
@@ -39,6 +40,10 @@ pub struct SuiteArgs {
     /// Workers of the closed-loop scenario.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Seconds the system is measured idle (one live stream open, nothing submitted), and the
+    /// broker alone once the components are stopped (0 skips both).
+    #[arg(long, default_value_t = 10)]
+    pub idle_seconds: u64,
     /// Events in the replay scenario's topic (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_events: u64,
@@ -68,6 +73,10 @@ struct Run {
     closed_loop: LoadReport,
     memory_after_closed_loop_mib: Memory,
     replay: Option<ReplayReport>,
+    /// CPU of the system idle, with one live stream open.
+    idle: Option<Cost>,
+    /// CPU of the broker once every component has stopped: the floor under `idle`.
+    broker_alone: Option<Cost>,
 }
 
 pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
@@ -103,7 +112,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
 }
 
 async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> anyhow::Result<Run> {
-    let system = System::start(launcher, kind, &args.server_url).await?;
+    let mut system = System::start(launcher, kind, &args.server_url).await?;
     let base = LoadArgs {
         command_url: system.command_url.clone(),
         query_url: system.query_url.clone(),
@@ -118,16 +127,25 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
         let warm_up = load::run(&LoadArgs { seconds: args.warm_up_seconds, ..base.clone() }).await?;
         println!("  (warm-up: {} accepted, not measured)", warm_up.accepted);
     }
-    let open_loop = load::run(&base).await?;
+    let processes = system.processes();
+    let idle = match args.idle_seconds {
+        0 => None,
+        seconds => Some(system.idle(&processes, seconds).await?),
+    };
+    let open_loop = load::run_metered(&base, Some(&processes)).await?;
     print_load(&open_loop);
     let memory_after_open_loop_mib = system.peak_memory();
-    let sustained = load::run(&LoadArgs { rate: args.sustain_rate, ..base.clone() }).await?;
+    let sustained = load::run_metered(&LoadArgs { rate: args.sustain_rate, ..base.clone() }, Some(&processes)).await?;
     print_load(&sustained);
-    let closed_loop = load::run(&LoadArgs { mode: Mode::Closed, ..base }).await?;
+    let closed_loop = load::run_metered(&LoadArgs { mode: Mode::Closed, ..base }, Some(&processes)).await?;
     print_load(&closed_loop);
     let memory_after_closed_loop_mib = system.peak_memory();
     println!("  peak memory (MiB) at {}/s: {memory_after_open_loop_mib:?}; at full load: {memory_after_closed_loop_mib:?}", args.rate);
     let broker_ready_seconds = system.broker_ready_seconds;
+    let broker_alone = match args.idle_seconds {
+        0 => None,
+        seconds => Some(system.broker_alone(seconds).await),
+    };
     system.stop().await;
     let replay = if args.replay_events > 0 {
         let report = replay::run(
@@ -147,7 +165,17 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
     } else {
         None
     };
-    Ok(Run { broker_ready_seconds, open_loop, memory_after_open_loop_mib, sustained, closed_loop, memory_after_closed_loop_mib, replay })
+    Ok(Run {
+        broker_ready_seconds,
+        open_loop,
+        memory_after_open_loop_mib,
+        sustained,
+        closed_loop,
+        memory_after_closed_loop_mib,
+        replay,
+        idle,
+        broker_alone,
+    })
 }
 
 fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
@@ -197,6 +225,40 @@ fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
         row(format!("{open}: POST->verdict (SSE) {name}"), "ms", target, of(&|r| pick(&r.open_loop.end_to_end_latency_ms)));
     }
     row(format!("{open}: errors"), "count", None, of(&|r| r.open_loop.errors.values().sum::<u64>() as f64));
+    // What a submission costs in CPU, every process of the system together and each apart (the
+    // load generator's own reported apart, never in the total).
+    let cost = |report: &LoadReport| report.cpu.clone();
+    row(
+        format!("{open}: CPU per submission, all processes"),
+        "ms",
+        Some("<= 0.4".into()),
+        of(&|r| cost(&r.open_loop).map_or(0.0, |c| c.ms_per_unit_total)),
+    );
+    let processes: Vec<String> =
+        runs.first().and_then(|r| r.open_loop.cpu.as_ref()).map(|c| c.ms_per_unit.keys().cloned().collect()).unwrap_or_default();
+    for process in &processes {
+        row(format!("{open}: CPU per submission, {process}"), "ms", None, of(&|r| cost(&r.open_loop).map_or(0.0, |c| c.ms_per_unit[process])));
+    }
+    row(format!("{sustained}: CPU per submission, all processes"), "ms", None, of(&|r| cost(&r.sustained).map_or(0.0, |c| c.ms_per_unit_total)));
+    row(format!("{closed}: CPU per submission, all processes"), "ms", None, of(&|r| cost(&r.closed_loop).map_or(0.0, |c| c.ms_per_unit_total)));
+    let idle: Vec<&Run> = runs.iter().filter(|r| r.idle.is_some() && r.broker_alone.is_some()).collect();
+    if !idle.is_empty() {
+        let idle_of = |f: &dyn Fn(&Run) -> f64| idle.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let cores = |cost: &Option<Cost>, name: Option<&str>| {
+            cost.as_ref().map_or(0.0, |c| name.map_or(c.cores_total, |name| c.cores.get(name).copied().unwrap_or(0.0)))
+        };
+        row("idle, one live stream: all processes".into(), "cores", None, idle_of(&|r| cores(&r.idle, None)));
+        row("idle: the broker alone, no clients".into(), "cores", None, idle_of(&|r| cores(&r.broker_alone, Some("broker"))));
+        row(
+            "idle: above the broker alone".into(),
+            "cores",
+            Some("<= 0.03".into()),
+            idle_of(&|r| cores(&r.idle, None) - cores(&r.broker_alone, Some("broker"))),
+        );
+        for process in &processes {
+            row(format!("idle, one live stream: {process}"), "cores", None, idle_of(&|r| cores(&r.idle, Some(process))));
+        }
+    }
     let replays: Vec<f64> = runs.iter().filter_map(|r| r.replay.as_ref()).map(|r| r.events_per_second).collect();
     row(format!("replay of {} events", args.replay_events), "events/s", Some(">= 100000".into()), replays);
     let components: Vec<String> = runs.first().map(|r| r.memory_after_open_loop_mib.keys().cloned().collect()).unwrap_or_default();
@@ -320,6 +382,42 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The system's processes whose CPU is read: each component and the broker.
+    pub(crate) fn processes(&self) -> Processes {
+        let components = self.processes.iter().filter_map(|(role, child)| Some((role.clone(), child.id()?)));
+        Processes(components.chain(self.broker.pid().map(|pid| ("broker".to_owned(), pid))).collect())
+    }
+
+    /// What the system costs with nothing to do for `seconds` but one live stream open, as a
+    /// browser keeps.
+    async fn idle(&self, processes: &Processes, seconds: u64) -> anyhow::Result<Cost> {
+        let stream = load::client(&self.token, None)?.get(format!("{}/api/stream", self.query_url)).send().await?;
+        anyhow::ensure!(stream.status().is_success(), "the live stream answered {}", stream.status());
+        let before = processes.read();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cost = processes.read().since(&before, started.elapsed().as_secs_f64(), 0);
+        drop(stream);
+        print_cost("idle, one stream", &cost);
+        Ok(cost)
+    }
+
+    /// Stops the components, lets the broker settle (their sessions end), then reads what it
+    /// costs alone for `seconds`.
+    async fn broker_alone(&mut self, seconds: u64) -> Cost {
+        for (_, child) in self.processes.iter_mut().rev() {
+            let _ = child.kill().await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let broker = Processes(self.broker.pid().map(|pid| ("broker".to_owned(), pid)).into_iter().collect());
+        let before = broker.read();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cost = broker.read().since(&before, started.elapsed().as_secs_f64(), 0);
+        print_cost("the broker alone", &cost);
+        cost
     }
 
     pub(crate) fn peak_memory(&self) -> Memory {
