@@ -20,6 +20,7 @@ mod report;
 mod retention;
 mod scaling;
 mod signups;
+mod statements;
 mod suite;
 
 use clap::{Parser, Subcommand};

@@ -18,6 +18,7 @@ use crate::cpu::{Cost, Processes};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
 use crate::replay::{self, ReplayArgs, ReplayReport};
 use crate::report::{print_cost, print_load, print_summary, SummaryRow};
+use crate::statements::{self, Statement};
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct SuiteArgs {
@@ -77,6 +78,19 @@ struct Run {
     idle: Option<Cost>,
     /// CPU of the broker once every component has stopped: the floor under `idle`.
     broker_alone: Option<Cost>,
+    /// The statements that took PostgreSQL the most time while idle, and in the open loop at
+    /// the target rate (empty without `pg_stat_statements`).
+    statements_idle: Vec<Statement>,
+    statements_open_loop: Vec<Statement>,
+}
+
+/// The statements of the window `counting` started, printed per unit of work.
+async fn statements_since(counting: Option<&sqlx::PgPool>, units: u64, seconds: f64) -> Vec<Statement> {
+    let Some(pool) = counting else { return Vec::new() };
+    let top = statements::top(pool, 15).await;
+    statements::print(&top, units, seconds);
+    pool.close().await;
+    top
 }
 
 pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
@@ -128,12 +142,16 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
         println!("  (warm-up: {} accepted, not measured)", warm_up.accepted);
     }
     let processes = system.processes();
+    let counting = statements::reset(&system.database_url).await;
     let idle = match args.idle_seconds {
         0 => None,
         seconds => Some(system.idle(&processes, seconds).await?),
     };
+    let statements_idle = statements_since(counting.as_ref(), 0, args.idle_seconds as f64).await;
+    let counting = statements::reset(&system.database_url).await;
     let open_loop = load::run_metered(&base, Some(&processes)).await?;
     print_load(&open_loop);
+    let statements_open_loop = statements_since(counting.as_ref(), open_loop.accepted, open_loop.seconds).await;
     let memory_after_open_loop_mib = system.peak_memory();
     let sustained = load::run_metered(&LoadArgs { rate: args.sustain_rate, ..base.clone() }, Some(&processes)).await?;
     print_load(&sustained);
@@ -175,6 +193,8 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
         replay,
         idle,
         broker_alone,
+        statements_idle,
+        statements_open_loop,
     })
 }
 

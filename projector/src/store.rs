@@ -222,6 +222,9 @@ async fn load_states(tx: &mut Transaction<'_, Postgres>, records: &[Record]) -> 
              processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
+    // Planned for each batch: a plan cached while the table was small scans it whole, and
+    // keeps doing so as it grows until the next ANALYZE invalidates it.
+    .persistent(false)
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;

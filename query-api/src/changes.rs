@@ -148,6 +148,9 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     // can drive the join from `submissions` and probe the events once per submission
     // (BENCHMARKS.md, "the live-update query"). The limit is written out, not bound (it is the
     // caller's page size, never client input), so that even a generic plan expects a page.
+    // The hub's page then looks its submissions up one by one (`OFFSET 0` keeps the lookup a
+    // subquery the planner cannot turn into a join): a page is a few rows, but planned as a
+    // full one against tables not analyzed yet it became a hash join reading every submission.
     let mut query = QueryBuilder::<Postgres>::new(
         "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
                 e.payload->>'content' AS content,
@@ -157,7 +160,8 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     let unfiltered = scope.submission.is_none() && scope.owner.is_none() && scope.batch.is_none();
     if unfiltered && horizon.is_none() {
         query.push("(SELECT * FROM submission_events WHERE seq > ").push_bind(after);
-        query.push(format_args!(" ORDER BY seq LIMIT {limit}) e JOIN submissions s ON s.id = e.submission_id ORDER BY e.seq"));
+        query.push(format_args!(" ORDER BY seq LIMIT {limit}) e"));
+        query.push(" CROSS JOIN LATERAL (SELECT owner_id, batch_id FROM submissions WHERE id = e.submission_id OFFSET 0) s ORDER BY e.seq");
     } else {
         query.push("submission_events e JOIN submissions s ON s.id = e.submission_id WHERE e.seq > ").push_bind(after);
         if let Some(horizon) = horizon {
@@ -174,10 +178,12 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
         }
         query.push(format_args!(" ORDER BY e.seq LIMIT {limit}"));
     }
-    // A scoped page is planned for its own values each time (an unnamed statement): whether to
-    // walk the events by `seq` or the owner's submissions depends on how much of the range is
-    // the owner's, which a cached generic plan cannot know.
-    let changes: Vec<StatusChange> = query.build_query_as().persistent(unfiltered).fetch_all(pool).await?;
+    // Every page is planned for its own values each time (an unnamed statement). For a scoped
+    // page, whether to walk the events by `seq` or the owner's submissions depends on how much
+    // of the range is the owner's, which a cached generic plan cannot know. For the hub's, a
+    // plan cached while the tables were small (a new database or generation) reads the events
+    // whole and sorts them, and keeps doing so as they grow until an ANALYZE invalidates it.
+    let changes: Vec<StatusChange> = query.build_query_as().persistent(false).fetch_all(pool).await?;
     let horizon = horizon.unwrap_or_else(|| changes.last().map_or(after, |last| last.seq));
     Ok(Page { changes, horizon })
 }
@@ -283,8 +289,11 @@ impl ChangeHub {
                 received = async { listener.as_mut()?.try_recv().await.ok() }, if listener.is_some() => {
                     // Ok(Some) is a notification, Ok(None) a reconnect; either way catch up.
                     // An error drops the listener so the next round connects anew.
-                    if received.is_none() {
-                        listener = None;
+                    match (received, listener.as_mut()) {
+                        // One catch-up reads everything committed so far: the notifications
+                        // already received need no round of their own.
+                        (Some(_), Some(listener)) => while listener.next_buffered().is_some() {},
+                        _ => listener = None,
                     }
                 }
             }
