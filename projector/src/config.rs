@@ -12,6 +12,11 @@ pub struct Config {
     /// Most records applied in one transaction.
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
+    /// How long a batch waits for more records after its first, in milliseconds: while records
+    /// come steadily, fewer and larger transactions cost the database less, for at most this
+    /// much latency per record.
+    #[arg(long, env = "PROJECTOR_LINGER_MS", default_value_t = 10)]
+    pub linger_ms: u64,
     /// Most records applied in one transaction while rebuilding: larger, since nobody reads a
     /// generation being built and fewer, bigger transactions rebuild faster.
     #[arg(long, env = "PROJECTOR_REBUILD_BATCH_SIZE", default_value_t = 10_000)]

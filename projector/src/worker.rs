@@ -62,6 +62,8 @@ pub struct Projector {
     dead_letter_topic: String,
     publisher: EventPublisher,
     batch_size: usize,
+    /// How long a batch waits for more records after its first.
+    linger: Duration,
     on_topic_reset: TopicResetPolicy,
     target: Target,
     generation: Generation,
@@ -101,6 +103,11 @@ impl Projector {
                 Target::Rebuild(_) => config.rebuild_batch_size,
             }
             .max(1),
+            // A rebuild's batches fill from what is fetched already.
+            linger: match target {
+                Target::Live => Duration::from_millis(config.linger_ms),
+                Target::Rebuild(_) => Duration::ZERO,
+            },
             on_topic_reset: config.on_topic_reset,
             target,
             generation: 0,

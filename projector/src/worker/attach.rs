@@ -98,7 +98,7 @@ impl Projector {
         self.consumer.assign(&assignment)?;
         self.generation = generation;
         self.attached = Some(identity);
-        self.reader = Some(Reader::start(self.consumer.clone(), self.batch_size, self.held.clone()));
+        self.reader = Some(Reader::start(self.consumer.clone(), self.batch_size, self.linger, self.held.clone()));
         tracing::info!(%topic, generation, partitions = ends.len(), resumed = positions.len(), "projector attached");
         Ok(())
     }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::Envelope;
-use futures_util::FutureExt;
 use kafka_kit::consumer_lag::LagReporter;
 use kafka_kit::held_partitions::HeldPartitions;
 use kafka_kit::{trace_headers, DeadLetter, KafkaArgs};
@@ -25,6 +25,8 @@ pub(super) fn new_consumer(kafka: &KafkaArgs, target: Target) -> Result<Arc<Stre
     // Positions live in PostgreSQL; a position the broker no longer has is a reset topic, to be
     // noticed, never silently replaced by another offset.
     consumer_config.set("auto.offset.reset", "error");
+    // Its positions are committed with the rows, never to the group.
+    consumer_config.set("enable.auto.commit", "false");
     // Its lag is reported as the projector's, or the rebuild's.
     let name = if target == Target::Live { "projector" } else { "rebuild" };
     Ok(Arc::new(consumer_config.create_with_context(LagReporter(name))?))
@@ -43,7 +45,9 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) fn start(consumer: Arc<StreamConsumer>, batch_size: usize, held: HeldPartitions) -> Reader {
+    /// Starts reading batches of at most `batch_size` records: each what was fetched already,
+    /// and what arrives within `linger` of its first record.
+    pub(super) fn start(consumer: Arc<StreamConsumer>, batch_size: usize, linger: Duration, held: HeldPartitions) -> Reader {
         // One batch waiting while another commits: the overlap, with bounded memory.
         let (sender, batches) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(async move {
@@ -51,10 +55,7 @@ impl Reader {
                 let mut batch = Batch::default();
                 match consumer.recv().await {
                     Ok(message) => batch.add(&message, &consumer, &held),
-                    // A position the topic no longer has. librdkafka says so with
-                    // OffsetOutOfRange, or, with auto.offset.reset=error, with AutoOffsetReset,
-                    // after which it fetches nothing more from that partition.
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset)) => {
+                    Err(error) if is_reset(&error) => {
                         let _ = sender.send(Read::OffsetOutOfRange).await;
                         return;
                     }
@@ -65,20 +66,38 @@ impl Reader {
                         continue;
                     }
                 }
-                // Take whatever else is already fetched, without waiting.
+                // A transaction costs the database far more than a row: while records come
+                // steadily, waiting a little for more makes fewer, larger ones.
+                let linger_until = tokio::time::Instant::now() + linger;
+                let mut reset = false;
                 while batch.len() < batch_size {
-                    match consumer.recv().now_or_never() {
-                        Some(Ok(message)) => batch.add(&message, &consumer, &held),
-                        _ => break,
+                    match tokio::time::timeout_at(linger_until, consumer.recv()).await {
+                        Ok(Ok(message)) => batch.add(&message, &consumer, &held),
+                        Ok(Err(error)) => {
+                            reset = is_reset(&error);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
                 if batch.len() > 0 && sender.send(Read::Batch(batch)).await.is_err() {
+                    return;
+                }
+                if reset {
+                    let _ = sender.send(Read::OffsetOutOfRange).await;
                     return;
                 }
             }
         });
         Reader { batches, task }
     }
+}
+
+/// Whether `error` says the topic no longer has the position read from. librdkafka says so with
+/// OffsetOutOfRange, or, with auto.offset.reset=error, with AutoOffsetReset, after which it
+/// fetches nothing more from that partition.
+fn is_reset(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset))
 }
 
 /// Records read since the last commit and the positions they bring the projector to.
