@@ -100,10 +100,12 @@ pub async fn next_batch<C: ConsumerContext + 'static>(
     Some(batch)
 }
 
-/// Stores each partition's next offset in `progress` (what a batch got through) and commits in
-/// the background. Only ever after the batch's effects are durable: a commit lost (the
-/// partition revoked meanwhile, a failed request) only means its records are read again, which
-/// every consumer here makes a no-op.
+/// Stores each partition's next offset in `progress` (what a batch got through), which librdkafka
+/// commits within `auto.commit.interval.ms` (and on a rebalance). Only ever after the batch's
+/// effects are durable: a commit lost (the process killed before it, the partition revoked
+/// meanwhile, a failed request) only means its records are read again, which every consumer
+/// here makes a no-op. Never a commit per batch: the coordinator answers a connection's
+/// requests in order, and a queue of commits held back the heartbeats until the session timed out.
 pub fn commit_progress<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, topic: &str, progress: impl IntoIterator<Item = (i32, i64)>) {
     let mut offsets = TopicPartitionList::new();
     for (partition, next) in progress {
@@ -114,9 +116,7 @@ pub fn commit_progress<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C
     if let Err(error) = consumer.store_offsets(&offsets) {
         // Typically the partition was revoked meanwhile: its new owner reads the records again.
         tracing::debug!(%error, "offsets not stored");
-        return;
     }
-    commit_stored(consumer, CommitMode::Async);
 }
 
 /// Commits the offsets stored so far (`Sync` at shutdown, so the next owner starts there).
@@ -124,5 +124,81 @@ pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>,
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    use super::*;
+    use crate::KafkaArgs;
+
+    /// Keeps the requests the consumer has sent, by kind, from its latest statistics.
+    #[derive(Clone, Default)]
+    struct Requests(Arc<Mutex<HashMap<String, i64>>>);
+
+    impl ClientContext for Requests {
+        fn stats(&self, statistics: rdkafka::Statistics) {
+            let mut sent: HashMap<String, i64> = HashMap::new();
+            for broker in statistics.brokers.values() {
+                for (kind, count) in &broker.req {
+                    *sent.entry(kind.clone()).or_default() += count;
+                }
+            }
+            *self.0.lock().unwrap() = sent;
+        }
+    }
+
+    impl ConsumerContext for Requests {}
+
+    /// A member that goes through batches quickly must not send an OffsetCommit per batch: the
+    /// group coordinator answers a connection's requests in order, so under load a queue of
+    /// commits delayed the heartbeats until the session timed out and the member lost its
+    /// partitions (the validator, at 5,000 submissions a second). What a batch got through is
+    /// still committed, soon after.
+    #[tokio::test]
+    async fn progress_reaches_the_group_without_a_commit_per_batch() {
+        let mut kafka = KafkaArgs::for_brokers("");
+        kafka.partitions = 1;
+        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
+        kafka.brokers = Some(broker.bootstrap_servers());
+        let producer: FutureProducer = kafka.producer_config(Duration::from_secs(10)).create().unwrap();
+        producer.send(FutureRecord::<(), [u8]>::to(&kafka.topic).payload(b"first"), Duration::from_secs(10)).await.unwrap();
+
+        let requests = Requests::default();
+        let consumer: StreamConsumer<Requests> =
+            kafka.consumer_config("commit-check").set("statistics.interval.ms", "100").create_with_context(requests.clone()).unwrap();
+        consumer.subscribe(&[&kafka.topic]).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("the first record within 30 s").unwrap();
+
+        let batches = 200;
+        for next in 1..=batches {
+            commit_progress(&consumer, &kafka.topic, [(0, next)]);
+        }
+        let committed = || {
+            let offsets = consumer.committed(Duration::from_secs(5)).ok()?;
+            offsets.find_partition(&kafka.topic, 0).map(|element| element.offset())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while committed() != Some(Offset::Offset(batches)) {
+            assert!(std::time::Instant::now() < deadline, "the last batch's progress was committed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The next statistics count every commit sent so far.
+        requests.0.lock().unwrap().clear();
+        let commits = loop {
+            if let Some(&commits) = requests.0.lock().unwrap().get("OffsetCommit") {
+                break commits;
+            }
+            assert!(std::time::Instant::now() < deadline, "statistics came");
+            // Statistics are served while the consumer is polled.
+            let _ = tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await;
+        };
+        assert!(commits <= 10, "{commits} OffsetCommit requests for {batches} batches");
     }
 }

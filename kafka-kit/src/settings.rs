@@ -198,13 +198,15 @@ impl KafkaArgs {
         config
     }
 
-    /// Consumer settings shared by the validator and the projector: offsets are committed
-    /// (or stored) by hand, only after the work they cover is durable.
+    /// Consumer settings shared by the validator, the notifier and the projector: offsets are
+    /// stored by hand, only after the work they cover is durable, and committed from there once
+    /// a second ([`crate::group_member::commit_progress`]).
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
         let mut config = self.base_config();
         config
             .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // Never a record of an aborted or still open transaction: a batch of submissions
