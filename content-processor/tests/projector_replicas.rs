@@ -271,10 +271,13 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
     eventually("replica 0 projects the load", || async { (old.rows_written(&metrics).await >= Some(100.0)).then_some(()) }).await;
 
     // The moment one of replica 0's batches is open, freeze replica 0 and end its lock session.
+    // The leader lock by its key: a batch's transaction holds an advisory lock of its own.
     let lock_session: i32 = sqlx::query_scalar(
         "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'projector-0' AND a.datname = current_database()",
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = $1
+           AND a.application_name = 'projector-0' AND a.datname = current_database()",
     )
+    .bind(projector::leader::LEADER_LOCK)
     .fetch_one(&pool)
     .await
     .unwrap();

@@ -18,7 +18,7 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 /// The advisory lock key the writing replica holds for as long as it writes.
-pub(crate) const LEADER_LOCK: i64 = 0x636f_6e74_6c65_6164;
+pub const LEADER_LOCK: i64 = 0x636f_6e74_6c65_6164;
 
 /// How often a waiting replica tries the lock, and how often the writer checks its session:
 /// the most a waiting replica adds to a takeover once the lock is free.
