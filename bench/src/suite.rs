@@ -142,12 +142,14 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
         println!("  (warm-up: {} accepted, not measured)", warm_up.accepted);
     }
     let processes = system.processes();
-    let counting = statements::reset(&system.database_url).await;
-    let idle = match args.idle_seconds {
-        0 => None,
-        seconds => Some(system.idle(&processes, seconds).await?),
+    let (idle, statements_idle) = match args.idle_seconds {
+        0 => (None, Vec::new()),
+        seconds => {
+            let counting = statements::reset(&system.database_url).await;
+            let idle = system.idle(&processes, seconds).await?;
+            (Some(idle), statements_since(counting.as_ref(), 0, seconds as f64).await)
+        }
     };
-    let statements_idle = statements_since(counting.as_ref(), 0, args.idle_seconds as f64).await;
     let counting = statements::reset(&system.database_url).await;
     let open_loop = load::run_metered(&base, Some(&processes)).await?;
     print_load(&open_loop);
@@ -424,13 +426,13 @@ impl System {
         Ok(cost)
     }
 
-    /// Stops the components, lets the broker settle (their sessions end), then reads what it
-    /// costs alone for `seconds`.
+    /// Stops the components, lets the broker settle (the killed validator's group session
+    /// expires after 10 s), then reads what it costs alone for `seconds`.
     async fn broker_alone(&mut self, seconds: u64) -> Cost {
         for (_, child) in self.processes.iter_mut().rev() {
             let _ = child.kill().await;
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
         let broker = Processes(self.broker.pid().map(|pid| ("broker".to_owned(), pid)).into_iter().collect());
         let before = broker.read();
         let started = Instant::now();

@@ -275,7 +275,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     override_with(&mut projector_config.batch_size, config.projector_batch_size);
     override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
-    tokio::spawn(projector::log_end::answer_requests(kafka.clone(), pool.clone(), shutdown.clone()));
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.processing_delay_ms = config.processing_delay_ms;
@@ -286,7 +285,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     for _ in 0..config.validators {
         validators.push(validator::Validator::start(&validator_config).await?);
     }
-    let admin = operations::AdminState::new(projector_config, &validator_config.group_id, pool, shutdown.clone())?;
+    let admin = operations::AdminState::new(projector_config, &validator_config.group_id, pool.clone(), shutdown.clone())?;
 
     let mut command_config = command_api::Config::new(&config.database_url, kafka.clone());
     command_config.listen = config.listen;
@@ -330,6 +329,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut tasks = JoinSet::new();
     tasks.spawn(projector.run(shutdown.clone()));
+    let log_end = projector::log_end::answer_requests(kafka.clone(), pool, shutdown.clone());
+    tasks.spawn(async move {
+        log_end.await;
+        Ok(())
+    });
     tasks.spawn(notifier.run(shutdown.clone()));
     let command_retention = command_api::retention::Settings::new(&command_config);
     let sweeps = command_api::retention::run(commands.accounts.pool.clone(), command_retention, shutdown.clone());

@@ -1,6 +1,7 @@
 //! `content-processor`: the whole system in one process (no subcommand), or one role of it.
-//! The per-role subcommands run the same code as the per-service binaries; they exist so one
-//! binary can play every part, as the process-level tests do.
+//! The per-role subcommands run the same code as the per-service binaries (the projector's role,
+//! the writer with the operations endpoints, has no binary of its own); they let one binary play
+//! every part, as the process-level tests and the Kubernetes manifests do.
 
 use clap::{Parser, Subcommand};
 use content_processor::deployed::DeployedConfig;

@@ -402,6 +402,7 @@ async fn the_location_of_a_202_answers_at_once_never_404() {
     for path in [
         format!("/api/submissions/{unknown}?position=0:999999999999"),
         format!("/api/submissions/{unknown}?position=99999:0"),
+        format!("/api/submissions/{unknown}?position=2147483647:0"),
         format!("/api/batches/{unknown}?position=0:999999999999"),
     ] {
         let (status, body) = alice.get(&system, &path).await;

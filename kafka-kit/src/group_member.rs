@@ -119,9 +119,10 @@ pub fn commit_progress<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C
     }
 }
 
-/// Commits the offsets stored so far (`Sync` at shutdown, so the next owner starts there).
-pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, mode: CommitMode) {
-    match consumer.commit_consumer_state(mode) {
+/// Commits the offsets stored so far and waits for the answer: at shutdown, so the next owner
+/// starts there.
+pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => tracing::warn!(%error, "offset commit failed; the next commit covers it"),
     }

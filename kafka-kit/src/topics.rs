@@ -160,11 +160,6 @@ pub struct LogEnds {
 }
 
 impl LogEnds {
-    /// The topic's name.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// The next offset (high watermark) of every partition, in partition order, as the
     /// partitions' leaders report them now.
     pub async fn read(&self) -> Result<Vec<i64>, KafkaError> {

@@ -13,7 +13,7 @@ use chrono::Utc;
 use domain::{Envelope, Event};
 use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::json;
 use service_kit::health::ReadinessCheck;
@@ -94,7 +94,7 @@ impl Watcher {
                 }
             }
         }
-        commit_stored(&self.consumer, CommitMode::Sync);
+        commit_stored(&self.consumer);
         tracing::info!("notifier stopped watching");
         Ok(())
     }

@@ -14,7 +14,7 @@ pub struct Config {
     /// Pause between ProcessingStarted and the verdict, to make PROCESSING visible in demos.
     #[arg(long, env = "PROCESSING_DELAY_MS", default_value_t = 0)]
     pub processing_delay_ms: u64,
-    /// Most records judged per batch (one acknowledgement wait and one commit per batch).
+    /// Most records judged per batch (one acknowledgement wait per batch; offsets are committed once a second).
     #[arg(long, env = "VALIDATOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
     /// How long to wait for Kafka to acknowledge output before retrying the batch.

@@ -8,7 +8,7 @@ use domain::Envelope;
 use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
 use kafka_kit::{EventPublisher, Outgoing};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use service_kit::health::ReadinessCheck;
@@ -86,7 +86,7 @@ impl Validator {
         while let Some(batch) = next_batch(&self.consumer, self.batch_size, &shutdown).await {
             self.handle_batch(&batch, &shutdown).await;
         }
-        commit_stored(&self.consumer, CommitMode::Sync);
+        commit_stored(&self.consumer);
         tracing::info!("validator stopped");
         Ok(())
     }

@@ -75,6 +75,9 @@ impl Reader {
                         Ok(Ok(message)) => batch.add(&message, &consumer, &held),
                         Ok(Err(error)) => {
                             reset = is_reset(&error);
+                            if !reset {
+                                tracing::warn!(%error, "consume failed; retrying");
+                            }
                             break;
                         }
                         Err(_) => break,

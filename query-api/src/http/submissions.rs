@@ -62,6 +62,9 @@ pub(super) const FROM_SUBMISSIONS: &str = "submissions s LEFT JOIN accounts.acco
 
 /// How long a read of a just-accepted submission waits for the read model to hold it.
 const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(5);
+/// How long a read waits for its write before it asks where the log ends: what a write takes
+/// to be projected under load, so that only a position not coming soon costs a request.
+const ASK_FOR_LOG_END_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -194,9 +197,10 @@ async fn get_one(
 /// `partition:offset` the command API returned with a write: its `Location` carries it), and
 /// not for longer than [`READ_YOUR_WRITE_WAIT`]. Without a position, reads once.
 ///
-/// A position the read model has not reached may be one the log never held. To tell, the wait
-/// asks the projector for the log's end ([`service_kit::LOG_END_WANTED`]) and refuses the
-/// position once a reading taken after it asked shows the partition ending at or before it. A
+/// A position the read model has not reached may be one the log never held. To tell, a wait
+/// that lasts [`ASK_FOR_LOG_END_AFTER`] asks the projector for the log's end
+/// ([`service_kit::LOG_END_WANTED`]) and refuses the position once a reading taken after it
+/// asked shows the partition ending at or before it. A
 /// wait holds no connection between its reads, and `caller` may have only
 /// [`crate::per_account::WAITS`] of them at once.
 pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, caller: &Caller, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
@@ -212,6 +216,7 @@ where
         None => None,
     };
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
+    let ask_from = tokio::time::Instant::now() + ASK_FOR_LOG_END_AFTER;
     // The first pauses short, as most writes are read within milliseconds; doubling after, so
     // a wait for a position that never comes costs dozens of queries, not a thousand.
     let mut pause = Duration::from_millis(10);
@@ -233,9 +238,10 @@ where
         }
         if let Some(position) = written_at {
             match asked_for_log_end {
-                None => asked_for_log_end = Some(ask_for_log_end(state).await?),
+                // Most writes are read within milliseconds: only a wait that lasts asks.
+                None if tokio::time::Instant::now() >= ask_from => asked_for_log_end = Some(ask_for_log_end(state).await?),
                 Some(asked) if past_log_end(state, position, asked).await? => return Err(ApiError::PositionPastEnd(position.to_string())),
-                Some(_) => {}
+                _ => {}
             }
         }
         tokio::time::sleep(pause).await;
@@ -252,29 +258,33 @@ async fn projected_past(state: &AppState, position: KafkaPosition) -> Result<boo
     Ok(next.is_some_and(|next| next > position.offset))
 }
 
-/// Asks the projector to read where the log ends; returns when it asked, on the database's clock.
-async fn ask_for_log_end(state: &AppState) -> Result<DateTime<Utc>, ApiError> {
-    // The NOTIFY is delivered when this statement commits, after the clock was read.
-    Ok(sqlx::query_scalar("SELECT clock_timestamp() FROM (SELECT pg_notify($1, '')) AS asked")
+/// Asks the projector to read where the log ends; returns the request's number (see
+/// `projector/migrations/0003_log_end.sql`).
+async fn ask_for_log_end(state: &AppState) -> Result<i64, ApiError> {
+    // The NOTIFY is delivered when this statement commits, after the number was taken.
+    Ok(sqlx::query_scalar("SELECT nextval('public.log_end_asks') FROM (SELECT pg_notify($1, '')) AS asked")
         .bind(service_kit::LOG_END_WANTED)
         .fetch_one(&state.pool)
         .await?)
 }
 
-/// Whether a reading of the log's end taken since `asked` shows `position` was never written:
-/// its partition ends at or before it, or does not exist. `false` while no such reading exists.
-async fn past_log_end(state: &AppState, position: KafkaPosition, asked: DateTime<Utc>) -> Result<bool, ApiError> {
-    let reading: Option<Option<i64>> = sqlx::query_scalar("SELECT next_offsets[$1 + 1] FROM public.log_end WHERE read_from >= $2")
-        .bind(position.partition)
-        .bind(asked)
-        .fetch_optional(&state.pool)
-        .await?;
-    Ok(match reading {
-        None => false,
-        Some(None) => true,
-        Some(Some(end)) => position.offset >= end,
-    })
+/// Whether a reading of the log's end taken after request `asked` shows `position` was never
+/// written: its partition ends at or before it, or does not exist. `false` while no such
+/// reading exists, and while no projector has made the table yet (a query API upgraded first).
+async fn past_log_end(state: &AppState, position: KafkaPosition, asked: i64) -> Result<bool, ApiError> {
+    let reading: Result<Option<Vec<i64>>, sqlx::Error> =
+        sqlx::query_scalar("SELECT next_offsets FROM public.log_end WHERE read_after > $1").bind(asked).fetch_optional(&state.pool).await;
+    let ends = match reading {
+        Ok(Some(ends)) => ends,
+        Ok(None) => return Ok(false),
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(UNDEFINED_TABLE) => return Ok(false),
+        Err(error) => return Err(error.into()),
+    };
+    Ok(usize::try_from(position.partition).ok().and_then(|partition| ends.get(partition)).is_none_or(|&end| position.offset >= end))
 }
+
+/// SQLSTATE `undefined_table`.
+const UNDEFINED_TABLE: &str = "42P01";
 
 /// One entry of a submission's history, with its place in the log for audit.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
