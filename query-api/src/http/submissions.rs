@@ -200,9 +200,8 @@ async fn get_one(
 /// A position the read model has not reached may be one the log never held. To tell, a wait
 /// that lasts [`ASK_FOR_LOG_END_AFTER`] asks the projector for the log's end
 /// ([`service_kit::LOG_END_WANTED`]) and refuses the position once a reading taken after it
-/// asked shows the partition ending at or before it. A
-/// wait holds no connection between its reads, and `caller` may have only
-/// [`crate::per_account::WAITS`] of them at once.
+/// asked shows the partition ending at or before it. A wait holds no connection between its
+/// reads, and `caller` may have only [`crate::per_account::WAITS`] of them at once.
 pub(super) async fn read_your_write<T, F, Fut>(state: &AppState, caller: &Caller, position: Option<&str>, mut read: F) -> Result<Option<T>, ApiError>
 where
     F: FnMut() -> Fut,
