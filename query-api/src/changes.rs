@@ -51,10 +51,15 @@ impl Position {
         format!("{}-{}", self.generation, self.seq)
     }
 
-    /// Parses an SSE event id as [`Position::event_id`] writes it.
+    /// Parses an SSE event id as [`Position::event_id`] writes it: digits, a dash, digits
+    /// (`^[0-9]{1,9}-[0-9]{1,18}$`, as the OpenAPI document says), nothing more.
     pub fn parse(id: &str) -> Option<Position> {
-        let (generation, seq) = id.trim().split_once('-')?;
-        Some(Position { generation: generation.parse().ok()?, seq: seq.parse().ok().filter(|s: &i64| *s >= 0)? })
+        let (generation, seq) = id.split_once('-')?;
+        let digits = |part: &str, most: usize| (1..=most).contains(&part.len()) && part.bytes().all(|byte| byte.is_ascii_digit());
+        if !digits(generation, 9) || !digits(seq, 18) {
+            return None;
+        }
+        Some(Position { generation: generation.parse().ok()?, seq: seq.parse().ok()? })
     }
 }
 
@@ -352,6 +357,21 @@ impl ChangeHub {
             if !full {
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Position;
+
+    #[test]
+    fn an_event_id_is_digits_a_dash_and_digits() {
+        let position = Position { generation: 3, seq: 41 };
+        assert_eq!(Position::parse(&position.event_id()), Some(position));
+        assert_eq!(Position::parse("999999999-999999999999999999"), Some(Position { generation: 999_999_999, seq: 999_999_999_999_999_999 }));
+        for refused in ["", "3", "3-", "-41", "+3-41", "3-+41", " 3-41", "3-41 ", "3-4-1", "1234567890-1", "1-1234567890123456789", "٣-41"] {
+            assert_eq!(Position::parse(refused), None, "{refused:?}");
         }
     }
 }

@@ -335,7 +335,19 @@ struct NewToken {
     name: String,
     /// Days until it stops working (1 to 3650); never when absent.
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "whole_number")]
     expires_in_days: Option<u32>,
+}
+
+/// JSON Schema's `integer` is any number without a fraction, so `23.0` is one; serde's `u32`
+/// alone refuses it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<f64>::deserialize(deserializer)? else { return Ok(None) };
+    if number.fract() != 0.0 || !(0.0..=f64::from(u32::MAX)).contains(&number) {
+        return Err(serde::de::Error::custom(format!("expected a whole number from 0 to {}, found {number}", u32::MAX)));
+    }
+    // Whole and in range: the cast is exact.
+    Ok(Some(number as u32))
 }
 
 /// A new token: the only time the token itself is shown.
@@ -546,6 +558,18 @@ mod tests {
             assert!(!with_host(host), "{host}");
         }
         assert!(!on_loopback(&HeaderMap::new()), "no Host: not known to be local");
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_with_a_fraction_of_zero() {
+        let days = |body: &str| serde_json::from_str::<NewToken>(body).map(|token| token.expires_in_days).map_err(|error| error.to_string());
+        assert_eq!(days(r#"{"name": "a", "expires_in_days": 23.0}"#), Ok(Some(23)));
+        assert_eq!(days(r#"{"name": "a", "expires_in_days": 23}"#), Ok(Some(23)));
+        assert_eq!(days(r#"{"name": "a", "expires_in_days": null}"#), Ok(None));
+        assert_eq!(days(r#"{"name": "a"}"#), Ok(None));
+        for refused in ["23.5", "-1", "1e300", "\"23\""] {
+            assert!(days(&format!(r#"{{"name": "a", "expires_in_days": {refused}}}"#)).is_err(), "{refused}");
+        }
     }
 
     #[test]

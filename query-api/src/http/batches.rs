@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::event_schema::BatchEvents;
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream};
 use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
 use crate::changes::{Position, Scope};
@@ -242,7 +243,7 @@ async fn items(
 /// client reconnects to a snapshot of the new read model.
 #[utoipa::path(get, path = "/api/batches/{id}/stream", tag = "batches",
     params(("id" = uuid::Uuid, Path, description = "the batch's id")), responses(
-    (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchView),
+    (status = 200, description = "server-sent events: `counts` (data: the batch, as `BatchView`) now and after every change; `reset` (data: `{generation, message}`) after a rebuild, then the stream ends", content_type = "text/event-stream", body = BatchEvents),
     (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     (status = 404, description = "`not_found`", body = ErrorBody),

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource.
 
 mod batches;
+mod event_schema;
 mod stream;
 mod submissions;
 pub mod ui;

@@ -22,9 +22,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
 use futures_util::Stream;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::event_schema::{ResetNotice, StatusEvents};
 use super::submissions::submission_id;
 use crate::changes::{fetch_changes, live_position, Feed, Position, Scope, StatusChange, Update, PAGE};
 use crate::error::ReadModelUnavailable;
@@ -58,8 +58,8 @@ pub(super) enum Item {
 }
 
 /// The caller's submissions (every submission for an admin), live.
-#[utoipa::path(get, path = "/api/stream", tag = "live", params(("Last-Event-ID" = Option<String>, Header, description = "the last `id` received: the stream resumes right after it")), responses(
-    (status = 200, description = "server-sent events: `status` (data: a `StatusChange`, id: its position) for every change from now, or after `Last-Event-ID`; `reset` (data: `{generation, message}`) when the read model was rebuilt: reload over REST", content_type = "text/event-stream", body = StatusChange),
+#[utoipa::path(get, path = "/api/stream", tag = "live", params(("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^([0-9]{1,9}-[0-9]{1,18})?$", description = "the last `id` received: the stream resumes right after it; empty: none")), responses(
+    (status = 200, description = "server-sent events: `status` (data: a `StatusChange`, id: its position) for every change from now, or after `Last-Event-ID`; `reset` (data: `{generation, message}`) when the read model was rebuilt: reload over REST", content_type = "text/event-stream", body = StatusEvents),
     (status = 400, description = "`invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
     (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
@@ -76,8 +76,8 @@ async fn all_submissions(State(state): State<AppState>, caller: Caller, headers:
 
 /// One submission. Another user's submission streams exactly as an unknown id does: nothing,
 /// until a submission of the caller's with that id exists (which never happens).
-#[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = uuid::Uuid, Path, description = "the submission's id"), ("Last-Event-ID" = Option<String>, Header, description = "the last `id` received")), responses(
-    (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusChange),
+#[utoipa::path(get, path = "/api/submissions/{id}/stream", tag = "live", params(("id" = uuid::Uuid, Path, description = "the submission's id"), ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^([0-9]{1,9}-[0-9]{1,18})?$", description = "the last `id` received; empty: none")), responses(
+    (status = 200, description = "server-sent events: the submission's changes from its creation (or after `Last-Event-ID`) as `status` events, and `reset` after a rebuild", content_type = "text/event-stream", body = StatusEvents),
     (status = 400, description = "`invalid_id`, `invalid_query` (a bad `Last-Event-ID`)", body = ErrorBody),
     (status = 429, description = "`too_many_streams`: the account has 16 live streams open on this server", body = ErrorBody),
     SignedIn, ReadModelUnavailable,
@@ -101,6 +101,10 @@ async fn one_submission(
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
     let Some(value) = headers.get("last-event-id") else { return Ok(None) };
+    // An empty id is the SSE spec's "no last event id" (an `id:` line with no value resets it).
+    if value.is_empty() {
+        return Ok(None);
+    }
     value
         .to_str()
         .ok()
@@ -143,11 +147,9 @@ impl Item {
 
 /// Tells the client to reload over REST; the stream goes on after `at`.
 pub(super) fn reset_event(at: Position) -> Event {
-    let body = json!({
-        "generation": at.generation,
-        "message": "the read model was rebuilt: reload the state over REST; this stream goes on from now",
-    });
-    json_event(Event::default().id(at.event_id()).event("reset"), &body)
+    let notice =
+        ResetNotice { generation: at.generation, message: "the read model was rebuilt: reload the state over REST; this stream goes on from now" };
+    json_event(Event::default().id(at.event_id()).event("reset"), &notice)
 }
 
 pub(super) fn json_event(event: Event, data: &impl serde::Serialize) -> Event {
