@@ -2,15 +2,15 @@
 //! creation), test events, and every delivery with its attempts.
 
 use accounts::Caller;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, SignedIn, SignedInChange};
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, QueryParams, SignedIn, SignedInChange};
 use uuid::Uuid;
 
 use crate::{ssrf, webhook, ApiError, AppState};
@@ -285,9 +285,8 @@ struct Attempt {
 async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<Items<Delivery>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES).map_err(ApiError::InvalidQuery)?;
     let items = sqlx::query_as(
         "SELECT d.id, d.channel, d.endpoint_id, n.event_type, d.state, d.attempts,

@@ -5,12 +5,11 @@
 //! tallies are.
 
 use accounts::Admin;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{AdminOnly, ErrorBody};
+use service_kit::http_error::{AdminOnly, ErrorBody, QueryParams};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -55,9 +54,8 @@ pub struct ParkedRecord {
 pub(super) async fn parked_records(
     _: Admin,
     State(state): State<AdminState>,
-    query: Result<Query<ParkedQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ParkedQuery>,
 ) -> Result<Json<ParkedRecords>, AdminError> {
-    let Query(query) = query.map_err(|rejection| AdminError::InvalidQuery(rejection.body_text()))?;
     let limit = limit(query.limit)?;
     let latest = sqlx::query_as(
         "SELECT kafka_partition AS partition, kafka_offset AS offset, submission_id, reason, parked_at

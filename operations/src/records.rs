@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use accounts::Admin;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::Envelope;
@@ -15,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AdminUnavailable;
 use crate::{AdminError, AdminState};
-use service_kit::http_error::{AdminOnly, ErrorBody};
+use service_kit::http_error::{AdminOnly, ErrorBody, QueryParams};
 
 /// Most records one request returns.
 const MAX_LIMIT: i64 = 100;
@@ -127,9 +126,8 @@ pub struct DeadLetterView {
 pub(super) async fn records(
     _: Admin,
     State(state): State<AdminState>,
-    query: Result<Query<RecordsQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<RecordsQuery>,
 ) -> Result<Json<Records>, AdminError> {
-    let Query(query) = query.map_err(|rejection| AdminError::InvalidQuery(rejection.body_text()))?;
     let limit = limit(query.limit)?;
     if query.offset.is_some_and(|offset| offset < 0) {
         return Err(AdminError::InvalidQuery("offset must be 0 or more".into()));
@@ -156,9 +154,8 @@ pub(super) async fn records(
 pub(super) async fn dead_letters(
     _: Admin,
     State(state): State<AdminState>,
-    query: Result<Query<DeadLettersQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<DeadLettersQuery>,
 ) -> Result<Json<DeadLetters>, AdminError> {
-    let Query(query) = query.map_err(|rejection| AdminError::InvalidQuery(rejection.body_text()))?;
     let limit = limit(query.limit)?;
     let topic = state.config.kafka.dead_letter_topic();
     let bounds = state.inspector.bounds(&topic).await?;

@@ -135,6 +135,21 @@ pub fn from_object<T: serde::de::DeserializeOwned>(object: serde_json::Map<Strin
     T::deserialize(serde_json::Value::Object(object)).map_err(|error| format!("the body does not fit: {error}"))
 }
 
+/// Query parameters deserialized into `T`: as axum's `Query`, but refused with the standard
+/// body, 400 `invalid_query`, saying what does not fit.
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(query)| QueryParams(query))
+            .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()))
+    }
+}
+
 /// What a service calls its database in a 503: its code and message.
 pub struct DatabaseName {
     pub unavailable_code: &'static str,

@@ -13,8 +13,8 @@ mod email;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, SignedIn, SignedInChange};
+use service_kit::http_error::{DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, QueryParams, SignedIn, SignedInChange};
 use service_kit::page::Page;
 use uuid::Uuid;
 
@@ -407,9 +407,8 @@ struct TokenListQuery {
 async fn list_tokens(
     State(accounts): State<Accounts>,
     caller: Caller,
-    query: Result<Query<TokenListQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<TokenListQuery>,
 ) -> Result<Json<Page<TokenView>>, AccountsError> {
-    let Query(query) = query.map_err(|rejection| AccountsError::InvalidQuery(rejection.body_text()))?;
     let limit = service_kit::page::limit(query.limit).map_err(AccountsError::InvalidQuery)?;
     Ok(Json(store::list_tokens(&accounts.pool, caller.account_id, limit, query.cursor).await?))
 }

@@ -4,8 +4,8 @@
 //! each of which knows the batch's size. Items the read model does not hold yet count as
 //! PENDING, so the counts always add up to the size.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::response::sse::Event;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use crate::error::{ReadModelUnavailable, WaitRefused};
 use crate::resume::Start;
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::http_error::{ErrorBody, SignedIn};
+use service_kit::http_error::{ErrorBody, QueryParams, SignedIn};
 use service_kit::page::Page;
 
 pub fn routes() -> Router<AppState> {
@@ -139,12 +139,7 @@ struct ListQuery {
     (status = 200, description = "one page", body = Page<BatchView>),
     (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
-async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Page<BatchView>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+async fn list(State(state): State<AppState>, caller: Caller, QueryParams(query): QueryParams<ListQuery>) -> Result<Json<Page<BatchView>>, ApiError> {
     let limit = page_limit(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let rows: Vec<BatchRow> = sqlx::query_as(&format!(
@@ -180,10 +175,9 @@ async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<GetQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<GetQuery>,
 ) -> Result<Json<BatchView>, ApiError> {
     let id = path_id(path, "batch")?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let found = read_your_write(&state, &caller, query.position.as_deref(), || fetch_batch(&state.pool, id, caller.visible_owner())).await?;
     found.map(Json).ok_or(ApiError::BatchNotFound(id))
 }
@@ -212,10 +206,9 @@ async fn items(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<ItemsQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ItemsQuery>,
 ) -> Result<Json<Page<SubmissionView>>, ApiError> {
     let id = path_id(path, "batch")?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let limit = page_limit(query.limit)?;
     if query.after.is_some_and(|after| after < -1) {
         return Err(ApiError::InvalidQuery("after must be -1 or more".into()));

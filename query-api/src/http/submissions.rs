@@ -1,14 +1,14 @@
 //! `GET /api/submissions`, `GET /api/submissions/{id}` and `GET /api/submissions/{id}/events`.
 
 use crate::error::{ReadModelUnavailable, WaitRefused};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{FailureReason, Status};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{ErrorBody, SignedIn};
+use service_kit::http_error::{ErrorBody, QueryParams, SignedIn};
 use service_kit::page::Page;
 use uuid::Uuid;
 
@@ -89,9 +89,8 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Page<SubmissionView>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let status = query
         .status
         .map(|s| {
@@ -178,10 +177,9 @@ async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<GetQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<GetQuery>,
 ) -> Result<Json<SubmissionView>, ApiError> {
     let id = submission_id(path)?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let found = read_your_write(&state, &caller, query.position.as_deref(), || async {
         sqlx::query_as(&format!("SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)"))
             .bind(id)
