@@ -356,7 +356,7 @@ impl System {
                 "command-api",
                 kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &database_url, "--submission-rate-limit", "2000000000"]),
             ),
-            ("validator", kafka(&[])),
+            ("validator", kafka(&["--database-url", &database_url])),
             ("projector", kafka(&["--database-url", &database_url])),
             ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
         ] {

@@ -19,6 +19,9 @@ pub struct Config {
     pub internal_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// The key-encryption keys that wrap the data keys content is sealed with.
+    #[command(flatten)]
+    pub keyring: keyring::KeyringArgs,
     /// PostgreSQL holding accounts (to authenticate), rate-limit counters and idempotency keys.
     #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,

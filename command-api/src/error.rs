@@ -50,6 +50,9 @@ pub enum ApiError {
     BrokerUnavailable(#[source] rdkafka::error::KafkaError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The account's data key cannot be read or unwrapped (the key store, or a wrong KEK).
+    #[error(transparent)]
+    Keys(#[from] keyring::KeyError),
 }
 
 /// Why one item of a batch was refused.
@@ -132,6 +135,11 @@ impl IntoResponse for ApiError {
                 unavailable("broker_unavailable", "the event log is unavailable; nothing was stored, try again later", RETRY_AFTER_SECS)
             }
             ApiError::Database(ref error) => service_kit::http_error::database_error(error, &service_kit::http_error::DATABASE),
+            ApiError::Keys(keyring::KeyError::Store(ref error)) => service_kit::http_error::database_error(error, &service_kit::http_error::DATABASE),
+            ApiError::Keys(ref error) => {
+                tracing::error!(%error, "answering 503: the account's data key is not usable");
+                unavailable("key_unavailable", "the content cannot be sealed right now; nothing was stored, try again later", RETRY_AFTER_SECS)
+            }
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     /// Publishes a batch's events in one Kafka transaction.
     pub batches: AtomicPublisher,
     pub accounts: Accounts,
+    /// The data keys content is sealed with.
+    pub data_keys: std::sync::Arc<keyring::WritingKeys>,
     pub max_content_bytes: usize,
     pub max_batch_items: usize,
     pub max_batch_bytes: usize,
@@ -58,6 +60,7 @@ impl AppState {
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,
             batches,
+            data_keys: std::sync::Arc::new(keyring::WritingKeys::new(keyring::Keyring::from_args(&config.keyring)?)),
             accounts: Accounts::new(pool, config.accounts.clone()),
             max_content_bytes: config.max_content_bytes,
             max_batch_items: config.max_batch_items,

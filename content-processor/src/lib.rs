@@ -277,6 +277,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
 
     let mut validator_config = validator::Config::new(kafka.clone());
+    validator_config.database_url = config.database_url.clone();
     validator_config.processing_delay_ms = config.processing_delay_ms;
     validator_config.publish_timeout_ms = config.publish_timeout_ms;
     override_with(&mut validator_config.group_id, config.validator_group_id.clone());

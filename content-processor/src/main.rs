@@ -36,6 +36,9 @@ enum Role {
     /// Create an admin account, or make an existing account an admin (setting its password).
     /// The password is read from ADMIN_PASSWORD, or asked for on the terminal.
     CreateAdmin(CreateAdmin),
+    /// Re-wrap every account's data key with the current key-encryption key (a rotation: the
+    /// previous keys in PREVIOUS_KEY_ENCRYPTION_KEYS), then exit. The log is not touched.
+    RotateKeys(RotateKeys),
     /// The production topology on this machine: three Apache Kafka nodes, two processes of every
     /// service, HAProxy in front routing as ops/kubernetes/routes.yaml does.
     Deployed(DeployedConfig),
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Notifier(config)) => notifier::run(config, shutdown).await,
         Some(Role::Rebuild(config)) => rebuild(config, shutdown).await,
         Some(Role::CreateAdmin(args)) => create_admin(args).await,
+        Some(Role::RotateKeys(args)) => rotate_keys(args).await,
         Some(Role::Deployed(config)) => deployed(config, shutdown).await,
         Some(Role::EmbeddedBroker(kafka)) => {
             let broker = EmbeddedBroker::start(&kafka)?;
@@ -83,6 +87,7 @@ impl Cli {
             Some(Role::Notifier(_)) => "notifier",
             Some(Role::Rebuild(_)) => "rebuild",
             Some(Role::CreateAdmin(_)) => "create-admin",
+            Some(Role::RotateKeys(_)) => "rotate-keys",
             Some(Role::Deployed(_)) => "deployed",
             Some(Role::EmbeddedBroker(_)) => "embedded-broker",
         }
@@ -109,6 +114,22 @@ async fn create_admin(args: CreateAdmin) -> anyhow::Result<()> {
     };
     let account = content_processor::create_admin(&args.database_url, &args.email, password).await?;
     println!("{} is an admin (account {}); sign in with it at the UI or POST /api/session.", account.email, account.id);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct RotateKeys {
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    database_url: String,
+    #[command(flatten)]
+    keyring: keyring::KeyringArgs,
+}
+
+async fn rotate_keys(args: RotateKeys) -> anyhow::Result<()> {
+    let keyring = keyring::Keyring::from_args(&args.keyring)?;
+    let pool = service_kit::postgres::connect(&args.database_url, 2).await?;
+    let rewrapped = keyring::store::rewrap_all(&pool, &keyring).await?;
+    println!("{rewrapped} data keys re-wrapped with key-encryption key {}", keyring.current_id());
     Ok(())
 }
 

@@ -234,6 +234,26 @@ async fn scenario(system: &mut TestSystem, page: &Client, other: &Client, bob: &
     other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
     other.refresh().await.unwrap();
     other.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
+
+    // Bob downloads his data, then deletes his account: signed out, and he cannot sign in again.
+    bob.find(Locator::Css("button.show-your-data")).await.unwrap().click().await.unwrap();
+    let export = bob.wait().at_most(DEADLINE).for_element(Locator::Css("a.export")).await.unwrap();
+    assert!(export.attr("href").await.unwrap().unwrap().ends_with("/api/account/export"));
+    bob.find(Locator::Css("input#delete-password")).await.unwrap().send_keys("not his password").await.unwrap();
+    bob.find(Locator::Css("form.delete-account button[type=submit]")).await.unwrap().click().await.unwrap();
+    bob.wait().at_most(DEADLINE).for_element(Locator::Css("form.delete-account p.error")).await.unwrap();
+    let field = bob.find(Locator::Css("input#delete-password")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("bob's password 1").await.unwrap();
+    bob.find(Locator::Css("form.delete-account button[type=submit]")).await.unwrap().click().await.unwrap();
+    bob.wait().at_most(DEADLINE).for_element(Locator::Css("form.auth-form")).await.unwrap();
+    let signed_in = reqwest::Client::new()
+        .post(system.url("/api/session"))
+        .json(&json!({"email": "bob@example.com", "password": "bob's password 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
 
 /// Resubmitting a failed text, a batch from a file, and notifications, on Alice's page.

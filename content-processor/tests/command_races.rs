@@ -59,7 +59,7 @@ async fn concurrent_requests_sharing_a_key_over_the_limit_publish_nothing() {
         let (status, body) = post_with_key(&user, &system, content, key).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{key}: {body}");
     }
-    let in_log = support::submissions_in_log(&system.running.kafka);
+    let in_log = support::submissions_in_log(&system.running.kafka, &system.db.url).await;
     for (key, content, _) in &answers {
         assert_eq!(in_log.get(content), None, "{key} published nothing");
     }
@@ -120,7 +120,7 @@ async fn a_submission_kafka_acknowledged_is_answered_202_though_its_key_cannot_b
     // A retry under the key is the same submission (its events published again, folded once).
     let (status, retried) = post_with_key(&user, &system, "acknowledged 12345", "unlucky-1").await;
     assert_eq!((status, retried["id"].as_str()), (StatusCode::ACCEPTED, Some(id.as_str())));
-    let in_log = support::submissions_in_log(&system.running.kafka);
+    let in_log = support::submissions_in_log(&system.running.kafka, &system.db.url).await;
     assert_eq!(in_log["acknowledged 12345"], HashSet::from([id.parse::<Uuid>().unwrap()]));
     pool.close().await;
     system.stop().await;

@@ -70,7 +70,7 @@ fn each_service_runs_a_binary_this_workspace_builds_and_finds_its_dependencies()
             assert_eq!(env["KAFKA_REPLICATION_FACTOR"], "3", "{service}");
             assert_eq!(env["KAFKA_MIN_INSYNC_REPLICAS"], "2", "{service}");
         }
-        if matches!(service, "command-api" | "projector" | "query-api" | "notifier") {
+        if matches!(service, "command-api" | "validator" | "projector" | "query-api" | "notifier") {
             assert!(env["DATABASE_URL"].as_str().unwrap().contains("@postgres:5432/"), "{service}");
         }
     }

@@ -28,7 +28,7 @@ async fn every_component_commits_its_progress_and_exits_cleanly_on_sigterm() {
     };
     let mut components = [
         Component::new("command-api", with_kafka(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs),
-        Component::new("validator", with_kafka(&[]), &logs),
+        Component::new("validator", with_kafka(&["--database-url", &db.url]), &logs),
         Component::new("projector", with_kafka(&["--database-url", &db.url]), &logs),
         Component::new("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), db.url.clone()], &logs),
     ];

@@ -79,7 +79,7 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
             }
         }
         // Requests Kafka acknowledged whose answer never came: the case that matters.
-        let before_retry = support::submissions_in_log(&broker.kafka);
+        let before_retry = support::submissions_in_log(&broker.kafka, &db.url).await;
         caught += unanswered.iter().filter(|(_, content)| before_retry.contains_key(content)).count();
 
         command_api.start();
@@ -95,7 +95,7 @@ async fn a_key_retried_after_the_command_api_was_killed_is_one_submission() {
     println!("{caught} requests were in the log but unanswered when the command API was killed");
     assert!(caught > 0, "a kill landed between Kafka's acknowledgement and the answer (seed {seed})");
 
-    let log = support::submissions_in_log(&broker.kafka);
+    let log = support::submissions_in_log(&broker.kafka, &db.url).await;
     for (key, (content, id)) in &answered {
         let ids = log.get(content).cloned().unwrap_or_default();
         assert_eq!(ids, HashSet::from([*id]), "{key}: one submission, the one the client was told of");

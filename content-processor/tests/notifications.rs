@@ -240,7 +240,7 @@ async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments()
         with(&["--database-url".into(), db.url.clone(), "--listen".into(), format!("127.0.0.1:{command_port}")]),
         &logs,
     );
-    let mut validator = Component::new("validator", with(&[]), &logs);
+    let mut validator = Component::new("validator", with(&["--database-url".into(), db.url.clone()]), &logs);
     let mut notifier = Component::new(
         "notifier",
         with(&[

@@ -69,7 +69,7 @@ impl Notifying {
         let mut notifier = Component::new("notifier", with(&notifier_flags), &logs);
         let mut others = vec![
             Component::new("command-api", with(&["--database-url", &db.url, "--listen", &format!("127.0.0.1:{command_port}")]), &logs),
-            Component::new("validator", with(&[]), &logs),
+            Component::new("validator", with(&["--database-url", &db.url]), &logs),
             Component::new("query-api", vec!["--database-url".into(), db.url.clone(), "--listen".into(), format!("127.0.0.1:{query_port}")], &logs),
         ];
         others.iter_mut().for_each(Component::start);
@@ -173,7 +173,12 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     // A verdict for an account that no longer exists (deleted while the verdict was pending):
     // its notification can never be stored.
     let ghost_submission = Uuid::now_v7();
-    let event = Event::SubmissionCreated { content: "a ghost's text 12345".into(), owner_id: Some(Uuid::new_v4()), batch: None, replaces: None };
+    let event = Event::SubmissionCreated {
+        content: domain::Content::Plain("a ghost's text 12345".into()),
+        owner_id: Some(Uuid::new_v4()),
+        batch: None,
+        replaces: None,
+    };
     let envelope = Envelope::new(ghost_submission, event, chrono::Utc::now(), Uuid::new_v4());
     let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
     publisher.publish(&envelope).await.unwrap();

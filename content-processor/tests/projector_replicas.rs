@@ -67,7 +67,7 @@ async fn a_killed_writer_is_replaced_by_the_waiting_replica_losing_and_doubling_
     };
     let command_port = free_port();
     let mut command_api = Component::new("command-api", args(&["--listen", &format!("127.0.0.1:{command_port}"), "--database-url", &db.url]), &logs);
-    let mut validator = Component::new("validator", args(&[]), &logs);
+    let mut validator = Component::new("validator", args(&["--database-url", &db.url]), &logs);
     command_api.start();
     validator.start();
     let mut replicas: Vec<Replica> = (0..2).map(|i| Replica::new(&format!("projector-{i}"), args(&[]), &db.url, &logs)).collect();
@@ -181,7 +181,7 @@ async fn a_writer_whose_database_goes_silent_stops_leading_and_the_other_takes_o
             [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(),
             &logs,
         ),
-        Component::new("validator", kafka.clone(), &logs),
+        Component::new("validator", [kafka.clone(), vec!["--database-url".into(), db.url.clone()]].concat(), &logs),
     ];
     others.iter_mut().for_each(Component::start);
     let mut partitioned = Replica::new("projector-0", kafka.clone(), &db.url_via(proxy.addr), &logs);
@@ -239,7 +239,7 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
             [kafka.clone(), vec!["--listen".into(), format!("127.0.0.1:{command_port}"), "--database-url".into(), db.url.clone()]].concat(),
             &logs,
         ),
-        Component::new("validator", kafka.clone(), &logs),
+        Component::new("validator", [kafka.clone(), vec!["--database-url".into(), db.url.clone()]].concat(), &logs),
     ];
     others.iter_mut().for_each(Component::start);
     // Each replica's sessions carry its name, so the log says whose batch committed.

@@ -77,7 +77,7 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
     let notifier_listen = format!("127.0.0.1:{notifier_port}");
     let mut components = [
         traced("command-api", &["--database-url", &db.url, "--listen", &command_listen]),
-        traced("validator", &[]),
+        traced("validator", &["--database-url", &db.url]),
         traced("projector", &["--database-url", &db.url]),
         traced("notifier", &["--database-url", &db.url, "--listen", &notifier_listen, "--allow-private-targets"]),
     ];

@@ -21,7 +21,8 @@ async fn two_validators_split_the_partitions_and_each_submission_gets_one_verdic
 
     let mut kafka = system.running.kafka.clone();
     kafka.session_timeout_ms = 6_000; // rebalances wait for the session timeout
-    let validator_config = validator::Config::new(kafka.clone());
+    let mut validator_config = validator::Config::new(kafka.clone());
+    validator_config.database_url = system.db.url.clone();
     let first = validator::Validator::start(&validator_config).await.unwrap();
     let second = validator::Validator::start(&validator_config).await.unwrap();
     let judged = [first.judged_counter(), second.judged_counter()];

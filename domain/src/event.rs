@@ -49,6 +49,8 @@ pub enum FailureReason {
     TooShort,
     /// No ASCII digit.
     NoDigit,
+    /// The account was erased before its content was judged: nobody can read it any more.
+    Erased,
 }
 
 impl FailureReason {
@@ -57,6 +59,7 @@ impl FailureReason {
         match self {
             FailureReason::TooShort => "too_short",
             FailureReason::NoDigit => "no_digit",
+            FailureReason::Erased => "erased",
         }
     }
 
@@ -64,8 +67,36 @@ impl FailureReason {
         match s {
             "too_short" => Some(FailureReason::TooShort),
             "no_digit" => Some(FailureReason::NoDigit),
+            "erased" => Some(FailureReason::Erased),
             _ => None,
         }
+    }
+}
+
+/// A submission's text as an event carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// The text itself: every version up to 3, and submissions without an owner.
+    #[serde(rename = "content")]
+    Plain(String),
+    /// Since version 4: sealed with the owner's data key (crate `keyring`, the creation event's
+    /// id as nonce and associated data), base64 on the wire. Erasing the key erases the text.
+    #[serde(rename = "sealed_content", with = "base64_bytes")]
+    Sealed(Vec<u8>),
+}
+
+/// Sealed bytes as base64 text in JSON.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -74,7 +105,9 @@ impl FailureReason {
 #[serde(tag = "event_type", content = "payload")]
 pub enum Event {
     SubmissionCreated {
-        content: String,
+        /// The text: on the wire `content` (plain) or, since version 4, `sealed_content`.
+        #[serde(flatten)]
+        content: Content,
         /// Since version 2: the account that submitted it. Absent in version 1 (submissions
         /// from before accounts, which only admins see).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +135,8 @@ impl Event {
     ///
     /// History: `SubmissionFailed` 2 added `char_count`, `SubmissionCreated` 2 added `owner_id`
     /// and `SubmissionCreated` 3 `batch` and `replaces` (all optional, so older records read as
-    /// `None`). The other events are at version 1.
+    /// `None`); `SubmissionCreated` 4 may carry `sealed_content` instead of `content`. The
+    /// other events are at version 1.
     pub fn schema_version(&self) -> u16 {
         Event::version_written(self.type_name()).unwrap_or(1)
     }
@@ -111,7 +145,7 @@ impl Event {
     /// named `event_type` on the wire; `None` for a type this build does not know.
     pub fn version_written(event_type: &str) -> Option<u16> {
         match event_type {
-            "SubmissionCreated" => Some(3),
+            "SubmissionCreated" => Some(4),
             "SubmissionFailed" => Some(2),
             "ProcessingStarted" | "SubmissionPassed" => Some(1),
             _ => None,
@@ -120,7 +154,7 @@ impl Event {
 
     /// A submission on its own (no batch, replacing nothing).
     pub fn created(content: impl Into<String>, owner_id: Option<AccountId>) -> Event {
-        Event::SubmissionCreated { content: content.into(), owner_id, batch: None, replaces: None }
+        Event::SubmissionCreated { content: Content::Plain(content.into()), owner_id, batch: None, replaces: None }
     }
 
     /// The verdict event for `content`: judged by [`crate::rule::judge`], with the length
@@ -132,6 +166,11 @@ impl Event {
                 Event::SubmissionFailed { reasons, char_count: Some(u32::try_from(crate::rule::char_count(content)).unwrap_or(u32::MAX)) }
             }
         }
+    }
+
+    /// The id of the event that creates `submission`: what its content is sealed for.
+    pub fn creation_id(submission: SubmissionId) -> EventId {
+        derive_event_id(submission, "created")
     }
 
     /// The `event_type` field on the wire.

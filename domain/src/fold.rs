@@ -60,7 +60,7 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
     pub id: SubmissionId,
-    pub content: String,
+    pub content: crate::Content,
     /// Who submitted it; `None` for submissions from before accounts.
     pub owner_id: Option<AccountId>,
     /// The batch it was accepted with, if any.

@@ -7,7 +7,7 @@ pub mod fold;
 pub mod position;
 pub mod rule;
 
-pub use event::{AccountId, BatchId, BatchItem, DecodeError, Envelope, Event, EventId, FailureReason, SubmissionId};
+pub use event::{AccountId, BatchId, BatchItem, Content, DecodeError, Envelope, Event, EventId, FailureReason, SubmissionId};
 pub use fold::{Applied, Status, Submission, TransitionError};
 pub use position::Position;
 pub use rule::{judge, Verdict};

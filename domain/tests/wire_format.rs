@@ -101,7 +101,7 @@ fn submission_created_version_3_carries_its_batch_and_what_it_replaces() {
             "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
             "2026-11-25T10:00:00.123456Z",
             Event::SubmissionCreated {
-                content: "hello world 42".into(),
+                content: domain::Content::Plain("hello world 42".into()),
                 owner_id: Some(owner),
                 batch: Some(batch),
                 replaces: Some("019ab0c4-0000-7000-8000-0000000000aa".parse().unwrap()),
@@ -111,6 +111,25 @@ fn submission_created_version_3_carries_its_batch_and_what_it_replaces() {
     // Older versions read without either.
     let v2 = Envelope::decode(fixture("v2/submission_created").trim().as_bytes()).unwrap();
     assert!(matches!(v2.event, Event::SubmissionCreated { batch: None, replaces: None, .. }));
+}
+
+#[test]
+fn submission_created_version_4_carries_sealed_content() {
+    let owner = "019ab0c4-7e2a-7c11-9a3b-5d6e7f809112".parse().unwrap();
+    assert_pinned(
+        "v4/submission_created",
+        envelope_v(
+            4,
+            "a7b1e2d4-4d6d-5b8e-9d29-3f0a4c2c6a11",
+            "2026-11-25T10:00:00.123456Z",
+            Event::SubmissionCreated {
+                content: domain::Content::Sealed(vec![0, 1, 2, 250, 251, 252]),
+                owner_id: Some(owner),
+                batch: None,
+                replaces: None,
+            },
+        ),
+    );
 }
 
 #[test]
@@ -133,7 +152,7 @@ fn new_events_are_written_at_the_current_version() {
     let passed = Envelope::new(Uuid::nil(), Event::verdict_for("abcdefghi1"), Utc::now(), Uuid::nil());
     assert_eq!(passed.schema_version, 1);
     let created = Envelope::new(Uuid::nil(), Event::created("x", None), Utc::now(), Uuid::nil());
-    assert_eq!(created.schema_version, 3);
+    assert_eq!(created.schema_version, 4);
 }
 
 #[test]
@@ -193,10 +212,10 @@ fn a_known_type_at_a_newer_version_is_told_apart_from_garbage() {
     assert!(matches!(Envelope::decode(future.as_bytes()), Err(DecodeError::NewerVersion { version: 3, supported: 2, .. })));
     // A newer version may reshape the payload so that this build's types cannot parse it.
     let reshaped =
-        fixture("v2/submission_created").replace("\"schema_version\":2", "\"schema_version\":4").replace("\"content\":", "\"content_parts\":");
+        fixture("v2/submission_created").replace("\"schema_version\":2", "\"schema_version\":5").replace("\"content\":", "\"content_parts\":");
     let error = Envelope::decode(reshaped.as_bytes()).unwrap_err();
     assert!(error.is_newer_version(), "{error}");
-    assert_eq!(error.to_string(), "SubmissionCreated has schema version 4, newer than this build reads (1 to 3); a newer build must read it");
+    assert_eq!(error.to_string(), "SubmissionCreated has schema version 5, newer than this build reads (1 to 4); a newer build must read it");
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub struct Config {
     pub internal_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// The key-encryption keys that unwrap the data keys sealed content opens with.
+    #[command(flatten)]
+    pub keyring: keyring::KeyringArgs,
     /// The notifier's consumer group.
     #[arg(long, env = "NOTIFIER_GROUP_ID", default_value = "notifier")]
     pub group_id: String,

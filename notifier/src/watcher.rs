@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::{Envelope, Event};
+use domain::{Content, Envelope, Event};
 use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -21,6 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
@@ -52,6 +53,8 @@ pub struct Watcher {
     topic: String,
     channels: Channels,
     max_age: chrono::Duration,
+    /// Opens a submission's sealed text for its webhook.
+    keyring: keyring::Keyring,
     /// Wakes the delivery worker when new deliveries were recorded.
     wake: Arc<Notify>,
 }
@@ -68,6 +71,7 @@ impl Watcher {
             topic: config.kafka.topic.clone(),
             channels: Channels { email: config.smtp_url.is_some() },
             max_age: chrono::Duration::seconds(i64::try_from(config.max_age_secs).unwrap_or(i64::MAX / 1000)),
+            keyring: keyring::Keyring::from_args(&config.keyring)?,
             wake,
         })
     }
@@ -174,16 +178,46 @@ impl Watcher {
         }
     }
 
+    /// What the notifier may keep of a new submission of `owner`'s: `None` once the owner is
+    /// erased (nothing is awaited for it), else its text, sealed text opened with the owner's
+    /// data key. The key is read `FOR SHARE`: an erasure either came first or waits for this
+    /// transaction, and then scrubs what it wrote.
+    async fn text(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        submission_id: Uuid,
+        owner: Uuid,
+        content: &Content,
+    ) -> Result<Option<Option<String>>, sqlx::Error> {
+        let keys = keyring::store::keys_held(tx, &self.keyring, &[owner]).await?;
+        let key = keys.get(&owner);
+        if matches!(key, Some(Ok(None))) {
+            return Ok(None);
+        }
+        Ok(Some(match content {
+            Content::Plain(text) => Some(text.clone()),
+            Content::Sealed(sealed) => keyring::store::open_content(key, submission_id, sealed).unwrap_or_else(|error| {
+                tracing::error!(%submission_id, %error, "sealed content does not open; notified without it");
+                None
+            }),
+        }))
+    }
+
     /// Records what `envelope` means for notifications; returns the deliveries it made.
     async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope) -> Result<u64, sqlx::Error> {
         let submission_id = envelope.submission_id;
         let passed = match &envelope.event {
             Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
+                let Some(text) = self.text(tx, submission_id, *owner_id, content).await? else {
+                    tracing::info!("its account is erased: nothing to notify");
+                    return Ok(0);
+                };
+                // A batch is told by its counts, not its items' texts.
+                let content = if batch.is_some() { None } else { text };
                 let awaited = Awaited {
                     submission_id,
                     owner_id: *owner_id,
-                    // A batch is told by its counts, not its items' texts.
-                    content: batch.is_none().then(|| content.clone()),
+                    content,
                     batch: batch.map(|b| AwaitedBatch { batch_id: b.batch_id, size: b.size }),
                     created_at: envelope.occurred_at,
                 };

@@ -9,6 +9,9 @@ pub struct Config {
     pub database_url: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// The key-encryption keys that unwrap the data keys sealed content opens with.
+    #[command(flatten)]
+    pub keyring: keyring::KeyringArgs,
     /// Most records applied in one transaction.
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
-use domain::{AccountId, Applied, BatchItem, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
+use domain::{AccountId, Applied, BatchItem, Content, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use kafka_kit::topic_identity::TopicIdentity;
+use keyring::Keyring;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -120,11 +121,12 @@ impl BatchTransaction {
     }
 
     /// Folds `records` into the read model (not yet committed).
-    pub async fn apply(&mut self, records: &[Record]) -> Result<BatchOutcome, sqlx::Error> {
+    pub async fn apply(&mut self, records: &[Record], keyring: &Keyring) -> Result<BatchOutcome, sqlx::Error> {
         let mut states = load_states(&mut self.tx, records).await?;
         let mut outcome = BatchOutcome::default();
         let mut events = EventRows::default();
         let mut changed: Vec<SubmissionId> = Vec::new();
+        let mut created: Vec<SubmissionId> = Vec::new();
         let mut tallies = tallies::Tallies::default();
         let first_seq = self.last_seq + self.written + 1;
         for (index, record) in records.iter().enumerate() {
@@ -133,6 +135,9 @@ impl BatchTransaction {
             let before = state.as_ref().map(|s| s.status);
             match apply(state, envelope) {
                 Ok(Applied::Changed) => {
+                    if before.is_none() {
+                        created.push(envelope.submission_id);
+                    }
                     let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
                     tallies.moved(before, status, envelope.occurred_at);
                     events.push(first_seq + events.len() as i64, record, status);
@@ -144,8 +149,10 @@ impl BatchTransaction {
             }
         }
         if !events.is_empty() {
+            let texts = texts_of_created(&mut self.tx, keyring, &states, &created).await?;
+            events.drop_erased_text(&texts);
             events.insert(&mut self.tx).await?;
-            upsert_submissions(&mut self.tx, &states, &changed, &events).await?;
+            upsert_submissions(&mut self.tx, &states, &changed, &events, &texts).await?;
             tallies.write(&mut self.tx).await?;
             self.written += events.len() as i64;
         }
@@ -170,7 +177,8 @@ impl BatchTransaction {
 #[derive(sqlx::FromRow)]
 struct SubmissionRow {
     id: SubmissionId,
-    content: String,
+    sealed_content: Option<Vec<u8>>,
+    content: Option<String>,
     owner_id: Option<AccountId>,
     batch_id: Option<uuid::Uuid>,
     batch_index: Option<i32>,
@@ -194,7 +202,12 @@ impl SubmissionRow {
                 .iter()
                 .map(|r| FailureReason::parse(r).ok_or_else(|| corrupt(format!("unknown reason {r}"))))
                 .collect::<Result<_, _>>()?,
-            content: self.content,
+            content: match self.sealed_content {
+                Some(sealed) => Content::Sealed(sealed),
+                // Plain text scrubbed by an erasure: nothing is left to compare a repeated
+                // creation with, so one would be refused (and parked) rather than accepted.
+                None => Content::Plain(self.content.unwrap_or_default()),
+            },
             owner_id: self.owner_id,
             batch: match (self.batch_id, self.batch_index, self.batch_size) {
                 (Some(batch_id), Some(index), Some(size)) => Some(BatchItem {
@@ -218,7 +231,7 @@ async fn load_states(tx: &mut Transaction<'_, Postgres>, records: &[Record]) -> 
     ids.sort_unstable();
     ids.dedup();
     let rows: Vec<SubmissionRow> = sqlx::query_as(
-        "SELECT id, content, owner_id, batch_id, batch_index, batch_size, replaces, status, reasons, created_at,
+        "SELECT id, sealed_content, content, owner_id, batch_id, batch_index, batch_size, replaces, status, reasons, created_at,
              processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
@@ -276,6 +289,19 @@ impl EventRows {
         self.last_seq_of.insert(envelope.submission_id, seq);
     }
 
+    /// Takes the text out of the stored payload of every creation whose owner was erased:
+    /// events from before content was sealed carry it in the clear.
+    fn drop_erased_text(&mut self, texts: &HashMap<SubmissionId, Option<String>>) {
+        for (index, submission) in self.submission_id.iter().enumerate() {
+            if self.event_type[index] == "SubmissionCreated" && matches!(texts.get(submission), Some(None)) {
+                if let Ok(serde_json::Value::Object(mut payload)) = serde_json::from_str(&self.payload[index]) {
+                    payload.remove("content");
+                    self.payload[index] = serde_json::Value::Object(payload).to_string();
+                }
+            }
+        }
+    }
+
     async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO submission_events (seq, event_id, submission_id, event_type, schema_version,
@@ -311,12 +337,55 @@ fn payload_json(envelope: &Envelope) -> String {
     tagged.get_mut("payload").map(serde_json::Value::take).unwrap_or_default().to_string()
 }
 
-/// Writes the new state of every submission the batch changed.
+/// The text of each submission the batch `created` that has an owner, as the read model may
+/// hold it: sealed content opened with the owner's data key, plain text (from before content
+/// was sealed) as it is; `None` once the owner was erased (or a key does not open: logged). The
+/// keys are read `FOR SHARE`, so an erasure running meanwhile scrubs what this batch writes.
+async fn texts_of_created(
+    tx: &mut Transaction<'_, Postgres>,
+    keyring: &Keyring,
+    states: &HashMap<SubmissionId, Option<Submission>>,
+    created: &[SubmissionId],
+) -> Result<HashMap<SubmissionId, Option<String>>, sqlx::Error> {
+    let owned: Vec<(SubmissionId, AccountId, &Content)> = created
+        .iter()
+        .filter_map(|id| {
+            let submission = states.get(id)?.as_ref()?;
+            Some((*id, submission.owner_id?, &submission.content))
+        })
+        .collect();
+    if owned.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut owners: Vec<AccountId> = owned.iter().map(|(_, owner, _)| *owner).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let keys = keyring::store::keys_held(tx, keyring, &owners).await?;
+    Ok(owned
+        .into_iter()
+        .map(|(submission_id, owner, content)| {
+            let key = keys.get(&owner);
+            let text = match content {
+                Content::Plain(text) => (!matches!(key, Some(Ok(None)))).then(|| text.clone()),
+                Content::Sealed(bytes) => keyring::store::open_content(key, submission_id, bytes).unwrap_or_else(|error| {
+                    tracing::error!(%submission_id, %error, "sealed content does not open; the read model shows it as erased");
+                    None
+                }),
+            };
+            (submission_id, text)
+        })
+        .collect())
+}
+
+/// Writes the new state of every submission the batch changed: for those it created, the text
+/// as `texts` gives it (opened, or none once the owner is erased), and sealed bytes beside it
+/// for the fold.
 async fn upsert_submissions(
     tx: &mut Transaction<'_, Postgres>,
     states: &HashMap<SubmissionId, Option<Submission>>,
     changed: &[SubmissionId],
     events: &EventRows,
+    texts: &HashMap<SubmissionId, Option<String>>,
 ) -> Result<(), sqlx::Error> {
     let mut ids = changed.to_vec();
     ids.sort_unstable();
@@ -325,14 +394,14 @@ async fn upsert_submissions(
     let reasons: Vec<String> = rows.iter().map(|s| s.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")).collect();
     sqlx::query(
         "INSERT INTO submissions (id, content, status, reasons, created_at, processing_started_at,
-             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces)
+             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces, sealed_content)
          SELECT id, content, status, string_to_array(reasons, ','), created_at, processing_started_at,
-             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces
+             processed_at, last_event_seq, owner_id, batch_id, batch_index, batch_size, replaces, sealed_content
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
              $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::uuid[], $10::uuid[], $11::int[], $12::int[],
-             $13::uuid[])
+             $13::uuid[], $14::bytea[])
            AS t(id, content, status, reasons, created_at, processing_started_at, processed_at, last_event_seq, owner_id,
-             batch_id, batch_index, batch_size, replaces)
+             batch_id, batch_index, batch_size, replaces, sealed_content)
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              reasons = EXCLUDED.reasons,
@@ -341,7 +410,15 @@ async fn upsert_submissions(
              last_event_seq = EXCLUDED.last_event_seq",
     )
     .bind(rows.iter().map(|s| s.id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|s| s.content.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|s| match (texts.get(&s.id), &s.content) {
+                (Some(text), _) => text.as_deref(),
+                (None, Content::Plain(text)) => Some(text.as_str()),
+                (None, Content::Sealed(_)) => None,
+            })
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
     .bind(&reasons)
     .bind(rows.iter().map(|s| s.created_at).collect::<Vec<_>>())
@@ -353,6 +430,14 @@ async fn upsert_submissions(
     .bind(rows.iter().map(|s| s.batch.map(|b| i32::try_from(b.index).unwrap_or(i32::MAX))).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.batch.map(|b| i32::try_from(b.size).unwrap_or(i32::MAX))).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.replaces).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|s| match &s.content {
+                Content::Sealed(bytes) => Some(bytes.as_slice()),
+                Content::Plain(_) => None,
+            })
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

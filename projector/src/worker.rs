@@ -58,6 +58,8 @@ pub struct Projector {
     /// Fetches and decodes the next batch while the current one commits.
     reader: Option<Reader>,
     pool: PgPool,
+    /// Opens the sealed content of new submissions for the read model.
+    keyring: keyring::Keyring,
     kafka: KafkaArgs,
     dead_letter_topic: String,
     publisher: EventPublisher,
@@ -95,6 +97,7 @@ impl Projector {
             consumer: reader::new_consumer(&config.kafka, target)?,
             reader: None,
             pool,
+            keyring: keyring::Keyring::from_args(&config.keyring)?,
             kafka: config.kafka.clone(),
             publisher: EventPublisher::new(&config.kafka, DEAD_LETTER_TIMEOUT)?,
             dead_letter_topic,

@@ -101,7 +101,8 @@ pub struct StatusChange {
     /// Status after this change.
     pub status: String,
     pub occurred_at: DateTime<Utc>,
-    /// The submitted text, on the change that created the submission.
+    /// The submitted text, on the change that created the submission (absent once its account
+    /// is erased).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// Why it failed, on a FAILED change.
@@ -158,7 +159,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     // full one against tables not analyzed yet it became a hash join reading every submission.
     let mut query = QueryBuilder::<Postgres>::new(
         "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
-                e.payload->>'content' AS content,
+                CASE WHEN e.event_type = 'SubmissionCreated' THEN s.content END AS content,
                 ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
          FROM ",
     );
@@ -166,7 +167,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     if unfiltered && horizon.is_none() {
         query.push("(SELECT * FROM submission_events WHERE seq > ").push_bind(after);
         query.push(format_args!(" ORDER BY seq LIMIT {limit}) e"));
-        query.push(" CROSS JOIN LATERAL (SELECT owner_id, batch_id FROM submissions WHERE id = e.submission_id OFFSET 0) s ORDER BY e.seq");
+        query.push(" CROSS JOIN LATERAL (SELECT owner_id, batch_id, content FROM submissions WHERE id = e.submission_id OFFSET 0) s ORDER BY e.seq");
     } else {
         query.push("submission_events e JOIN submissions s ON s.id = e.submission_id WHERE e.seq > ").push_bind(after);
         if let Some(horizon) = horizon {

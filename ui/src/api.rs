@@ -250,6 +250,14 @@ pub async fn sign_out_everywhere(endpoints: &Endpoints) -> Result<(), String> {
     checked(changing(endpoints, Request::delete(&format!("{}/api/sessions", endpoints.query_api))).send().await).await.map(drop)
 }
 
+/// Deletes the account, the password re-entered; its data is erased.
+pub async fn delete_account(endpoints: &Endpoints, password: &str) -> Result<(), String> {
+    let request = changing(endpoints, Request::delete(&format!("{}/api/account", endpoints.query_api)))
+        .json(&serde_json::json!({ "password": password }))
+        .map_err(|e| e.to_string())?;
+    checked(request.send().await).await.map(drop)
+}
+
 pub async fn sign_out(endpoints: &Endpoints) -> Result<(), String> {
     checked(changing(endpoints, Request::delete(&format!("{}/api/session", endpoints.query_api))).send().await).await.map(drop)
 }

@@ -11,6 +11,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SubmissionView {
     pub id: String,
+    /// The text; [`ERASED`] once its account was deleted (the API sends null).
+    #[serde(deserialize_with = "erased_when_null")]
     pub content: String,
     pub status: Status,
     #[serde(default)]
@@ -257,6 +259,13 @@ impl Board {
     }
 }
 
+/// What an admin sees of a deleted account's submission: its text is gone everywhere.
+pub const ERASED: &str = "(erased: the account was deleted)";
+
+fn erased_when_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_else(|| ERASED.to_owned()))
+}
+
 /// A failure reason in words.
 pub fn describe_reason(code: &str) -> String {
     match domain::FailureReason::parse(code) {
@@ -264,6 +273,7 @@ pub fn describe_reason(code: &str) -> String {
             format!("too short: fewer than {} characters", domain::rule::MIN_CHARS)
         }
         Some(domain::FailureReason::NoDigit) => "no digit: contains no 0-9".to_owned(),
+        Some(domain::FailureReason::Erased) => "erased: the account was deleted before it was judged".to_owned(),
         None => code.to_owned(),
     }
 }
@@ -276,6 +286,13 @@ pub fn clock_time(rfc3339: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_accounts_text_reads_as_erased() {
+        let view: SubmissionView =
+            serde_json::from_str(r#"{"id": "a", "content": null, "status": "PASSED", "created_at": "2026-12-06T10:00:00Z"}"#).unwrap();
+        assert_eq!(view.content, ERASED);
+    }
 
     fn view(id: &str, at: &str, status: Status) -> SubmissionView {
         SubmissionView {

@@ -8,6 +8,12 @@ use kafka_kit::KafkaArgs;
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// PostgreSQL holding the accounts' data keys, which sealed content opens with.
+    #[arg(long, env = "DATABASE_URL", default_value = service_kit::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// The key-encryption keys that unwrap the data keys.
+    #[command(flatten)]
+    pub keyring: keyring::KeyringArgs,
     /// Consumer group shared by all validator instances.
     #[arg(long, env = "VALIDATOR_GROUP_ID", default_value = "validator")]
     pub group_id: String,

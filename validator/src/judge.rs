@@ -1,7 +1,7 @@
 //! Turning one `SubmissionCreated` into the two events that follow it.
 
 use chrono::Utc;
-use domain::{Envelope, Event};
+use domain::{Envelope, Event, FailureReason};
 
 /// The events the validator emits for one created submission.
 pub struct Judgement {
@@ -9,15 +9,15 @@ pub struct Judgement {
     pub verdict: Envelope,
 }
 
-/// Judges a created submission; `None` for every other event (the validator reads its own
-/// output on the same topic and skips it).
-pub fn judgement_for(created: &Envelope) -> Option<Judgement> {
-    let Event::SubmissionCreated { content, .. } = &created.event else {
-        return None;
-    };
+/// Judges a created submission whose text is `text`; `None` when its account was erased before
+/// it was judged: nobody can read it any more, so it fails as `erased`.
+pub fn judgement_for(created: &Envelope, text: Option<&str>) -> Judgement {
     let started = created.follow_up(Event::ProcessingStarted {}, Utc::now());
     // The verdict's time is taken after the judgement, so it never precedes ProcessingStarted.
-    let verdict = Event::verdict_for(content);
+    let verdict = match text {
+        Some(text) => Event::verdict_for(text),
+        None => Event::SubmissionFailed { reasons: vec![FailureReason::Erased], char_count: None },
+    };
     let verdict = created.follow_up(verdict, Utc::now());
-    Some(Judgement { started, verdict })
+    Judgement { started, verdict }
 }

@@ -4,15 +4,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::Envelope;
+use std::collections::HashMap;
+
+use domain::{Content, Envelope, Event};
 use kafka_kit::group_member::{commit_progress, commit_stored, next_batch, GroupMember};
 use kafka_kit::trace_headers;
 use kafka_kit::{EventPublisher, Outgoing};
+use keyring::store::StoredKey;
+use keyring::Keyring;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use service_kit::health::ReadinessCheck;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::judge::{judgement_for, Judgement};
 use crate::Config;
@@ -23,6 +29,9 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 pub struct Validator {
     consumer: StreamConsumer<GroupMember>,
     publisher: EventPublisher,
+    /// The key store, for the data keys sealed content opens with.
+    pool: PgPool,
+    keyring: Keyring,
     topic: String,
     batch_size: usize,
     processing_delay: Duration,
@@ -57,6 +66,9 @@ impl Validator {
         Ok(Validator {
             consumer,
             publisher,
+            // Lazily: a log of plain text (or one broker outage at start) needs no key store yet.
+            pool: service_kit::postgres::pool_options(2).connect_lazy(&config.database_url)?,
+            keyring: Keyring::from_args(&config.keyring)?,
             topic: config.kafka.topic.clone(),
             batch_size: config.batch_size.max(1),
             processing_delay: config.processing_delay(),
@@ -95,7 +107,7 @@ impl Validator {
         let started = std::time::Instant::now();
         metrics::histogram!("content_processor_validator_batch_records").record(batch.len() as f64);
         let mut progress = Progress::new();
-        let mut judgements = Vec::new();
+        let mut created = Vec::new();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             if self.consumer.context().held.is_held(partition) {
@@ -105,10 +117,10 @@ impl Validator {
                 match Envelope::decode(payload) {
                     Ok(envelope) => {
                         service_kit::metrics::event_consumed("validator", envelope.event.type_name());
-                        if let Some(judgement) = judgement_for(&envelope) {
-                            // Its output continues the trace of the submission's record.
-                            let span = trace_headers::record_span("validator", message, envelope.submission_id);
-                            judgements.push(Judged { partition, judgement, span });
+                        // Only creations are judged: the validator reads its own output on the
+                        // same topic and skips it.
+                        if matches!(envelope.event, Event::SubmissionCreated { .. }) {
+                            created.push((partition, message, envelope));
                         }
                     }
                     Err(error) if error.is_newer_version() => {
@@ -122,6 +134,16 @@ impl Validator {
             }
             progress.insert(partition, offset + 1);
         }
+        let Some(keys) = self.keys_for(&created, shutdown).await else { return };
+        let judgements: Vec<Judged> = created
+            .iter()
+            .map(|(partition, message, envelope)| {
+                // Its output continues the trace of the submission's record.
+                let span = trace_headers::record_span("validator", *message, envelope.submission_id);
+                let text = span.in_scope(|| text_of(envelope, &keys));
+                Judged { partition: *partition, judgement: judgement_for(envelope, text.as_deref()), span }
+            })
+            .collect();
         if judgements.is_empty() {
             commit_progress(&self.consumer, &self.topic, progress.iter().map(|(&partition, &next)| (partition, next)));
             return;
@@ -145,6 +167,38 @@ impl Validator {
         commit_progress(&self.consumer, &self.topic, progress.iter().map(|(&partition, &next)| (partition, next)));
     }
 
+    /// The data keys of the owners of sealed content in `created`, read until the key store
+    /// answers (a verdict is never guessed); `None` if `shutdown` came first.
+    async fn keys_for(&self, created: &[(i32, &OwnedMessage, Envelope)], shutdown: &CancellationToken) -> Option<HashMap<Uuid, StoredKey>> {
+        let mut owners: Vec<Uuid> = created
+            .iter()
+            .filter_map(|(_, _, envelope)| match &envelope.event {
+                Event::SubmissionCreated { content: Content::Sealed(_), owner_id, .. } => *owner_id,
+                _ => None,
+            })
+            .collect();
+        if owners.is_empty() {
+            return Some(HashMap::new());
+        }
+        owners.sort_unstable();
+        owners.dedup();
+        loop {
+            match keyring::store::stored_keys(&self.pool, &self.keyring, &owners).await {
+                Ok(keys) => match owners.iter().find_map(|owner| unusable(owner, keys.get(owner))) {
+                    None => return Some(keys),
+                    // A wrong or missing key-encryption key: wait for the right configuration
+                    // rather than judge text nobody could read.
+                    Some(error) => tracing::error!(%error, "a data key is not usable; retrying the batch"),
+                },
+                Err(error) => tracing::warn!(%error, "the key store did not answer; retrying the batch"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+            }
+        }
+    }
+
     /// Emits each judgement's events to the partition its submission was created on, so a
     /// submission's whole history stays in one partition even after partitions are added
     /// (which changes where its key would hash to).
@@ -159,5 +213,31 @@ impl Validator {
         self.publisher.publish_all(started).await?;
         tokio::time::sleep(self.processing_delay).await;
         self.publisher.publish_all(verdicts).await
+    }
+}
+
+/// Why `owner`'s stored key cannot be used, if it cannot.
+fn unusable(owner: &Uuid, key: Option<&StoredKey>) -> Option<String> {
+    match key {
+        Some(Ok(_)) => None,
+        Some(Err(error)) => Some(error.to_string()),
+        None => Some(format!("account {owner} has no data key")),
+    }
+}
+
+/// The text of a created submission: plain, or sealed and opened with its owner's key (every
+/// key usable, [`Validator::keys_for`] made sure); `None` when the owner was erased, or the
+/// sealed bytes do not open with the key (tampered: logged, and judged as unreadable).
+fn text_of(created: &Envelope, keys: &HashMap<Uuid, StoredKey>) -> Option<String> {
+    let Event::SubmissionCreated { content, owner_id, .. } = &created.event else { return None };
+    match content {
+        Content::Plain(text) => Some(text.clone()),
+        Content::Sealed(sealed) => {
+            let key = owner_id.and_then(|owner| keys.get(&owner));
+            keyring::store::open_content(key, created.submission_id, sealed).unwrap_or_else(|error| {
+                tracing::error!(%error, "sealed content does not open; judged as erased");
+                None
+            })
+        }
     }
 }

@@ -9,6 +9,7 @@
 //!   everywhere; [`email`] serves what goes through the owner's mailbox.
 
 mod email;
+mod erasure;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -41,6 +42,8 @@ pub fn routes(accounts: Accounts) -> Router {
         .route("/api/tokens", get(list_tokens).post(create_token))
         .route("/api/tokens/{id}", delete(revoke_token))
         .route("/api/sessions", delete(sign_out_everywhere))
+        .route("/api/account", delete(erasure::delete_own))
+        .route("/api/accounts/{id}", delete(erasure::delete_any))
         .route("/api/account/password", axum::routing::put(change_password))
         .route("/api/account/verification", post(email::resend_verification))
         .route("/api/account/verify", post(email::verify))
@@ -307,14 +310,7 @@ struct PasswordChange {
 async fn change_password(State(accounts): State<Accounts>, caller: Caller, body: JsonBody<PasswordChange>) -> Result<StatusCode, AccountsError> {
     let JsonBody(change) = body;
     password::check_new(&change.new_password)?;
-    // Guessing the current password here is guessing it at sign-in: the same counter, by email.
-    let (account, stored) =
-        store::find_by_id(&accounts.pool, caller.account_id).await?.ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
-    accounts.limiter.require(accounts.settings.sign_in_per_account(), &account.email).await?;
-    let stored = Some(stored);
-    if !password::verify(change.current_password, stored).await? {
-        return Err(AccountsError::InvalidCredentials);
-    }
+    confirm_password(&accounts, &caller, change.current_password).await?;
     let hash = password::hash(change.new_password).await?;
     let keep = match &caller.credential {
         Credential::Session { token_digest, .. } => Some(token_digest.as_slice()),
@@ -440,6 +436,18 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Checks the caller's password, re-entered to confirm a change. Guessing it here is guessing
+/// it at sign-in: the same counter, by email.
+async fn confirm_password(accounts: &Accounts, caller: &Caller, password: String) -> Result<(), AccountsError> {
+    let (account, stored) =
+        store::find_by_id(&accounts.pool, caller.account_id).await?.ok_or(AccountsError::Unauthenticated("the account no longer exists"))?;
+    accounts.limiter.require(accounts.settings.sign_in_per_account(), &account.email).await?;
+    if !password::verify(password, Some(stored)).await? {
+        return Err(AccountsError::InvalidCredentials);
+    }
+    Ok(())
+}
+
 /// The OpenAPI description of the account endpoints.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
@@ -456,6 +464,8 @@ async fn revoke_token(
     email::verify,
     email::request_reset,
     email::confirm_reset,
+    erasure::delete_own,
+    erasure::delete_any,
 ))]
 pub struct AccountsApi;
 

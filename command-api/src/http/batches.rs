@@ -113,6 +113,7 @@ async fn create(
     let fresh = Recorded { submission_id: item_id(batch_id, 0), batch_id: Some(batch_id), ..Recorded::fresh() };
     let digest = idempotency::request_digest(std::iter::once(&b"batch"[..]).chain(contents.iter().map(|c| c.as_bytes())));
     let key = intake::idempotency_key(&headers)?;
+    let data_key = intake::data_key(&state, owner).await?;
     let admitted = intake::claim(&state, owner, key, &digest, fresh).await?.admit(&state, owner, size).await?;
     let batch_id = admitted.ids.batch_id.ok_or(ApiError::IdempotencyKeyReused)?;
 
@@ -122,8 +123,9 @@ async fn create(
         .zip(0..)
         .map(|(content, index)| {
             let batch = Some(BatchItem { batch_id, index, size });
-            let event = Event::SubmissionCreated { content, owner_id: Some(owner), batch, replaces: None };
-            Envelope::new(item_id(batch_id, index), event, admitted.ids.created_at, correlation_id)
+            let id = item_id(batch_id, index);
+            let event = Event::SubmissionCreated { content: intake::sealed(&data_key, id, &content), owner_id: Some(owner), batch, replaces: None };
+            Envelope::new(id, event, admitted.ids.created_at, correlation_id)
         })
         .collect();
     let items: Vec<AcceptedItem> = envelopes.iter().enumerate().map(|(index, e)| AcceptedItem { index, id: e.submission_id }).collect();

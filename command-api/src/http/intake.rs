@@ -162,3 +162,18 @@ impl Admitted {
         }
     }
 }
+
+/// The key `owner`'s content is sealed with, made on first use. Read before anything is
+/// claimed or counted: a refusal here changes nothing.
+pub async fn data_key(state: &AppState, owner: Uuid) -> Result<keyring::DataKey, ApiError> {
+    state
+        .data_keys
+        .key_for(&state.accounts.pool, owner)
+        .await?
+        .ok_or(ApiError::Accounts(accounts::AccountsError::Unauthenticated("the account was deleted")))
+}
+
+/// `text`, sealed for the event that creates `submission`.
+pub fn sealed(key: &keyring::DataKey, submission: domain::SubmissionId, text: &str) -> domain::Content {
+    domain::Content::Sealed(key.seal(domain::Event::creation_id(submission), text))
+}

@@ -99,6 +99,7 @@ async fn create(
         Some(replaced) => Some(idempotency::replacement_key(replaced)),
         None => intake::idempotency_key(&headers)?,
     };
+    let data_key = intake::data_key(&state, owner).await?;
     let claimed = intake::claim(&state, owner, key, &digest, Recorded::fresh()).await.map_err(|error| match (error, replaces) {
         (ApiError::IdempotencyKeyReused, Some(replaced)) => ApiError::AlreadyReplaced { replaced, replacement: None },
         (error, _) => error,
@@ -112,7 +113,7 @@ async fn create(
     }
     let admitted = claimed.admit(&state, owner, 1).await?;
 
-    let event = Event::SubmissionCreated { content: content.clone(), owner_id: Some(owner), batch: None, replaces };
+    let event = Event::SubmissionCreated { content: intake::sealed(&data_key, id, &content), owner_id: Some(owner), batch: None, replaces };
     let envelope = Envelope::new(id, event, admitted.ids.created_at, intake::correlation_id(&headers));
     let span = tracing::info_span!("submission", submission_id = %id);
     let position = async {

@@ -159,7 +159,7 @@ pub struct TestSystem {
     pub api: Api,
     pub db: TestDb,
     pub shutdown: CancellationToken,
-    data_dir: std::path::PathBuf,
+    pub data_dir: std::path::PathBuf,
 }
 
 impl std::ops::Deref for TestSystem {
@@ -393,7 +393,8 @@ impl SseConnection {
 /// A submission row as the read model holds it, comparable with a fold of the topic.
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 pub struct Row {
-    pub content: String,
+    /// None once the owner was erased.
+    pub content: Option<String>,
     pub status: String,
     pub reasons: Vec<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -401,10 +402,11 @@ pub struct Row {
     pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl From<&domain::Submission> for Row {
-    fn from(s: &domain::Submission) -> Row {
+impl Row {
+    /// The row the read model should hold for `s`, whose text is `content`.
+    pub fn of(s: &domain::Submission, content: Option<String>) -> Row {
         Row {
-            content: s.content.clone(),
+            content,
             status: s.status.as_str().to_owned(),
             reasons: s.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: s.created_at,
@@ -440,14 +442,40 @@ pub fn fold_topic(kafka: &KafkaArgs) -> std::collections::HashMap<uuid::Uuid, do
     states.into_iter().filter_map(|(id, s)| Some((id, s?))).collect()
 }
 
-/// The ids of the submissions created in the log, by their content.
-pub fn submissions_in_log(kafka: &KafkaArgs) -> std::collections::HashMap<String, std::collections::HashSet<uuid::Uuid>> {
+/// The text of each of `created` (submission, owner, content as its event carries it): plain,
+/// or sealed and opened with the owner's data key in `pool`, wrapped by the development
+/// key-encryption key the tests run with; `None` once the owner is erased.
+pub async fn texts(pool: &sqlx::PgPool, created: &[(uuid::Uuid, Option<uuid::Uuid>, &domain::Content)]) -> Vec<Option<String>> {
+    let keyring = keyring::Keyring::from_args(&keyring::KeyringArgs::default()).unwrap();
+    let owners: Vec<uuid::Uuid> = created.iter().filter_map(|(_, owner, _)| *owner).collect();
+    let keys = keyring::store::stored_keys(pool, &keyring, &owners).await.unwrap();
+    created
+        .iter()
+        .map(|(submission, owner, content)| match content {
+            domain::Content::Plain(text) => Some(text.clone()),
+            domain::Content::Sealed(sealed) => keyring::store::open_content(owner.and_then(|owner| keys.get(&owner)), *submission, sealed).unwrap(),
+        })
+        .collect()
+}
+
+/// The ids of the submissions created in the log, by their text (opened with the keys in
+/// `database_url`).
+pub async fn submissions_in_log(kafka: &KafkaArgs, database_url: &str) -> std::collections::HashMap<String, std::collections::HashSet<uuid::Uuid>> {
+    let created: Vec<(uuid::Uuid, Option<uuid::Uuid>, domain::Content)> = read_topic(kafka, &kafka.topic)
+        .into_iter()
+        .filter_map(|record| domain::Envelope::decode(record.value.as_deref()?).ok())
+        .filter_map(|envelope| match envelope.event {
+            domain::Event::SubmissionCreated { content, owner_id, .. } => Some((envelope.submission_id, owner_id, content)),
+            _ => None,
+        })
+        .collect();
+    let borrowed: Vec<_> = created.iter().map(|(id, owner, content)| (*id, *owner, content)).collect();
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let texts = texts(&pool, &borrowed).await;
+    pool.close().await;
     let mut found: std::collections::HashMap<String, std::collections::HashSet<uuid::Uuid>> = Default::default();
-    for record in read_topic(kafka, &kafka.topic) {
-        let Some(envelope) = record.value.as_deref().and_then(|value| domain::Envelope::decode(value).ok()) else { continue };
-        if let domain::Event::SubmissionCreated { content, .. } = envelope.event {
-            found.entry(content).or_default().insert(envelope.submission_id);
-        }
+    for ((id, _, _), text) in created.iter().zip(texts) {
+        found.entry(text.unwrap_or_default()).or_default().insert(*id);
     }
     found
 }
@@ -457,8 +485,10 @@ pub async fn assert_read_model_equals_fold_of_topic(pool: &sqlx::PgPool, kafka: 
     let rows = read_model(pool).await;
     let folded = fold_topic(kafka);
     assert_eq!(rows.len(), folded.len(), "same submissions in the read model and the log");
-    for (id, submission) in &folded {
-        assert_eq!(rows.get(id), Some(&Row::from(submission)), "{id}");
+    let created: Vec<_> = folded.values().map(|s| (s.id, s.owner_id, &s.content)).collect();
+    let texts = texts(pool, &created).await;
+    for (submission, text) in folded.values().zip(texts) {
+        assert_eq!(rows.get(&submission.id), Some(&Row::of(submission, text)), "{}", submission.id);
     }
 }
 

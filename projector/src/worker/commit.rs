@@ -76,7 +76,7 @@ impl Projector {
                 return Err(CommitError::NotLeader);
             }
         }
-        let outcome = tx.apply(&batch.records).await?;
+        let outcome = tx.apply(&batch.records, &self.keyring).await?;
         let refused = outcome.refused.iter().map(|(index, refusal)| {
             let record = &batch.records[*index];
             tracing::error!(

@@ -34,7 +34,8 @@ pub struct SubmissionsApi;
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SubmissionView {
     pub id: Uuid,
-    pub content: String,
+    /// The text; null once the account that submitted it was erased.
+    pub content: Option<String>,
     #[schema(value_type = Status)]
     pub status: String,
     #[schema(value_type = Vec<FailureReason>)]
@@ -304,7 +305,8 @@ struct History {
     events: Vec<EventView>,
 }
 
-/// Every event applied to the submission, in order, with where it is in the log.
+/// Every event applied to the submission, in order, with where it is in the log. A creation's
+/// sealed text is shown opened, as `content` (null once the account is erased).
 #[utoipa::path(get, path = "/api/submissions/{id}/events", tag = "submissions",
     params(("id" = uuid::Uuid, Path, description = "the submission's id")), responses(
     (status = 200, description = "the events", body = History),
@@ -316,7 +318,9 @@ async fn history(State(state): State<AppState>, caller: Caller, path: Result<Pat
     let id = submission_id(path)?;
     let events: Vec<EventView> = sqlx::query_as(
         "SELECT e.seq, e.event_id, e.event_type, e.schema_version, e.status, e.occurred_at, e.correlation_id,
-                e.payload, e.kafka_partition, e.kafka_offset
+                CASE WHEN e.payload ? 'sealed_content' THEN (e.payload - 'sealed_content') || jsonb_build_object('content', s.content)
+                     ELSE e.payload END AS payload,
+                e.kafka_partition, e.kafka_offset
          FROM submission_events e JOIN submissions s ON s.id = e.submission_id
          WHERE e.submission_id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)
          ORDER BY e.seq",

@@ -17,6 +17,7 @@ use super::list::SubmissionList;
 use super::mailbox::{ForgotPassword, MailLink, ResetPassword, UnverifiedBanner, VerifyNotice};
 use super::notifications::Notifications;
 use super::tokens::Tokens;
+use super::your_data::YourData;
 use crate::api::{self, Endpoints};
 use crate::live::{Connection, LiveFeed};
 use crate::model::{Board, Page, Session, StatusChange, SubmissionView};
@@ -50,6 +51,7 @@ impl Reducible for BoardState {
 enum View {
     Board,
     Tokens,
+    YourData,
     Notifications,
     /// Admins only.
     Operations,
@@ -167,6 +169,9 @@ pub fn app() -> Html {
                     <button type="button" class="show-tokens" aria-pressed={(*view == View::Tokens).to_string()} onclick={switch_to(View::Tokens)}>
                         { if *view == View::Tokens { "Back to submissions" } else { "API tokens" } }
                     </button>
+                    <button type="button" class="show-your-data" aria-pressed={(*view == View::YourData).to_string()} onclick={switch_to(View::YourData)}>
+                        { if *view == View::YourData { "Back to submissions" } else { "Your data" } }
+                    </button>
                     <button type="button" class="sign-out" onclick={sign_out(false)}>{ "Sign out" }</button>
                     <button type="button" class="sign-out-everywhere" onclick={sign_out(true)}>{ "Sign out everywhere" }</button>
                 </nav>
@@ -180,6 +185,10 @@ pub fn app() -> Html {
             }
             { match *view {
                 View::Tokens => html! { <Tokens endpoints={endpoints} /> },
+                View::YourData => {
+                    let signed_in = signed_in.clone();
+                    html! { <YourData endpoints={endpoints} on_deleted={Callback::from(move |()| signed_in.set(SignedIn::No(None)))} /> }
+                }
                 View::Notifications => html! { <Notifications endpoints={endpoints} /> },
                 View::Operations if is_admin => html! { <Dashboard endpoints={endpoints} /> },
                 View::Operations => html! {},

@@ -11,3 +11,4 @@ pub mod mailbox;
 pub mod notifications;
 pub mod record_browser;
 pub mod tokens;
+pub mod your_data;

@@ -1,0 +1,90 @@
+//! Deleting an account (GDPR article 17): by its owner, the password re-entered, or by an
+//! admin. From the moment it answers, the account cannot sign in, its sessions and tokens are
+//! dead, and the text of its submissions is unreadable everywhere: in the topic and any copy of
+//! it (sealed with the account's data key, which is destroyed), in every read-model generation
+//! and in the notifier's tables (scrubbed in the same transaction). Verdicts and counts stay.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use service_kit::http_error::{ErrorBody, JsonBody, JsonBodyErrors, SignedInChange};
+use uuid::Uuid;
+
+use super::HashingOrDatabaseBusy;
+use crate::{Accounts, AccountsError, Caller};
+
+/// No `Debug`: it holds a password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccountDeletion {
+    /// The account's password, re-entered.
+    password: String,
+}
+
+/// Deletes the caller's account and erases its data, the password re-entered.
+#[utoipa::path(delete, path = "/api/account", tag = "accounts", request_body = AccountDeletion, responses(
+    (status = 204, description = "deleted: nothing of the account is readable any more"),
+    (status = 401, description = "`invalid_credentials`: the password is wrong", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: as many tries as sign-in allows", body = ErrorBody),
+    SignedInChange,
+    JsonBodyErrors,
+    (status = 422, description = "`invalid_body`", body = ErrorBody),
+    HashingOrDatabaseBusy,
+))]
+pub(super) async fn delete_own(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    body: JsonBody<AccountDeletion>,
+) -> Result<StatusCode, AccountsError> {
+    let JsonBody(deletion) = body;
+    super::confirm_password(&accounts, &caller, deletion.password).await?;
+    erase(&accounts, caller.account_id).await?;
+    tracing::info!(account_id = %caller.account_id, "account deleted by its owner");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an account and erases its data (admins only).
+#[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path, description = "the account's id")), responses(
+    (status = 204, description = "deleted: nothing of the account is readable any more"),
+    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+    (status = 404, description = "`not_found`: no such account", body = ErrorBody),
+    SignedInChange,
+    HashingOrDatabaseBusy,
+))]
+pub(super) async fn delete_any(
+    State(accounts): State<Accounts>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, AccountsError> {
+    if !caller.is_admin() {
+        return Err(AccountsError::Forbidden);
+    }
+    let id: Uuid = path.ok().and_then(|Path(raw)| raw.parse().ok()).ok_or(AccountsError::NotFound)?;
+    if !erase(&accounts, id).await? {
+        return Err(AccountsError::NotFound);
+    }
+    tracing::info!(account_id = %id, admin_id = %caller.account_id, "account deleted by an admin");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Erases `account` in one transaction; `false` if there was no such account. The data key goes
+/// first: its row lock waits for any writer that read the key `FOR SHARE` (a projector or
+/// notifier transaction opening the account's content), so what they wrote is there to scrub.
+async fn erase(accounts: &Accounts, account: Uuid) -> Result<bool, AccountsError> {
+    let mut tx = accounts.pool.begin().await?;
+    keyring::store::erase(&mut *tx, account).await?;
+    // The readers' own scrubbing, each where that service is deployed (its migration made it).
+    for function in ["public.erase_account_content", "notifier.erase_account_content"] {
+        let present: bool = sqlx::query_scalar("SELECT to_regprocedure($1 || '(uuid)') IS NOT NULL").bind(function).fetch_one(&mut *tx).await?;
+        if present {
+            sqlx::query(&format!("SELECT {function}($1)")).bind(account).execute(&mut *tx).await?;
+        }
+    }
+    // Sessions, tokens, notification settings, webhooks and deliveries go with it (foreign keys
+    // cascade); the statement trigger tells every process to forget its cached tokens.
+    let deleted = sqlx::query("DELETE FROM accounts.accounts WHERE id = $1").bind(account).execute(&mut *tx).await?.rows_affected() > 0;
+    tx.commit().await?;
+    accounts.tokens.forget_all();
+    Ok(deleted)
+}
