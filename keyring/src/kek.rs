@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::data_key::{open, seal};
 use crate::{DataKey, KeyError};
 
-/// Where the key-encryption keys come from.
-#[derive(clap::Args, Clone, Debug, Default)]
+/// Where the key-encryption keys come from. No `Debug` derive: the keys must not reach a log.
+#[derive(clap::Args, Clone, Default)]
 #[group(id = "keyring")]
 pub struct KeyringArgs {
     /// The key-encryption key that wraps every account's data key: 32 bytes, base64. Without
@@ -30,6 +30,16 @@ pub struct KeyringArgs {
     /// `content-processor rotate-keys` re-wraps them with the current one.
     #[arg(long, env = "PREVIOUS_KEY_ENCRYPTION_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub previous_key_encryption_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for KeyringArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringArgs")
+            .field("key_encryption_key", &self.key_encryption_key.as_ref().map(|_| "[redacted]"))
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
+            .field("previous_key_encryption_keys", &self.previous_key_encryption_keys.len())
+            .finish()
+    }
 }
 
 /// Public, so not a secret: hashed into the KEK used when none is configured (a local run,
@@ -141,6 +151,15 @@ mod tests {
         // Rotated: the old KEK, kept as a previous one, still unwraps; dropped, it does not.
         assert!(keyring(TWO, &[ONE]).unwrap(account, &kek_id, &wrapped).is_ok());
         assert!(matches!(keyring(TWO, &[]).unwrap(account, &kek_id, &wrapped), Err(KeyError::UnknownKek { .. })));
+    }
+
+    #[test]
+    fn the_keys_never_show_in_debug_output() {
+        let shown = format!(
+            "{:?}",
+            KeyringArgs { key_encryption_key: Some(ONE.into()), previous_key_encryption_keys: vec![TWO.into()], ..KeyringArgs::default() }
+        );
+        assert!(!shown.contains(ONE) && !shown.contains(TWO), "{shown}");
     }
 
     #[test]

@@ -39,8 +39,28 @@ pub async fn stored_keys(pool: &sqlx::PgPool, keyring: &Keyring, accounts: &[Uui
 /// As [`stored_keys`], read `FOR SHARE` in the caller's transaction: an erasure of these accounts
 /// either committed before (the key reads as erased) or waits until the transaction ends, so
 /// whatever the transaction writes with a key is there for the erasure to scrub.
+///
+/// An account with no key yet (its text is from before sealing) gets one first: a row to lock.
+/// Without it an erasure could insert its tombstone and scrub between this read and the
+/// caller's commit, and the caller would write the account's text after it.
 pub async fn keys_held(connection: &mut sqlx::PgConnection, keyring: &Keyring, accounts: &[Uuid]) -> Result<HashMap<Uuid, StoredKey>, sqlx::Error> {
-    read(connection, keyring, accounts, " FOR SHARE").await
+    let mut keys = read(connection, keyring, accounts, " FOR SHARE").await?;
+    let missing: Vec<Uuid> = accounts.iter().filter(|account| !keys.contains_key(account)).copied().collect();
+    if missing.is_empty() || !keyring.key_table_seen.load(Ordering::Relaxed) {
+        return Ok(keys);
+    }
+    for &account in &missing {
+        let (kek_id, wrapped) = keyring.wrap(account, &DataKey::generate());
+        // Waits for an erasure inserting the tombstone at the same moment, then does nothing.
+        sqlx::query("INSERT INTO accounts.data_keys (account_id, kek_id, wrapped) VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING")
+            .bind(account)
+            .bind(&kek_id)
+            .bind(&wrapped)
+            .execute(&mut *connection)
+            .await?;
+    }
+    keys.extend(read(connection, keyring, &missing, " FOR SHARE").await?);
+    Ok(keys)
 }
 
 async fn read(
@@ -107,7 +127,9 @@ pub async fn rewrap_all(pool: &sqlx::PgPool, keyring: &Keyring) -> Result<u64, K
     loop {
         let mut tx = pool.begin().await?;
         let row: Option<(Uuid, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT account_id, kek_id, wrapped FROM accounts.data_keys WHERE wrapped IS NOT NULL AND kek_id <> $1 LIMIT 1 FOR UPDATE SKIP LOCKED",
+            // Not SKIP LOCKED: a key a reader holds `FOR SHARE` for a moment must be waited
+            // for, or the rotation would end with it still under the old KEK.
+            "SELECT account_id, kek_id, wrapped FROM accounts.data_keys WHERE wrapped IS NOT NULL AND kek_id <> $1 LIMIT 1 FOR UPDATE",
         )
         .bind(keyring.current_id())
         .fetch_optional(&mut *tx)

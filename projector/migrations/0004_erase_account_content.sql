@@ -8,7 +8,8 @@ DECLARE
 BEGIN
     FOR generation_schema IN
         SELECT 'read_model_' || generation FROM public.read_models
-        WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'read_model_' || generation)
+        -- A generation being created may not have its tables yet: nothing to scrub there.
+        WHERE to_regclass(quote_ident('read_model_' || generation) || '.submission_events') IS NOT NULL
     LOOP
         EXECUTE format('UPDATE %I.submissions SET content = NULL WHERE owner_id = $1 AND content IS NOT NULL', generation_schema) USING account;
         EXECUTE format(

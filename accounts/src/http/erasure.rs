@@ -73,18 +73,35 @@ pub(super) async fn delete_any(
 /// notifier transaction opening the account's content), so what they wrote is there to scrub.
 async fn erase(accounts: &Accounts, account: Uuid) -> Result<bool, AccountsError> {
     let mut tx = accounts.pool.begin().await?;
+    // Held to the end: a second erasure of the same account waits, then finds nothing.
+    let found: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM accounts.accounts WHERE id = $1 FOR UPDATE").bind(account).fetch_optional(&mut *tx).await?;
+    if found.is_none() {
+        return Ok(false);
+    }
     keyring::store::erase(&mut *tx, account).await?;
-    // The readers' own scrubbing, each where that service is deployed (its migration made it).
-    for function in ["public.erase_account_content", "notifier.erase_account_content"] {
-        let present: bool = sqlx::query_scalar("SELECT to_regprocedure($1 || '(uuid)') IS NOT NULL").bind(function).fetch_one(&mut *tx).await?;
-        if present {
+    // The readers' own scrubbing, each where that service is deployed. A reader whose tables
+    // exist but whose migration has not made its function yet (a rolling upgrade) refuses the
+    // erasure: answering 204 would leave its text behind.
+    for (table, function) in [("public.read_models", "public.erase_account_content"), ("notifier.awaited_verdicts", "notifier.erase_account_content")]
+    {
+        let (deployed, ready): (bool, bool) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regprocedure($2 || '(uuid)') IS NOT NULL")
+            .bind(table)
+            .bind(function)
+            .fetch_one(&mut *tx)
+            .await?;
+        if ready {
             sqlx::query(&format!("SELECT {function}($1)")).bind(account).execute(&mut *tx).await?;
+        } else if deployed {
+            return Err(AccountsError::Database(sqlx::Error::Protocol(format!(
+                "{function} is missing: upgrade that service before erasing accounts"
+            ))));
         }
     }
     // Sessions, tokens, notification settings, webhooks and deliveries go with it (foreign keys
     // cascade); the statement trigger tells every process to forget its cached tokens.
-    let deleted = sqlx::query("DELETE FROM accounts.accounts WHERE id = $1").bind(account).execute(&mut *tx).await?.rows_affected() > 0;
+    sqlx::query("DELETE FROM accounts.accounts WHERE id = $1").bind(account).execute(&mut *tx).await?;
     tx.commit().await?;
     accounts.tokens.forget_all();
-    Ok(deleted)
+    Ok(true)
 }

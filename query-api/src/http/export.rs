@@ -2,7 +2,7 @@
 //! as one JSON document. The account, its API tokens (never their secrets), notification
 //! settings, webhook endpoints (without their signing secrets), deliveries with their attempts,
 //! and batches come first; then the submissions with their whole history, streamed from the
-//! database row by row, so a large account is never held in memory. A failure half way cuts
+//! database a page at a time, so a large account is never held in memory. A failure half way cuts
 //! the response: the client gets invalid JSON, never a document that looks complete.
 
 use axum::body::{Body, Bytes};
@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::StreamExt;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use service_kit::http_error::{ErrorBody, SignedIn};
 use uuid::Uuid;
@@ -49,18 +49,30 @@ async fn export(State(state): State<AppState>, caller: Caller) -> Result<Respons
     let pool = state.pool.clone();
     let body = async_stream::stream! {
         yield Ok::<Bytes, std::io::Error>(Bytes::from(opening));
-        let mut rows = sqlx::query_scalar::<_, String>(SUBMISSIONS).bind(owner).fetch(&pool);
+        // Page by page, each a short query: a client reading slowly holds no connection.
+        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
         let mut separator = "";
-        while let Some(row) = rows.next().await {
-            match row {
-                Ok(submission) => yield Ok(Bytes::from(format!("{separator}{submission}"))),
+        loop {
+            let page: Result<Vec<(DateTime<Utc>, Uuid, String)>, sqlx::Error> = sqlx::query_as(SUBMISSIONS)
+                .bind(owner)
+                .bind(after.map(|(at, _)| at))
+                .bind(after.map(|(_, id)| id))
+                .fetch_all(&pool)
+                .await;
+            let page = match page {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::error!(account_id = %owner, %error, "export cut short");
                     yield Err(std::io::Error::other(error));
                     return;
                 }
+            };
+            let Some((at, id)) = page.last().map(|(at, id, _)| (*at, *id)) else { break };
+            for (_, _, submission) in page {
+                yield Ok(Bytes::from(format!("{separator}{submission}")));
+                separator = ",";
             }
-            separator = ",";
+            after = Some((at, id));
         }
         yield Ok(Bytes::from_static(b"]}"));
     };
@@ -120,9 +132,10 @@ async fn notifier_part(pool: &sqlx::PgPool, owner: Uuid) -> Result<Map<String, V
     })
 }
 
-/// One row per submission of the owner's, oldest first, each a JSON object with its history
-/// (the payload without the sealed bytes, which only the key store could read).
-const SUBMISSIONS: &str = "SELECT jsonb_build_object(
+/// A page of the owner's submissions after the cursor (`$2`, `$3`: created_at and id; none for
+/// the first page), oldest first, each a JSON object with its history (the payload without the
+/// sealed bytes, which only the key store could read).
+const SUBMISSIONS: &str = "SELECT s.created_at, s.id, jsonb_build_object(
         'id', s.id, 'content', s.content, 'status', s.status, 'reasons', s.reasons, 'created_at', s.created_at,
         'processing_started_at', s.processing_started_at, 'processed_at', s.processed_at,
         'batch_id', s.batch_id, 'batch_index', s.batch_index, 'replaces', s.replaces,
@@ -130,4 +143,5 @@ const SUBMISSIONS: &str = "SELECT jsonb_build_object(
                 'event_id', e.event_id, 'event_type', e.event_type, 'status', e.status, 'occurred_at', e.occurred_at,
                 'payload', e.payload - 'sealed_content' - 'content') ORDER BY e.seq)
             FROM submission_events e WHERE e.submission_id = s.id), '[]'))::text
-    FROM submissions s WHERE s.owner_id = $1 ORDER BY s.created_at, s.id";
+    FROM submissions s WHERE s.owner_id = $1 AND ($2::timestamptz IS NULL OR (s.created_at, s.id) > ($2, $3))
+    ORDER BY s.created_at, s.id LIMIT 200";
