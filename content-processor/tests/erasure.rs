@@ -234,3 +234,41 @@ async fn an_export_holds_everything_of_the_caller_and_nothing_of_anyone_else() {
     }
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_the_key_encryption_key_rewraps_every_data_key_and_drops_the_old_one() {
+    let db = support::TestDb::create().await;
+    let pool = db.pool().await;
+    accounts::migrate(&pool).await.unwrap();
+    let keyring = |current: &str, previous: &[&str]| {
+        let args = keyring::KeyringArgs {
+            key_encryption_key: Some(current.into()),
+            previous_key_encryption_keys: previous.iter().map(|key| key.to_string()).collect(),
+            ..keyring::KeyringArgs::default()
+        };
+        keyring::Keyring::from_args(&args).unwrap()
+    };
+    let (old, new) = ("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=");
+    let accounts: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+    let event = uuid::Uuid::now_v7();
+    let mut sealed = Vec::new();
+    for &account in &accounts {
+        let key = keyring::store::key_for_writing(&pool, &keyring(old, &[]), account).await.unwrap().unwrap();
+        sealed.push(key.seal(event, "text 42"));
+    }
+    let erased = uuid::Uuid::now_v7();
+    keyring::store::erase(&pool, erased).await.unwrap();
+
+    let rotated = keyring(new, &[old]);
+    assert_eq!(keyring::store::rewrap_all(&pool, &rotated).await.unwrap(), 3, "every live key, not the tombstone");
+    assert_eq!(keyring::store::rewrap_all(&pool, &rotated).await.unwrap(), 0, "done once");
+    // With the old key gone from the configuration, every key still opens what it sealed.
+    let keys = keyring::store::stored_keys(&pool, &keyring(new, &[]), &[accounts.clone(), vec![erased]].concat()).await.unwrap();
+    for (account, sealed) in accounts.iter().zip(&sealed) {
+        let key = keys[account].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(key.open(event, sealed).unwrap(), "text 42");
+    }
+    assert!(matches!(keys[&erased], Ok(None)), "the tombstone stays");
+    pool.close().await;
+    db.drop_database().await;
+}
