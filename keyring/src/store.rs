@@ -87,9 +87,17 @@ async fn read(
     Ok(rows.into_iter().map(|(account, kek_id, wrapped)| (account, unwrap_row(keyring, account, kek_id.as_deref(), wrapped.as_deref()))).collect())
 }
 
-/// Opens `sealed`, the content of `submission`, with its owner's key as [`keys_held`] read it:
-/// `Ok(None)` when the owner was erased.
-pub fn open_content(key: Option<&StoredKey>, submission: Uuid, sealed: &[u8]) -> Result<Option<String>, KeyError> {
+/// The text a reader may keep of `submission`, created with `content`, given its owner's key as
+/// [`stored_keys`] or [`keys_held`] read it: plain text as it is, sealed text opened; `Ok(None)`
+/// once the owner is erased, in either form.
+pub fn readable_text(content: &domain::Content, key: Option<&StoredKey>, submission: Uuid) -> Result<Option<String>, KeyError> {
+    match content {
+        domain::Content::Plain(text) => Ok((!matches!(key, Some(Ok(None)))).then(|| text.clone())),
+        domain::Content::Sealed(sealed) => open_content(key, submission, sealed),
+    }
+}
+
+fn open_content(key: Option<&StoredKey>, submission: Uuid, sealed: &[u8]) -> Result<Option<String>, KeyError> {
     match key {
         Some(Ok(Some(key))) => key.open(domain::Event::creation_id(submission), sealed).map(Some),
         Some(Ok(None)) => Ok(None),

@@ -194,13 +194,10 @@ impl Watcher {
         if matches!(key, Some(Ok(None))) {
             return Ok(None);
         }
-        Ok(Some(match content {
-            Content::Plain(text) => Some(text.clone()),
-            Content::Sealed(sealed) => keyring::store::open_content(key, submission_id, sealed).unwrap_or_else(|error| {
-                tracing::error!(%submission_id, %error, "sealed content does not open; notified without it");
-                None
-            }),
-        }))
+        Ok(Some(keyring::store::readable_text(content, key, submission_id).unwrap_or_else(|error| {
+            tracing::error!(%submission_id, %error, "sealed content does not open; notified without it");
+            None
+        })))
     }
 
     /// Records what `envelope` means for notifications; returns the deliveries it made.

@@ -364,14 +364,10 @@ async fn texts_of_created(
     Ok(owned
         .into_iter()
         .map(|(submission_id, owner, content)| {
-            let key = keys.get(&owner);
-            let text = match content {
-                Content::Plain(text) => (!matches!(key, Some(Ok(None)))).then(|| text.clone()),
-                Content::Sealed(bytes) => keyring::store::open_content(key, submission_id, bytes).unwrap_or_else(|error| {
-                    tracing::error!(%submission_id, %error, "sealed content does not open; the read model shows it as erased");
-                    None
-                }),
-            };
+            let text = keyring::store::readable_text(content, keys.get(&owner), submission_id).unwrap_or_else(|error| {
+                tracing::error!(%submission_id, %error, "sealed content does not open; the read model shows it as erased");
+                None
+            });
             (submission_id, text)
         })
         .collect())

@@ -230,14 +230,9 @@ fn unusable(owner: &Uuid, key: Option<&StoredKey>) -> Option<String> {
 /// sealed bytes do not open with the key (tampered: logged, and judged as unreadable).
 fn text_of(created: &Envelope, keys: &HashMap<Uuid, StoredKey>) -> Option<String> {
     let Event::SubmissionCreated { content, owner_id, .. } = &created.event else { return None };
-    match content {
-        Content::Plain(text) => Some(text.clone()),
-        Content::Sealed(sealed) => {
-            let key = owner_id.and_then(|owner| keys.get(&owner));
-            keyring::store::open_content(key, created.submission_id, sealed).unwrap_or_else(|error| {
-                tracing::error!(%error, "sealed content does not open; judged as erased");
-                None
-            })
-        }
-    }
+    let key = owner_id.and_then(|owner| keys.get(&owner));
+    keyring::store::readable_text(content, key, created.submission_id).unwrap_or_else(|error| {
+        tracing::error!(%error, "sealed content does not open; judged as erased");
+        None
+    })
 }

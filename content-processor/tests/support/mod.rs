@@ -451,10 +451,7 @@ pub async fn texts(pool: &sqlx::PgPool, created: &[(uuid::Uuid, Option<uuid::Uui
     let keys = keyring::store::stored_keys(pool, &keyring, &owners).await.unwrap();
     created
         .iter()
-        .map(|(submission, owner, content)| match content {
-            domain::Content::Plain(text) => Some(text.clone()),
-            domain::Content::Sealed(sealed) => keyring::store::open_content(owner.and_then(|owner| keys.get(&owner)), *submission, sealed).unwrap(),
-        })
+        .map(|(submission, owner, content)| keyring::store::readable_text(content, owner.and_then(|owner| keys.get(&owner)), *submission).unwrap())
         .collect()
 }
 
