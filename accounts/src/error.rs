@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::{database_error, error_response, unavailable, DATABASE};
+use service_kit::http_error::{database_error, error_response, unavailable, BadRequest, DATABASE};
 
 use crate::rate_limit::Decision;
 
@@ -21,8 +21,8 @@ pub enum AccountsError {
     InvalidCredentials,
     #[error("{0}")]
     InvalidInput(String),
-    #[error("{0}")]
-    InvalidQuery(String),
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("too many attempts; try again in {} seconds", .0.reset_secs.max(1))]
     RateLimited(Decision),
     #[error("no such token")]
@@ -60,7 +60,7 @@ impl IntoResponse for AccountsError {
             AccountsError::CsrfRejected => error_response(StatusCode::FORBIDDEN, "csrf_failed", message),
             AccountsError::InvalidCredentials => error_response(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
             AccountsError::InvalidInput(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
-            AccountsError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            AccountsError::BadRequest(error) => error.into_response(),
             AccountsError::RateLimited(decision) => {
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 decision.annotate(&mut response);

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use service_kit::retention::{delete_in_chunks, RetentionArgs, Swept};
+use service_kit::retention::{delete_in_chunks, Chunk, Expiring, RetentionArgs, Swept};
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -48,30 +48,12 @@ impl Settings {
 pub async fn sweep(connection: &mut PgConnection, settings: &Settings, swept: &mut Swept, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
     let chunk = settings.chunk_rows;
     let expiring = [
-        (
-            "accounts.rate_limits",
-            "DELETE FROM accounts.rate_limits WHERE key IN (
-                 SELECT key FROM accounts.rate_limits WHERE window_start < now() - make_interval(secs => $2) ORDER BY window_start LIMIT $1)
-             AND window_start < now() - make_interval(secs => $2)",
-            settings.rate_limit_window,
-        ),
-        (
-            "accounts.sessions",
-            "DELETE FROM accounts.sessions WHERE token_digest IN (
-                 SELECT token_digest FROM accounts.sessions WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
-             AND expires_at < now() - make_interval(secs => $2)",
-            Duration::ZERO,
-        ),
-        (
-            "accounts.email_tokens",
-            "DELETE FROM accounts.email_tokens WHERE token_digest IN (
-                 SELECT token_digest FROM accounts.email_tokens WHERE expires_at < now() - make_interval(secs => $2) ORDER BY expires_at LIMIT $1)
-             AND expires_at < now() - make_interval(secs => $2)",
-            Duration::ZERO,
-        ),
+        (Expiring { table: "accounts.rate_limits", key: "key", since: "window_start", also: "TRUE" }, settings.rate_limit_window),
+        (Expiring { table: "accounts.sessions", key: "token_digest", since: "expires_at", also: "TRUE" }, Duration::ZERO),
+        (Expiring { table: "accounts.email_tokens", key: "token_digest", since: "expires_at", also: "TRUE" }, Duration::ZERO),
     ];
-    for (table, statement, retention) in expiring {
-        delete_in_chunks(connection, swept, table, statement, retention, chunk, shutdown).await?;
+    for (expiring, retention) in expiring {
+        delete_in_chunks(connection, swept, &Chunk::Expiring(expiring), retention, chunk, shutdown).await?;
     }
     // Not through `delete_in_chunks`: an empty DELETE would still fire the statement trigger
     // (accounts_credentials_changed), flushing every replica's token cache at every sweep.

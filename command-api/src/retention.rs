@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use service_kit::retention::{delete_in_chunks, RetentionArgs, SweepLock, Swept};
+use service_kit::retention::{delete_in_chunks, Chunk, Expiring, RetentionArgs, SweepLock, Swept};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -47,18 +47,8 @@ pub async fn sweep_once(pool: &PgPool, settings: &Settings) -> Result<Option<Swe
 async fn sweep(pool: &PgPool, settings: &Settings, shutdown: &CancellationToken) -> Result<Option<Swept>, sqlx::Error> {
     let Some(mut lock) = SweepLock::try_acquire(pool, SWEEP_LOCK).await? else { return Ok(None) };
     let mut swept = Swept::new();
-    delete_in_chunks(
-        lock.connection(),
-        &mut swept,
-        "commands.idempotency_keys",
-        "DELETE FROM commands.idempotency_keys WHERE (account_id, key) IN (
-             SELECT account_id, key FROM commands.idempotency_keys WHERE created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1)
-         AND created_at < now() - make_interval(secs => $2)",
-        crate::idempotency::KEY_LIFETIME,
-        settings.chunk_rows,
-        shutdown,
-    )
-    .await?;
+    let keys = Chunk::Expiring(Expiring { table: "commands.idempotency_keys", key: "account_id, key", since: "created_at", also: "TRUE" });
+    delete_in_chunks(lock.connection(), &mut swept, &keys, crate::idempotency::KEY_LIFETIME, settings.chunk_rows, shutdown).await?;
     accounts::retention::sweep(lock.connection(), &settings.accounts, &mut swept, shutdown).await?;
     lock.release().await;
     Ok(Some(swept))

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::error_response;
+use service_kit::http_error::{error_response, BadRequest};
 
 use crate::ssrf::UrlRefused;
 
@@ -17,10 +17,8 @@ pub enum ApiError {
     UrlRefused(#[from] UrlRefused),
     #[error("an account has at most {0} webhook endpoints")]
     TooManyEndpoints(i64),
-    #[error("{0}")]
-    InvalidId(String),
-    #[error("{0}")]
-    InvalidQuery(String),
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("no webhook endpoint with id {0}")]
     NotFound(uuid::Uuid),
     #[error(transparent)]
@@ -35,8 +33,7 @@ impl IntoResponse for ApiError {
             ApiError::InvalidBody(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
             ApiError::UrlRefused(_) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "url_refused", message),
             ApiError::TooManyEndpoints(_) => error_response(StatusCode::CONFLICT, "too_many_endpoints", message),
-            ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
-            ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::BadRequest(error) => error.into_response(),
             ApiError::NotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::Database(ref error) => service_kit::http_error::database_error(error, &service_kit::http_error::DATABASE),
         }

@@ -188,7 +188,7 @@ async fn create_endpoint(State(state): State<AppState>, caller: Caller, body: Js
 }
 
 fn endpoint_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    service_kit::http_error::path_uuid(path, "endpoint").map_err(ApiError::InvalidId)
+    service_kit::http_error::path_uuid(path, "endpoint").map_err(ApiError::from)
 }
 
 /// Removes a webhook endpoint; nothing more is sent to it.
@@ -287,7 +287,7 @@ async fn deliveries(
     caller: Caller,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<Items<Delivery>>, ApiError> {
-    let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES).map_err(ApiError::InvalidQuery)?;
+    let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES).map_err(ApiError::from)?;
     let items = sqlx::query_as(
         "SELECT d.id, d.channel, d.endpoint_id, n.event_type, d.state, d.attempts,
              CASE WHEN d.state = 'pending' THEN d.next_attempt_at END AS next_attempt_at,

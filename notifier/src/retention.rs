@@ -38,7 +38,7 @@
 
 use std::time::Duration;
 
-use service_kit::retention::{delete_in_chunks, RetentionArgs, SweepLock, Swept};
+use service_kit::retention::{delete_in_chunks, Chunk, Expiring, RetentionArgs, SweepLock, Swept};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -85,60 +85,58 @@ pub async fn sweep_once(pool: &PgPool, settings: &Settings) -> Result<Option<Swe
     sweep(pool, settings, &CancellationToken::new()).await
 }
 
-/// The statements of a sweep, in order: the table each deletes from, the statement
-/// (`service_kit::retention::delete_in_chunks`' `$1` and `$2`), and which retention it uses.
-const STATEMENTS: [(&str, &str, Retention); 7] = [
+/// The chunks of a sweep, in order, and which retention each uses.
+const CHUNKS: [(Chunk, Retention); 7] = [
     (
-        "notifier.delivery_attempts",
-        "DELETE FROM notifier.delivery_attempts WHERE (delivery_id, attempt) IN (
-             SELECT a.delivery_id, a.attempt FROM notifier.deliveries d JOIN notifier.delivery_attempts a ON a.delivery_id = d.id
-             WHERE d.state IN ('delivered', 'failed') AND d.finished_at < now() - make_interval(secs => $2) ORDER BY d.finished_at LIMIT $1)",
+        Chunk::Statement {
+            table: "notifier.delivery_attempts",
+            sql: "DELETE FROM notifier.delivery_attempts WHERE (delivery_id, attempt) IN (
+                 SELECT a.delivery_id, a.attempt FROM notifier.deliveries d JOIN notifier.delivery_attempts a ON a.delivery_id = d.id
+                 WHERE d.state IN ('delivered', 'failed') AND d.finished_at < now() - make_interval(secs => $2) ORDER BY d.finished_at LIMIT $1)",
+        },
         Retention::Notifications,
     ),
     (
-        "notifier.deliveries",
-        "DELETE FROM notifier.deliveries WHERE id IN (
-             SELECT id FROM notifier.deliveries WHERE state IN ('delivered', 'failed') AND finished_at < now() - make_interval(secs => $2) ORDER BY finished_at LIMIT $1)
-         AND state IN ('delivered', 'failed') AND finished_at < now() - make_interval(secs => $2)",
+        Chunk::Expiring(Expiring { table: "notifier.deliveries", key: "id", since: "finished_at", also: "state IN ('delivered', 'failed')" }),
         Retention::Notifications,
     ),
     (
-        "notifier.notifications",
-        "DELETE FROM notifier.notifications n WHERE id IN (
-             SELECT o.id FROM notifier.notifications o WHERE o.created_at < now() - make_interval(secs => $2)
-             AND NOT EXISTS (SELECT 1 FROM notifier.deliveries d WHERE d.notification_id = o.id) ORDER BY o.created_at LIMIT $1)
-         AND NOT EXISTS (SELECT 1 FROM notifier.deliveries d WHERE d.notification_id = n.id)",
+        Chunk::Statement {
+            table: "notifier.notifications",
+            sql: "DELETE FROM notifier.notifications n WHERE id IN (
+                 SELECT o.id FROM notifier.notifications o WHERE o.created_at < now() - make_interval(secs => $2)
+                 AND NOT EXISTS (SELECT 1 FROM notifier.deliveries d WHERE d.notification_id = o.id) ORDER BY o.created_at LIMIT $1)
+             AND NOT EXISTS (SELECT 1 FROM notifier.deliveries d WHERE d.notification_id = n.id)",
+        },
         Retention::Notifications,
     ),
     (
-        "notifier.parked_records",
-        "DELETE FROM notifier.parked_records WHERE (kafka_partition, kafka_offset) IN (
-             SELECT kafka_partition, kafka_offset FROM notifier.parked_records WHERE parked_at < now() - make_interval(secs => $2) ORDER BY parked_at LIMIT $1)
-         AND parked_at < now() - make_interval(secs => $2)",
+        Chunk::Expiring(Expiring { table: "notifier.parked_records", key: "kafka_partition, kafka_offset", since: "parked_at", also: "TRUE" }),
         Retention::Notifications,
     ),
     (
-        "notifier.awaited_verdicts",
-        "DELETE FROM notifier.awaited_verdicts WHERE submission_id IN (
-             SELECT submission_id FROM notifier.awaited_verdicts WHERE created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1)
-         AND created_at < now() - make_interval(secs => $2)",
+        Chunk::Expiring(Expiring { table: "notifier.awaited_verdicts", key: "submission_id", since: "created_at", also: "TRUE" }),
         Retention::Notifications,
     ),
     (
-        "notifier.batch_verdicts",
-        "DELETE FROM notifier.batch_verdicts WHERE (batch_id, submission_id) IN (
-             SELECT v.batch_id, v.submission_id FROM notifier.batch_progress p JOIN notifier.batch_verdicts v ON v.batch_id = p.batch_id
-             WHERE p.counted_at < now() - make_interval(secs => $2)
-             AND NOT EXISTS (SELECT 1 FROM notifier.awaited_verdicts a WHERE a.batch_id = p.batch_id) ORDER BY p.counted_at LIMIT $1)",
+        Chunk::Statement {
+            table: "notifier.batch_verdicts",
+            sql: "DELETE FROM notifier.batch_verdicts WHERE (batch_id, submission_id) IN (
+                 SELECT v.batch_id, v.submission_id FROM notifier.batch_progress p JOIN notifier.batch_verdicts v ON v.batch_id = p.batch_id
+                 WHERE p.counted_at < now() - make_interval(secs => $2)
+                 AND NOT EXISTS (SELECT 1 FROM notifier.awaited_verdicts a WHERE a.batch_id = p.batch_id) ORDER BY p.counted_at LIMIT $1)",
+        },
         Retention::Batches,
     ),
     (
-        "notifier.batch_progress",
-        "DELETE FROM notifier.batch_progress WHERE batch_id IN (
-             SELECT p.batch_id FROM notifier.batch_progress p WHERE p.counted_at < now() - make_interval(secs => $2)
-             AND NOT EXISTS (SELECT 1 FROM notifier.awaited_verdicts a WHERE a.batch_id = p.batch_id)
-             AND NOT EXISTS (SELECT 1 FROM notifier.batch_verdicts v WHERE v.batch_id = p.batch_id) ORDER BY p.counted_at LIMIT $1)
-         AND counted_at < now() - make_interval(secs => $2)",
+        Chunk::Statement {
+            table: "notifier.batch_progress",
+            sql: "DELETE FROM notifier.batch_progress WHERE batch_id IN (
+                 SELECT p.batch_id FROM notifier.batch_progress p WHERE p.counted_at < now() - make_interval(secs => $2)
+                 AND NOT EXISTS (SELECT 1 FROM notifier.awaited_verdicts a WHERE a.batch_id = p.batch_id)
+                 AND NOT EXISTS (SELECT 1 FROM notifier.batch_verdicts v WHERE v.batch_id = p.batch_id) ORDER BY p.counted_at LIMIT $1)
+             AND counted_at < now() - make_interval(secs => $2)",
+        },
         Retention::Batches,
     ),
 ];
@@ -152,12 +150,12 @@ enum Retention {
 async fn sweep(pool: &PgPool, settings: &Settings, shutdown: &CancellationToken) -> Result<Option<Swept>, sqlx::Error> {
     let Some(mut lock) = SweepLock::try_acquire(pool, SWEEP_LOCK).await? else { return Ok(None) };
     let mut swept = Swept::new();
-    for (table, statement, retention) in STATEMENTS {
+    for (chunk, retention) in &CHUNKS {
         let retention = match retention {
             Retention::Notifications => settings.notification_retention,
             Retention::Batches => settings.batch_retention(),
         };
-        delete_in_chunks(lock.connection(), &mut swept, table, statement, retention, settings.chunk_rows, shutdown).await?;
+        delete_in_chunks(lock.connection(), &mut swept, chunk, retention, settings.chunk_rows, shutdown).await?;
     }
     lock.release().await;
     Ok(Some(swept))

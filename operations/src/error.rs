@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rdkafka::error::KafkaError;
-use service_kit::http_error::{database_error, error_response, unavailable, DATABASE, RETRY_AFTER_SECS};
+use service_kit::http_error::{database_error, error_response, unavailable, BadRequest, DATABASE, RETRY_AFTER_SECS};
 
 /// What an admin request that reads Kafka and the database may be answered while either is
 /// unreachable (for the OpenAPI document).
@@ -19,8 +19,8 @@ pub enum AdminError {
     /// Not signed in, or not an admin (the account layer says which).
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
-    #[error("{0}")]
-    InvalidQuery(String),
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("a rebuild is already running (here or in another process); see GET /admin/rebuild")]
     RebuildRunning,
     #[error("database: {0}")]
@@ -34,7 +34,7 @@ impl IntoResponse for AdminError {
         let message = self.to_string();
         match self {
             AdminError::Accounts(error) => error.into_response(),
-            AdminError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            AdminError::BadRequest(error) => error.into_response(),
             AdminError::RebuildRunning => error_response(StatusCode::CONFLICT, "rebuild_running", message),
             AdminError::KafkaUnavailable(ref error) => {
                 tracing::warn!(%error, "answering 503: Kafka unavailable");

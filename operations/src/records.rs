@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AdminUnavailable;
 use crate::{AdminError, AdminState};
-use service_kit::http_error::{AdminOnly, ErrorBody, QueryParams};
+use service_kit::http_error::{AdminOnly, BadRequest, ErrorBody, QueryParams};
 
 /// Most records one request returns.
 const MAX_LIMIT: i64 = 100;
@@ -130,7 +130,7 @@ pub(super) async fn records(
 ) -> Result<Json<Records>, AdminError> {
     let limit = limit(query.limit)?;
     if query.offset.is_some_and(|offset| offset < 0) {
-        return Err(AdminError::InvalidQuery("offset must be 0 or more".into()));
+        return Err(BadRequest::InvalidQuery("offset must be 0 or more".into()).into());
     }
     let topic = match query.topic {
         TopicChoice::Events => state.config.kafka.topic.clone(),
@@ -138,7 +138,7 @@ pub(super) async fn records(
     };
     let bounds = state.inspector.bounds(&topic).await?;
     let Some(&(first_offset, end_offset)) = bounds.get(&query.partition) else {
-        return Err(AdminError::InvalidQuery(format!("{topic} has partitions 0 to {}", bounds.len() as i64 - 1)));
+        return Err(BadRequest::InvalidQuery(format!("{topic} has partitions 0 to {}", bounds.len() as i64 - 1)).into());
     };
     let from = query.offset.unwrap_or(end_offset - limit as i64).max(first_offset);
     let logged = if from < end_offset { state.inspector.read(&topic, BTreeMap::from([(query.partition, from)]), limit).await? } else { Vec::new() };
@@ -177,7 +177,7 @@ pub(super) async fn dead_letters(
 
 pub(super) fn limit(asked: Option<usize>) -> Result<usize, AdminError> {
     let asked = asked.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
-    let limit = service_kit::page::limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT).map_err(AdminError::InvalidQuery)?;
+    let limit = service_kit::page::limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT).map_err(AdminError::from)?;
     Ok(limit as usize)
 }
 

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use service_kit::http_error::{database_error, error_response, DatabaseName};
+use service_kit::http_error::{database_error, error_response, BadRequest, DatabaseName};
 
 /// The query API's database is the read model, and a 503 says so.
 const READ_MODEL: DatabaseName =
@@ -34,10 +34,8 @@ pub enum ApiError {
     NotFound(uuid::Uuid),
     #[error("no batch with id {0}")]
     BatchNotFound(uuid::Uuid),
-    #[error("{0}")]
-    InvalidId(String),
-    #[error("{0}")]
-    InvalidQuery(String),
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     #[error("position {0} is past the end of the log: no write was acknowledged there")]
     PositionPastEnd(String),
     #[error("this account has {0} live streams open here already; close one first")]
@@ -54,8 +52,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Accounts(error) => error.into_response(),
             ApiError::NotFound(_) | ApiError::BatchNotFound(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
-            ApiError::InvalidId(_) => error_response(StatusCode::BAD_REQUEST, "invalid_id", message),
-            ApiError::InvalidQuery(_) => error_response(StatusCode::BAD_REQUEST, "invalid_query", message),
+            ApiError::BadRequest(error) => error.into_response(),
             ApiError::PositionPastEnd(_) => error_response(StatusCode::BAD_REQUEST, "position_past_end", message),
             ApiError::TooManyStreams(_) => error_response(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message),
             ApiError::TooManyWaits(_) => {

@@ -86,6 +86,28 @@ pub enum JsonBodyErrors {
     NotJson(ErrorBody),
 }
 
+/// A request refused for its form before anything was read, answered the same in every
+/// service: each service's error wraps it.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// 400 `invalid_id`: a path segment that is not an id.
+    #[error("{0}")]
+    InvalidId(String),
+    /// 400 `invalid_query`: a query parameter (or a header standing for one) that does not fit.
+    #[error("{0}")]
+    InvalidQuery(String),
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        let code = match self {
+            BadRequest::InvalidId(_) => "invalid_id",
+            BadRequest::InvalidQuery(_) => "invalid_query",
+        };
+        error_response(StatusCode::BAD_REQUEST, code, self.to_string())
+    }
+}
+
 /// Builds an error response with the standard body.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into(), items: Vec::new() } };
@@ -146,7 +168,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(query)| QueryParams(query))
-            .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()))
+            .map_err(|rejection| BadRequest::InvalidQuery(rejection.body_text()).into_response())
     }
 }
 
@@ -178,9 +200,11 @@ pub async fn not_found_fallback() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// The `{id}` path segment as a UUID; otherwise the message of the 400 `invalid_id` that
-/// refuses it, naming what the id is of (`"submission"`).
-pub fn path_uuid(path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>, what: &str) -> Result<uuid::Uuid, String> {
-    let axum::extract::Path(raw) = path.map_err(|rejection| rejection.body_text())?;
-    raw.parse().map_err(|_| format!("{raw:?} is not {} {what} id (a UUID)", if what.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }))
+/// The `{id}` path segment as a UUID, or the 400 `invalid_id` that refuses it, naming what the
+/// id is of (`"submission"`).
+pub fn path_uuid(path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>, what: &str) -> Result<uuid::Uuid, BadRequest> {
+    let axum::extract::Path(raw) = path.map_err(|rejection| BadRequest::InvalidId(rejection.body_text()))?;
+    raw.parse().map_err(|_| {
+        BadRequest::InvalidId(format!("{raw:?} is not {} {what} id (a UUID)", if what.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }))
+    })
 }

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::http_error::BadRequest;
+
 /// Items per page when the client names no `limit`, and the most it may ask for.
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -30,14 +32,14 @@ impl<T> Page<T> {
 }
 
 /// The `limit` a client asked for of a page (the default when none), or why it cannot be.
-pub fn limit(asked: Option<i64>) -> Result<i64, String> {
+pub fn limit(asked: Option<i64>) -> Result<i64, BadRequest> {
     limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// The `limit` a client asked for of a list with other bounds: 1 to `max`, `default` when none.
-pub fn limit_within(asked: Option<i64>, default: i64, max: i64) -> Result<i64, String> {
+pub fn limit_within(asked: Option<i64>, default: i64, max: i64) -> Result<i64, BadRequest> {
     match asked.unwrap_or(default) {
         limit if (1..=max).contains(&limit) => Ok(limit),
-        _ => Err(format!("limit must be between 1 and {max}")),
+        _ => Err(BadRequest::InvalidQuery(format!("limit must be between 1 and {max}"))),
     }
 }

@@ -48,27 +48,66 @@ pub type Swept = BTreeMap<&'static str, u64>;
 /// The metric family counting deleted rows, labelled `table`.
 pub const DELETED_ROWS: &str = "content_processor_retention_deleted_rows_total";
 
-/// Runs `statement` again and again until a run deletes fewer than `chunk_rows` rows (or
-/// `shutdown`), counting what it deletes under `table` in `swept` and the metric. The statement
-/// takes `$1`, the most rows to delete (bigint), and `$2`, the retention in seconds (float8):
-/// rows older than `now() - $2` seconds are expired. It must delete by key, re-checking the
-/// expiry on the row it deletes, so a row changed meanwhile is left for the next sweep, and pick
-/// the chunk `ORDER BY` the expiry column: that walks the expiry index from its oldest end (without
-/// it, the planner walked the primary key and skipped the same live rows again at every chunk:
-/// 1,000,000 notifications took minutes instead of seconds).
+/// What one chunked DELETE of a sweep removes.
+pub enum Chunk {
+    /// Rows that expire by one timestamp column; most tables are this.
+    Expiring(Expiring),
+    /// A statement of its own, for rows whose expiry needs a join. It takes `$1`, the most rows
+    /// to delete (bigint), and `$2`, the retention in seconds (float8), and must keep the rules
+    /// [`Expiring`] keeps.
+    Statement { table: &'static str, sql: &'static str },
+}
+
+/// A table whose rows expire `retention` after the time in one column. It is deleted by key,
+/// re-checking the expiry on the row it deletes, so a row changed meanwhile is left for the
+/// next sweep, and each chunk is picked `ORDER BY` the expiry column: that walks the expiry
+/// index from its oldest end rather than the primary key.
+pub struct Expiring {
+    /// Schema-qualified, as counted in [`Swept`].
+    pub table: &'static str,
+    /// The primary key's columns, comma-separated.
+    pub key: &'static str,
+    /// The timestamp column a row expires from.
+    pub since: &'static str,
+    /// What a row must also be to go (`TRUE` when nothing more).
+    pub also: &'static str,
+}
+
+impl Chunk {
+    fn table(&self) -> &'static str {
+        match self {
+            Chunk::Expiring(expiring) => expiring.table,
+            Chunk::Statement { table, .. } => table,
+        }
+    }
+
+    fn sql(&self) -> String {
+        match self {
+            Chunk::Expiring(Expiring { table, key, since, also }) => format!(
+                "DELETE FROM {table} WHERE ({key}) IN (
+                     SELECT {key} FROM {table} WHERE {since} < now() - make_interval(secs => $2) AND {also} ORDER BY {since} LIMIT $1)
+                 AND {since} < now() - make_interval(secs => $2) AND {also}"
+            ),
+            Chunk::Statement { sql, .. } => (*sql).to_owned(),
+        }
+    }
+}
+
+/// Deletes `chunk` again and again until one run deletes fewer than `chunk_rows` rows (or
+/// `shutdown`), counting what it deletes under its table in `swept` and the metric.
 pub async fn delete_in_chunks(
     connection: &mut PgConnection,
     swept: &mut Swept,
-    table: &'static str,
-    statement: &str,
+    chunk: &Chunk,
     retention: Duration,
     chunk_rows: i64,
     shutdown: &CancellationToken,
 ) -> Result<(), sqlx::Error> {
     let chunk_rows = chunk_rows.max(1);
+    let (table, statement) = (chunk.table(), chunk.sql());
     let total = swept.entry(table).or_default();
     while !shutdown.is_cancelled() {
-        let deleted = sqlx::query(statement).bind(chunk_rows).bind(retention.as_secs_f64()).execute(&mut *connection).await?.rows_affected();
+        let deleted = sqlx::query(&statement).bind(chunk_rows).bind(retention.as_secs_f64()).execute(&mut *connection).await?.rows_affected();
         *total += deleted;
         count_deleted(table, deleted);
         if deleted < chunk_rows as u64 {

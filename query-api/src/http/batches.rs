@@ -22,7 +22,7 @@ use crate::error::{ReadModelUnavailable, WaitRefused};
 use crate::resume::Start;
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::http_error::{ErrorBody, QueryParams, SignedIn};
+use service_kit::http_error::{BadRequest, ErrorBody, QueryParams, SignedIn};
 use service_kit::page::Page;
 
 pub fn routes() -> Router<AppState> {
@@ -211,7 +211,7 @@ async fn items(
     let id = path_id(path, "batch")?;
     let limit = page_limit(query.limit)?;
     if query.after.is_some_and(|after| after < -1) {
-        return Err(ApiError::InvalidQuery("after must be -1 or more".into()));
+        return Err(BadRequest::InvalidQuery("after must be -1 or more".into()).into());
     }
     let items: Vec<SubmissionView> = sqlx::query_as(&format!(
         "SELECT {SUBMISSION_COLUMNS} FROM {FROM_SUBMISSIONS}

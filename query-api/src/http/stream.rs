@@ -32,7 +32,7 @@ use crate::per_account::Slot;
 use crate::resume::{LiveStep, Start};
 use crate::{ApiError, AppState};
 use accounts::Caller;
-use service_kit::http_error::{ErrorBody, SignedIn};
+use service_kit::http_error::{BadRequest, ErrorBody, SignedIn};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RETRY_READ: Duration = Duration::from_secs(1);
@@ -110,7 +110,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
         .ok()
         .and_then(Position::parse)
         .map(Some)
-        .ok_or_else(|| ApiError::InvalidQuery("Last-Event-ID must be an event id this server sent".into()))
+        .ok_or_else(|| ApiError::from(BadRequest::InvalidQuery("Last-Event-ID must be an event id this server sent".into())))
 }
 
 /// One of the caller's stream slots on this query API, or 429 when they are all taken.

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{FailureReason, Status};
 use serde::{Deserialize, Serialize};
-use service_kit::http_error::{ErrorBody, QueryParams, SignedIn};
+use service_kit::http_error::{BadRequest, ErrorBody, QueryParams, SignedIn};
 use service_kit::page::Page;
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ async fn list(
         .status
         .map(|s| {
             Status::parse(&s.to_ascii_uppercase())
-                .ok_or_else(|| ApiError::InvalidQuery(format!("unknown status {s:?}; use PENDING, PROCESSING, PASSED or FAILED")))
+                .ok_or_else(|| ApiError::from(BadRequest::InvalidQuery(format!("unknown status {s:?}; use PENDING, PROCESSING, PASSED or FAILED"))))
         })
         .transpose()?;
     let limit = page_limit(query.limit)?;
@@ -123,7 +123,7 @@ async fn list(
 
 /// The `limit` of a page, checked.
 pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    service_kit::page::limit(limit).map_err(ApiError::InvalidQuery)
+    service_kit::page::limit(limit).map_err(ApiError::from)
 }
 
 /// Position in the newest-first order: the last item of the previous page.
@@ -138,7 +138,7 @@ impl Cursor {
     }
 
     pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::InvalidQuery("invalid cursor; pass next_cursor from a previous page".into());
+        let invalid = || ApiError::from(BadRequest::InvalidQuery("invalid cursor; pass next_cursor from a previous page".into()));
         let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
         let created_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
         Ok(Cursor { created_at, id: id.parse().map_err(|_| invalid())? })
@@ -152,7 +152,7 @@ pub(super) fn submission_id(path: Result<Path<String>, PathRejection>) -> Result
 
 /// The `{id}` path segment as the id of a `what`.
 pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
-    service_kit::http_error::path_uuid(path, what).map_err(ApiError::InvalidId)
+    service_kit::http_error::path_uuid(path, what).map_err(ApiError::from)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -207,7 +207,9 @@ where
     Fut: std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
 {
     let written_at = position
-        .map(|text| text.parse::<KafkaPosition>().map_err(|()| ApiError::InvalidQuery(format!("position {text:?} is not partition:offset"))))
+        .map(|text| {
+            text.parse::<KafkaPosition>().map_err(|()| ApiError::from(BadRequest::InvalidQuery(format!("position {text:?} is not partition:offset"))))
+        })
         .transpose()?;
     let _slot = match written_at {
         Some(_) => Some(state.waits.take(caller.account_id).ok_or(ApiError::TooManyWaits(state.waits.limit()))?),
