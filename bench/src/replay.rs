@@ -1,7 +1,9 @@
 //! Rebuild rate: fills a topic on a broker with N events (complete histories of N/3
 //! submissions), then times a rebuild (`projector::rebuild`, what `POST /admin/rebuild` runs)
 //! from offset 0 until the new generation has caught up and is live, and checks that every
-//! event is in it.
+//! event is in it. With `--owners`, the submissions belong to that many accounts and their text
+//! is sealed with each account's data key, as the command API writes it: the rebuild then reads
+//! the keys and opens every text.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,14 @@ pub struct ReplayArgs {
     /// The broker holding the topic.
     #[arg(long, value_enum, default_value_t = BrokerKind::Apache)]
     pub broker: BrokerKind,
+    /// Accounts the submissions belong to, their text sealed with each one's data key; 0: no
+    /// owner, plain text (as before content was sealed).
+    #[arg(long, default_value_t = 0)]
+    pub owners: u32,
+    /// With `--owners`: their text in the clear, as events were written before sealing (to
+    /// compare the cost of opening it).
+    #[arg(long)]
+    pub plain: bool,
     /// The Apache Kafka distribution (default: this source tree's, fetched by scripts/kafka-dist).
     #[arg(long, env = "KAFKA_DIST")]
     pub kafka_dist: Option<std::path::PathBuf>,
@@ -44,6 +54,8 @@ pub struct ReplayArgs {
 pub struct ReplayReport {
     pub events: u64,
     pub batch_size: usize,
+    pub owners: u32,
+    pub sealed: bool,
     pub produce_seconds: f64,
     pub replay_seconds: f64,
     pub events_per_second: f64,
@@ -55,20 +67,21 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     let started = launcher.start(args.broker, args.partitions).await?;
     let kafka = started.kafka;
 
-    let produce_started = Instant::now();
-    let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
-    let submissions = args.events.div_ceil(3);
-    let produced = fill_topic(&publisher, submissions, History::Complete).await?;
-    let produce_seconds = produce_started.elapsed().as_secs_f64();
-    let bounds = kafka.partition_bounds().await?;
-    let kept: i64 = bounds.values().map(|(start, end)| end - start).sum();
-    anyhow::ensure!(kept == produced as i64, "the broker kept {kept} of {produced} events (retention); use more partitions");
-
     let url = format!("{}/cp_bench_replay_{}", args.server_url, Uuid::new_v4().simple());
     sqlx::Postgres::create_database(&url).await?;
     let pool = projector::connect(&url).await?;
     projector::generations::prepare(&pool).await?;
     let config = projector::Config { rebuild_batch_size: args.batch_size, ..projector::Config::new(&url, kafka.clone()) };
+    let owners = data_keys(&pool, &config.keyring, args.owners).await?;
+
+    let produce_started = Instant::now();
+    let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
+    let submissions = args.events.div_ceil(3);
+    let produced = fill_topic(&publisher, submissions, History::Complete, &owners, !args.plain).await?;
+    let produce_seconds = produce_started.elapsed().as_secs_f64();
+    let bounds = kafka.partition_bounds().await?;
+    let kept: i64 = bounds.values().map(|(start, end)| end - start).sum();
+    anyhow::ensure!(kept == produced as i64, "the broker kept {kept} of {produced} events (retention); use more partitions");
     let progress = projector::rebuild::Progress::default();
     let lock = projector::rebuild::RebuildLock::try_acquire(&pool).await?.context("a rebuild is already running")?;
     progress.begin(&pool).await?;
@@ -94,6 +107,8 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
     Ok(ReplayReport {
         events: produced,
         batch_size: args.batch_size,
+        owners: args.owners,
+        sealed: args.owners > 0 && !args.plain,
         produce_seconds,
         replay_seconds,
         events_per_second: produced as f64 / replay_seconds,
@@ -110,14 +125,52 @@ pub enum History {
     Complete,
 }
 
+/// `count` accounts, each with a data key stored in the database at `pool` (the accounts schema
+/// migrated there), as the command API makes them.
+async fn data_keys(pool: &sqlx::PgPool, keyring: &keyring::KeyringArgs, count: u32) -> anyhow::Result<Vec<(Uuid, keyring::DataKey)>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    accounts::migrate(pool).await?;
+    let keyring = keyring::Keyring::from_args(keyring)?;
+    let mut keys = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let account = Uuid::new_v4();
+        let key = keyring::store::key_for_writing(pool, &keyring, account).await?.context("a new account has a key")?;
+        keys.push((account, key));
+    }
+    Ok(keys)
+}
+
 /// Publishes `submissions` submissions (every fifth one fails the rule) in chunks, acknowledged
-/// by the broker; returns the number of events written.
-pub async fn fill_topic(publisher: &EventPublisher, submissions: u64, history: History) -> anyhow::Result<u64> {
+/// by the broker; returns the number of events written. With `owners`, submission `i` belongs
+/// to owner `i % owners.len()`, its text `sealed` with that owner's key or in the clear.
+pub async fn fill_topic(
+    publisher: &EventPublisher,
+    submissions: u64,
+    history: History,
+    owners: &[(Uuid, keyring::DataKey)],
+    sealed: bool,
+) -> anyhow::Result<u64> {
     let mut produced = 0u64;
     let mut chunk = Vec::with_capacity(30_000);
     for i in 0..submissions {
         let content = if i % 5 == 0 { "short".to_owned() } else { format!("replayed submission {i}") };
-        let created = Envelope::new(Uuid::now_v7(), Event::created(content.clone(), None), Utc::now(), Uuid::new_v4());
+        let id = Uuid::now_v7();
+        let creation = match owners.get((i % owners.len().max(1) as u64) as usize) {
+            None => Event::created(content.clone(), None),
+            Some((owner, key)) => Event::SubmissionCreated {
+                content: if sealed {
+                    domain::Content::Sealed(key.seal(Event::creation_id(id), &content))
+                } else {
+                    domain::Content::Plain(content.clone())
+                },
+                owner_id: Some(*owner),
+                batch: None,
+                replaces: None,
+            },
+        };
+        let created = Envelope::new(id, creation, Utc::now(), Uuid::new_v4());
         let follow_ups = match history {
             History::Created => vec![],
             History::Complete => {

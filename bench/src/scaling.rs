@@ -56,7 +56,7 @@ async fn measure(args: &ScalingArgs, launcher: &Launcher, processes: usize) -> a
     let started = launcher.start(BrokerKind::Apache, args.partitions).await?;
     let kafka = started.kafka.clone();
     let publisher = EventPublisher::new(&kafka, Duration::from_secs(60))?;
-    let created = fill_topic(&publisher, args.submissions, History::Created).await? as i64;
+    let created = fill_topic(&publisher, args.submissions, History::Created, &[], false).await? as i64;
     // Each submission gets ProcessingStarted and its verdict: done at three records each.
     let done = 3 * created;
     let validator_args =

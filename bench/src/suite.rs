@@ -176,11 +176,17 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
                 server_url: args.server_url.clone(),
                 broker: kind,
                 kafka_dist: None,
+                // As the command API writes it: each text sealed with its owner's key.
+                owners: 1_000,
+                plain: false,
             },
             launcher,
         )
         .await?;
-        println!("  replay: {} events in {:.1} s: {:.0} events/s", report.events, report.replay_seconds, report.events_per_second);
+        println!(
+            "  replay: {} events of {} owners in {:.1} s: {:.0} events/s",
+            report.events, report.owners, report.replay_seconds, report.events_per_second
+        );
         Some(report)
     } else {
         None

@@ -4,9 +4,10 @@
 //! broker does not acknowledge within the publish timeout, the client gets a 503 and may retry
 //! (with the same `Idempotency-Key`, safely). The event log is the only record of submissions;
 //! PostgreSQL holds who may submit (accounts), how much (rate limits) and idempotency keys;
-//! [`retention`] deletes those that expired.
+//! [`retention`] deletes those that expired; [`erasures`] announces erased accounts on the log.
 
 pub mod config;
+pub mod erasures;
 pub mod error;
 pub mod http;
 pub mod idempotency;
@@ -105,9 +106,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (listener, addr) = service_kit::http_server::bind(config.listen).await?;
     tracing::info!(%addr, "command-api listening");
     let sweeps = tokio::spawn(retention::run(state.accounts.pool.clone(), retention::Settings::new(&config), shutdown.clone()));
+    let announcer = tokio::spawn(erasures::run(state.accounts.pool.clone(), state.publisher.clone(), shutdown.clone()));
     service_kit::http_server::serve(listener, app, cors, shutdown).await?;
     // It stops between two chunks, on the shutdown the server stopped on.
     let _ = sweeps.await;
+    let _ = announcer.await;
     // Whatever the producer still holds was never acknowledged to a client, but deliver it anyway.
     state.batches.finish().await;
     state.publisher.flush(config.publish_timeout()).await;

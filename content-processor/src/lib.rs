@@ -342,6 +342,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         sweeps.await;
         Ok(())
     });
+    let announcer = command_api::erasures::run(commands.accounts.pool.clone(), commands.publisher.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        announcer.await;
+        Ok(())
+    });
     for validator in validators {
         tasks.spawn(validator.run(shutdown.clone()));
     }

@@ -47,6 +47,14 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
     // The read model holds the text while the account lives: the dump is a real check.
     assert!(pg_dump(&system.db.url).await.contains(&gone_marker), "the read model shows the living account's text");
 
+    // A backup of the key store, taken before the deletion: it still holds the account's key.
+    let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
+    sqlx::query("CREATE TABLE public.data_keys_backup AS SELECT * FROM accounts.data_keys WHERE account_id = $1::uuid")
+        .bind(&leaving.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+
     // Deleting takes the password; a wrong one changes nothing.
     assert_eq!(delete_own(&leaving, api, "not the password").await, StatusCode::UNAUTHORIZED);
     assert_eq!(leaving.get(api, &format!("/api/submissions/{gone}")).await.1["content"], gone_marker.as_str());
@@ -81,6 +89,37 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
     // Only text sealed from the start is gone from the log as well: the legacy text stays there
     // in the clear (README: bringing an old log under the scheme).
     assert!(found_in_files(&kafka_dir, legacy_marker.as_bytes()));
+
+    // The log says so itself: one AccountErased, on the account's partition, is there...
+    let erased: Vec<domain::Envelope> = support::eventually("the erasure is on the log", || async {
+        let erased: Vec<domain::Envelope> = support::read_topic(&system.running.kafka, &system.running.kafka.topic)
+            .iter()
+            .filter_map(|record| domain::Envelope::decode(record.value.as_deref()?).ok())
+            .filter(|envelope| matches!(envelope.event, domain::Event::AccountErased { account_id } if account_id.to_string() == leaving.id))
+            .collect();
+        (!erased.is_empty()).then_some(erased)
+    })
+    .await;
+    assert_eq!(erased.len(), 1, "announced once: {erased:?}");
+    // ...so a key store restored from the backup, the key back in it, brings no text back: a
+    // rebuild takes the log's word over the key's.
+    sqlx::query(
+        "UPDATE accounts.data_keys k SET kek_id = b.kek_id, wrapped = b.wrapped, erased_at = NULL FROM public.data_keys_backup b
+         WHERE k.account_id = b.account_id",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let started = api.http.post(api.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    wait_for_rebuild(api).await;
+    let (_, rebuilt) = api.get_json(&format!("/api/submissions/{gone}")).await;
+    assert_eq!((rebuilt["content"].clone(), rebuilt["status"].clone()), (Value::Null, json!("PASSED")));
+    let dump = pg_dump(&system.db.url).await;
+    for (marker, kept) in [(&gone_marker, false), (&legacy_marker, false), (&kept_marker, true)] {
+        assert_eq!(dump.contains(marker.as_str()), kept, "after a rebuild with the key restored: {marker}");
+    }
+    pool.close().await;
 
     // Submitting after the deletion, with a token copied before it: refused, nothing stored.
     let late = leaving.http.post(api.url("/api/submissions")).json(&json!({"content": "too late 42"})).send().await.unwrap();
@@ -257,7 +296,7 @@ async fn rotating_the_key_encryption_key_rewraps_every_data_key_and_drops_the_ol
         sealed.push(key.seal(event, "text 42"));
     }
     let erased = uuid::Uuid::now_v7();
-    keyring::store::erase(&pool, erased).await.unwrap();
+    keyring::store::erase(&mut pool.acquire().await.unwrap(), erased).await.unwrap();
 
     let rotated = keyring(new, &[old]);
     assert_eq!(keyring::store::rewrap_all(&pool, &rotated).await.unwrap(), 3, "every live key, not the tombstone");

@@ -127,6 +127,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         char_count: Option<u32>,
     },
+    /// The account was erased: its data key is destroyed, so the text of every submission it
+    /// made is gone, while their verdicts stay. About a whole account, not one submission: made
+    /// by [`Envelope::account_erased`] only.
+    AccountErased {
+        account_id: AccountId,
+    },
 }
 
 impl Event {
@@ -136,7 +142,7 @@ impl Event {
     /// History: `SubmissionFailed` 2 added `char_count`, `SubmissionCreated` 2 added `owner_id`
     /// and `SubmissionCreated` 3 `batch` and `replaces` (all optional, so older records read as
     /// `None`); `SubmissionCreated` 4 may carry `sealed_content` instead of `content`. The
-    /// other events are at version 1.
+    /// other events are at version 1 (`AccountErased` came with sealed content).
     pub fn schema_version(&self) -> u16 {
         Event::version_written(self.type_name()).unwrap_or(1)
     }
@@ -147,7 +153,7 @@ impl Event {
         match event_type {
             "SubmissionCreated" => Some(4),
             "SubmissionFailed" => Some(2),
-            "ProcessingStarted" | "SubmissionPassed" => Some(1),
+            "ProcessingStarted" | "SubmissionPassed" | "AccountErased" => Some(1),
             _ => None,
         }
     }
@@ -180,6 +186,7 @@ impl Event {
             Event::ProcessingStarted {} => "ProcessingStarted",
             Event::SubmissionPassed {} => "SubmissionPassed",
             Event::SubmissionFailed { .. } => "SubmissionFailed",
+            Event::AccountErased { .. } => "AccountErased",
         }
     }
 
@@ -191,6 +198,7 @@ impl Event {
             Event::SubmissionCreated { .. } => "created",
             Event::ProcessingStarted {} => "processing-started",
             Event::SubmissionPassed {} | Event::SubmissionFailed { .. } => "verdict",
+            Event::AccountErased { .. } => "account-erased",
         }
     }
 }
@@ -199,6 +207,7 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub event_id: EventId,
+    /// The submission the event is about; nil for an event about a whole account.
     pub submission_id: SubmissionId,
     pub schema_version: u16,
     pub occurred_at: DateTime<Utc>,
@@ -258,9 +267,28 @@ impl Envelope {
         Envelope::new(self.submission_id, event, occurred_at, self.correlation_id)
     }
 
-    /// The Kafka record key: the submission id as text.
+    /// The event that says `account` was erased at `erased_at`. Its id is derived from the
+    /// account, so announcing the same erasure again is the same event.
+    pub fn account_erased(account: AccountId, erased_at: DateTime<Utc>) -> Self {
+        let event = Event::AccountErased { account_id: account };
+        let event_id = derive_event_id(account, event.step());
+        Envelope {
+            event_id,
+            submission_id: Uuid::nil(),
+            schema_version: event.schema_version(),
+            occurred_at: erased_at.trunc_subsecs(6),
+            correlation_id: event_id,
+            event,
+        }
+    }
+
+    /// The Kafka record key: the submission id as text, or the account's for an event about an
+    /// account.
     pub fn key(&self) -> String {
-        self.submission_id.to_string()
+        match self.event {
+            Event::AccountErased { account_id } => account_id.to_string(),
+            _ => self.submission_id.to_string(),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -95,6 +95,9 @@ pub enum TransitionError {
     Contradicts { submission_id: SubmissionId, event_type: &'static str },
     #[error("event for submission {event_submission_id} applied to submission {state_submission_id}")]
     WrongSubmission { state_submission_id: SubmissionId, event_submission_id: SubmissionId },
+    /// An event about a whole account: its readers act on it themselves.
+    #[error("{event_type} is about an account, not a submission")]
+    NotAboutASubmission { event_type: &'static str },
 }
 
 /// Applies one event to a submission's state (`None` before it exists).
@@ -102,6 +105,9 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
     let submission_id = envelope.submission_id;
     let event_type = envelope.event.type_name();
     let at = envelope.occurred_at;
+    if let Event::AccountErased { .. } = envelope.event {
+        return Err(TransitionError::NotAboutASubmission { event_type });
+    }
 
     let Some(current) = state else {
         return match &envelope.event {
@@ -148,6 +154,7 @@ pub fn apply(state: &mut Option<Submission>, envelope: &Envelope) -> Result<Appl
         }
         Event::SubmissionPassed {} => give_verdict(current, Status::Passed, &[], at, event_type),
         Event::SubmissionFailed { reasons, .. } => give_verdict(current, Status::Failed, reasons, at, event_type),
+        Event::AccountErased { .. } => Err(TransitionError::NotAboutASubmission { event_type }),
     }
 }
 

@@ -133,6 +133,22 @@ fn submission_created_version_4_carries_sealed_content() {
 }
 
 #[test]
+fn account_erased_is_keyed_by_its_account_and_about_no_submission() {
+    let account: Uuid = "019ab0c4-7e2a-7c11-9a3b-5d6e7f809112".parse().unwrap();
+    let erased = Envelope::account_erased(account, "2026-12-06T10:00:00.123456Z".parse().unwrap());
+    let text = fixture("v1/account_erased");
+    assert_eq!(Envelope::decode(text.trim().as_bytes()).unwrap(), erased, "decodes");
+    assert_eq!(String::from_utf8(erased.encode()).unwrap(), text.trim(), "encodes");
+    assert_eq!(erased.key(), account.to_string(), "on the partition of the account's id");
+    assert_eq!(erased.submission_id, Uuid::nil());
+    // Announced twice (a crash between publishing and recording it), it is the same event.
+    assert_eq!(Envelope::account_erased(account, "2026-12-06T10:00:00.123456Z".parse().unwrap()).event_id, erased.event_id);
+    let mut state = None;
+    assert!(domain::fold::apply(&mut state, &erased).is_err(), "no submission's fold takes it");
+    assert_eq!(state, None);
+}
+
+#[test]
 fn a_submission_from_before_accounts_folds_without_an_owner() {
     let v1 = Envelope::decode(fixture("v1/submission_created").trim().as_bytes()).unwrap();
     let v2 = Envelope::decode(fixture("v2/submission_created").trim().as_bytes()).unwrap();

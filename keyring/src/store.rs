@@ -114,16 +114,43 @@ pub fn unwrap_row(keyring: &Keyring, account: Uuid, kek_id: Option<&str>, wrappe
     }
 }
 
-/// Destroys the account's data key, leaving the tombstone. Everything sealed with it is
-/// unreadable from the moment the caller's transaction commits.
-pub async fn erase(executor: impl sqlx::PgExecutor<'_>, account: Uuid) -> Result<(), sqlx::Error> {
+/// The channel an erasure notifies when it commits: the command APIs listen on it to announce
+/// the erasure on the log.
+pub const ERASURES: &str = "accounts_erased";
+
+/// Destroys the account's data key, leaving the tombstone, not yet announced on the log.
+/// Everything sealed with it is unreadable from the moment the caller's transaction commits.
+pub async fn erase(connection: &mut sqlx::PgConnection, account: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO accounts.data_keys (account_id, kek_id, wrapped, erased_at) VALUES ($1, NULL, NULL, now())
          ON CONFLICT (account_id) DO UPDATE SET kek_id = NULL, wrapped = NULL, erased_at = COALESCE(data_keys.erased_at, now())",
     )
     .bind(account)
-    .execute(executor)
+    .execute(&mut *connection)
     .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(ERASURES).execute(&mut *connection).await?;
+    Ok(())
+}
+
+/// Up to `limit` erasures not yet announced on the log, oldest first: each account and when it
+/// was erased. Their rows stay locked until the caller's transaction ends; another announcer
+/// skips them rather than announce them too.
+pub async fn unannounced_erasures(
+    connection: &mut sqlx::PgConnection,
+    limit: i64,
+) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT account_id, erased_at FROM accounts.data_keys WHERE erased_at IS NOT NULL AND announced_at IS NULL
+         ORDER BY erased_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(connection)
+    .await
+}
+
+/// Records that the erasures of `accounts` are on the log.
+pub async fn mark_announced(connection: &mut sqlx::PgConnection, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts.data_keys SET announced_at = now() WHERE account_id = ANY($1)").bind(accounts).execute(connection).await?;
     Ok(())
 }
 

@@ -1,11 +1,11 @@
 //! The read model in PostgreSQL: loading state and positions, and writing one batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::fold::apply;
-use domain::{AccountId, Applied, BatchItem, Content, Envelope, FailureReason, Status, Submission, SubmissionId, TransitionError};
+use domain::{AccountId, Applied, BatchItem, Content, Envelope, Event, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use kafka_kit::topic_identity::TopicIdentity;
 use keyring::Keyring;
 use sqlx::postgres::PgPoolOptions;
@@ -122,8 +122,20 @@ impl BatchTransaction {
 
     /// Folds `records` into the read model (not yet committed).
     pub async fn apply(&mut self, records: &[Record], keyring: &Keyring) -> Result<BatchOutcome, sqlx::Error> {
-        let mut states = load_states(&mut self.tx, records).await?;
         let mut outcome = BatchOutcome::default();
+        // First, so that no text of theirs is written by this batch either.
+        let erased: Vec<(AccountId, DateTime<Utc>)> = records
+            .iter()
+            .filter_map(|record| match record.envelope.event {
+                Event::AccountErased { account_id } => Some((account_id, record.envelope.occurred_at)),
+                _ => None,
+            })
+            .collect();
+        if !erased.is_empty() {
+            erase_accounts(&mut self.tx, &erased).await?;
+            outcome.applied += erased.len();
+        }
+        let mut states = load_states(&mut self.tx, records).await?;
         let mut events = EventRows::default();
         let mut changed: Vec<SubmissionId> = Vec::new();
         let mut created: Vec<SubmissionId> = Vec::new();
@@ -131,6 +143,9 @@ impl BatchTransaction {
         let first_seq = self.last_seq + self.written + 1;
         for (index, record) in records.iter().enumerate() {
             let envelope = &record.envelope;
+            if let Event::AccountErased { .. } = envelope.event {
+                continue;
+            }
             let state = states.entry(envelope.submission_id).or_default();
             let before = state.as_ref().map(|s| s.status);
             match apply(state, envelope) {
@@ -337,10 +352,31 @@ fn payload_json(envelope: &Envelope) -> String {
     tagged.get_mut("payload").map(serde_json::Value::take).unwrap_or_default().to_string()
 }
 
+/// Records that the log says `erased` accounts were erased, and scrubs what every generation
+/// holds of their text (as the erasure itself did: this finds something only where a key
+/// survived the erasure).
+async fn erase_accounts(tx: &mut Transaction<'_, Postgres>, erased: &[(AccountId, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    let (accounts, times): (Vec<AccountId>, Vec<DateTime<Utc>>) = erased.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO erased_accounts (account_id, erased_at) SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])
+         ON CONFLICT (account_id) DO NOTHING",
+    )
+    .bind(&accounts)
+    .bind(&times)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT public.erase_account_content(account) FROM UNNEST($1::uuid[]) AS account").bind(&accounts).execute(&mut **tx).await?;
+    for account_id in accounts {
+        tracing::info!(%account_id, "the log says the account is erased: none of its text is kept");
+    }
+    Ok(())
+}
+
 /// The text of each submission the batch `created` that has an owner, as the read model may
 /// hold it: sealed content opened with the owner's data key, plain text (from before content
-/// was sealed) as it is; `None` once the owner was erased (or a key does not open: logged). The
-/// keys are read `FOR SHARE`, so an erasure running meanwhile scrubs what this batch writes.
+/// was sealed) as it is; `None` once the owner was erased, by its key's tombstone or by the
+/// log (or when a key does not open: logged). The keys are read `FOR SHARE`, so an erasure
+/// running meanwhile scrubs what this batch writes.
 async fn texts_of_created(
     tx: &mut Transaction<'_, Postgres>,
     keyring: &Keyring,
@@ -361,9 +397,18 @@ async fn texts_of_created(
     owners.sort_unstable();
     owners.dedup();
     let keys = keyring::store::keys_held(tx, keyring, &owners).await?;
+    let erased: HashSet<AccountId> = sqlx::query_scalar("SELECT account_id FROM erased_accounts WHERE account_id = ANY($1)")
+        .bind(&owners)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
     Ok(owned
         .into_iter()
         .map(|(submission_id, owner, content)| {
+            if erased.contains(&owner) {
+                return (submission_id, None);
+            }
             let text = keyring::store::readable_text(content, keys.get(&owner), submission_id).unwrap_or_else(|error| {
                 tracing::error!(%submission_id, %error, "sealed content does not open; the read model shows it as erased");
                 None

@@ -79,7 +79,7 @@ async fn erase(accounts: &Accounts, account: Uuid) -> Result<bool, AccountsError
     if found.is_none() {
         return Ok(false);
     }
-    keyring::store::erase(&mut *tx, account).await?;
+    keyring::store::erase(&mut tx, account).await?;
     // The readers' own scrubbing, each where that service is deployed. A reader whose tables
     // exist but whose migration has not made its function yet (a rolling upgrade) refuses the
     // erasure: answering 204 would leave its text behind.

@@ -436,6 +436,9 @@ pub fn fold_topic(kafka: &KafkaArgs) -> std::collections::HashMap<uuid::Uuid, do
     let mut states: std::collections::HashMap<uuid::Uuid, Option<domain::Submission>> = Default::default();
     for record in read_topic(kafka, &kafka.topic) {
         let envelope = domain::Envelope::decode(record.value.as_deref().unwrap()).expect("only valid events in this log");
+        if let domain::Event::AccountErased { .. } = envelope.event {
+            continue;
+        }
         let state = states.entry(envelope.submission_id).or_default();
         domain::fold::apply(state, &envelope).unwrap_or_else(|e| panic!("the log holds an impossible transition: {e}"));
     }

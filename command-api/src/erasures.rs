@@ -1,0 +1,86 @@
+//! Announces every erased account on the log: an `AccountErased` event on the submission topic,
+//! so every consumer and every future replay learns from the log itself that the account's
+//! text is gone, not only from its key's tombstone.
+//!
+//! The erasure cannot publish it: it runs where the account endpoints are served (the query
+//! API, which has no Kafka client), and answers once the key is destroyed. It leaves the
+//! tombstone unannounced and notifies [`keyring::store::ERASURES`]. Every command API listens;
+//! one of them publishes the event and marks the tombstone announced in one transaction holding
+//! its row (`SKIP LOCKED`: replicas share the work, and do not both publish one). A crash between
+//! the broker's acknowledgement and the commit publishes it again later: the same event with the
+//! same id, which its readers apply idempotently. Announcing also runs at start, after a lost
+//! connection and every [`BACKSTOP`], for a notification sent while nobody listened.
+
+use std::time::Duration;
+
+use domain::Envelope;
+use kafka_kit::{EventPublisher, Outgoing};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// How long announcing waits for a notification before it looks anyway.
+const BACKSTOP: Duration = Duration::from_secs(300);
+/// The pause after a failure (the database or the broker away).
+const RETRY: Duration = Duration::from_secs(2);
+/// Erasures announced per transaction.
+const CHUNK: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+enum AnnounceError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Announces erasures as they are notified, until `shutdown`.
+pub async fn run(pool: PgPool, publisher: EventPublisher, shutdown: CancellationToken) {
+    loop {
+        let outcome = tokio::select! {
+            outcome = listen_and_announce(&pool, &publisher) => outcome,
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "announcing erased accounts failed; trying again shortly");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(keyring::store::ERASURES).await?;
+    loop {
+        announce_pending(pool, publisher).await?;
+        // A notification, a reconnect (`None`: some may have been lost) or the backstop: each is
+        // followed by a look at every tombstone still unannounced.
+        if let Ok(received) = tokio::time::timeout(BACKSTOP, listener.try_recv()).await {
+            received?;
+            while listener.next_buffered().is_some() {}
+        }
+    }
+}
+
+/// Publishes `AccountErased` for every unannounced tombstone, a chunk per transaction.
+async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+    loop {
+        let mut tx = pool.begin().await?;
+        let erased = keyring::store::unannounced_erasures(&mut tx, CHUNK).await?;
+        if erased.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Envelope> = erased.iter().map(|&(account, erased_at)| Envelope::account_erased(account, erased_at)).collect();
+        let outgoing: Vec<Outgoing> = events.iter().map(Outgoing::from).collect();
+        publisher.publish_all(outgoing).await?;
+        let accounts: Vec<uuid::Uuid> = erased.iter().map(|&(account, _)| account).collect();
+        keyring::store::mark_announced(&mut tx, &accounts).await?;
+        tx.commit().await?;
+        for account_id in accounts {
+            tracing::info!(%account_id, "account erasure announced on the log");
+        }
+    }
+}
