@@ -45,6 +45,8 @@ pub enum AccountsError {
     MailFailed(String),
     #[error("a bearer token is not a session: revoke it with DELETE /api/tokens/{{id}}")]
     NotASession,
+    #[error("this is the last admin account: make another admin before deleting it")]
+    LastAdmin,
 }
 
 impl IntoResponse for AccountsError {
@@ -78,6 +80,7 @@ impl IntoResponse for AccountsError {
                 error_response(StatusCode::BAD_GATEWAY, "mail_failed", message)
             }
             AccountsError::NotASession => error_response(StatusCode::BAD_REQUEST, "not_a_session", message),
+            AccountsError::LastAdmin => error_response(StatusCode::CONFLICT, "last_admin", message),
             AccountsError::Hashing(ref error) => {
                 tracing::error!(%error, "password hashing failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

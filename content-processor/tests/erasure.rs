@@ -164,6 +164,13 @@ async fn only_an_admin_deletes_another_account_and_a_submission_racing_it_is_not
     assert!(!dump.contains("racing ") && !dump.contains("before the deletion"), "no text of the deleted account");
     let again = api.http.delete(api.url(&format!("/api/accounts/{}", user.id))).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    // The only admin cannot delete itself: nobody would be left to run the system.
+    let (_, session) = api.get_json("/api/session").await;
+    let admin = session["account"]["id"].as_str().unwrap();
+    let last = api.http.delete(api.url(&format!("/api/accounts/{admin}"))).send().await.unwrap();
+    assert_eq!(last.status(), StatusCode::CONFLICT);
+    assert_eq!(last.json::<Value>().await.unwrap()["error"]["code"], "last_admin");
+    assert_eq!(api.get_json("/api/session").await.0, StatusCode::OK, "still signed in");
     assert_eq!(other.get(api, "/api/submissions").await.0, StatusCode::OK);
     system.stop().await;
 }

@@ -12,7 +12,7 @@ use service_kit::http_error::{ErrorBody, JsonBody, JsonBodyErrors, SignedInChang
 use uuid::Uuid;
 
 use super::HashingOrDatabaseBusy;
-use crate::{Accounts, AccountsError, Caller};
+use crate::{Accounts, AccountsError, Caller, Role};
 
 /// No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -26,6 +26,7 @@ pub(super) struct AccountDeletion {
 #[utoipa::path(delete, path = "/api/account", tag = "accounts", request_body = AccountDeletion, responses(
     (status = 204, description = "deleted: nothing of the account is readable any more"),
     (status = 401, description = "`invalid_credentials`: the password is wrong", body = ErrorBody),
+    (status = 409, description = "`last_admin`: the caller is the only admin", body = ErrorBody),
     (status = 429, description = "`rate_limited`: as many tries as sign-in allows", body = ErrorBody),
     SignedInChange,
     JsonBodyErrors,
@@ -49,6 +50,7 @@ pub(super) async fn delete_own(
     (status = 204, description = "deleted: nothing of the account is readable any more"),
     (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
     (status = 404, description = "`not_found`: no such account", body = ErrorBody),
+    (status = 409, description = "`last_admin`: the account is the only admin", body = ErrorBody),
     SignedInChange,
     HashingOrDatabaseBusy,
 ))]
@@ -71,13 +73,23 @@ pub(super) async fn delete_any(
 /// Erases `account` in one transaction; `false` if there was no such account. The data key goes
 /// first: its row lock waits for any writer that read the key `FOR SHARE` (a projector or
 /// notifier transaction opening the account's content), so what they wrote is there to scrub.
+/// The last admin is refused: nobody could then run the operations pages or delete an account.
 async fn erase(accounts: &Accounts, account: Uuid) -> Result<bool, AccountsError> {
     let mut tx = accounts.pool.begin().await?;
-    // Held to the end: a second erasure of the same account waits, then finds nothing.
-    let found: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM accounts.accounts WHERE id = $1 FOR UPDATE").bind(account).fetch_optional(&mut *tx).await?;
-    if found.is_none() {
+    // Held to the end: a second erasure of the same account waits, then finds nothing. Every
+    // admin's row is locked too, in one order, so two admins deleting each other at once are
+    // counted one after the other.
+    let locked: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, role FROM accounts.accounts WHERE id = $1 OR role = $2 ORDER BY id FOR UPDATE")
+        .bind(account)
+        .bind(Role::Admin.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    let is_admin = |role: &str| role == Role::Admin.as_str();
+    let Some((_, role)) = locked.iter().find(|(id, _)| *id == account) else {
         return Ok(false);
+    };
+    if is_admin(role) && locked.iter().filter(|(_, role)| is_admin(role)).count() == 1 {
+        return Err(AccountsError::LastAdmin);
     }
     keyring::store::erase(&mut tx, account).await?;
     // The readers' own scrubbing, each where that service is deployed. A reader whose tables
