@@ -36,19 +36,7 @@ enum AnnounceError {
 
 /// Announces erasures as they are notified, until `shutdown`.
 pub async fn run(pool: PgPool, publisher: EventPublisher, shutdown: CancellationToken) {
-    loop {
-        let outcome = tokio::select! {
-            outcome = listen_and_announce(&pool, &publisher) => outcome,
-            _ = shutdown.cancelled() => return,
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(%error, "announcing erased accounts failed; trying again shortly");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(RETRY) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+    service_kit::shutdown::retry_until_shutdown("announcing erased accounts", RETRY, &shutdown, || listen_and_announce(&pool, &publisher)).await
 }
 
 async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {

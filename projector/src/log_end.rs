@@ -35,19 +35,7 @@ pub async fn answer_requests(kafka: KafkaArgs, pool: PgPool, shutdown: Cancellat
             return;
         }
     };
-    while !shutdown.is_cancelled() {
-        let outcome = tokio::select! {
-            outcome = listen_and_answer(&ends, &pool) => outcome,
-            _ = shutdown.cancelled() => return,
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(%error, "answering requests for the log's end failed; listening again shortly");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(RETRY) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+    service_kit::shutdown::retry_until_shutdown("answering requests for the log's end", RETRY, &shutdown, || listen_and_answer(&ends, &pool)).await
 }
 
 #[derive(Debug, thiserror::Error)]
