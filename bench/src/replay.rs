@@ -99,6 +99,9 @@ pub async fn run(args: &ReplayArgs, launcher: &Launcher) -> anyhow::Result<Repla
         stored == produced as i64 && submissions_stored == submissions as i64,
         "replay incomplete: {stored} of {produced} events and {submissions_stored} of {submissions} verdicts stored"
     );
+    // Every text opened, not stored as erased (a key that did not unwrap would leave it out).
+    let without_text: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE content IS NULL").fetch_one(&pool).await?;
+    anyhow::ensure!(without_text == 0, "{without_text} submissions replayed without their text");
     pool.close().await;
     sqlx::Postgres::force_drop_database(&url).await?;
     // Clients before the broker they talk to.

@@ -4,12 +4,17 @@
 //!
 //! The erasure cannot publish it: it runs where the account endpoints are served (the query
 //! API, which has no Kafka client), and answers once the key is destroyed. It leaves the
-//! tombstone unannounced and notifies [`keyring::store::ERASURES`]. Every command API listens;
-//! one of them publishes the event and marks the tombstone announced in one transaction holding
-//! its row (`SKIP LOCKED`: replicas share the work, and do not both publish one). A crash between
-//! the broker's acknowledgement and the commit publishes it again later: the same event with the
-//! same id, which its readers apply idempotently. Announcing also runs at start, after a lost
-//! connection and every [`BACKSTOP`], for a notification sent while nobody listened.
+//! tombstone unannounced and notifies [`keyring::store::ERASURES`]. Every command API listens,
+//! publishes the event for each unannounced tombstone, and once the broker acknowledged it marks
+//! the tombstone announced. No lock is held across the publish (readers lock key rows `FOR
+//! SHARE`, and must not wait on a broker): two replicas, or a crash between the acknowledgement
+//! and the mark, may announce one erasure twice, which is the same event with the same id, and
+//! its readers apply it idempotently. Announcing also runs at start, after a lost connection
+//! and every [`BACKSTOP`], for a notification sent while nobody listened.
+//!
+//! A build from before `AccountErased` cannot read it (an unknown event type): its projector
+//! dead-letters the record. Upgrade the projector, validator and notifier before the command
+//! APIs.
 
 use std::time::Duration;
 
@@ -23,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 const BACKSTOP: Duration = Duration::from_secs(300);
 /// The pause after a failure (the database or the broker away).
 const RETRY: Duration = Duration::from_secs(2);
-/// Erasures announced per transaction.
+/// Erasures announced per round.
 const CHUNK: i64 = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +58,10 @@ async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Resul
     }
 }
 
-/// Publishes `AccountErased` for every unannounced tombstone, a chunk per transaction.
+/// Publishes `AccountErased` for every unannounced tombstone, a chunk at a time.
 async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
     loop {
-        let mut tx = pool.begin().await?;
-        let erased = keyring::store::unannounced_erasures(&mut tx, CHUNK).await?;
+        let erased = keyring::store::unannounced_erasures(pool, CHUNK).await?;
         if erased.is_empty() {
             return Ok(());
         }
@@ -65,10 +69,12 @@ async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> Result<(
         let outgoing: Vec<Outgoing> = events.iter().map(Outgoing::from).collect();
         publisher.publish_all(outgoing).await?;
         let accounts: Vec<uuid::Uuid> = erased.iter().map(|&(account, _)| account).collect();
-        keyring::store::mark_announced(&mut tx, &accounts).await?;
-        tx.commit().await?;
-        for account_id in accounts {
+        keyring::store::mark_announced(pool, &accounts).await?;
+        for account_id in &accounts {
             tracing::info!(%account_id, "account erasure announced on the log");
+        }
+        if (accounts.len() as i64) < CHUNK {
+            return Ok(());
         }
     }
 }

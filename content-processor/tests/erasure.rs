@@ -9,6 +9,7 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::receiver::Receiver;
 use support::user::{User, PASSWORD};
 use support::TestSystem;
 
@@ -124,6 +125,76 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
     // Submitting after the deletion, with a token copied before it: refused, nothing stored.
     let late = leaving.http.post(api.url("/api/submissions")).json(&json!({"content": "too late 42"})).send().await.unwrap();
     assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
+    system.stop().await;
+}
+
+/// A deletion racing a batch, a webhook delivery that keeps being retried, and a rebuild: none of
+/// the deleted account's text is readable afterwards in the database (so no retry can send it
+/// again) or the log's files, and none of the other account's is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deletion_racing_a_batch_a_webhook_retry_and_a_rebuild_leaves_nothing_readable() {
+    let receiver = Receiver::start().await;
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.allow_private_webhook_targets = true;
+    let system = TestSystem::start_with(db, config).await;
+    let api = &system.api;
+    let leaving = User::sign_up(api, "leaving@example.com").await;
+    let staying = User::sign_up(api, "staying@example.com").await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (gone, kept) = (format!("gone-{tag}"), format!("kept-{tag}"));
+    // The leaving account's endpoint always fails, so its delivery is retried, pending, when the
+    // deletion comes; the staying account's endpoint answers.
+    for (user, path) in [(&leaving, "down"), (&staying, "ok")] {
+        let endpoint = json!({"url": receiver.url(path), "description": "races"});
+        assert_eq!(user.http.post(api.url("/api/webhooks")).json(&endpoint).send().await.unwrap().status(), StatusCode::CREATED);
+    }
+    let pending = leaving.submit(api, &format!("{gone} pending 42")).await["id"].as_str().unwrap().to_owned();
+    api.wait_for_verdict(&pending).await;
+    receiver.wait_for("a delivery to the failing endpoint", |r| r.iter().any(|r| r.path == "down")).await;
+    let kept_one = staying.submit(api, &format!("{kept} single 42")).await["id"].as_str().unwrap().to_owned();
+
+    // Batches of both accounts, a rebuild and the deletion, all at once.
+    let batch = |user: &User, marker: &str| {
+        let body = json!({"items": (0..20).map(|i| json!({"content": format!("{marker} item {i} 42")})).collect::<Vec<_>>()});
+        let (http, url) = (user.http.clone(), api.url("/api/batches"));
+        tokio::spawn(async move { http.post(url).json(&body).send().await.unwrap() })
+    };
+    let racing = [batch(&leaving, &gone), batch(&staying, &kept), batch(&leaving, &gone)];
+    let rebuild = api.http.post(api.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(rebuild.status(), StatusCode::ACCEPTED);
+    let deleted = api.http.delete(api.url(&format!("/api/accounts/{}", leaving.id))).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let mut accepted = vec![pending, kept_one];
+    for response in racing {
+        let response = response.await.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let body: Value = response.json().await.unwrap();
+                accepted.extend(body["items"].as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().to_owned()));
+            }
+            status => assert_eq!(status, StatusCode::UNAUTHORIZED, "only the deleted account's batch may be refused"),
+        }
+    }
+    wait_for_rebuild(api).await;
+    for id in &accepted {
+        api.wait_for_verdict(id).await;
+    }
+    // The staying account is told of its verdicts after the deletion too.
+    receiver.wait_for("the staying account's deliveries", |r| r.iter().filter(|r| r.path == "ok").count() >= 2).await;
+
+    let dump = pg_dump(&system.db.url).await;
+    assert!(!dump.contains(&gone), "nothing of the deleted account's text in the database, its pending delivery included");
+    assert!(dump.contains(&kept), "the other account's text is kept");
+    for id in &accepted {
+        let (_, submission) = api.get_json(&format!("/api/submissions/{id}")).await;
+        let content = submission["content"].as_str().unwrap_or_default();
+        assert!(!content.contains(&gone), "{id}: {submission}");
+        if submission["owner_id"].as_str() == Some(staying.id.as_str()) {
+            assert!(content.starts_with(&kept), "the other account keeps its text: {submission}");
+        }
+    }
+    assert!(!found_in_files(&system.data_dir.join("kafka"), gone.as_bytes()), "no text in the clear in the log");
     system.stop().await;
 }
 

@@ -133,24 +133,23 @@ pub async fn erase(connection: &mut sqlx::PgConnection, account: Uuid) -> Result
 }
 
 /// Up to `limit` erasures not yet announced on the log, oldest first: each account and when it
-/// was erased. Their rows stay locked until the caller's transaction ends; another announcer
-/// skips them rather than announce them too.
-pub async fn unannounced_erasures(
-    connection: &mut sqlx::PgConnection,
-    limit: i64,
-) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+/// was erased. Nothing is locked: two announcers may both announce one, which is the same event.
+pub async fn unannounced_erasures(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT account_id, erased_at FROM accounts.data_keys WHERE erased_at IS NOT NULL AND announced_at IS NULL
-         ORDER BY erased_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+         ORDER BY erased_at LIMIT $1",
     )
     .bind(limit)
-    .fetch_all(connection)
+    .fetch_all(pool)
     .await
 }
 
 /// Records that the erasures of `accounts` are on the log.
-pub async fn mark_announced(connection: &mut sqlx::PgConnection, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts.data_keys SET announced_at = now() WHERE account_id = ANY($1)").bind(accounts).execute(connection).await?;
+pub async fn mark_announced(pool: &sqlx::PgPool, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts.data_keys SET announced_at = now() WHERE account_id = ANY($1) AND announced_at IS NULL")
+        .bind(accounts)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

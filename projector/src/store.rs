@@ -133,7 +133,6 @@ impl BatchTransaction {
             .collect();
         if !erased.is_empty() {
             erase_accounts(&mut self.tx, &erased).await?;
-            outcome.applied += erased.len();
         }
         let mut states = load_states(&mut self.tx, records).await?;
         let mut events = EventRows::default();
@@ -396,13 +395,15 @@ async fn texts_of_created(
     let mut owners: Vec<AccountId> = owned.iter().map(|(_, owner, _)| *owner).collect();
     owners.sort_unstable();
     owners.dedup();
-    let keys = keyring::store::keys_held(tx, keyring, &owners).await?;
+    // The log's word first: no key is made, or locked, for an account it says is erased.
     let erased: HashSet<AccountId> = sqlx::query_scalar("SELECT account_id FROM erased_accounts WHERE account_id = ANY($1)")
         .bind(&owners)
         .fetch_all(&mut **tx)
         .await?
         .into_iter()
         .collect();
+    owners.retain(|owner| !erased.contains(owner));
+    let keys = keyring::store::keys_held(tx, keyring, &owners).await?;
     Ok(owned
         .into_iter()
         .map(|(submission_id, owner, content)| {

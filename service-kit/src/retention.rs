@@ -85,8 +85,8 @@ impl Chunk {
         match self {
             Chunk::Expiring(Expiring { table, key, since, also }) => format!(
                 "DELETE FROM {table} WHERE ({key}) IN (
-                     SELECT {key} FROM {table} WHERE {since} < now() - make_interval(secs => $2) AND {also} ORDER BY {since} LIMIT $1)
-                 AND {since} < now() - make_interval(secs => $2) AND {also}"
+                     SELECT {key} FROM {table} WHERE {since} < now() - make_interval(secs => $2) AND ({also}) ORDER BY {since} LIMIT $1)
+                 AND {since} < now() - make_interval(secs => $2) AND ({also})"
             ),
             Chunk::Statement { sql, .. } => (*sql).to_owned(),
         }

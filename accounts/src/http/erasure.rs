@@ -14,6 +14,9 @@ use uuid::Uuid;
 use super::HashingOrDatabaseBusy;
 use crate::{Accounts, AccountsError, Caller, Role};
 
+/// The advisory lock admins' erasures take turns by.
+const LAST_ADMIN_LOCK: i64 = 0x636f_6e74_6164_6d01;
+
 /// No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,20 +79,19 @@ pub(super) async fn delete_any(
 /// The last admin is refused: nobody could then run the operations pages or delete an account.
 async fn erase(accounts: &Accounts, account: Uuid) -> Result<bool, AccountsError> {
     let mut tx = accounts.pool.begin().await?;
-    // Held to the end: a second erasure of the same account waits, then finds nothing. Every
-    // admin's row is locked too, in one order, so two admins deleting each other at once are
-    // counted one after the other.
-    let locked: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, role FROM accounts.accounts WHERE id = $1 OR role = $2 ORDER BY id FOR UPDATE")
-        .bind(account)
-        .bind(Role::Admin.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-    let is_admin = |role: &str| role == Role::Admin.as_str();
-    let Some((_, role)) = locked.iter().find(|(id, _)| *id == account) else {
-        return Ok(false);
-    };
-    if is_admin(role) && locked.iter().filter(|(_, role)| is_admin(role)).count() == 1 {
-        return Err(AccountsError::LastAdmin);
+    // Held to the end: a second erasure of the same account waits, then finds nothing.
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM accounts.accounts WHERE id = $1 FOR UPDATE").bind(account).fetch_optional(&mut *tx).await?;
+    let Some(role) = role else { return Ok(false) };
+    if role == Role::Admin.as_str() {
+        // Admins' erasures take turns, so two admins deleting each other at once are counted one
+        // after the other; the count sees what the one before committed.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LAST_ADMIN_LOCK).execute(&mut *tx).await?;
+        let admins: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM accounts.accounts WHERE role = $1").bind(Role::Admin.as_str()).fetch_one(&mut *tx).await?;
+        if admins <= 1 {
+            return Err(AccountsError::LastAdmin);
+        }
     }
     keyring::store::erase(&mut tx, account).await?;
     // The readers' own scrubbing, each where that service is deployed. A reader whose tables
