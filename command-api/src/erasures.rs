@@ -6,10 +6,12 @@
 //! API, which has no Kafka client), and answers once the key is destroyed. It leaves the
 //! tombstone unannounced and notifies [`keyring::store::ERASURES`]. Every command API listens,
 //! publishes the event for each unannounced tombstone, and once the broker acknowledged it marks
-//! the tombstone announced. No lock is held across the publish (readers lock key rows `FOR
-//! SHARE`, and must not wait on a broker): two replicas, or a crash between the acknowledgement
-//! and the mark, may announce one erasure twice, which is the same event with the same id, and
-//! its readers apply it idempotently. Announcing also runs at start, after a lost connection
+//! the tombstone announced. Replicas take turns on an advisory lock (one that notices another
+//! announcing leaves it the work: that one looks again after its notification), so each erasure
+//! is published once; no row lock is held across the publish (readers lock key rows `FOR SHARE`,
+//! and must not wait on a broker). A crash between the acknowledgement and the mark announces
+//! the erasure again after the restart: the same event with the same id, which its readers apply
+//! idempotently. Announcing also runs at start, after a lost connection
 //! and every [`BACKSTOP`], for a notification sent while nobody listened.
 //!
 //! A build from before `AccountErased` cannot read it (an unknown event type): its projector
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use domain::Envelope;
 use kafka_kit::{EventPublisher, Outgoing};
+use service_kit::retention::SweepLock;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,8 @@ const BACKSTOP: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(2);
 /// Erasures announced per round.
 const CHUNK: i64 = 100;
+/// The advisory lock the command APIs' announcers take turns by.
+const ANNOUNCE_LOCK: i64 = 0x636f_6e74_6572_6101;
 
 #[derive(Debug, thiserror::Error)]
 enum AnnounceError {
@@ -58,8 +63,16 @@ async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Resul
     }
 }
 
-/// Publishes `AccountErased` for every unannounced tombstone, a chunk at a time.
+/// Publishes `AccountErased` for every unannounced tombstone, a chunk at a time, unless
+/// another announcer is at it.
 async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+    let Some(lock) = SweepLock::try_acquire(pool, ANNOUNCE_LOCK).await? else { return Ok(()) };
+    announce_all(pool, publisher).await?;
+    lock.release().await;
+    Ok(())
+}
+
+async fn announce_all(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
     loop {
         let erased = keyring::store::unannounced_erasures(pool, CHUNK).await?;
         if erased.is_empty() {

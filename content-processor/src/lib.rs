@@ -97,6 +97,9 @@ pub struct Config {
     /// Sessions, sign-in and submission rate limits.
     #[command(flatten)]
     pub accounts: accounts::AccountsArgs,
+    /// The key-encryption key every component wraps and unwraps the accounts' data keys with.
+    #[command(flatten)]
+    pub keyring: keyring::KeyringArgs,
     /// The SMTP server notification emails, and links to verify an address or reset a
     /// password, go through (e.g. smtp://127.0.0.1:1025); without it, notifications go out by
     /// webhook only and nothing is mailed.
@@ -272,12 +275,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     projector::generations::prepare(&pool).await?;
     let mut projector_config = projector::Config::new(&config.database_url, kafka.clone());
     projector_config.on_topic_reset = config.on_topic_reset;
+    projector_config.keyring = config.keyring.clone();
     override_with(&mut projector_config.batch_size, config.projector_batch_size);
     override_with(&mut projector_config.rebuild_batch_size, config.rebuild_batch_size);
     let projector = projector::Projector::start(&projector_config, pool.clone(), projector::Target::Live).await?;
 
     let mut validator_config = validator::Config::new(kafka.clone());
     validator_config.database_url = config.database_url.clone();
+    validator_config.keyring = config.keyring.clone();
     validator_config.processing_delay_ms = config.processing_delay_ms;
     validator_config.publish_timeout_ms = config.publish_timeout_ms;
     override_with(&mut validator_config.group_id, config.validator_group_id.clone());
@@ -293,6 +298,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     command_config.max_content_bytes = config.max_content_bytes;
     command_config.publish_timeout_ms = config.publish_timeout_ms;
     command_config.accounts = config.accounts.clone();
+    command_config.keyring = config.keyring.clone();
     command_config.retention = config.retention.clone();
     override_with(&mut command_config.token_retention_days, config.token_retention_days);
     let commands = command_api::AppState::connect(&command_config).await?;
@@ -310,6 +316,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     override_with(&mut notifier_config.mail_from, config.mail_from.clone());
     notifier_config.allow_private_targets = config.allow_private_webhook_targets;
     notifier_config.accounts = config.accounts.clone();
+    notifier_config.keyring = config.keyring.clone();
     override_with(&mut notifier_config.retry_base_ms, config.notifier_retry_base_ms);
     override_with(&mut notifier_config.max_attempts, config.notifier_max_attempts);
     notifier_config.retention = config.retention.clone();

@@ -389,3 +389,65 @@ async fn rotating_the_key_encryption_key_rewraps_every_data_key_and_drops_the_ol
     pool.close().await;
     db.drop_database().await;
 }
+
+/// The one-process mode seals with the key-encryption key it is given, as every component run
+/// on its own does, not with the development key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_one_process_mode_wraps_data_keys_with_the_configured_key_encryption_key() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.keyring.key_encryption_key = Some("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=".into());
+    let configured = keyring::Keyring::from_args(&config.keyring).unwrap();
+    let system = TestSystem::start_with(db, config).await;
+    let user = User::sign_up(&system.api, "sealed@example.com").await;
+    let id = user.submit(&system.api, "sealed with the configured key 42").await["id"].as_str().unwrap().to_owned();
+    assert_eq!(system.api.wait_for_verdict(&id).await["content"], "sealed with the configured key 42");
+    let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
+    let kek: String =
+        sqlx::query_scalar("SELECT kek_id FROM accounts.data_keys WHERE account_id = $1::uuid").bind(&user.id).fetch_one(&pool).await.unwrap();
+    assert_eq!(kek, configured.current_id(), "wrapped with the configured key-encryption key");
+    pool.close().await;
+    system.stop().await;
+}
+
+/// Two command APIs announce erasures, as production runs them: each erasure reaches the log once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_announcers_put_each_erasure_on_the_log_once() {
+    let system = TestSystem::start().await;
+    let api = &system.api;
+    let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, std::time::Duration::from_secs(10)).unwrap();
+    let second = tokio_util::sync::CancellationToken::new();
+    let announcer = tokio::spawn(command_api::erasures::run(pool.clone(), publisher.clone(), second.clone()));
+    let users = [User::sign_up(api, "first@example.com").await, User::sign_up(api, "second@example.com").await];
+    for user in &users {
+        assert_eq!(delete_own(user, api, PASSWORD).await, StatusCode::NO_CONTENT);
+    }
+    support::eventually("both erasures are marked announced", || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts.data_keys WHERE erased_at IS NOT NULL AND announced_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    // Whatever the second announcer handed its producer is on the log before it is read.
+    second.cancel();
+    announcer.await.unwrap();
+    publisher.flush(std::time::Duration::from_secs(10)).await;
+    let announced: Vec<String> = support::read_topic(&system.running.kafka, &system.running.kafka.topic)
+        .iter()
+        .filter_map(|record| domain::Envelope::decode(record.value.as_deref()?).ok())
+        .filter_map(|envelope| match envelope.event {
+            domain::Event::AccountErased { account_id } => Some(account_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<String> = users.iter().map(|user| user.id.clone()).collect();
+    let mut sorted = announced.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each erasure once");
+    pool.close().await;
+    system.stop().await;
+}

@@ -72,7 +72,9 @@ impl Keyring {
                 Kek::parse(text.trim())?
             }
             (None, None) => {
-                tracing::warn!("no KEY_ENCRYPTION_KEY: data keys are wrapped with the public development key");
+                // Once per process: the one-process mode builds a keyring per component.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| tracing::warn!("no KEY_ENCRYPTION_KEY: data keys are wrapped with the public development key"));
                 Kek::development()
             }
         };
