@@ -47,6 +47,8 @@ pub enum AccountsError {
     NotASession,
     #[error("this is the last admin account: make another admin before deleting it")]
     LastAdmin,
+    #[error("no account with id {0}")]
+    NoSuchAccount(uuid::Uuid),
 }
 
 impl IntoResponse for AccountsError {
@@ -81,6 +83,7 @@ impl IntoResponse for AccountsError {
             }
             AccountsError::NotASession => error_response(StatusCode::BAD_REQUEST, "not_a_session", message),
             AccountsError::LastAdmin => error_response(StatusCode::CONFLICT, "last_admin", message),
+            AccountsError::NoSuchAccount(_) => error_response(StatusCode::NOT_FOUND, "not_found", message),
             AccountsError::Hashing(ref error) => {
                 tracing::error!(%error, "password hashing failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

@@ -163,11 +163,7 @@ pub async fn fill_topic(
         let creation = match owners.get((i % owners.len().max(1) as u64) as usize) {
             None => Event::created(content.clone(), None),
             Some((owner, key)) => Event::SubmissionCreated {
-                content: if sealed {
-                    domain::Content::Sealed(key.seal(Event::creation_id(id), &content))
-                } else {
-                    domain::Content::Plain(content.clone())
-                },
+                content: if sealed { key.seal_content(id, &content) } else { domain::Content::Plain(content.clone()) },
                 owner_id: Some(*owner),
                 batch: None,
                 replaces: None,

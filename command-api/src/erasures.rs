@@ -36,20 +36,12 @@ const CHUNK: i64 = 100;
 /// The advisory lock the command APIs' announcers take turns by.
 const ANNOUNCE_LOCK: i64 = 0x636f_6e74_6572_6101;
 
-#[derive(Debug, thiserror::Error)]
-enum AnnounceError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-}
-
 /// Announces erasures as they are notified, until `shutdown`.
 pub async fn run(pool: PgPool, publisher: EventPublisher, shutdown: CancellationToken) {
     service_kit::shutdown::retry_until_shutdown("announcing erased accounts", RETRY, &shutdown, || listen_and_announce(&pool, &publisher)).await
 }
 
-async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(keyring::store::ERASURES).await?;
     loop {
@@ -65,14 +57,14 @@ async fn listen_and_announce(pool: &PgPool, publisher: &EventPublisher) -> Resul
 
 /// Publishes `AccountErased` for every unannounced tombstone, a chunk at a time, unless
 /// another announcer is at it.
-async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+async fn announce_pending(pool: &PgPool, publisher: &EventPublisher) -> anyhow::Result<()> {
     let Some(lock) = SweepLock::try_acquire(pool, ANNOUNCE_LOCK).await? else { return Ok(()) };
     announce_all(pool, publisher).await?;
     lock.release().await;
     Ok(())
 }
 
-async fn announce_all(pool: &PgPool, publisher: &EventPublisher) -> Result<(), AnnounceError> {
+async fn announce_all(pool: &PgPool, publisher: &EventPublisher) -> anyhow::Result<()> {
     loop {
         let erased = keyring::store::unannounced_erasures(pool, CHUNK).await?;
         if erased.is_empty() {

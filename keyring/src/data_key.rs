@@ -40,6 +40,11 @@ impl DataKey {
         seal(&self.cipher, event_id.as_bytes(), text.as_bytes())
     }
 
+    /// `text` as the event creating `submission` carries it: sealed for that event.
+    pub fn seal_content(&self, submission: Uuid, text: &str) -> domain::Content {
+        domain::Content::Sealed(self.seal(domain::Event::creation_id(submission), text))
+    }
+
     /// What [`DataKey::seal`] sealed for `event_id`.
     pub fn open(&self, event_id: Uuid, sealed: &[u8]) -> Result<String, KeyError> {
         let bytes = open(&self.cipher, event_id.as_bytes(), sealed).ok_or(KeyError::Tampered("sealed content"))?;

@@ -16,14 +16,27 @@ pub async fn key_for_writing(pool: &sqlx::PgPool, keyring: &Keyring, account: Uu
     if let Some(stored) = stored_keys(pool, keyring, &[account]).await?.remove(&account) {
         return stored;
     }
-    let (kek_id, wrapped) = keyring.wrap(account, &DataKey::generate());
-    sqlx::query("INSERT INTO accounts.data_keys (account_id, kek_id, wrapped) VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING")
-        .bind(account)
-        .bind(&kek_id)
-        .bind(&wrapped)
-        .execute(pool)
-        .await?;
+    insert_new_keys(&mut *pool.acquire().await?, keyring, &[account]).await?;
     stored_keys(pool, keyring, &[account]).await?.remove(&account).unwrap_or(Ok(None))
+}
+
+/// A new data key for each of `accounts`, where none is stored yet (nor a tombstone): one
+/// statement, rows in account order, so two writers never wait on each other crosswise. It
+/// waits for an erasure inserting the tombstone at the same moment, then does nothing.
+async fn insert_new_keys(connection: &mut sqlx::PgConnection, keyring: &Keyring, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    let mut accounts = accounts.to_vec();
+    accounts.sort_unstable();
+    let (kek_ids, wrapped): (Vec<String>, Vec<Vec<u8>>) = accounts.iter().map(|&account| keyring.wrap(account, &DataKey::generate())).unzip();
+    sqlx::query(
+        "INSERT INTO accounts.data_keys (account_id, kek_id, wrapped) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[])
+         ON CONFLICT (account_id) DO NOTHING",
+    )
+    .bind(&accounts)
+    .bind(&kek_ids)
+    .bind(&wrapped)
+    .execute(connection)
+    .await?;
+    Ok(())
 }
 
 /// A data key as stored: `None` once the account is erased.
@@ -49,16 +62,7 @@ pub async fn keys_held(connection: &mut sqlx::PgConnection, keyring: &Keyring, a
     if missing.is_empty() || !keyring.key_table_seen.load(Ordering::Relaxed) {
         return Ok(keys);
     }
-    for &account in &missing {
-        let (kek_id, wrapped) = keyring.wrap(account, &DataKey::generate());
-        // Waits for an erasure inserting the tombstone at the same moment, then does nothing.
-        sqlx::query("INSERT INTO accounts.data_keys (account_id, kek_id, wrapped) VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING")
-            .bind(account)
-            .bind(&kek_id)
-            .bind(&wrapped)
-            .execute(&mut *connection)
-            .await?;
-    }
+    insert_new_keys(connection, keyring, &missing).await?;
     keys.extend(read(connection, keyring, &missing, " FOR SHARE").await?);
     Ok(keys)
 }

@@ -287,7 +287,7 @@ async fn deliveries(
     caller: Caller,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<Items<Delivery>>, ApiError> {
-    let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES).map_err(ApiError::from)?;
+    let limit = service_kit::page::limit_within(query.limit, 50, MAX_DELIVERIES)?;
     let items = sqlx::query_as(
         "SELECT d.id, d.channel, d.endpoint_id, n.event_type, d.state, d.attempts,
              CASE WHEN d.state = 'pending' THEN d.next_attempt_at END AS next_attempt_at,

@@ -6,6 +6,7 @@
 //! PostgreSQL transaction, and the consumer offsets are committed only after it: a crash before
 //! the commit reads the records again, and derived notification ids make that a no-op.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ use uuid::Uuid;
 
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
+
+/// The data keys read `FOR SHARE` in one transaction, by owner: a batch asks once per owner.
+type HeldKeys = HashMap<Uuid, keyring::store::StoredKey>;
 
 /// Most records handled in one transaction.
 const BATCH: usize = 500;
@@ -125,6 +129,7 @@ impl Watcher {
     async fn record(&self, batch: &[OwnedMessage], isolation: Isolation) -> Result<Recorded, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut recorded = Recorded::default();
+        let mut keys = HeldKeys::new();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             if self.consumer.context().held.is_held(partition) {
@@ -135,7 +140,7 @@ impl Watcher {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
                     let span = trace_headers::record_span("notifier", message, envelope.submission_id);
                     recorded.deliveries += match isolation {
-                        Isolation::Together => self.apply(&mut tx, &envelope).instrument(span).await?,
+                        Isolation::Together => self.apply(&mut tx, &envelope, &mut keys).instrument(span).await?,
                         Isolation::EachRecord => self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
                     };
                 }
@@ -161,7 +166,8 @@ impl Watcher {
         envelope: &Envelope,
     ) -> Result<u64, sqlx::Error> {
         let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
-        match self.apply(&mut savepoint, envelope).await {
+        // Keys of its own: a savepoint rolled back releases the locks it took.
+        match self.apply(&mut savepoint, envelope, &mut HeldKeys::new()).await {
             Ok(deliveries) => {
                 savepoint.commit().await?;
                 Ok(deliveries)
@@ -179,20 +185,27 @@ impl Watcher {
     }
 
     /// What the notifier may keep of a new submission of `owner`'s: `None` once the owner is
-    /// erased (nothing is awaited for it), else its text, sealed text opened with the owner's
-    /// data key. The key is read `FOR SHARE`: an erasure either came first or waits for this
-    /// transaction, and then scrubs what it wrote.
+    /// erased (nothing is awaited for it), else its text when `wanted`, sealed text opened with
+    /// the owner's data key. The key is read `FOR SHARE`, once per owner and transaction: an
+    /// erasure either came first or waits for this transaction, and then scrubs what it wrote.
     async fn text(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        keys: &mut HeldKeys,
         submission_id: Uuid,
         owner: Uuid,
         content: &Content,
+        wanted: bool,
     ) -> Result<Option<Option<String>>, sqlx::Error> {
-        let keys = keyring::store::keys_held(tx, &self.keyring, &[owner]).await?;
+        if !keys.contains_key(&owner) {
+            keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
+        }
         let key = keys.get(&owner);
         if matches!(key, Some(Ok(None))) {
             return Ok(None);
+        }
+        if !wanted {
+            return Ok(Some(None));
         }
         Ok(Some(keyring::store::readable_text(content, key, submission_id).unwrap_or_else(|error| {
             tracing::error!(%submission_id, %error, "sealed content does not open; notified without it");
@@ -201,16 +214,15 @@ impl Watcher {
     }
 
     /// Records what `envelope` means for notifications; returns the deliveries it made.
-    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope) -> Result<u64, sqlx::Error> {
+    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, keys: &mut HeldKeys) -> Result<u64, sqlx::Error> {
         let submission_id = envelope.submission_id;
         let passed = match &envelope.event {
             Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
-                let Some(text) = self.text(tx, submission_id, *owner_id, content).await? else {
+                // A batch is told by its counts, not its items' texts.
+                let Some(content) = self.text(tx, keys, submission_id, *owner_id, content, batch.is_none()).await? else {
                     tracing::info!("its account is erased: nothing to notify");
                     return Ok(0);
                 };
-                // A batch is told by its counts, not its items' texts.
-                let content = if batch.is_some() { None } else { text };
                 let awaited = Awaited {
                     submission_id,
                     owner_id: *owner_id,

@@ -177,7 +177,7 @@ pub(super) async fn dead_letters(
 
 pub(super) fn limit(asked: Option<usize>) -> Result<usize, AdminError> {
     let asked = asked.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
-    let limit = service_kit::page::limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT).map_err(AdminError::from)?;
+    let limit = service_kit::page::limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT)?;
     Ok(limit as usize)
 }
 

@@ -38,15 +38,7 @@ pub async fn answer_requests(kafka: KafkaArgs, pool: PgPool, shutdown: Cancellat
     service_kit::shutdown::retry_until_shutdown("answering requests for the log's end", RETRY, &shutdown, || listen_and_answer(&ends, &pool)).await
 }
 
-#[derive(Debug, thiserror::Error)]
-enum AnswerError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-}
-
-async fn listen_and_answer(ends: &LogEnds, pool: &PgPool) -> Result<(), AnswerError> {
+async fn listen_and_answer(ends: &LogEnds, pool: &PgPool) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(service_kit::LOG_END_WANTED).await?;
     // A request sent before the listener was up may be waiting: answer once at the start, and
@@ -62,7 +54,7 @@ async fn listen_and_answer(ends: &LogEnds, pool: &PgPool) -> Result<(), AnswerEr
 }
 
 /// Reads the partitions' ends and stores them, numbered before the reading.
-async fn record(ends: &LogEnds, pool: &PgPool) -> Result<(), AnswerError> {
+async fn record(ends: &LogEnds, pool: &PgPool) -> anyhow::Result<()> {
     let read_after: i64 = sqlx::query_scalar("SELECT nextval('public.log_end_asks')").fetch_one(pool).await?;
     let next_offsets = ends.read().await?;
     // Two replicas may answer the same request: the later reading wins.

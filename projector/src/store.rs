@@ -351,9 +351,9 @@ fn payload_json(envelope: &Envelope) -> String {
     tagged.get_mut("payload").map(serde_json::Value::take).unwrap_or_default().to_string()
 }
 
-/// Records that the log says `erased` accounts were erased, and scrubs what every generation
-/// holds of their text (as the erasure itself did: this finds something only where a key
-/// survived the erasure).
+/// Records that the log says `erased` accounts were erased, and scrubs what this generation
+/// holds of their text (as the erasure itself did for every generation: this finds something
+/// only in a generation built since, where a key survived the erasure).
 async fn erase_accounts(tx: &mut Transaction<'_, Postgres>, erased: &[(AccountId, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
     let (accounts, times): (Vec<AccountId>, Vec<DateTime<Utc>>) = erased.iter().copied().unzip();
     sqlx::query(
@@ -364,7 +364,10 @@ async fn erase_accounts(tx: &mut Transaction<'_, Postgres>, erased: &[(AccountId
     .bind(&times)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT public.erase_account_content(account) FROM UNNEST($1::uuid[]) AS account").bind(&accounts).execute(&mut **tx).await?;
+    sqlx::query("SELECT public.erase_generation_content(current_schema(), account) FROM UNNEST($1::uuid[]) AS account")
+        .bind(&accounts)
+        .execute(&mut **tx)
+        .await?;
     for account_id in accounts {
         tracing::info!(%account_id, "the log says the account is erased: none of its text is kept");
     }

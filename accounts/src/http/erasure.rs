@@ -8,11 +8,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use service_kit::http_error::{ErrorBody, JsonBody, JsonBodyErrors, SignedInChange};
+use service_kit::http_error::{AdminOnly, DatabaseUnavailable, ErrorBody, JsonBody, JsonBodyErrors, SignedInChange};
 use uuid::Uuid;
 
 use super::HashingOrDatabaseBusy;
-use crate::{Accounts, AccountsError, Caller, Role};
+use crate::{Accounts, AccountsError, Admin, Caller, Role};
 
 /// The advisory lock admins' erasures take turns by.
 const LAST_ADMIN_LOCK: i64 = 0x636f_6e74_6164_6d01;
@@ -51,23 +51,20 @@ pub(super) async fn delete_own(
 /// Deletes an account and erases its data (admins only).
 #[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path, description = "the account's id")), responses(
     (status = 204, description = "deleted: nothing of the account is readable any more"),
-    (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+    (status = 400, description = "`invalid_id`", body = ErrorBody),
     (status = 404, description = "`not_found`: no such account", body = ErrorBody),
     (status = 409, description = "`last_admin`: the account is the only admin", body = ErrorBody),
-    SignedInChange,
-    HashingOrDatabaseBusy,
+    AdminOnly,
+    DatabaseUnavailable,
 ))]
 pub(super) async fn delete_any(
     State(accounts): State<Accounts>,
-    caller: Caller,
+    Admin(caller): Admin,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AccountsError> {
-    if !caller.is_admin() {
-        return Err(AccountsError::Forbidden);
-    }
-    let id: Uuid = path.ok().and_then(|Path(raw)| raw.parse().ok()).ok_or(AccountsError::NotFound)?;
+    let id = service_kit::http_error::path_uuid(path, "account")?;
     if !erase(&accounts, id).await? {
-        return Err(AccountsError::NotFound);
+        return Err(AccountsError::NoSuchAccount(id));
     }
     tracing::info!(account_id = %id, admin_id = %caller.account_id, "account deleted by an admin");
     Ok(StatusCode::NO_CONTENT)

@@ -405,7 +405,7 @@ async fn list_tokens(
     caller: Caller,
     QueryParams(query): QueryParams<TokenListQuery>,
 ) -> Result<Json<Page<TokenView>>, AccountsError> {
-    let limit = service_kit::page::limit(query.limit).map_err(AccountsError::from)?;
+    let limit = service_kit::page::limit(query.limit)?;
     Ok(Json(store::list_tokens(&accounts.pool, caller.account_id, limit, query.cursor).await?))
 }
 

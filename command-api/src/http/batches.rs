@@ -124,7 +124,7 @@ async fn create(
         .map(|(content, index)| {
             let batch = Some(BatchItem { batch_id, index, size });
             let id = item_id(batch_id, index);
-            let event = Event::SubmissionCreated { content: intake::sealed(&data_key, id, &content), owner_id: Some(owner), batch, replaces: None };
+            let event = Event::SubmissionCreated { content: data_key.seal_content(id, &content), owner_id: Some(owner), batch, replaces: None };
             Envelope::new(id, event, admitted.ids.created_at, correlation_id)
         })
         .collect();

@@ -172,8 +172,3 @@ pub async fn data_key(state: &AppState, owner: Uuid) -> Result<keyring::DataKey,
         .await?
         .ok_or(ApiError::Accounts(accounts::AccountsError::Unauthenticated("the account was deleted")))
 }
-
-/// `text`, sealed for the event that creates `submission`.
-pub fn sealed(key: &keyring::DataKey, submission: domain::SubmissionId, text: &str) -> domain::Content {
-    domain::Content::Sealed(key.seal(domain::Event::creation_id(submission), text))
-}

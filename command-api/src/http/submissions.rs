@@ -113,7 +113,7 @@ async fn create(
     }
     let admitted = claimed.admit(&state, owner, 1).await?;
 
-    let event = Event::SubmissionCreated { content: intake::sealed(&data_key, id, &content), owner_id: Some(owner), batch: None, replaces };
+    let event = Event::SubmissionCreated { content: data_key.seal_content(id, &content), owner_id: Some(owner), batch: None, replaces };
     let envelope = Envelope::new(id, event, admitted.ids.created_at, intake::correlation_id(&headers));
     let span = tracing::info_span!("submission", submission_id = %id);
     let position = async {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::event_schema::BatchEvents;
 use super::stream::{changes_after, json_event, reset_event, sse_of, Item, SseStream};
-use super::submissions::{page_limit, path_id, read_your_write, Cursor, GetQuery, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
+use super::submissions::{read_your_write, Cursor, GetQuery, SubmissionView, FROM_SUBMISSIONS, SUBMISSION_COLUMNS};
 use crate::changes::{Position, Scope};
 use crate::error::{ReadModelUnavailable, WaitRefused};
 use crate::resume::Start;
@@ -140,7 +140,7 @@ struct ListQuery {
     (status = 400, description = "`invalid_query`", body = ErrorBody), SignedIn, ReadModelUnavailable,
 ))]
 async fn list(State(state): State<AppState>, caller: Caller, QueryParams(query): QueryParams<ListQuery>) -> Result<Json<Page<BatchView>>, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = service_kit::page::limit(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let rows: Vec<BatchRow> = sqlx::query_as(&format!(
         "SELECT f.batch_id AS id, f.batch_size AS size, f.created_at, f.owner_id, c.*
@@ -177,7 +177,7 @@ async fn get_one(
     path: Result<Path<String>, PathRejection>,
     QueryParams(query): QueryParams<GetQuery>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let id = path_id(path, "batch")?;
+    let id = service_kit::http_error::path_uuid(path, "batch")?;
     let found = read_your_write(&state, &caller, query.position.as_deref(), || fetch_batch(&state.pool, id, caller.visible_owner())).await?;
     found.map(Json).ok_or(ApiError::BatchNotFound(id))
 }
@@ -208,8 +208,8 @@ async fn items(
     path: Result<Path<String>, PathRejection>,
     QueryParams(query): QueryParams<ItemsQuery>,
 ) -> Result<Json<Page<SubmissionView>>, ApiError> {
-    let id = path_id(path, "batch")?;
-    let limit = page_limit(query.limit)?;
+    let id = service_kit::http_error::path_uuid(path, "batch")?;
+    let limit = service_kit::page::limit(query.limit)?;
     if query.after.is_some_and(|after| after < -1) {
         return Err(BadRequest::InvalidQuery("after must be -1 or more".into()).into());
     }
@@ -243,7 +243,7 @@ async fn items(
     SignedIn, ReadModelUnavailable,
 ))]
 async fn stream(State(state): State<AppState>, caller: Caller, path: Result<Path<String>, PathRejection>) -> Result<SseStream, ApiError> {
-    let id = path_id(path, "batch")?;
+    let id = service_kit::http_error::path_uuid(path, "batch")?;
     let owner = caller.visible_owner();
     let slot = super::stream::stream_slot(&state, &caller)?;
     // Subscribed before the snapshot: a change committed meanwhile is both in the snapshot's

@@ -99,7 +99,7 @@ async fn list(
                 .ok_or_else(|| ApiError::from(BadRequest::InvalidQuery(format!("unknown status {s:?}; use PENDING, PROCESSING, PASSED or FAILED"))))
         })
         .transpose()?;
-    let limit = page_limit(query.limit)?;
+    let limit = service_kit::page::limit(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
 
     let items: Vec<SubmissionView> = sqlx::query_as(&format!(
@@ -119,11 +119,6 @@ async fn list(
     .await?;
 
     Ok(Json(Page::of(items, limit, |last| Some(Cursor { created_at: last.created_at, id: last.id }.encode()))))
-}
-
-/// The `limit` of a page, checked.
-pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    service_kit::page::limit(limit).map_err(ApiError::from)
 }
 
 /// Position in the newest-first order: the last item of the previous page.
@@ -147,12 +142,7 @@ impl Cursor {
 
 /// Parses the `{id}` path segment, answering 400 with the standard body when it is no UUID.
 pub(super) fn submission_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    path_id(path, "submission")
-}
-
-/// The `{id}` path segment as the id of a `what`.
-pub(super) fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
-    service_kit::http_error::path_uuid(path, what).map_err(ApiError::from)
+    Ok(service_kit::http_error::path_uuid(path, "submission")?)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
