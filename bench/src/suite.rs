@@ -16,6 +16,10 @@ use tokio::process::{Child, Command};
 use crate::broker::{BenchBroker, BrokerKind, Launcher};
 use crate::cpu::{Cost, Processes};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
+
+/// How long the system rests after the warm-up before it is measured idle: what a load leaves
+/// behind (autovacuum of the rows it wrote, the broker's flushes) is not what idling costs.
+const SETTLE: Duration = Duration::from_secs(10);
 use crate::replay::{self, ReplayArgs, ReplayReport};
 use crate::report::{print_cost, print_load, print_summary, SummaryRow};
 use crate::statements::{self, Statement};
@@ -41,8 +45,9 @@ pub struct SuiteArgs {
     /// Workers of the closed-loop scenario.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Seconds the system is measured idle (one live stream open, nothing submitted), and the
-    /// broker alone once the components are stopped (0 skips both).
+    /// Seconds the system is measured idle (one live stream open, nothing submitted, after 10 s
+    /// of rest from the warm-up), and the broker alone once the components are stopped (0 skips
+    /// both).
     #[arg(long, default_value_t = 10)]
     pub idle_seconds: u64,
     /// Events in the replay scenario's topic (0 skips it).
@@ -145,6 +150,7 @@ async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> any
     let (idle, statements_idle) = match args.idle_seconds {
         0 => (None, Vec::new()),
         seconds => {
+            tokio::time::sleep(SETTLE).await;
             let counting = statements::reset(&system.database_url).await;
             let idle = system.idle(&processes, seconds).await?;
             (Some(idle), statements_since(counting.as_ref(), 0, seconds as f64).await)

@@ -56,7 +56,7 @@ impl AppState {
         let batches = AtomicPublisher::new(&config.kafka, config.publish_timeout(), config.batch_producers);
         tokio::spawn({
             let batches = batches.clone();
-            async move { batches.warm_up().await }
+            async move { batches.warm_up_and_tidy().await }
         });
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,

@@ -37,19 +37,33 @@ use domain::Position;
 /// one left open by a crashed process can hold back `read_committed` consumers.
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a slot keeps its producer without a transaction. Each producer is a client with
+/// threads of its own, and rust-rdkafka 0.39's polling thread spins through the last
+/// millisecond of every 100 ms poll (BENCHMARKS.md, "Idle"): a command API that takes no
+/// batches should not pay for that. Making one again costs two round trips to the coordinator.
+const IDLE_PRODUCER: Duration = Duration::from_secs(30);
+
 /// What every `transactional.id` of the publishers of `topic` starts with (an ACL grants it).
 pub fn transactional_id_prefix(topic: &str) -> String {
     format!("{topic}-batches-")
 }
 
+/// A producer for one transaction at a time: made on first use, dropped after a fatal error
+/// or [`IDLE_PRODUCER`] without a transaction.
+struct Slot {
+    producer: Option<FutureProducer>,
+    last_used: tokio::time::Instant,
+}
+
 /// Publishes groups of events atomically. Cheap to clone.
 #[derive(Clone)]
 pub struct AtomicPublisher {
-    /// One producer per slot, created on first use and dropped after a fatal error.
-    slots: Arc<[Mutex<Option<FutureProducer>>]>,
+    slots: Arc<[Mutex<Slot>]>,
     next_slot: Arc<AtomicUsize>,
     kafka: KafkaArgs,
     timeout: Duration,
+    /// [`IDLE_PRODUCER`], shorter in tests.
+    idle_producer: Duration,
     instance: Uuid,
     /// The transactions in flight, each in a task of its own; [`AtomicPublisher::finish`] waits.
     transactions: TaskTracker,
@@ -59,30 +73,50 @@ impl AtomicPublisher {
     /// `producers` transactions can be open at once; each waits at most `timeout` for the
     /// broker (per step: delivery, commit).
     pub fn new(kafka: &KafkaArgs, timeout: Duration, producers: usize) -> Self {
-        let slots: Vec<_> = (0..producers.max(1)).map(|_| Mutex::new(None)).collect();
+        let slots: Vec<_> = (0..producers.max(1)).map(|_| Mutex::new(Slot { producer: None, last_used: tokio::time::Instant::now() })).collect();
         AtomicPublisher {
             slots: slots.into(),
             next_slot: Arc::new(AtomicUsize::new(0)),
             kafka: kafka.clone(),
             timeout,
+            idle_producer: IDLE_PRODUCER,
             instance: Uuid::new_v4(),
             transactions: TaskTracker::new(),
         }
     }
 
-    /// Creates the pool's first producer and registers its transactional id with the
-    /// coordinator. On a new cluster the first registration also creates the transaction state
-    /// topic, which takes seconds: longer than a request should wait. The other producers are
-    /// made on first use (each is a client with its own threads and buffers, idle until then);
-    /// registering them is quick once the topic exists. On failure, first use tries again.
-    pub async fn warm_up(&self) {
-        let mut slot = self.slots[0].lock().await;
-        if slot.is_some() {
-            return;
+    /// Registers a transactional id with the coordinator once, then keeps the pool tidy until
+    /// [`AtomicPublisher::finish`]. On a new cluster the first registration creates the
+    /// transaction state topic, which takes seconds: longer than a request should wait. Once
+    /// the topic exists, registering a producer is quick, so none is kept for a batch that may
+    /// never come: producers are made on first use and dropped after [`IDLE_PRODUCER`].
+    pub async fn warm_up_and_tidy(&self) {
+        {
+            // Slot 0's id: held, so no group registers it at the same time (the later
+            // registration would fence the other's producer).
+            let slot = self.slots[0].lock().await;
+            if slot.producer.is_none() {
+                match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
+                    Ok(producer) => drop_producer(producer).await,
+                    Err(error) => tracing::warn!(%error, "could not register a transactional producer yet; the first batch tries again"),
+                }
+            }
         }
-        match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
-            Ok(producer) => *slot = Some(producer),
-            Err(error) => tracing::warn!(%error, "the first transactional producer is not ready yet; it is set up on first use"),
+        loop {
+            tokio::select! {
+                // Closed by `finish` and empty: nothing will use a slot again.
+                _ = self.transactions.wait() => return,
+                _ = tokio::time::sleep(self.idle_producer / 2) => {}
+            }
+            for slot in self.slots.iter() {
+                // A slot in use is not idle.
+                let Ok(mut slot) = slot.try_lock() else { continue };
+                if slot.last_used.elapsed() >= self.idle_producer {
+                    if let Some(producer) = slot.producer.take() {
+                        drop_producer(producer).await;
+                    }
+                }
+            }
         }
     }
 
@@ -113,19 +147,21 @@ impl AtomicPublisher {
     async fn publish_in_a_slot(&self, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
         let slot_index = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[slot_index].lock().await;
-        let producer = match slot.as_ref() {
+        let producer = match slot.producer.as_ref() {
             Some(producer) => producer.clone(),
             None => {
                 let producer = self.transactional_producer(slot_index, self.timeout).await?;
-                slot.insert(producer).clone()
+                slot.producer.insert(producer).clone()
             }
         };
-        match self.transaction(&producer, events).await {
+        let outcome = self.transaction(&producer, events).await;
+        slot.last_used = tokio::time::Instant::now();
+        match outcome {
             Ok(positions) => Ok(positions),
             Err(Failed { error, producer_usable }) => {
                 if !producer_usable {
                     // The next group gets a new producer.
-                    *slot = None;
+                    slot.producer = None;
                 }
                 Err(error)
             }
@@ -204,4 +240,56 @@ impl AtomicPublisher {
 struct Failed {
     error: KafkaError,
     producer_usable: bool,
+}
+
+/// Drops a producer off the runtime's threads: dropping the last handle joins its polling
+/// thread, which can take one 100 ms poll.
+async fn drop_producer(producer: FutureProducer) {
+    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producers_held(publisher: &AtomicPublisher) -> usize {
+        publisher.slots.iter().filter(|slot| slot.try_lock().map_or(true, |slot| slot.producer.is_some())).count()
+    }
+
+    /// An API that takes no batches holds no transactional producer (each one's polling thread
+    /// costs CPU while idle); one that took a batch drops its producer once idle, and the next
+    /// batch makes another. The tidying ends with `finish`.
+    #[tokio::test]
+    async fn idle_producers_are_dropped_and_the_next_group_makes_another() {
+        let mut kafka = KafkaArgs::for_brokers("");
+        kafka.partitions = 2;
+        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
+        kafka.brokers = Some(broker.bootstrap_servers());
+        let publisher = AtomicPublisher { idle_producer: Duration::from_millis(400), ..AtomicPublisher::new(&kafka, Duration::from_secs(10), 2) };
+        let tidying = tokio::spawn({
+            let publisher = publisher.clone();
+            async move { publisher.warm_up_and_tidy().await }
+        });
+        let group = |first: u128| -> Vec<Envelope> {
+            (first..first + 3)
+                .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), Uuid::nil()))
+                .collect()
+        };
+        let held_none_within_10_s = || async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while producers_held(&publisher) > 0 {
+                assert!(tokio::time::Instant::now() < deadline, "a producer is still held after 10 s without a transaction");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+
+        held_none_within_10_s().await;
+        assert_eq!(publisher.publish_atomically(group(0)).await.unwrap().len(), 3);
+        assert_eq!(producers_held(&publisher), 1, "the slot that ran the transaction keeps its producer for the next");
+        held_none_within_10_s().await;
+        assert_eq!(publisher.publish_atomically(group(10)).await.unwrap().len(), 3, "the next group makes a new producer");
+
+        publisher.finish().await;
+        tokio::time::timeout(Duration::from_secs(10), tidying).await.expect("tidying ends once the publisher is finished").unwrap();
+    }
 }

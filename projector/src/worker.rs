@@ -62,7 +62,11 @@ pub struct Projector {
     keyring: keyring::Keyring,
     kafka: KafkaArgs,
     dead_letter_topic: String,
-    publisher: EventPublisher,
+    /// Made on the first dead letter, not at start: a producer is a client with threads of its
+    /// own, and rust-rdkafka 0.39's polling thread spins through the last millisecond of every
+    /// 100 ms poll (BENCHMARKS.md, "Idle"), a cost an idle projector should not pay for records
+    /// it almost never parks.
+    dead_letter_publisher: tokio::sync::OnceCell<EventPublisher>,
     batch_size: usize,
     /// How long a batch waits for more records after its first.
     linger: Duration,
@@ -99,7 +103,7 @@ impl Projector {
             pool,
             keyring: keyring::Keyring::from_args(&config.keyring)?,
             kafka: config.kafka.clone(),
-            publisher: EventPublisher::new(&config.kafka, DEAD_LETTER_TIMEOUT)?,
+            dead_letter_publisher: tokio::sync::OnceCell::new(),
             dead_letter_topic,
             batch_size: match target {
                 Target::Live => config.batch_size,

@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kafka_kit::DeadLetter;
+use kafka_kit::{DeadLetter, EventPublisher};
 use tokio_util::sync::CancellationToken;
 
 use super::reader::Batch;
-use super::{Projector, Stats, Target};
+use super::{Projector, Stats, Target, DEAD_LETTER_TIMEOUT};
 use crate::generations;
 use crate::store::{self, BatchOutcome};
 
@@ -20,6 +20,8 @@ enum CommitError {
     Database(#[from] sqlx::Error),
     #[error("dead-letter topic did not acknowledge: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
+    #[error("no producer for the dead-letter topic: {0}")]
+    DeadLetterProducer(#[from] kafka_kit::KafkaSetupError),
     #[error("this replica's leader lock is gone (its session ended); another replica may be writing")]
     NotLeader,
 }
@@ -96,9 +98,12 @@ impl Projector {
             }
         });
         let letters = self.not_parked_yet(batch.undecodable.iter().cloned().chain(refused).collect()).await?;
-        let sends = letters.iter().map(|letter| self.publisher.publish_dead_letter(&self.dead_letter_topic, letter));
-        for sent in futures_util::future::join_all(sends).await {
-            sent?;
+        if !letters.is_empty() {
+            let publisher = self.dead_letter_publisher.get_or_try_init(|| async { EventPublisher::new(&self.kafka, DEAD_LETTER_TIMEOUT) }).await?;
+            let sends = letters.iter().map(|letter| publisher.publish_dead_letter(&self.dead_letter_topic, letter));
+            for sent in futures_util::future::join_all(sends).await {
+                sent?;
+            }
         }
         tx.commit(&self.kafka.topic, &batch.next_offsets).await?;
         metrics::histogram!("content_processor_projector_commit_duration_seconds").record(started.elapsed().as_secs_f64());
