@@ -72,7 +72,7 @@ pub struct LiveReport {
 }
 
 pub async fn run(args: &LiveArgs, launcher: &Launcher) -> anyhow::Result<LiveReport> {
-    let system = System::start(launcher, BrokerKind::Apache, &args.server_url).await?;
+    let system = System::start(launcher, BrokerKind::Apache, &args.server_url, 6).await?;
     let users = create_users(&system.database_url, args.users).await?;
     println!("{} users created", users.len());
     let (accounts, tokens): (Vec<Uuid>, Vec<String>) = users.into_iter().unzip();

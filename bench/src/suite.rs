@@ -28,6 +28,11 @@ use crate::statements::{self, Statement};
 pub struct SuiteArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Partitions of the submission topic (the services' default is 6, the Kubernetes
+    /// manifests' 12). librdkafka sends one produce request per partition, so at a given rate
+    /// more partitions mean more, smaller requests.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
     /// Seconds of load per scenario.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
@@ -131,7 +136,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<()> {
 }
 
 async fn one_run(args: &SuiteArgs, launcher: &Launcher, kind: BrokerKind) -> anyhow::Result<Run> {
-    let mut system = System::start(launcher, kind, &args.server_url).await?;
+    let mut system = System::start(launcher, kind, &args.server_url, args.partitions).await?;
     let base = LoadArgs {
         command_url: system.command_url.clone(),
         query_url: system.query_url.clone(),
@@ -349,10 +354,10 @@ pub fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child
 }
 
 impl System {
-    pub(crate) async fn start(launcher: &Launcher, kind: BrokerKind, server_url: &str) -> anyhow::Result<System> {
+    pub(crate) async fn start(launcher: &Launcher, kind: BrokerKind, server_url: &str, partitions: i32) -> anyhow::Result<System> {
         let database_url = format!("{server_url}/cp_bench_{}", uuid::Uuid::new_v4().simple());
         sqlx::Postgres::create_database(&database_url).await?;
-        let started = launcher.start(kind, 6).await?;
+        let started = launcher.start(kind, partitions).await?;
         let brokers = started.kafka.bootstrap_servers().to_owned();
 
         let (command_port, query_port) = (free_port()?, free_port()?);
