@@ -16,22 +16,22 @@ use tokio::process::{Child, Command};
 use crate::broker::{BenchBroker, BrokerKind, Launcher};
 use crate::cpu::{Cost, Processes};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
+use crate::replay::{self, ReplayArgs, ReplayReport};
+use crate::report::{print_cost, print_load, print_summary, SummaryRow};
+use crate::statements::{self, Statement};
 
 /// How long the system rests after the warm-up before it is measured idle: what a load leaves
 /// behind (autovacuum of the rows it wrote, the broker's flushes) is not what idling costs.
 const SETTLE: Duration = Duration::from_secs(10);
-use crate::replay::{self, ReplayArgs, ReplayReport};
-use crate::report::{print_cost, print_load, print_summary, SummaryRow};
-use crate::statements::{self, Statement};
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct SuiteArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Partitions of the submission topic (the services' default is 6, the Kubernetes
-    /// manifests' 12). librdkafka sends one produce request per partition, so at a given rate
-    /// more partitions mean more, smaller requests.
-    #[arg(long, default_value_t = 6)]
+    /// Partitions of the submission topic and its dead-letter topic (the services' default is
+    /// 6, the Kubernetes manifests' 12). librdkafka sends one produce request per partition, so
+    /// at a given rate more partitions mean more, smaller requests.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
     /// Seconds of load per scenario.
     #[arg(long, default_value_t = 20)]

@@ -55,8 +55,13 @@ impl AppState {
         idempotency::migrate(&pool).await?;
         let batches = AtomicPublisher::new(&config.kafka, config.publish_timeout(), config.batch_producers);
         tokio::spawn({
-            let batches = batches.clone();
-            async move { batches.warm_up_and_tidy().await }
+            let (warming, tidy) = (batches.clone(), batches.tidy());
+            async move {
+                warming.warm_up().await;
+                // No handle kept: the tidying ends with the pool, or when it is finished.
+                drop(warming);
+                tidy.await
+            }
         });
         Ok(AppState {
             publisher: EventPublisher::new(&config.kafka, config.publish_timeout())?,

@@ -37,10 +37,12 @@ use domain::Position;
 /// one left open by a crashed process can hold back `read_committed` consumers.
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a slot keeps its producer without a transaction. Each producer is a client with
-/// threads of its own, and rust-rdkafka 0.39's polling thread spins through the last
-/// millisecond of every 100 ms poll (BENCHMARKS.md, "Idle"): a command API that takes no
-/// batches should not pay for that. Making one again costs two round trips to the coordinator.
+/// How long a slot keeps its producer without a transaction (checked every half of it, so a
+/// producer goes after 30 to 45 s). Each producer is a client with threads of its own, and
+/// rust-rdkafka 0.39's polling thread spins through the last millisecond of every 100 ms poll
+/// (BENCHMARKS.md, "Fewer producers, larger fetches"): a command API that takes no batches
+/// should not pay for that. Making one again is a new client: a connection (with TLS and SASL
+/// where configured), metadata, the coordinator and a producer id, within the publish timeout.
 const IDLE_PRODUCER: Duration = Duration::from_secs(30);
 
 /// What every `transactional.id` of the publishers of `topic` starts with (an ACL grants it).
@@ -85,35 +87,43 @@ impl AtomicPublisher {
         }
     }
 
-    /// Registers a transactional id with the coordinator once, then keeps the pool tidy until
-    /// [`AtomicPublisher::finish`]. On a new cluster the first registration creates the
-    /// transaction state topic, which takes seconds: longer than a request should wait. Once
-    /// the topic exists, registering a producer is quick, so none is kept for a batch that may
-    /// never come: producers are made on first use and dropped after [`IDLE_PRODUCER`].
-    pub async fn warm_up_and_tidy(&self) {
-        {
-            // Slot 0's id: held, so no group registers it at the same time (the later
-            // registration would fence the other's producer).
-            let slot = self.slots[0].lock().await;
-            if slot.producer.is_none() {
-                match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
-                    Ok(producer) => drop_producer(producer).await,
-                    Err(error) => tracing::warn!(%error, "could not register a transactional producer yet; the first batch tries again"),
-                }
+    /// Registers a transactional id with the coordinator once. On a new cluster the first
+    /// registration creates the transaction state topic, which takes seconds: longer than a
+    /// request should wait. Once the topic exists a producer is quick to make, so none is kept
+    /// for a batch that may never come: producers are made on first use.
+    pub async fn warm_up(&self) {
+        // Slot 0's id: held, so no group registers it at the same time (the later registration
+        // would fence the other's producer).
+        let slot = self.slots[0].lock().await;
+        if slot.producer.is_none() {
+            match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
+                Ok(producer) => drop_producer(producer).await,
+                Err(error) => tracing::warn!(%error, "could not register a transactional producer yet; the first batch tries again"),
             }
         }
-        loop {
-            tokio::select! {
-                // Closed by `finish` and empty: nothing will use a slot again.
-                _ = self.transactions.wait() => return,
-                _ = tokio::time::sleep(self.idle_producer / 2) => {}
-            }
-            for slot in self.slots.iter() {
-                // A slot in use is not idle.
-                let Ok(mut slot) = slot.try_lock() else { continue };
-                if slot.last_used.elapsed() >= self.idle_producer {
-                    if let Some(producer) = slot.producer.take() {
-                        drop_producer(producer).await;
+    }
+
+    /// Drops each slot's producer once it has gone [`IDLE_PRODUCER`] without a transaction,
+    /// until [`AtomicPublisher::finish`] or until the pool itself is dropped (the future holds
+    /// no handle on it).
+    pub fn tidy(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let slots = Arc::downgrade(&self.slots);
+        let (transactions, idle) = (self.transactions.clone(), self.idle_producer);
+        async move {
+            loop {
+                tokio::select! {
+                    // Closed by `finish` and empty: nothing will use a slot again.
+                    _ = transactions.wait() => return,
+                    _ = tokio::time::sleep(idle / 2) => {}
+                }
+                let Some(slots) = slots.upgrade() else { return };
+                for slot in slots.iter() {
+                    // A slot in use is not idle.
+                    let Ok(mut slot) = slot.try_lock() else { continue };
+                    if slot.last_used.elapsed() >= idle {
+                        if let Some(producer) = slot.producer.take() {
+                            drop_producer(producer).await;
+                        }
                     }
                 }
             }
@@ -162,6 +172,7 @@ impl AtomicPublisher {
                 if !producer_usable {
                     // The next group gets a new producer.
                     slot.producer = None;
+                    drop_producer(producer).await;
                 }
                 Err(error)
             }
@@ -178,8 +189,13 @@ impl AtomicPublisher {
             .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string())
             .create()?;
         let init = producer.clone();
-        blocking(move || init.init_transactions(init_timeout)).await?;
-        Ok(producer)
+        match blocking(move || init.init_transactions(init_timeout)).await {
+            Ok(()) => Ok(producer),
+            Err(error) => {
+                drop_producer(producer).await;
+                Err(error)
+            }
+        }
     }
 
     async fn transaction(&self, producer: &FutureProducer, events: &[Envelope]) -> Result<Vec<Position>, Failed> {
@@ -242,8 +258,8 @@ struct Failed {
     producer_usable: bool,
 }
 
-/// Drops a producer off the runtime's threads: dropping the last handle joins its polling
-/// thread, which can take one 100 ms poll.
+/// Drops a producer off the runtime's threads: dropping the last handle purges and flushes its
+/// queue (up to 500 ms), joins its polling thread (up to one 100 ms poll) and destroys the client.
 async fn drop_producer(producer: FutureProducer) {
     let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
 }
@@ -258,18 +274,15 @@ mod tests {
 
     /// An API that takes no batches holds no transactional producer (each one's polling thread
     /// costs CPU while idle); one that took a batch drops its producer once idle, and the next
-    /// batch makes another. The tidying ends with `finish`.
+    /// batch on that slot makes another under the same transactional id. The tidying ends with
+    /// `finish`.
     #[tokio::test]
     async fn idle_producers_are_dropped_and_the_next_group_makes_another() {
         let mut kafka = KafkaArgs::for_brokers("");
         kafka.partitions = 2;
         let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
         kafka.brokers = Some(broker.bootstrap_servers());
-        let publisher = AtomicPublisher { idle_producer: Duration::from_millis(400), ..AtomicPublisher::new(&kafka, Duration::from_secs(10), 2) };
-        let tidying = tokio::spawn({
-            let publisher = publisher.clone();
-            async move { publisher.warm_up_and_tidy().await }
-        });
+        let publisher = AtomicPublisher { idle_producer: Duration::from_millis(400), ..AtomicPublisher::new(&kafka, Duration::from_secs(10), 1) };
         let group = |first: u128| -> Vec<Envelope> {
             (first..first + 3)
                 .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), Uuid::nil()))
@@ -283,7 +296,9 @@ mod tests {
             }
         };
 
-        held_none_within_10_s().await;
+        publisher.warm_up().await;
+        assert_eq!(producers_held(&publisher), 0, "the warm-up keeps no producer");
+        let tidying = tokio::spawn(publisher.tidy());
         assert_eq!(publisher.publish_atomically(group(0)).await.unwrap().len(), 3);
         assert_eq!(producers_held(&publisher), 1, "the slot that ran the transaction keeps its producer for the next");
         held_none_within_10_s().await;

@@ -97,6 +97,8 @@ impl Projector {
         config.kafka.ensure_topic().await?;
         let dead_letter_topic = config.kafka.dead_letter_topic();
         config.kafka.ensure_topic_named(&dead_letter_topic).await?;
+        // Its producer is made on the first dead letter; a bad setting must still stop it now.
+        config.kafka.check_producer_settings()?;
         let mut projector = Projector {
             consumer: reader::new_consumer(&config.kafka, target)?,
             reader: None,

@@ -99,7 +99,8 @@ impl Projector {
         });
         let letters = self.not_parked_yet(batch.undecodable.iter().cloned().chain(refused).collect()).await?;
         if !letters.is_empty() {
-            let publisher = self.dead_letter_publisher.get_or_try_init(|| async { EventPublisher::new(&self.kafka, DEAD_LETTER_TIMEOUT) }).await?;
+            let publisher =
+                self.dead_letter_publisher.get_or_try_init(|| std::future::ready(EventPublisher::new(&self.kafka, DEAD_LETTER_TIMEOUT))).await?;
             let sends = letters.iter().map(|letter| publisher.publish_dead_letter(&self.dead_letter_topic, letter));
             for sent in futures_util::future::join_all(sends).await {
                 sent?;
