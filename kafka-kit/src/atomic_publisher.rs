@@ -278,10 +278,7 @@ mod tests {
     /// `finish`.
     #[tokio::test]
     async fn idle_producers_are_dropped_and_the_next_group_makes_another() {
-        let mut kafka = KafkaArgs::for_brokers("");
-        kafka.partitions = 2;
-        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
-        kafka.brokers = Some(broker.bootstrap_servers());
+        let (_broker, kafka) = crate::embedded_broker::for_test(2);
         let publisher = AtomicPublisher { idle_producer: Duration::from_millis(400), ..AtomicPublisher::new(&kafka, Duration::from_secs(10), 1) };
         let group = |first: u128| -> Vec<Envelope> {
             (first..first + 3)

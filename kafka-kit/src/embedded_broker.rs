@@ -31,3 +31,13 @@ impl EmbeddedBroker {
         &self.cluster
     }
 }
+
+/// For this crate's tests: a broker whose topics have `partitions`, and the settings that reach it.
+#[cfg(test)]
+pub(crate) fn for_test(partitions: i32) -> (EmbeddedBroker, KafkaArgs) {
+    let mut kafka = KafkaArgs::for_brokers("");
+    kafka.partitions = partitions;
+    let broker = EmbeddedBroker::start(&kafka).expect("librdkafka's mock cluster starts");
+    kafka.brokers = Some(broker.bootstrap_servers());
+    (broker, kafka)
+}

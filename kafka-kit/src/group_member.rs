@@ -137,7 +137,6 @@ mod tests {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     use super::*;
-    use crate::KafkaArgs;
 
     /// Keeps the requests the consumer has sent, by kind, from its latest statistics.
     #[derive(Clone, Default)]
@@ -164,10 +163,7 @@ mod tests {
     /// still committed, soon after.
     #[tokio::test]
     async fn progress_reaches_the_group_without_a_commit_per_batch() {
-        let mut kafka = KafkaArgs::for_brokers("");
-        kafka.partitions = 1;
-        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
-        kafka.brokers = Some(broker.bootstrap_servers());
+        let (_broker, kafka) = crate::embedded_broker::for_test(1);
         let producer: FutureProducer = kafka.producer_config(Duration::from_secs(10)).create().unwrap();
         producer.send(FutureRecord::<(), [u8]>::to(&kafka.topic).payload(b"first"), Duration::from_secs(10)).await.unwrap();
 

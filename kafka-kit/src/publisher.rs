@@ -170,10 +170,7 @@ mod tests {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::{Message, Offset, TopicPartitionList};
 
-        let mut kafka = KafkaArgs::for_brokers("");
-        kafka.partitions = 1;
-        let broker = crate::embedded_broker::EmbeddedBroker::start(&kafka).unwrap();
-        kafka.brokers = Some(broker.bootstrap_servers());
+        let (_broker, kafka) = crate::embedded_broker::for_test(1);
         let producer = kafka.producer_config(Duration::from_secs(10)).set("queue.buffering.max.messages", "1").create().unwrap();
         let publisher = EventPublisher { producer, topic: kafka.topic.clone() };
 
