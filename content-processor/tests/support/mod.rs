@@ -160,6 +160,26 @@ pub struct TestSystem {
     pub db: TestDb,
     pub shutdown: CancellationToken,
     pub data_dir: std::path::PathBuf,
+    _fail_fast: FailFast,
+}
+
+/// Ends a failing test's process soon after its panic. Unwinding kills the test's Kafka node
+/// (child processes are killed on drop), then the runtime's shutdown drops the components'
+/// tasks, and rust-rdkafka 0.39's consumer drop waits for a group close that never completes
+/// with the broker gone: the test failed only at nextest's timeout, 300 s later. The panic is
+/// reported already; the 5 s let the rest of the unwinding kill the other child processes.
+/// Each test runs in a process of its own under the README's test command (nextest).
+struct FailFast;
+
+impl Drop for FailFast {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                std::process::exit(101);
+            });
+        }
+    }
 }
 
 impl std::ops::Deref for TestSystem {
@@ -211,7 +231,7 @@ impl TestSystem {
             Broker::External => {}
         }
         let api = Api { base: format!("http://{}", running.addr), http: admin_client(&db.url).await };
-        TestSystem { running, api, db, shutdown, data_dir }
+        TestSystem { running, api, db, shutdown, data_dir, _fail_fast: FailFast }
     }
 
     pub async fn stop(self) {
