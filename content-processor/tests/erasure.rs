@@ -134,10 +134,7 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deletion_racing_a_batch_a_webhook_retry_and_a_rebuild_leaves_nothing_readable() {
     let receiver = Receiver::start().await;
-    let db = support::TestDb::create().await;
-    let mut config = support::test_config(&db);
-    config.allow_private_webhook_targets = true;
-    let system = TestSystem::start_with(db, config).await;
+    let system = TestSystem::start_with_loopback_webhooks().await;
     let api = &system.api;
     let leaving = User::sign_up(api, "leaving@example.com").await;
     let staying = User::sign_up(api, "staying@example.com").await;
@@ -290,10 +287,7 @@ async fn wait_for_rebuild(api: &support::Api) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_holds_everything_of_the_caller_and_nothing_of_anyone_else() {
-    let db = support::TestDb::create().await;
-    let mut config = support::test_config(&db);
-    config.allow_private_webhook_targets = true;
-    let system = TestSystem::start_with(db, config).await;
+    let system = TestSystem::start_with_loopback_webhooks().await;
     let api = &system.api;
     let user = User::sign_up(api, "exporting@example.com").await;
     let other = User::sign_up(api, "other@example.com").await;

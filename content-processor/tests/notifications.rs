@@ -336,10 +336,7 @@ async fn every_verdict_is_told_though_the_notifier_is_killed_at_random_moments()
 /// inserts under the account's lock (two counting together both saw room for one more).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_cap_holds_under_concurrent_registrations() {
-    let db = TestDb::create().await;
-    let mut config = support::test_config(&db);
-    config.allow_private_webhook_targets = true;
-    let system = TestSystem::start_with(db, config).await;
+    let system = TestSystem::start_with_loopback_webhooks().await;
     let alice = User::sign_up(&system, "alice@example.com").await;
     let attempts = (0..20).map(|i| {
         let (http, url) = (alice.http.clone(), system.url("/api/webhooks"));

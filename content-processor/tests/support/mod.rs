@@ -219,6 +219,15 @@ impl TestSystem {
         TestSystem::start_with(db, config).await
     }
 
+    /// As [`TestSystem::start`], with webhooks allowed to reach loopback, where the tests'
+    /// receivers listen.
+    pub async fn start_with_loopback_webhooks() -> TestSystem {
+        let db = TestDb::create().await;
+        let mut config = test_config(&db);
+        config.allow_private_webhook_targets = true;
+        TestSystem::start_with(db, config).await
+    }
+
     pub async fn start_with(db: TestDb, config: Config) -> TestSystem {
         service_kit::telemetry::init_for_tests("warn");
         let shutdown = CancellationToken::new();
