@@ -64,10 +64,10 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// New ids for a request seen for the first time: time-ordered (UUIDv7), so they index as
-    /// near-appends and sort by creation; times as an event keeps them.
-    pub fn fresh() -> Recorded {
-        Recorded { submission_id: Uuid::now_v7(), batch_id: None, created_at: domain_time(Utc::now()), kafka_partition: None, kafka_offset: None }
+    /// What a request seen for the first time records: its new submission id, and now, as an
+    /// event keeps times.
+    pub fn fresh(submission_id: Uuid) -> Recorded {
+        Recorded { submission_id, batch_id: None, created_at: domain_time(Utc::now()), kafka_partition: None, kafka_offset: None }
     }
 
     pub fn acknowledged_at(&self) -> Option<Position> {

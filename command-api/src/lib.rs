@@ -13,6 +13,7 @@ pub mod http;
 pub mod idempotency;
 pub mod resubmission;
 pub mod retention;
+pub mod submission_ids;
 
 use accounts::Accounts;
 use axum::extract::FromRef;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub max_content_bytes: usize,
     pub max_batch_items: usize,
     pub max_batch_bytes: usize,
+    /// New submissions' ids, which choose their partition.
+    pub submission_ids: submission_ids::SubmissionIds,
 }
 
 impl FromRef<AppState> for Accounts {
@@ -49,7 +52,7 @@ impl AppState {
     /// Connects to Kafka and makes sure the topic exists, and to PostgreSQL, migrating the
     /// schemas this service uses; sets up the batch producers in the background.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
-        config.kafka.ensure_topic().await?;
+        let partitions = config.kafka.ensure_topic().await?;
         let pool = service_kit::postgres::connect(&config.database_url, config.max_connections).await?;
         accounts::migrate(&pool).await?;
         idempotency::migrate(&pool).await?;
@@ -71,6 +74,7 @@ impl AppState {
             max_content_bytes: config.max_content_bytes,
             max_batch_items: config.max_batch_items,
             max_batch_bytes: config.max_batch_bytes,
+            submission_ids: submission_ids::SubmissionIds::new(partitions),
         })
     }
 }

@@ -144,10 +144,14 @@ async fn a_claim_taken_over_belongs_to_the_request_that_took_it() {
     .await
     .unwrap();
     let digest = idempotency::request_digest([&b"the same request"[..]]);
-    let Ok(Claim::New(_, stalled)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await else { panic!("a first claim") };
+    let Ok(Claim::New(_, stalled)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh(Uuid::new_v4())).await else {
+        panic!("a first claim")
+    };
     // The first request stalls: its claim is abandoned in the eyes of the next.
     sqlx::query("UPDATE commands.idempotency_keys SET claimed_at = now() - interval '11 seconds'").execute(&pool).await.unwrap();
-    let Ok(Claim::New(_, current)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await else { panic!("a takeover") };
+    let Ok(Claim::New(_, current)) = idempotency::claim(&pool, account, "k", &digest, Recorded::fresh(Uuid::new_v4())).await else {
+        panic!("a takeover")
+    };
     assert_ne!(stalled, current);
 
     // The stalled request, refused by the limit, gives up nothing; it may not admit either.
@@ -155,12 +159,12 @@ async fn a_claim_taken_over_belongs_to_the_request_that_took_it() {
     assert!(matches!(idempotency::admit(&pool, account, "k", stalled).await, Err(command_api::ApiError::IdempotencyKeyInUse)));
     // The request holding the claim admits it, and from then on the key is a retry of it.
     idempotency::admit(&pool, account, "k", current).await.unwrap();
-    assert!(matches!(idempotency::claim(&pool, account, "k", &digest, Recorded::fresh()).await, Ok(Claim::Retry(_))));
+    assert!(matches!(idempotency::claim(&pool, account, "k", &digest, Recorded::fresh(Uuid::new_v4())).await, Ok(Claim::Retry(_))));
 
     // Past its lifetime the key is new again, for another request too, sweep or no sweep.
     sqlx::query("UPDATE commands.idempotency_keys SET created_at = created_at - interval '25 hours'").execute(&pool).await.unwrap();
     let other = idempotency::request_digest([&b"another request"[..]]);
-    assert!(matches!(idempotency::claim(&pool, account, "k", &other, Recorded::fresh()).await, Ok(Claim::New(..))));
+    assert!(matches!(idempotency::claim(&pool, account, "k", &other, Recorded::fresh(Uuid::new_v4())).await, Ok(Claim::New(..))));
     pool.close().await;
     db.drop_database().await;
 }

@@ -13,6 +13,7 @@ pub mod embedded_broker;
 pub mod group_member;
 pub mod held_partitions;
 pub mod inspect;
+pub mod partitioner;
 pub mod publisher;
 pub mod settings;
 pub mod topic_identity;

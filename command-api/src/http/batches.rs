@@ -110,7 +110,7 @@ async fn create(
     let size = u32::try_from(contents.len()).map_err(|_| ApiError::BatchSize { actual: contents.len(), limit: state.max_batch_items })?;
 
     let batch_id = Uuid::now_v7();
-    let fresh = Recorded { submission_id: item_id(batch_id, 0), batch_id: Some(batch_id), ..Recorded::fresh() };
+    let fresh = Recorded { batch_id: Some(batch_id), ..Recorded::fresh(item_id(batch_id, 0)) };
     let digest = idempotency::request_digest(std::iter::once(&b"batch"[..]).chain(contents.iter().map(|c| c.as_bytes())));
     let key = intake::idempotency_key(&headers)?;
     let data_key = intake::data_key(&state, owner).await?;

@@ -100,10 +100,11 @@ async fn create(
         None => intake::idempotency_key(&headers)?,
     };
     let data_key = intake::data_key(&state, owner).await?;
-    let claimed = intake::claim(&state, owner, key, &digest, Recorded::fresh()).await.map_err(|error| match (error, replaces) {
-        (ApiError::IdempotencyKeyReused, Some(replaced)) => ApiError::AlreadyReplaced { replaced, replacement: None },
-        (error, _) => error,
-    })?;
+    let claimed =
+        intake::claim(&state, owner, key, &digest, Recorded::fresh(state.submission_ids.next())).await.map_err(|error| match (error, replaces) {
+            (ApiError::IdempotencyKeyReused, Some(replaced)) => ApiError::AlreadyReplaced { replaced, replacement: None },
+            (error, _) => error,
+        })?;
     let id = claimed.ids.submission_id;
     if let Some(replaced) = replaces {
         if let Err(refused) = resubmission::check(&state.accounts.pool, owner, replaced, id).await {
