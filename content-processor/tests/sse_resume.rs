@@ -181,3 +181,32 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
     pool.close().await;
     system.stop().await;
 }
+
+/// A user's own feed in the hub holds only a few changes; a burst of more (a batch) makes the
+/// stream fall behind it, and it catches up from the table: every change once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_owners_feed_reaches_the_stream_once_and_in_order() {
+    let system = TestSystem::start().await;
+    let alice = User::sign_up(&system, "alice@example.com").await;
+    let first = alice.submit(&system, "before the burst 1").await;
+    system.wait_for_verdict(first["id"].as_str().unwrap()).await;
+
+    // Resumed just before her last change: once that change arrives, the stream is live.
+    let pool = system.db.pool().await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let mut stream = SseConnection::open(&alice.http, &system.url("/api/stream"), Some(&ids[ids.len() - 2])).await;
+    let mut received = stream.next_events(|events| !events.is_empty()).await;
+
+    let items: Vec<_> = (0..40).map(|i| serde_json::json!({ "content": format!("burst item {i}") })).collect();
+    let response = alice.http.post(system.url("/api/batches")).json(&serde_json::json!({ "items": items })).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    // 40 items, three changes each.
+    received.extend(stream.next_events(|events| events.len() >= 120).await);
+
+    let expected: Vec<String> =
+        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(received, expected[ids.len() - 1..], "every change after the resumed one, once, in order");
+    pool.close().await;
+    system.stop().await;
+}
