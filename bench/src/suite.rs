@@ -360,7 +360,7 @@ impl System {
         let started = launcher.start(kind, partitions).await?;
         let brokers = started.kafka.bootstrap_servers().to_owned();
 
-        let (command_port, query_port) = (free_port()?, free_port()?);
+        let (command_port, query_port, notifier_port) = (free_port()?, free_port()?, free_port()?);
         let kafka = |extra: &[&str]| -> Vec<String> {
             let mut args = vec!["--kafka-brokers".to_owned(), brokers.clone()];
             args.extend(extra.iter().map(|s| s.to_string()));
@@ -376,6 +376,8 @@ impl System {
             ("validator", kafka(&["--database-url", &database_url])),
             ("projector", kafka(&["--database-url", &database_url])),
             ("query-api", vec!["--listen".into(), format!("127.0.0.1:{query_port}"), "--database-url".into(), database_url.clone()]),
+            // It reads every event, as deployed, though nobody here asked to be notified.
+            ("notifier", kafka(&["--listen", &format!("127.0.0.1:{notifier_port}"), "--database-url", &database_url])),
         ] {
             processes.push((role.to_owned(), spawn(&launcher.binary, role, &args)?));
         }
