@@ -243,6 +243,69 @@ async fn only_an_admin_deletes_another_account_and_a_submission_racing_it_is_not
     system.stop().await;
 }
 
+/// A notifier that reads a deleted account's submissions only after the deletion (it was down,
+/// or lagging), and after the key store was restored from a backup that still holds the
+/// account's key, keeps none of its text: the account is gone, so nothing is awaited for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notifier_reading_a_deleted_accounts_submission_late_keeps_no_text_even_with_its_key_restored() {
+    let system = TestSystem::start().await;
+    let api = &system.api;
+    let leaving = User::sign_up(api, "late@example.com").await;
+    let marker = format!("read-late-{} 42", uuid::Uuid::new_v4());
+    let id = leaving.submit(api, &marker).await["id"].as_str().unwrap().to_owned();
+    api.wait_for_verdict(&id).await;
+
+    let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
+    sqlx::query("CREATE TABLE public.data_keys_backup AS SELECT * FROM accounts.data_keys WHERE account_id = $1::uuid")
+        .bind(&leaving.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(delete_own(&leaving, api, PASSWORD).await, StatusCode::NO_CONTENT);
+    sqlx::query(
+        "UPDATE accounts.data_keys k SET kek_id = b.kek_id, wrapped = b.wrapped, erased_at = NULL FROM public.data_keys_backup b
+         WHERE k.account_id = b.account_id",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    // A notifier of a group of its own reads the whole log now, after all of that.
+    let kafka = system.running.kafka.clone();
+    let mut config = notifier::Config::new(&system.db.url, kafka.clone());
+    config.group_id = "late-notifier".into();
+    let late = notifier::Notifier::start(&config).await.unwrap();
+    let stop = system.shutdown.child_token();
+    let running = tokio::spawn(late.run(stop.clone()));
+    let ends = support::partition_ends(&kafka).await;
+    support::eventually("the late notifier has read the log up to its end", || {
+        let (kafka, ends) = (kafka.clone(), ends.clone());
+        async move { tokio::task::spawn_blocking(move || read_up_to(&kafka, "late-notifier", &ends)).await.unwrap().then_some(()) }
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    assert!(!pg_dump(&system.db.url).await.contains(&marker), "the deleted account's text is back in the database");
+    system.stop().await;
+}
+
+/// Whether `group` has committed offsets at least up to `ends` on every partition that has records.
+fn read_up_to(kafka: &kafka_kit::KafkaArgs, group: &str, ends: &[(i32, i64)]) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = kafka.consumer_config(group).create().unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for (partition, _) in ends {
+        partitions.add_partition(&kafka.topic, *partition);
+    }
+    let Ok(committed) = consumer.committed_offsets(partitions, std::time::Duration::from_secs(5)) else { return false };
+    ends.iter().all(|(partition, end)| {
+        *end == 0
+            || matches!(committed.find_partition(&kafka.topic, *partition).map(|entry| entry.offset()), Some(rdkafka::Offset::Offset(at)) if at >= *end)
+    })
+}
+
 async fn post(user: &User, api: &support::Api, path: &str, body: Value) -> Value {
     user.http.post(api.url(path)).json(&body).send().await.unwrap().json().await.unwrap()
 }

@@ -170,17 +170,22 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     let alice = User::sign_up(&system, "alice@example.com").await;
     let ok = add_endpoint(&alice, &system.api.base, &receiver.url("ok")).await;
 
-    // A verdict for an account that no longer exists (deleted while the verdict was pending):
-    // its notification can never be stored.
+    // A submission of an account that does not exist (deleted before its record was read):
+    // there is nobody to tell, so nothing is awaited for it.
     let ghost_submission = Uuid::now_v7();
-    let event = Event::SubmissionCreated {
-        content: domain::Content::Plain("a ghost's text 12345".into()),
-        owner_id: Some(Uuid::new_v4()),
+    let created = |owner, text: &str| Event::SubmissionCreated {
+        content: domain::Content::Plain(text.into()),
+        owner_id: Some(owner),
         batch: None,
         replaces: None,
     };
-    let envelope = Envelope::new(ghost_submission, event, chrono::Utc::now(), Uuid::new_v4());
+    let envelope = Envelope::new(ghost_submission, created(Uuid::new_v4(), "a ghost's text 12345"), chrono::Utc::now(), Uuid::new_v4());
     let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
+    publisher.publish(&envelope).await.unwrap();
+    // A record of Alice's from before the command API refused NUL: its text can never be stored.
+    let poison_submission = Uuid::now_v7();
+    let owner = alice.id.parse().unwrap();
+    let envelope = Envelope::new(poison_submission, created(owner, "a NUL \0 in the text 12345"), chrono::Utc::now(), Uuid::new_v4());
     publisher.publish(&envelope).await.unwrap();
     // The notifier sets it aside, with why (before, it retried it for ever).
     let pool = system.db.pool().await;
@@ -194,13 +199,19 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     let id = alice.submit(&system, "alice's text 12345").await["id"].as_str().unwrap().to_owned();
     receiver.wait_for("alice's verdict is delivered", |r| r.iter().any(|r| r.json()["data"]["submission_id"] == id.as_str())).await;
     assert_eq!(parked.len(), 1, "{parked:?}");
-    assert_eq!(parked[0].0, ghost_submission);
-    assert!(parked[0].1.contains("foreign key"), "the reason says why: {}", parked[0].1);
+    assert_eq!(parked[0].0, poison_submission);
+    assert!(parked[0].1.contains("0x00"), "the reason says why: {}", parked[0].1);
+    let ghost_awaited: i64 = sqlx::query_scalar("SELECT count(*) FROM notifier.awaited_verdicts WHERE submission_id = $1")
+        .bind(ghost_submission)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ghost_awaited, 0, "nothing is awaited for an account that does not exist");
     // Admins see it on the operations API, counted on the dashboard; Alice, no admin, does not.
     let (status, shown) = system.get_json("/admin/parked-records").await;
     assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!((shown["count"].as_i64(), shown["latest"][0]["submission_id"].as_str()), (Some(1), Some(ghost_submission.to_string().as_str())));
-    assert!(shown["latest"][0]["reason"].as_str().unwrap().contains("foreign key"), "{shown}");
+    assert_eq!((shown["count"].as_i64(), shown["latest"][0]["submission_id"].as_str()), (Some(1), Some(poison_submission.to_string().as_str())));
+    assert!(shown["latest"][0]["reason"].as_str().unwrap().contains("0x00"), "{shown}");
     assert_eq!(system.get_json("/admin/overview").await.1["parked_records"], 1);
     assert_eq!(alice.get(&system, "/admin/parked-records").await.0, StatusCode::FORBIDDEN);
 

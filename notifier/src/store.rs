@@ -65,6 +65,11 @@ pub async fn await_verdict(tx: &mut Transaction<'_, Postgres>, awaited: &Awaited
     Ok(())
 }
 
+/// Whether `account` exists: once erased, nothing is awaited or told for it.
+pub async fn account_exists(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts.accounts WHERE id = $1)").bind(account).fetch_one(&mut **tx).await
+}
+
 /// Takes the awaited submission out, now that its verdict is read; `None` when it is not
 /// awaited (its verdict was handled before, or it has no owner).
 pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
@@ -160,12 +165,9 @@ pub struct Channels {
     pub email: bool,
 }
 
-/// Records `notification` and a delivery for each channel its account has on (every live
-/// webhook endpoint); nothing when it was recorded before. Returns the deliveries made.
-pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notification, channels: Channels) -> Result<u64, sqlx::Error> {
-    if !insert_notification(tx, notification).await? {
-        return Ok(0);
-    }
+/// Where `account`'s new notifications go: `None` for email, when configured, on, and to a
+/// verified address; each live webhook endpoint of the account.
+pub async fn delivery_targets(tx: &mut Transaction<'_, Postgres>, account: Uuid, channels: Channels) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
     // Nothing is mailed to an address its owner has not verified: anyone may sign up with
     // anyone's address.
     let (email_on, webhooks_on): (bool, bool) = sqlx::query_as(
@@ -174,7 +176,7 @@ pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notificat
                 COALESCE(bool_and(webhooks_enabled), true)
          FROM notifier.channel_settings WHERE account_id = $1",
     )
-    .bind(notification.account_id)
+    .bind(account)
     .fetch_one(&mut **tx)
     .await?;
     let mut targets: Vec<Option<Uuid>> = Vec::new();
@@ -183,12 +185,17 @@ pub async fn notify(tx: &mut Transaction<'_, Postgres>, notification: &Notificat
     }
     if webhooks_on {
         let endpoints: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notifier.webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL")
-            .bind(notification.account_id)
+            .bind(account)
             .fetch_all(&mut **tx)
             .await?;
         targets.extend(endpoints.into_iter().map(Some));
     }
-    for endpoint in &targets {
+    Ok(targets)
+}
+
+/// A delivery of `notification` to each of `targets` ([`delivery_targets`]); returns how many.
+pub async fn add_deliveries(tx: &mut Transaction<'_, Postgres>, notification: &Notification, targets: &[Option<Uuid>]) -> Result<u64, sqlx::Error> {
+    for endpoint in targets {
         add_delivery(tx, notification, *endpoint).await?;
     }
     Ok(targets.len() as u64)

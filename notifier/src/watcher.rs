@@ -6,6 +6,7 @@
 //! PostgreSQL transaction, and the consumer offsets are committed only after it: a crash before
 //! the commit reads the records again, and derived notification ids make that a no-op.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +28,19 @@ use uuid::Uuid;
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
 
-/// The data keys read `FOR SHARE` in one transaction, by owner: a batch asks once per owner.
-type HeldKeys = HashMap<Uuid, keyring::store::StoredKey>;
+/// What one transaction reads once per owner, for every record of its batch.
+#[derive(Default)]
+struct PerOwner {
+    /// Data keys, read `FOR SHARE`.
+    keys: HashMap<Uuid, keyring::store::StoredKey>,
+    /// Whether the account still exists (read after its key).
+    exists: HashMap<Uuid, bool>,
+    /// Where the owner's new notifications go ([`store::delivery_targets`]).
+    targets: HashMap<Uuid, Vec<Option<Uuid>>>,
+}
 
+/// How long a fetch waits for 1 MiB of records, in milliseconds: how late a notification may be.
+const FETCH_WAIT_MS: &str = "500";
 /// Most records handled in one transaction.
 const BATCH: usize = 500;
 /// Pause before handling a batch again after the database failed.
@@ -66,8 +77,15 @@ pub struct Watcher {
 impl Watcher {
     pub async fn start(config: &Config, pool: PgPool, wake: Arc<Notify>) -> anyhow::Result<Self> {
         config.kafka.ensure_topic().await?;
-        let consumer: StreamConsumer<GroupMember> =
-            config.kafka.consumer_config(&config.group_id).create_with_context(GroupMember::new("notifier"))?;
+        let consumer: StreamConsumer<GroupMember> = config
+            .kafka
+            .consumer_config(&config.group_id)
+            // A notification may wait half a second where a verdict on screen may not: the
+            // notifier fetches up to 1 MiB at a time, or what came in 500 ms. Its fetches cost the
+            // broker as much as the validator's, and each is a transaction here.
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+            .set("fetch.min.bytes", "1048576")
+            .create_with_context(GroupMember::new("notifier"))?;
         consumer.subscribe(&[&config.kafka.topic])?;
         Ok(Watcher {
             consumer,
@@ -129,7 +147,7 @@ impl Watcher {
     async fn record(&self, batch: &[OwnedMessage], isolation: Isolation) -> Result<Recorded, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut recorded = Recorded::default();
-        let mut keys = HeldKeys::new();
+        let mut owners = PerOwner::default();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             if self.consumer.context().held.is_held(partition) {
@@ -140,7 +158,7 @@ impl Watcher {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
                     let span = trace_headers::record_span("notifier", message, envelope.submission_id);
                     recorded.deliveries += match isolation {
-                        Isolation::Together => self.apply(&mut tx, &envelope, &mut keys).instrument(span).await?,
+                        Isolation::Together => self.apply(&mut tx, &envelope, &mut owners).instrument(span).await?,
                         Isolation::EachRecord => self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
                     };
                 }
@@ -166,8 +184,8 @@ impl Watcher {
         envelope: &Envelope,
     ) -> Result<u64, sqlx::Error> {
         let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
-        // Keys of its own: a savepoint rolled back releases the locks it took.
-        match self.apply(&mut savepoint, envelope, &mut HeldKeys::new()).await {
+        // Reads of its own: a savepoint rolled back releases the locks it took.
+        match self.apply(&mut savepoint, envelope, &mut PerOwner::default()).await {
             Ok(deliveries) => {
                 savepoint.commit().await?;
                 Ok(deliveries)
@@ -188,20 +206,29 @@ impl Watcher {
     /// erased (nothing is awaited for it), else its text when `wanted`, sealed text opened with
     /// the owner's data key. The key is read `FOR SHARE`, once per owner and transaction: an
     /// erasure either came first or waits for this transaction, and then scrubs what it wrote.
+    /// An erasure that came first is also known by the account being gone: a key store restored
+    /// from a backup may hold the key again, and a notifier reading late must not keep the text.
     async fn text(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        keys: &mut HeldKeys,
+        owners: &mut PerOwner,
         submission_id: Uuid,
         owner: Uuid,
         content: &Content,
         wanted: bool,
     ) -> Result<Option<Option<String>>, sqlx::Error> {
-        if !keys.contains_key(&owner) {
-            keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
+        if !owners.keys.contains_key(&owner) {
+            owners.keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
         }
-        let key = keys.get(&owner);
+        let key = owners.keys.get(&owner);
         if matches!(key, Some(Ok(None))) {
+            return Ok(None);
+        }
+        let exists = match owners.exists.entry(owner) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(unknown) => *unknown.insert(store::account_exists(tx, owner).await?),
+        };
+        if !exists {
             return Ok(None);
         }
         if !wanted {
@@ -214,12 +241,12 @@ impl Watcher {
     }
 
     /// Records what `envelope` means for notifications; returns the deliveries it made.
-    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, keys: &mut HeldKeys) -> Result<u64, sqlx::Error> {
+    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, owners: &mut PerOwner) -> Result<u64, sqlx::Error> {
         let submission_id = envelope.submission_id;
         let passed = match &envelope.event {
             Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
                 // A batch is told by its counts, not its items' texts.
-                let Some(content) = self.text(tx, keys, submission_id, *owner_id, content, batch.is_none()).await? else {
+                let Some(content) = self.text(tx, owners, submission_id, *owner_id, content, batch.is_none()).await? else {
                     tracing::info!("its account is erased: nothing to notify");
                     return Ok(0);
                 };
@@ -278,6 +305,13 @@ impl Watcher {
             tracing::debug!(notification_id = %notification.id, "verdict too old to notify");
             return Ok(0);
         }
-        store::notify(tx, &notification, self.channels).await
+        if !store::insert_notification(tx, &notification).await? {
+            return Ok(0);
+        }
+        let targets = match owners.targets.entry(notification.account_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(unknown) => unknown.insert(store::delivery_targets(tx, notification.account_id, self.channels).await?),
+        };
+        store::add_deliveries(tx, &notification, targets).await
     }
 }
