@@ -49,20 +49,66 @@ pub struct AwaitedBatch {
     pub size: u32,
 }
 
-pub async fn await_verdict(tx: &mut Transaction<'_, Postgres>, awaited: &Awaited) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO notifier.awaited_verdicts (submission_id, owner_id, content, batch_id, batch_size, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (submission_id) DO NOTHING",
-    )
-    .bind(awaited.submission_id)
-    .bind(awaited.owner_id)
-    .bind(&awaited.content)
-    .bind(awaited.batch.map(|b| b.batch_id))
-    .bind(awaited.batch.map(|b| i32::try_from(b.size).unwrap_or(i32::MAX)))
-    .bind(awaited.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The submissions one transaction starts or stops awaiting, written together before it commits
+/// ([`AwaitedWrites::flush`]) instead of a statement per record. A verdict read in the same batch
+/// as its submission takes it from here; the table ends as if each record had been written in
+/// turn: a submission awaited once (the first of duplicates wins), and any older row of one
+/// taken here deleted.
+#[derive(Default)]
+pub struct AwaitedWrites {
+    /// Added in this transaction and not taken, in log order.
+    added: Vec<Awaited>,
+    /// Taken from `added`: a row of theirs already in the table (a duplicate read before) goes.
+    taken: Vec<Uuid>,
+}
+
+impl AwaitedWrites {
+    /// Awaits `awaited`'s verdict, unless its submission is awaited already.
+    pub fn add(&mut self, awaited: Awaited) {
+        if !self.added.iter().any(|known| known.submission_id == awaited.submission_id) {
+            self.added.push(awaited);
+        }
+    }
+
+    /// Takes the awaited submission out, now that its verdict is read: from those added in this
+    /// transaction, else from the table. `None` when it is not awaited (its verdict was handled
+    /// before, or it has no owner).
+    pub async fn take(&mut self, tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
+        match self.added.iter().position(|awaited| awaited.submission_id == submission_id) {
+            Some(index) => {
+                self.taken.push(submission_id);
+                Ok(Some(self.added.remove(index)))
+            }
+            None => take_awaited(tx, submission_id).await,
+        }
+    }
+
+    /// Writes what was taken and added, in that order (a submission taken, then added again by
+    /// a duplicate, stays awaited), in two statements at most.
+    pub async fn flush(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        if !self.taken.is_empty() {
+            sqlx::query("DELETE FROM notifier.awaited_verdicts WHERE submission_id = ANY($1)").bind(&self.taken).execute(&mut **tx).await?;
+            self.taken.clear();
+        }
+        if self.added.is_empty() {
+            return Ok(());
+        }
+        let added = std::mem::take(&mut self.added);
+        sqlx::query(
+            "INSERT INTO notifier.awaited_verdicts (submission_id, owner_id, content, batch_id, batch_size, created_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::timestamptz[])
+             ON CONFLICT (submission_id) DO NOTHING",
+        )
+        .bind(added.iter().map(|a| a.submission_id).collect::<Vec<_>>())
+        .bind(added.iter().map(|a| a.owner_id).collect::<Vec<_>>())
+        .bind(added.iter().map(|a| a.content.clone()).collect::<Vec<_>>())
+        .bind(added.iter().map(|a| a.batch.map(|b| b.batch_id)).collect::<Vec<_>>())
+        .bind(added.iter().map(|a| a.batch.map(|b| i32::try_from(b.size).unwrap_or(i32::MAX))).collect::<Vec<_>>())
+        .bind(added.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// Whether `account` exists: once erased, nothing is awaited or told for it.
@@ -70,9 +116,8 @@ pub async fn account_exists(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts.accounts WHERE id = $1)").bind(account).fetch_one(&mut **tx).await
 }
 
-/// Takes the awaited submission out, now that its verdict is read; `None` when it is not
-/// awaited (its verdict was handled before, or it has no owner).
-pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
+/// Takes the awaited submission out of the table.
+async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         owner_id: Uuid,

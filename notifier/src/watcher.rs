@@ -28,9 +28,11 @@ use uuid::Uuid;
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
 
-/// What one transaction reads once per owner, for every record of its batch.
+/// What one transaction reads once per owner, for every record of its batch, and the awaited
+/// submissions it writes at its end.
 #[derive(Default)]
 struct PerOwner {
+    awaited: store::AwaitedWrites,
     /// Data keys, read `FOR SHARE`.
     keys: HashMap<Uuid, keyring::store::StoredKey>,
     /// Whether the account still exists (read after its key).
@@ -171,12 +173,13 @@ impl Watcher {
             }
             recorded.progress.insert(partition, offset + 1);
         }
+        owners.awaited.flush(&mut tx).await?;
         tx.commit().await?;
         Ok(recorded)
     }
 
-    /// [`Watcher::apply`] in a savepoint; a refusal for good (say, a notification for an account
-    /// deleted while its verdict was pending) parks the record with the reason and goes on.
+    /// [`Watcher::apply`] in a savepoint, its writes included; a refusal for good (say, a text
+    /// PostgreSQL cannot store) parks the record with the reason and goes on.
     async fn apply_or_park(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -185,7 +188,13 @@ impl Watcher {
     ) -> Result<u64, sqlx::Error> {
         let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
         // Reads of its own: a savepoint rolled back releases the locks it took.
-        match self.apply(&mut savepoint, envelope, &mut PerOwner::default()).await {
+        let mut own = PerOwner::default();
+        let applied = async {
+            let deliveries = self.apply(&mut savepoint, envelope, &mut own).await?;
+            own.awaited.flush(&mut savepoint).await?;
+            Ok(deliveries)
+        };
+        match applied.await {
             Ok(deliveries) => {
                 savepoint.commit().await?;
                 Ok(deliveries)
@@ -257,14 +266,14 @@ impl Watcher {
                     batch: batch.map(|b| AwaitedBatch { batch_id: b.batch_id, size: b.size }),
                     created_at: envelope.occurred_at,
                 };
-                store::await_verdict(tx, &awaited).await?;
+                owners.awaited.add(awaited);
                 return Ok(0);
             }
             Event::SubmissionPassed {} => true,
             Event::SubmissionFailed { .. } => false,
             _ => return Ok(0),
         };
-        let Some(awaited) = store::take_awaited(tx, submission_id).await? else { return Ok(0) };
+        let Some(awaited) = owners.awaited.take(tx, submission_id).await? else { return Ok(0) };
         let notification = match awaited.batch {
             Some(batch) => {
                 let Some((passed, failed)) = store::count_batch_verdict(tx, batch, submission_id, passed).await? else {

@@ -1,0 +1,70 @@
+//! The notifier writes the submissions it awaits once per transaction, not per record: the table
+//! must end as writing each record in turn would have left it, duplicates included.
+
+mod support;
+
+use chrono::Utc;
+use notifier::store::{Awaited, AwaitedWrites};
+use support::TestDb;
+use uuid::Uuid;
+
+fn awaited(submission_id: Uuid, owner_id: Uuid, content: &str) -> Awaited {
+    Awaited { submission_id, owner_id, content: Some(content.into()), batch: None, created_at: Utc::now() }
+}
+
+async fn contents(pool: &sqlx::PgPool, submission_id: Uuid) -> Vec<Option<String>> {
+    sqlx::query_scalar("SELECT content FROM notifier.awaited_verdicts WHERE submission_id = $1").bind(submission_id).fetch_all(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn awaited_submissions_written_together_end_as_if_written_one_by_one() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    notifier::store::migrate(&pool).await.unwrap();
+    let owner = Uuid::new_v4();
+    let [twice, twice_then_judged, judged_then_again, older, unknown] = [(); 5].map(|()| Uuid::new_v4());
+
+    // An earlier transaction left `older` awaited.
+    let mut tx = pool.begin().await.unwrap();
+    let mut writes = AwaitedWrites::default();
+    writes.add(awaited(older, owner, "older, first read"));
+    writes.flush(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    let mut writes = AwaitedWrites::default();
+    // Read twice in one batch: awaited once, as first read.
+    writes.add(awaited(twice, owner, "first copy"));
+    writes.add(awaited(twice, owner, "second copy"));
+    // Read twice, then judged: no longer awaited.
+    writes.add(awaited(twice_then_judged, owner, "first copy"));
+    writes.add(awaited(twice_then_judged, owner, "second copy"));
+    assert!(writes.take(&mut tx, twice_then_judged).await.unwrap().is_some());
+    // Judged in the same batch, then its submission read again (a duplicate after the verdict).
+    writes.add(awaited(judged_then_again, owner, "judged"));
+    let taken = writes.take(&mut tx, judged_then_again).await.unwrap().expect("taken from this batch");
+    assert_eq!(taken.content.as_deref(), Some("judged"));
+    writes.add(awaited(judged_then_again, owner, "read again"));
+    // Read again here, then judged: the row from the earlier transaction goes too.
+    writes.add(awaited(older, owner, "older, read again"));
+    assert!(writes.take(&mut tx, older).await.unwrap().is_some());
+    // Never awaited: nothing to take.
+    assert!(writes.take(&mut tx, unknown).await.unwrap().is_none());
+    writes.flush(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(contents(&pool, twice).await, [Some("first copy".to_owned())]);
+    assert!(contents(&pool, twice_then_judged).await.is_empty());
+    assert_eq!(contents(&pool, judged_then_again).await, [Some("read again".to_owned())]);
+    assert_eq!(contents(&pool, older).await, Vec::<Option<String>>::new());
+
+    // A later verdict takes what is in the table.
+    let mut tx = pool.begin().await.unwrap();
+    let mut writes = AwaitedWrites::default();
+    assert_eq!(writes.take(&mut tx, twice).await.unwrap().and_then(|a| a.content).as_deref(), Some("first copy"));
+    writes.flush(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(contents(&pool, twice).await.is_empty());
+    pool.close().await;
+    db.drop_database().await;
+}
