@@ -2,14 +2,14 @@
 //! milliseconds share a partition, and so a produce request.
 //!
 //! librdkafka sends one produce request per partition (confluentinc/librdkafka#1700). Keyed by
-//! random ids over six partitions, nearly every submission at 1,000/s was a request of its own,
-//! and the broker's CPU follows requests, not records (BENCHMARKS.md, "Submissions share a
-//! partition"). A submission's partition stays the hash of its id, which keys every event about
-//! it (a retry, a resubmission's link, the validator's verdict), so the ids are chosen rather
-//! than the partitions: fresh UUIDv7s are drawn until one hashes to the partition the current
-//! slice of time fills, `partitions` draws on average. Slices take the partitions in turn, by
-//! the wall clock, so every partition gets an equal share over any second, and two replicas fill
-//! the same one at the same time.
+//! random ids over six partitions, nearly every submission at 1,000/s was a request of its own;
+//! grouped, half as many requests, and a third more throughput under load (BENCHMARKS.md,
+//! "Submissions share a partition; the notifier counted"). A submission's partition stays the
+//! hash of its id, which keys every event about it (a retry's copy, the validator's verdict),
+//! so the ids are chosen rather than the partitions: fresh UUIDv7s are drawn until one hashes
+//! to the partition the current slice of time fills, `partitions` draws on average. Slices take
+//! the partitions in turn, by the wall clock, so every partition gets an equal share over any
+//! second, and two replicas fill the same one at the same time.
 //!
 //! The partition count is read once, at start. After partitions are added, ids still spread
 //! over all of them (a hash that fits the old count has as many remainders under the new one),
