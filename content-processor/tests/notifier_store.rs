@@ -1,10 +1,11 @@
-//! The notifier writes the submissions it awaits once per transaction, not per record: the table
-//! must end as writing each record in turn would have left it, duplicates included.
+//! The notifier writes the submissions it awaits and the notifications it makes once per
+//! transaction, not per record: the tables must end as writing each record in turn would have
+//! left them, duplicates included.
 
 mod support;
 
 use chrono::Utc;
-use notifier::store::{Awaited, AwaitedWrites};
+use notifier::store::{Awaited, AwaitedWrites, NewNotifications, Notification};
 use support::TestDb;
 use uuid::Uuid;
 
@@ -65,6 +66,40 @@ async fn awaited_submissions_written_together_end_as_if_written_one_by_one() {
     writes.flush(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
     assert!(contents(&pool, twice).await.is_empty());
+    pool.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_notification_made_twice_is_one_and_is_new_only_once() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    notifier::store::migrate(&pool).await.unwrap();
+    let account = accounts::create_admin(&pool, "told@example.com", "told password 1".into()).await.unwrap().id;
+    let notification = |verdict: &str| Notification {
+        id: notifier::store::notification_id(Uuid::from_u128(7), "submission.judged"),
+        account_id: account,
+        event_type: "submission.judged",
+        data: serde_json::json!({ "status": verdict }),
+        at: Utc::now(),
+    };
+
+    let mut tx = pool.begin().await.unwrap();
+    let mut made = NewNotifications::default();
+    made.add(notification("first read"));
+    made.add(notification("read again"));
+    let new = made.insert(&mut tx).await.unwrap();
+    assert_eq!(new.iter().map(|n| n.data["status"].clone()).collect::<Vec<_>>(), ["first read"]);
+    tx.commit().await.unwrap();
+
+    // Read again after a crash: nothing new, so no second delivery.
+    let mut tx = pool.begin().await.unwrap();
+    let mut made = NewNotifications::default();
+    made.add(notification("after a crash"));
+    assert!(made.insert(&mut tx).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+    let stored: Vec<serde_json::Value> = sqlx::query_scalar("SELECT payload FROM notifier.notifications").fetch_all(&pool).await.unwrap();
+    assert_eq!(stored.iter().map(|p| p["data"]["status"].clone()).collect::<Vec<_>>(), ["first read"]);
     pool.close().await;
     db.drop_database().await;
 }

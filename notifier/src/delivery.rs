@@ -318,11 +318,16 @@ pub async fn queue_test(pool: &PgPool, account_id: Uuid, endpoint_id: Uuid) -> R
         data: serde_json::json!({ "endpoint_id": endpoint_id, "message": "a test event sent from content-processor" }),
         at: Utc::now(),
     };
+    let mut made = crate::store::NewNotifications::default();
+    made.add(notification);
     let mut tx = pool.begin().await?;
-    crate::store::insert_notification(&mut tx, &notification).await?;
-    let id = crate::store::add_delivery(&mut tx, &notification, Some(endpoint_id)).await?;
+    let mut ids = Vec::new();
+    // A new id: it is always inserted.
+    for notification in made.insert(&mut tx).await? {
+        ids.push(crate::store::add_delivery(&mut tx, &notification, Some(endpoint_id)).await?);
+    }
     tx.commit().await?;
-    Ok(id)
+    ids.pop().ok_or_else(|| sqlx::Error::Protocol("a new notification was not inserted".into()))
 }
 
 #[cfg(test)]

@@ -203,6 +203,48 @@ impl Notification {
     }
 }
 
+/// The notifications one transaction makes, inserted together before it commits, each with the
+/// trace of the record that made it. One made twice (a verdict read twice in a batch) is one.
+#[derive(Default)]
+pub struct NewNotifications {
+    made: Vec<(Notification, Option<String>)>,
+}
+
+impl NewNotifications {
+    /// Adds `notification`, with the trace of the current span (the record's): its deliveries
+    /// continue it.
+    pub fn add(&mut self, notification: Notification) {
+        if self.made.iter().any(|(made, _)| made.id == notification.id) {
+            return;
+        }
+        let traceparent = service_kit::trace_context::traceparent(&tracing::Span::current()).and_then(|value| value.to_str().ok().map(str::to_owned));
+        self.made.push((notification, traceparent));
+    }
+
+    /// Inserts them in one statement; returns those not recorded before (a record read again
+    /// makes none).
+    pub async fn insert(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<Vec<Notification>, sqlx::Error> {
+        if self.made.is_empty() {
+            return Ok(Vec::new());
+        }
+        let made = std::mem::take(&mut self.made);
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO notifier.notifications (id, account_id, event_type, payload, created_at, traceparent)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::text[])
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(made.iter().map(|(n, _)| n.id).collect::<Vec<_>>())
+        .bind(made.iter().map(|(n, _)| n.account_id).collect::<Vec<_>>())
+        .bind(made.iter().map(|(n, _)| n.event_type).collect::<Vec<_>>())
+        .bind(made.iter().map(|(n, _)| n.body()).collect::<Vec<_>>())
+        .bind(made.iter().map(|(n, _)| n.at).collect::<Vec<_>>())
+        .bind(made.iter().map(|(_, traceparent)| traceparent.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(made.into_iter().map(|(notification, _)| notification).filter(|notification| inserted.contains(&notification.id)).collect())
+    }
+}
+
 /// Which channels a new notification goes out on.
 #[derive(Debug, Clone, Copy)]
 pub struct Channels {
@@ -244,24 +286,6 @@ pub async fn add_deliveries(tx: &mut Transaction<'_, Postgres>, notification: &N
         add_delivery(tx, notification, *endpoint).await?;
     }
     Ok(targets.len() as u64)
-}
-
-/// Records `notification`; false when it was recorded before.
-pub async fn insert_notification(tx: &mut Transaction<'_, Postgres>, notification: &Notification) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO notifier.notifications (id, account_id, event_type, payload, created_at, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(notification.id)
-    .bind(notification.account_id)
-    .bind(notification.event_type)
-    .bind(notification.body())
-    .bind(notification.at)
-    // The trace of the record being handled, if any: its deliveries continue it.
-    .bind(service_kit::trace_context::traceparent(&tracing::Span::current()).and_then(|value| value.to_str().ok().map(str::to_owned)))
-    .execute(&mut **tx)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
 }
 
 /// A delivery of `notification` by email (`endpoint` `None`) or to a webhook endpoint.

@@ -28,11 +28,12 @@ use uuid::Uuid;
 use crate::store::{self, Awaited, AwaitedBatch, Channels, Notification};
 use crate::Config;
 
-/// What one transaction reads once per owner, for every record of its batch, and the awaited
-/// submissions it writes at its end.
+/// What one transaction reads once per owner, for every record of its batch, and what it writes
+/// at its end.
 #[derive(Default)]
 struct PerOwner {
     awaited: store::AwaitedWrites,
+    notifications: store::NewNotifications,
     /// Data keys, read `FOR SHARE`.
     keys: HashMap<Uuid, keyring::store::StoredKey>,
     /// Whether the account still exists (read after its key).
@@ -159,10 +160,10 @@ impl Watcher {
                 Some(Ok(envelope)) => {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
                     let span = trace_headers::record_span("notifier", message, envelope.submission_id);
-                    recorded.deliveries += match isolation {
+                    match isolation {
                         Isolation::Together => self.apply(&mut tx, &envelope, &mut owners).instrument(span).await?,
-                        Isolation::EachRecord => self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
-                    };
+                        Isolation::EachRecord => recorded.deliveries += self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
+                    }
                 }
                 Some(Err(error)) if error.is_newer_version() => {
                     self.consumer.context().held.hold(&self.consumer, &self.topic, partition, offset, &error);
@@ -173,7 +174,7 @@ impl Watcher {
             }
             recorded.progress.insert(partition, offset + 1);
         }
-        owners.awaited.flush(&mut tx).await?;
+        recorded.deliveries += self.write_out(&mut tx, &mut owners).await?;
         tx.commit().await?;
         Ok(recorded)
     }
@@ -190,9 +191,8 @@ impl Watcher {
         // Reads of its own: a savepoint rolled back releases the locks it took.
         let mut own = PerOwner::default();
         let applied = async {
-            let deliveries = self.apply(&mut savepoint, envelope, &mut own).await?;
-            own.awaited.flush(&mut savepoint).await?;
-            Ok(deliveries)
+            self.apply(&mut savepoint, envelope, &mut own).await?;
+            self.write_out(&mut savepoint, &mut own).await
         };
         match applied.await {
             Ok(deliveries) => {
@@ -249,15 +249,15 @@ impl Watcher {
         })))
     }
 
-    /// Records what `envelope` means for notifications; returns the deliveries it made.
-    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, owners: &mut PerOwner) -> Result<u64, sqlx::Error> {
+    /// Records what `envelope` means for notifications, to be written by [`Watcher::write_out`].
+    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, owners: &mut PerOwner) -> Result<(), sqlx::Error> {
         let submission_id = envelope.submission_id;
         let passed = match &envelope.event {
             Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
                 // A batch is told by its counts, not its items' texts.
                 let Some(content) = self.text(tx, owners, submission_id, *owner_id, content, batch.is_none()).await? else {
                     tracing::info!("its account is erased: nothing to notify");
-                    return Ok(0);
+                    return Ok(());
                 };
                 let awaited = Awaited {
                     submission_id,
@@ -267,17 +267,17 @@ impl Watcher {
                     created_at: envelope.occurred_at,
                 };
                 owners.awaited.add(awaited);
-                return Ok(0);
+                return Ok(());
             }
             Event::SubmissionPassed {} => true,
             Event::SubmissionFailed { .. } => false,
-            _ => return Ok(0),
+            _ => return Ok(()),
         };
-        let Some(awaited) = owners.awaited.take(tx, submission_id).await? else { return Ok(0) };
+        let Some(awaited) = owners.awaited.take(tx, submission_id).await? else { return Ok(()) };
         let notification = match awaited.batch {
             Some(batch) => {
                 let Some((passed, failed)) = store::count_batch_verdict(tx, batch, submission_id, passed).await? else {
-                    return Ok(0);
+                    return Ok(());
                 };
                 tracing::info!(batch_id = %batch.batch_id, passed, failed, "batch complete");
                 Notification {
@@ -312,15 +312,25 @@ impl Watcher {
         };
         if Utc::now() - notification.at > self.max_age {
             tracing::debug!(notification_id = %notification.id, "verdict too old to notify");
-            return Ok(0);
+            return Ok(());
         }
-        if !store::insert_notification(tx, &notification).await? {
-            return Ok(0);
+        owners.notifications.add(notification);
+        Ok(())
+    }
+
+    /// Writes what the records applied so far made: the awaited submissions, then the
+    /// notifications, and a delivery of each new one to every target of its owner. Returns the
+    /// deliveries made.
+    async fn write_out(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, owners: &mut PerOwner) -> Result<u64, sqlx::Error> {
+        owners.awaited.flush(tx).await?;
+        let mut deliveries = 0;
+        for notification in owners.notifications.insert(tx).await? {
+            let targets = match owners.targets.entry(notification.account_id) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(unknown) => unknown.insert(store::delivery_targets(tx, notification.account_id, self.channels).await?),
+            };
+            deliveries += store::add_deliveries(tx, &notification, targets).await?;
         }
-        let targets = match owners.targets.entry(notification.account_id) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(unknown) => unknown.insert(store::delivery_targets(tx, notification.account_id, self.channels).await?),
-        };
-        store::add_deliveries(tx, &notification, targets).await
+        Ok(deliveries)
     }
 }
