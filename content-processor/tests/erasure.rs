@@ -50,11 +50,7 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
 
     // A backup of the key store, taken before the deletion: it still holds the account's key.
     let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
-    sqlx::query("CREATE TABLE public.data_keys_backup AS SELECT * FROM accounts.data_keys WHERE account_id = $1::uuid")
-        .bind(&leaving.id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    back_up_key(&pool, &leaving.id).await;
 
     // Deleting takes the password; a wrong one changes nothing.
     assert_eq!(delete_own(&leaving, api, "not the password").await, StatusCode::UNAUTHORIZED);
@@ -104,13 +100,7 @@ async fn a_deleted_accounts_text_is_unreadable_everywhere_and_everyone_elses_sta
     assert_eq!(erased.len(), 1, "announced once: {erased:?}");
     // ...so a key store restored from the backup, the key back in it, brings no text back: a
     // rebuild takes the log's word over the key's.
-    sqlx::query(
-        "UPDATE accounts.data_keys k SET kek_id = b.kek_id, wrapped = b.wrapped, erased_at = NULL FROM public.data_keys_backup b
-         WHERE k.account_id = b.account_id",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    restore_keys(&pool).await;
     let started = api.http.post(api.url("/admin/rebuild")).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     wait_for_rebuild(api).await;
@@ -256,19 +246,9 @@ async fn a_notifier_reading_a_deleted_accounts_submission_late_keeps_no_text_eve
     api.wait_for_verdict(&id).await;
 
     let pool = sqlx::PgPool::connect(&system.db.url).await.unwrap();
-    sqlx::query("CREATE TABLE public.data_keys_backup AS SELECT * FROM accounts.data_keys WHERE account_id = $1::uuid")
-        .bind(&leaving.id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    back_up_key(&pool, &leaving.id).await;
     assert_eq!(delete_own(&leaving, api, PASSWORD).await, StatusCode::NO_CONTENT);
-    sqlx::query(
-        "UPDATE accounts.data_keys k SET kek_id = b.kek_id, wrapped = b.wrapped, erased_at = NULL FROM public.data_keys_backup b
-         WHERE k.account_id = b.account_id",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    restore_keys(&pool).await;
     pool.close().await;
 
     // A notifier of a group of its own reads the whole log now, after all of that.
@@ -281,7 +261,7 @@ async fn a_notifier_reading_a_deleted_accounts_submission_late_keeps_no_text_eve
     let ends = support::partition_ends(&kafka).await;
     support::eventually("the late notifier has read the log up to its end", || {
         let (kafka, ends) = (kafka.clone(), ends.clone());
-        async move { tokio::task::spawn_blocking(move || read_up_to(&kafka, "late-notifier", &ends)).await.unwrap().then_some(()) }
+        async move { tokio::task::spawn_blocking(move || support::group_has_read(&kafka, "late-notifier", &ends)).await.unwrap().then_some(()) }
     })
     .await;
     stop.cancel();
@@ -291,19 +271,24 @@ async fn a_notifier_reading_a_deleted_accounts_submission_late_keeps_no_text_eve
     system.stop().await;
 }
 
-/// Whether `group` has committed offsets at least up to `ends` on every partition that has records.
-fn read_up_to(kafka: &kafka_kit::KafkaArgs, group: &str, ends: &[(i32, i64)]) -> bool {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = kafka.consumer_config(group).create().unwrap();
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    for (partition, _) in ends {
-        partitions.add_partition(&kafka.topic, *partition);
-    }
-    let Ok(committed) = consumer.committed_offsets(partitions, std::time::Duration::from_secs(5)) else { return false };
-    ends.iter().all(|(partition, end)| {
-        *end == 0
-            || matches!(committed.find_partition(&kafka.topic, *partition).map(|entry| entry.offset()), Some(rdkafka::Offset::Offset(at)) if at >= *end)
-    })
+/// Copies `account`'s row of the key store aside, as a backup taken now would hold it.
+async fn back_up_key(pool: &sqlx::PgPool, account: &str) {
+    sqlx::query("CREATE TABLE public.data_keys_backup AS SELECT * FROM accounts.data_keys WHERE account_id = $1::uuid")
+        .bind(account)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Restores the key store from that backup: the keys are back, unerased.
+async fn restore_keys(pool: &sqlx::PgPool) {
+    sqlx::query(
+        "UPDATE accounts.data_keys k SET kek_id = b.kek_id, wrapped = b.wrapped, erased_at = NULL FROM public.data_keys_backup b
+         WHERE k.account_id = b.account_id",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 async fn post(user: &User, api: &support::Api, path: &str, body: Value) -> Value {

@@ -1,6 +1,7 @@
 //! Nothing one owner's notifications do may slow or block another's: an endpoint that hangs
-//! holds only its own owner's share of the sends; a verdict that can never be stored (its
-//! account deleted while it was pending) is parked with the reason and the log goes on; and a
+//! holds only its own owner's share of the sends; a record that can never be stored (a legacy
+//! text with a NUL) is parked with the reason and the log goes on, and one of an account that
+//! no longer exists leaves nothing behind; and a
 //! delivery that can never succeed (its endpoint deleted) fails at once instead of being
 //! retried for hours.
 
@@ -181,7 +182,7 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     };
     let envelope = Envelope::new(ghost_submission, created(Uuid::new_v4(), "a ghost's text 12345"), chrono::Utc::now(), Uuid::new_v4());
     let publisher = kafka_kit::EventPublisher::new(&system.running.kafka, Duration::from_secs(10)).unwrap();
-    publisher.publish(&envelope).await.unwrap();
+    let ghost = publisher.publish(&envelope).await.unwrap();
     // A record of Alice's from before the command API refused NUL: its text can never be stored.
     let poison_submission = Uuid::now_v7();
     let owner = alice.id.parse().unwrap();
@@ -189,9 +190,20 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     publisher.publish(&envelope).await.unwrap();
     // The notifier sets it aside, with why (before, it retried it for ever).
     let pool = system.db.pool().await;
-    let parked: Vec<(Uuid, String)> = eventually("the ghost's verdict is parked", || async {
+    let parked: Vec<(Uuid, String)> = eventually("the record with a NUL is parked", || async {
         let parked: Vec<(Uuid, String)> = sqlx::query_as("SELECT submission_id, reason FROM notifier.parked_records").fetch_all(&pool).await.ok()?;
         (!parked.is_empty()).then_some(parked)
+    })
+    .await;
+
+    // The ghost's record read too, before anything is said of it.
+    let kafka = system.running.kafka.clone();
+    eventually("the notifier has read the ghost's record", || {
+        let kafka = kafka.clone();
+        async move {
+            let past_it = [(ghost.partition, ghost.offset + 1)];
+            tokio::task::spawn_blocking(move || support::group_has_read(&kafka, "notifier", &past_it)).await.unwrap().then_some(())
+        }
     })
     .await;
 

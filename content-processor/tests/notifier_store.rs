@@ -40,17 +40,18 @@ async fn awaited_submissions_written_together_end_as_if_written_one_by_one() {
     // Read twice, then judged: no longer awaited.
     writes.add(awaited(twice_then_judged, owner, "first copy"));
     writes.add(awaited(twice_then_judged, owner, "second copy"));
-    assert!(writes.take(&mut tx, twice_then_judged).await.unwrap().is_some());
+    assert!(writes.take_added(twice_then_judged).is_some());
     // Judged in the same batch, then its submission read again (a duplicate after the verdict).
     writes.add(awaited(judged_then_again, owner, "judged"));
-    let taken = writes.take(&mut tx, judged_then_again).await.unwrap().expect("taken from this batch");
+    let taken = writes.take_added(judged_then_again).expect("taken from this batch");
     assert_eq!(taken.content.as_deref(), Some("judged"));
     writes.add(awaited(judged_then_again, owner, "read again"));
     // Read again here, then judged: the row from the earlier transaction goes too.
     writes.add(awaited(older, owner, "older, read again"));
-    assert!(writes.take(&mut tx, older).await.unwrap().is_some());
-    // Never awaited: nothing to take.
-    assert!(writes.take(&mut tx, unknown).await.unwrap().is_none());
+    assert!(writes.take_added(older).is_some());
+    // Not added here: nothing to take here, nor in the table.
+    assert!(writes.take_added(unknown).is_none());
+    assert!(notifier::store::take_awaited(&mut tx, unknown).await.unwrap().is_none());
     writes.flush(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -61,9 +62,7 @@ async fn awaited_submissions_written_together_end_as_if_written_one_by_one() {
 
     // A later verdict takes what is in the table.
     let mut tx = pool.begin().await.unwrap();
-    let mut writes = AwaitedWrites::default();
-    assert_eq!(writes.take(&mut tx, twice).await.unwrap().and_then(|a| a.content).as_deref(), Some("first copy"));
-    writes.flush(&mut tx).await.unwrap();
+    assert_eq!(notifier::store::take_awaited(&mut tx, twice).await.unwrap().and_then(|a| a.content).as_deref(), Some("first copy"));
     tx.commit().await.unwrap();
     assert!(contents(&pool, twice).await.is_empty());
     pool.close().await;

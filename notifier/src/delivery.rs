@@ -321,13 +321,11 @@ pub async fn queue_test(pool: &PgPool, account_id: Uuid, endpoint_id: Uuid) -> R
     let mut made = crate::store::NewNotifications::default();
     made.add(notification);
     let mut tx = pool.begin().await?;
-    let mut ids = Vec::new();
-    // A new id: it is always inserted.
-    for notification in made.insert(&mut tx).await? {
-        ids.push(crate::store::add_delivery(&mut tx, &notification, Some(endpoint_id)).await?);
-    }
+    // Its id is new, so it is inserted.
+    let Some(notification) = made.insert(&mut tx).await?.pop() else { return Err(sqlx::Error::RowNotFound) };
+    let id = crate::store::add_delivery(&mut tx, &notification, Some(endpoint_id)).await?;
     tx.commit().await?;
-    ids.pop().ok_or_else(|| sqlx::Error::Protocol("a new notification was not inserted".into()))
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ pub struct AwaitedBatch {
 /// The submissions one transaction starts or stops awaiting, written together before it commits
 /// ([`AwaitedWrites::flush`]) instead of a statement per record. A verdict read in the same batch
 /// as its submission takes it from here; the table ends as if each record had been written in
-/// turn: a submission awaited once (the first of duplicates wins), and any older row of one
-/// taken here deleted.
+/// turn: a submission awaited once, and any older row of one taken here deleted. (Copies of a
+/// submission's record are identical, so which copy a verdict takes does not matter.)
 #[derive(Default)]
 pub struct AwaitedWrites {
     /// Added in this transaction and not taken, in log order.
@@ -70,17 +70,12 @@ impl AwaitedWrites {
         }
     }
 
-    /// Takes the awaited submission out, now that its verdict is read: from those added in this
-    /// transaction, else from the table. `None` when it is not awaited (its verdict was handled
-    /// before, or it has no owner).
-    pub async fn take(&mut self, tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
-        match self.added.iter().position(|awaited| awaited.submission_id == submission_id) {
-            Some(index) => {
-                self.taken.push(submission_id);
-                Ok(Some(self.added.remove(index)))
-            }
-            None => take_awaited(tx, submission_id).await,
-        }
+    /// Takes the submission out if it was added in this transaction, now that its verdict is
+    /// read; else it is in the table, or not awaited ([`take_awaited`]).
+    pub fn take_added(&mut self, submission_id: Uuid) -> Option<Awaited> {
+        let index = self.added.iter().position(|awaited| awaited.submission_id == submission_id)?;
+        self.taken.push(submission_id);
+        Some(self.added.remove(index))
     }
 
     /// Writes what was taken and added, in that order (a submission taken, then added again by
@@ -111,13 +106,23 @@ impl AwaitedWrites {
     }
 }
 
-/// Whether `account` exists: once erased, nothing is awaited or told for it.
-pub async fn account_exists(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts.accounts WHERE id = $1)").bind(account).fetch_one(&mut **tx).await
+/// Whether `account` exists, locking its row (`FOR KEY SHARE`) until the transaction ends: an
+/// erasure, which locks it `FOR UPDATE` first, waits for the transaction, or came before it and
+/// left no account. Once erased, nothing is awaited or told for it.
+pub async fn lock_account(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<bool, sqlx::Error> {
+    let found: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM accounts.accounts WHERE id = $1 FOR KEY SHARE").bind(account).fetch_optional(&mut **tx).await?;
+    Ok(found.is_some())
 }
 
-/// Takes the awaited submission out of the table.
-async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
+/// Whose submission `submission_id` is, when its verdict is awaited since an earlier transaction.
+pub async fn awaited_owner(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT owner_id FROM notifier.awaited_verdicts WHERE submission_id = $1").bind(submission_id).fetch_optional(&mut **tx).await
+}
+
+/// Takes the awaited submission out of the table; `None` when it is not awaited (its verdict was
+/// handled before, or it has no owner).
+pub async fn take_awaited(tx: &mut Transaction<'_, Postgres>, submission_id: Uuid) -> Result<Option<Awaited>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         owner_id: Uuid,

@@ -31,19 +31,21 @@ use crate::Config;
 /// What one transaction reads once per owner, for every record of its batch, and what it writes
 /// at its end.
 #[derive(Default)]
-struct PerOwner {
+struct InTransaction {
     awaited: store::AwaitedWrites,
     notifications: store::NewNotifications,
-    /// Data keys, read `FOR SHARE`.
+    /// Whether the account exists, read with its row locked ([`store::lock_account`]).
+    live: HashMap<Uuid, bool>,
+    /// Data keys, read `FOR SHARE` after the account.
     keys: HashMap<Uuid, keyring::store::StoredKey>,
-    /// Whether the account still exists (read after its key).
-    exists: HashMap<Uuid, bool>,
     /// Where the owner's new notifications go ([`store::delivery_targets`]).
     targets: HashMap<Uuid, Vec<Option<Uuid>>>,
 }
 
-/// How long a fetch waits for 1 MiB of records, in milliseconds: how late a notification may be.
+/// How long a fetch waits for [`FETCH_MIN_BYTES`], in milliseconds: how late a notification may be.
 const FETCH_WAIT_MS: &str = "500";
+/// What a fetch waits for, unless [`FETCH_WAIT_MS`] passes first: 1 MiB.
+const FETCH_MIN_BYTES: &str = "1048576";
 /// Most records handled in one transaction.
 const BATCH: usize = 500;
 /// Pause before handling a batch again after the database failed.
@@ -87,7 +89,7 @@ impl Watcher {
             // notifier fetches up to 1 MiB at a time, or what came in 500 ms. Its fetches cost the
             // broker as much as the validator's, and each is a transaction here.
             .set("fetch.wait.max.ms", FETCH_WAIT_MS)
-            .set("fetch.min.bytes", "1048576")
+            .set("fetch.min.bytes", FETCH_MIN_BYTES)
             .create_with_context(GroupMember::new("notifier"))?;
         consumer.subscribe(&[&config.kafka.topic])?;
         Ok(Watcher {
@@ -150,7 +152,7 @@ impl Watcher {
     async fn record(&self, batch: &[OwnedMessage], isolation: Isolation) -> Result<Recorded, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut recorded = Recorded::default();
-        let mut owners = PerOwner::default();
+        let mut state = InTransaction::default();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             if self.consumer.context().held.is_held(partition) {
@@ -161,7 +163,7 @@ impl Watcher {
                     service_kit::metrics::event_consumed("notifier", envelope.event.type_name());
                     let span = trace_headers::record_span("notifier", message, envelope.submission_id);
                     match isolation {
-                        Isolation::Together => self.apply(&mut tx, &envelope, &mut owners).instrument(span).await?,
+                        Isolation::Together => self.apply(&mut tx, &envelope, &mut state).instrument(span).await?,
                         Isolation::EachRecord => recorded.deliveries += self.apply_or_park(&mut tx, message, &envelope).instrument(span).await?,
                     }
                 }
@@ -174,7 +176,7 @@ impl Watcher {
             }
             recorded.progress.insert(partition, offset + 1);
         }
-        recorded.deliveries += self.write_out(&mut tx, &mut owners).await?;
+        recorded.deliveries += self.write_out(&mut tx, &mut state).await?;
         tx.commit().await?;
         Ok(recorded)
     }
@@ -189,7 +191,7 @@ impl Watcher {
     ) -> Result<u64, sqlx::Error> {
         let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
         // Reads of its own: a savepoint rolled back releases the locks it took.
-        let mut own = PerOwner::default();
+        let mut own = InTransaction::default();
         let applied = async {
             self.apply(&mut savepoint, envelope, &mut own).await?;
             self.write_out(&mut savepoint, &mut own).await
@@ -213,31 +215,28 @@ impl Watcher {
 
     /// What the notifier may keep of a new submission of `owner`'s: `None` once the owner is
     /// erased (nothing is awaited for it), else its text when `wanted`, sealed text opened with
-    /// the owner's data key. The key is read `FOR SHARE`, once per owner and transaction: an
-    /// erasure either came first or waits for this transaction, and then scrubs what it wrote.
-    /// An erasure that came first is also known by the account being gone: a key store restored
-    /// from a backup may hold the key again, and a notifier reading late must not keep the text.
+    /// the owner's data key. The account is locked first, then the key read `FOR SHARE`, once per
+    /// owner and transaction: an erasure either came first or waits for this transaction, and
+    /// then scrubs what it wrote. An erasure that came first is known by the account being gone,
+    /// whatever the key store says: one restored from a backup may hold the key again, and a
+    /// notifier reading late must not keep the text.
     async fn text(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        owners: &mut PerOwner,
+        state: &mut InTransaction,
         submission_id: Uuid,
         owner: Uuid,
         content: &Content,
         wanted: bool,
     ) -> Result<Option<Option<String>>, sqlx::Error> {
-        if !owners.keys.contains_key(&owner) {
-            owners.keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
-        }
-        let key = owners.keys.get(&owner);
-        if matches!(key, Some(Ok(None))) {
+        if !Self::account_lives(tx, state, owner).await? {
             return Ok(None);
         }
-        let exists = match owners.exists.entry(owner) {
-            Entry::Occupied(known) => *known.get(),
-            Entry::Vacant(unknown) => *unknown.insert(store::account_exists(tx, owner).await?),
-        };
-        if !exists {
+        if !state.keys.contains_key(&owner) {
+            state.keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
+        }
+        let key = state.keys.get(&owner);
+        if matches!(key, Some(Ok(None))) {
             return Ok(None);
         }
         if !wanted {
@@ -249,13 +248,39 @@ impl Watcher {
         })))
     }
 
+    /// Whether `owner`'s account exists, its row locked until the commit (once per transaction).
+    /// An erasure locks the account before it deletes anything of it, so this transaction takes
+    /// the account before it writes or deletes anything of the owner's, in the same order: one
+    /// waits for the other, and neither for a lock the other holds.
+    async fn account_lives(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, state: &mut InTransaction, owner: Uuid) -> Result<bool, sqlx::Error> {
+        Ok(match state.live.entry(owner) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(unknown) => *unknown.insert(store::lock_account(tx, owner).await?),
+        })
+    }
+
+    /// Takes out a submission awaited since an earlier batch, its account locked first
+    /// ([`Watcher::account_lives`]); `None` when it is not awaited, or its account is gone (the
+    /// erasure deleted what was awaited).
+    async fn take_stored(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        state: &mut InTransaction,
+        submission_id: Uuid,
+    ) -> Result<Option<Awaited>, sqlx::Error> {
+        let Some(owner) = store::awaited_owner(tx, submission_id).await? else { return Ok(None) };
+        if !Self::account_lives(tx, state, owner).await? {
+            return Ok(None);
+        }
+        store::take_awaited(tx, submission_id).await
+    }
+
     /// Records what `envelope` means for notifications, to be written by [`Watcher::write_out`].
-    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, owners: &mut PerOwner) -> Result<(), sqlx::Error> {
+    async fn apply(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, envelope: &Envelope, state: &mut InTransaction) -> Result<(), sqlx::Error> {
         let submission_id = envelope.submission_id;
         let passed = match &envelope.event {
             Event::SubmissionCreated { content, owner_id: Some(owner_id), batch, .. } => {
                 // A batch is told by its counts, not its items' texts.
-                let Some(content) = self.text(tx, owners, submission_id, *owner_id, content, batch.is_none()).await? else {
+                let Some(content) = self.text(tx, state, submission_id, *owner_id, content, batch.is_none()).await? else {
                     tracing::info!("its account is erased: nothing to notify");
                     return Ok(());
                 };
@@ -266,14 +291,20 @@ impl Watcher {
                     batch: batch.map(|b| AwaitedBatch { batch_id: b.batch_id, size: b.size }),
                     created_at: envelope.occurred_at,
                 };
-                owners.awaited.add(awaited);
+                state.awaited.add(awaited);
                 return Ok(());
             }
             Event::SubmissionPassed {} => true,
             Event::SubmissionFailed { .. } => false,
             _ => return Ok(()),
         };
-        let Some(awaited) = owners.awaited.take(tx, submission_id).await? else { return Ok(()) };
+        let awaited = match state.awaited.take_added(submission_id) {
+            Some(awaited) => awaited,
+            None => match Self::take_stored(tx, state, submission_id).await? {
+                Some(awaited) => awaited,
+                None => return Ok(()),
+            },
+        };
         let notification = match awaited.batch {
             Some(batch) => {
                 let Some((passed, failed)) = store::count_batch_verdict(tx, batch, submission_id, passed).await? else {
@@ -314,18 +345,18 @@ impl Watcher {
             tracing::debug!(notification_id = %notification.id, "verdict too old to notify");
             return Ok(());
         }
-        owners.notifications.add(notification);
+        state.notifications.add(notification);
         Ok(())
     }
 
     /// Writes what the records applied so far made: the awaited submissions, then the
     /// notifications, and a delivery of each new one to every target of its owner. Returns the
     /// deliveries made.
-    async fn write_out(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, owners: &mut PerOwner) -> Result<u64, sqlx::Error> {
-        owners.awaited.flush(tx).await?;
+    async fn write_out(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, state: &mut InTransaction) -> Result<u64, sqlx::Error> {
+        state.awaited.flush(tx).await?;
         let mut deliveries = 0;
-        for notification in owners.notifications.insert(tx).await? {
-            let targets = match owners.targets.entry(notification.account_id) {
+        for notification in state.notifications.insert(tx).await? {
+            let targets = match state.targets.entry(notification.account_id) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(unknown) => unknown.insert(store::delivery_targets(tx, notification.account_id, self.channels).await?),
             };

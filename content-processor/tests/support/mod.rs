@@ -309,6 +309,22 @@ pub async fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
     bounds.into_iter().map(|(partition, (_, end))| (partition, end)).collect()
 }
 
+/// Whether consumer group `group` has committed offsets at least up to `ends` (partition, offset) on
+/// every partition whose end is past 0.
+pub fn group_has_read(kafka: &kafka_kit::KafkaArgs, group: &str, ends: &[(i32, i64)]) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = kafka.consumer_config(group).create().unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for (partition, _) in ends {
+        partitions.add_partition(&kafka.topic, *partition);
+    }
+    let Ok(committed) = consumer.committed_offsets(partitions, std::time::Duration::from_secs(5)) else { return false };
+    ends.iter().all(|(partition, end)| {
+        *end == 0
+            || matches!(committed.find_partition(&kafka.topic, *partition).map(|entry| entry.offset()), Some(rdkafka::Offset::Offset(at)) if at >= *end)
+    })
+}
+
 /// Waits until the command API at `url` accepts a submission.
 pub async fn wait_until_accepting(http: &reqwest::Client, url: &str) {
     eventually("the command API accepts", || async {
