@@ -113,8 +113,7 @@ async fn resuming_on_another_replica_gets_no_reset_and_misses_nothing() {
         system.wait_for_verdict(&id).await;
     }
     let pool = system.db.pool().await;
-    let expected: Vec<String> =
-        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let expected = event_ids(&pool).await;
     let last = received.last().map(|event| event.id.clone());
     let rest = SseConnection::open(&system.http, &replicas[0], last.as_deref()).await;
     received.extend(rest.read(expected.len().saturating_sub(received.len())).await);
@@ -162,7 +161,7 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
 
     // Alice's stream resumes just before her last change: receiving that change means the
     // stream has read the table, so whatever commits from here on must come through the hub.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let ids = event_ids(&pool).await;
     let mut stream = SseConnection::open(&alice.http, &replica.url("/api/stream"), Some(&ids[ids.len() - 2])).await;
     let mut received = stream.next_events(|events| !events.is_empty()).await;
 
@@ -172,8 +171,7 @@ async fn an_owner_stream_opened_before_the_hubs_first_read_misses_nothing() {
     let live = alice.submit(&system, "after the hub's first read 3").await;
     received.extend(stream.next_events(|events| events.iter().any(|e| e.data["submission_id"] == live["id"] && e.data["status"] == "PASSED")).await);
 
-    let expected: Vec<String> =
-        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let expected = event_ids(&pool).await;
     let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
     assert_eq!(received, expected[ids.len() - 1..], "every change after the resumed one, once, in order");
     shutdown.cancel();
@@ -193,7 +191,7 @@ async fn a_burst_larger_than_the_owners_feed_reaches_the_stream_once_and_in_orde
 
     // Resumed just before her last change: once that change arrives, the stream is live.
     let pool = system.db.pool().await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let ids = event_ids(&pool).await;
     let mut stream = SseConnection::open(&alice.http, &system.url("/api/stream"), Some(&ids[ids.len() - 2])).await;
     let mut received = stream.next_events(|events| !events.is_empty()).await;
 
@@ -203,10 +201,14 @@ async fn a_burst_larger_than_the_owners_feed_reaches_the_stream_once_and_in_orde
     // 40 items, three changes each.
     received.extend(stream.next_events(|events| events.len() >= 120).await);
 
-    let expected: Vec<String> =
-        sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(&pool).await.unwrap();
+    let expected = event_ids(&pool).await;
     let received: Vec<&str> = received.iter().map(|event| event.id.as_str()).collect();
     assert_eq!(received, expected[ids.len() - 1..], "every change after the resumed one, once, in order");
     pool.close().await;
     system.stop().await;
+}
+
+/// The SSE ids of every change in the read model, in order.
+async fn event_ids(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT generation || '-' || seq FROM submission_events ORDER BY seq").fetch_all(pool).await.unwrap()
 }

@@ -36,7 +36,8 @@ pub const PAGE: i64 = 500;
 const BUFFER: usize = 4096;
 /// The same for one owner's feed: every connected owner has one, its slots allocated up front
 /// (about 56 bytes each: with 10,000 users, 16 slots took 8.5 MiB). Four hold a submission's
-/// three changes; a burst of more, such as a batch, is read from the table instead.
+/// three changes (and a reset); more at once, such as a batch or several submissions in flight,
+/// lag the feed, and the stream reads them from the table instead.
 const OWNER_BUFFER: usize = 4;
 
 /// A place in the stream of changes: a generation of the read model and a `seq` in it.
