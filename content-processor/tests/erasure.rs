@@ -259,11 +259,7 @@ async fn a_notifier_reading_a_deleted_accounts_submission_late_keeps_no_text_eve
     let stop = system.shutdown.child_token();
     let running = tokio::spawn(late.run(stop.clone()));
     let ends = support::partition_ends(&kafka).await;
-    support::eventually("the late notifier has read the log up to its end", || {
-        let (kafka, ends) = (kafka.clone(), ends.clone());
-        async move { tokio::task::spawn_blocking(move || support::group_has_read(&kafka, "late-notifier", &ends)).await.unwrap().then_some(()) }
-    })
-    .await;
+    support::wait_until_group_has_read(&kafka, "late-notifier", &ends).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 

@@ -197,15 +197,7 @@ async fn what_can_never_be_notified_is_set_aside_and_everyone_else_is_still_told
     .await;
 
     // The ghost's record read too, before anything is said of it.
-    let kafka = system.running.kafka.clone();
-    eventually("the notifier has read the ghost's record", || {
-        let kafka = kafka.clone();
-        async move {
-            let past_it = [(ghost.partition, ghost.offset + 1)];
-            tokio::task::spawn_blocking(move || support::group_has_read(&kafka, "notifier", &past_it)).await.unwrap().then_some(())
-        }
-    })
-    .await;
+    support::wait_until_group_has_read(&system.running.kafka, "notifier", &[(ghost.partition, ghost.offset + 1)]).await;
 
     // Alice's verdicts, read after it, are still told.
     let id = alice.submit(&system, "alice's text 12345").await["id"].as_str().unwrap().to_owned();

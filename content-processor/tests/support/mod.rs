@@ -309,20 +309,16 @@ pub async fn partition_ends(kafka: &KafkaArgs) -> Vec<(i32, i64)> {
     bounds.into_iter().map(|(partition, (_, end))| (partition, end)).collect()
 }
 
-/// Whether consumer group `group` has committed offsets at least up to `ends` (partition, offset) on
-/// every partition whose end is past 0.
-pub fn group_has_read(kafka: &kafka_kit::KafkaArgs, group: &str, ends: &[(i32, i64)]) -> bool {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = kafka.consumer_config(group).create().unwrap();
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    for (partition, _) in ends {
-        partitions.add_partition(&kafka.topic, *partition);
-    }
-    let Ok(committed) = consumer.committed_offsets(partitions, std::time::Duration::from_secs(5)) else { return false };
-    ends.iter().all(|(partition, end)| {
-        *end == 0
-            || matches!(committed.find_partition(&kafka.topic, *partition).map(|entry| entry.offset()), Some(rdkafka::Offset::Offset(at)) if at >= *end)
+/// Waits until consumer group `group` has committed at least up to `ends` (partition, offset) on
+/// every partition whose end is past 0 (asked as the operations dashboard asks).
+pub async fn wait_until_group_has_read(kafka: &KafkaArgs, group: &str, ends: &[(i32, i64)]) {
+    let inspector = kafka_kit::inspect::Inspector::new(kafka, group).expect("an inspector of the group");
+    let partitions: Vec<i32> = ends.iter().map(|(partition, _)| *partition).collect();
+    eventually(&format!("group {group} has read up to {ends:?}"), || async {
+        let committed = inspector.committed(&kafka.topic, &partitions).await.ok()?;
+        ends.iter().all(|(partition, end)| *end == 0 || committed.get(partition).copied().flatten().is_some_and(|at| at >= *end)).then_some(())
     })
+    .await
 }
 
 /// Waits until the command API at `url` accepts a submission.
