@@ -215,11 +215,11 @@ impl Watcher {
 
     /// What the notifier may keep of a new submission of `owner`'s: `None` once the owner is
     /// erased (nothing is awaited for it), else its text when `wanted`, sealed text opened with
-    /// the owner's data key. The account is locked first, then the key read `FOR SHARE`, once per
-    /// owner and transaction: an erasure either came first or waits for this transaction, and
-    /// then scrubs what it wrote. An erasure that came first is known by the account being gone,
-    /// whatever the key store says: one restored from a backup may hold the key again, and a
-    /// notifier reading late must not keep the text.
+    /// the owner's data key. The account is locked first, then the key read `FOR SHARE` when the
+    /// text is wanted, once per owner and transaction: an erasure either came first or waits for
+    /// this transaction, and then scrubs what it wrote. An erasure that came first is known by
+    /// the account being gone, whatever the key store says: one restored from a backup may hold
+    /// the key again, and a notifier reading late must not keep the text.
     async fn text(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -232,15 +232,15 @@ impl Watcher {
         if !Self::account_lives(tx, state, owner).await? {
             return Ok(None);
         }
+        if !wanted {
+            return Ok(Some(None));
+        }
         if !state.keys.contains_key(&owner) {
             state.keys.extend(keyring::store::keys_held(tx, &self.keyring, &[owner]).await?);
         }
         let key = state.keys.get(&owner);
         if matches!(key, Some(Ok(None))) {
             return Ok(None);
-        }
-        if !wanted {
-            return Ok(Some(None));
         }
         Ok(Some(keyring::store::readable_text(content, key, submission_id).unwrap_or_else(|error| {
             tracing::error!(%submission_id, %error, "sealed content does not open; notified without it");
