@@ -193,3 +193,51 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// A batch looks up the submissions it touches by key. The planner, working from a new
+/// generation's statistics (none yet, or taken when it was small), chose to scan the table
+/// whole for a batch's thousand ids, so every batch of a rebuild cost as much as the table was
+/// large: quadratic in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_the_table() {
+    let broker = TestKafka::start(1, 2).await;
+    let kafka = broker.kafka.clone();
+    kafka.ensure_topic().await.unwrap();
+    let publisher = kafka_kit::EventPublisher::new(&kafka, Duration::from_secs(30)).unwrap();
+    let submissions = 3_000;
+    let events: Vec<domain::Envelope> = (0..submissions)
+        .flat_map(|i| {
+            let content = format!("submission {i}");
+            let created = domain::Envelope::new(Uuid::now_v7(), domain::Event::created(content.clone(), None), chrono::Utc::now(), Uuid::nil());
+            let started = created.follow_up(domain::Event::ProcessingStarted {}, chrono::Utc::now());
+            let judged = created.follow_up(domain::Event::verdict_for(&content), chrono::Utc::now());
+            [created, started, judged]
+        })
+        .collect();
+    publisher.publish_all(events.iter().map(Outgoing::from)).await.unwrap();
+
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    project_everything(&kafka, &db, &pool).await;
+    let live = projector::generations::live(&pool).await.unwrap().unwrap();
+    pool.close().await;
+
+    // A backend reports its table statistics when it goes idle or exits: wait until these
+    // count every row the projector inserted.
+    let pool = db.pool().await;
+    let (inserted, scanned): (i64, i64) = eventually("the projector's statistics are reported", || async {
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT n_tup_ins, COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'submissions'",
+        )
+        .bind(projector::generations::schema(live))
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (row.0 == submissions).then_some(row)
+    })
+    .await;
+    assert_eq!((inserted, scanned), (submissions, 0), "rows of submissions read by scanning the table whole");
+    pool.close().await;
+    db.drop_database().await;
+    broker.stop().await;
+}

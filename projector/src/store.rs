@@ -98,7 +98,14 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool) -
     if !matches!(state.as_deref(), Some("live" | "building")) {
         return Ok(None);
     }
-    sqlx::query(&format!("SET LOCAL search_path TO {}", generations::schema(generation))).execute(&mut *tx).await?;
+    // Every statement of a batch finds its rows by key: the batch's submissions, their owners'
+    // keys, an erased account's rows. The planner, working from a new generation's statistics
+    // (none yet, or taken while it was small), scanned the submissions table whole for a
+    // batch's ids instead, so each batch of a rebuild cost as much as the table was large.
+    sqlx::query("SELECT set_config('search_path', $1, true), set_config('enable_seqscan', 'off', true)")
+        .bind(generations::schema(generation))
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK_BASE + i64::from(generation)).execute(&mut *tx).await?;
     let (last_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(&mut *tx).await?;
     Ok(Some(BatchTransaction { tx, last_seq, written: 0 }))
