@@ -226,13 +226,12 @@ async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_t
     // count every row the projector inserted.
     let pool = db.pool().await;
     let (inserted, scanned): (i64, i64) = eventually("the projector's statistics are reported", || async {
-        let row: (i64, i64) = sqlx::query_as(
-            "SELECT n_tup_ins, COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'submissions'",
-        )
-        .bind(projector::generations::schema(live))
-        .fetch_one(&pool)
-        .await
-        .ok()?;
+        let row: (i64, i64) =
+            sqlx::query_as("SELECT n_tup_ins, COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'submissions'")
+                .bind(projector::generations::schema(live))
+                .fetch_one(&pool)
+                .await
+                .ok()?;
         (row.0 == submissions).then_some(row)
     })
     .await;
