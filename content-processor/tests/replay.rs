@@ -196,8 +196,8 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
 
 /// A batch looks up the submissions it touches by key. The planner, working from a new
 /// generation's statistics (none yet, or taken when it was small), chose to scan the table
-/// whole for a batch's thousand ids, so every batch of a rebuild cost as much as the table was
-/// large: quadratic in the log.
+/// whole for a batch's ids, so every batch of a rebuild cost as much as the table was large:
+/// quadratic in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_the_table() {
     let broker = TestKafka::start(1, 2).await;
