@@ -194,10 +194,10 @@ async fn history_deleted_from_the_log_stops_the_projector_instead_of_a_partial_r
     broker.stop().await;
 }
 
-/// A batch looks up the submissions it touches by key. The planner, working from a new
-/// generation's statistics (none yet, or taken when it was small), chose to scan the table
-/// whole for a batch's ids, so every batch of a rebuild cost as much as the table was large:
-/// quadratic in the log.
+/// A batch looks up the submissions it touches by key. The planner priced a batch's index
+/// probes above reading the whole table while the table was small enough (a rebuild's batch of
+/// 3,334 ids: below a few hundred thousand rows), so each such batch cost as much as the table
+/// was large.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_the_table() {
     let broker = TestKafka::start(1, 2).await;
@@ -223,19 +223,19 @@ async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_t
     pool.close().await;
 
     // A backend reports its table statistics when it goes idle or exits: wait until these
-    // count every row the projector inserted.
+    // count every row the projector inserted (and any a retried batch inserted and rolled back).
     let pool = db.pool().await;
-    let (inserted, scanned): (i64, i64) = eventually("the projector's statistics are reported", || async {
+    let scanned: i64 = eventually("the projector's statistics are reported", || async {
         let row: (i64, i64) =
             sqlx::query_as("SELECT n_tup_ins, COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'submissions'")
                 .bind(projector::generations::schema(live))
                 .fetch_one(&pool)
                 .await
                 .ok()?;
-        (row.0 == submissions).then_some(row)
+        (row.0 >= submissions).then_some(row.1)
     })
     .await;
-    assert_eq!((inserted, scanned), (submissions, 0), "rows of submissions read by scanning the table whole");
+    assert_eq!(scanned, 0, "rows of submissions read by scanning the table whole");
     pool.close().await;
     db.drop_database().await;
     broker.stop().await;

@@ -99,9 +99,9 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool) -
         return Ok(None);
     }
     // Every statement of a batch finds its rows by key: the batch's submissions, their owners'
-    // keys, an erased account's rows. The planner, working from a new generation's statistics
-    // (none yet, or taken while it was small), scanned the submissions table whole for a
-    // batch's ids instead, so each batch of a rebuild cost as much as the table was large.
+    // keys, an erased account's rows. The planner priced a rebuild batch's thousands of index
+    // probes above reading the whole submissions table, and chose the scan until the table
+    // held a few hundred thousand rows: each batch cost as much as the table was large.
     sqlx::query("SELECT set_config('search_path', $1, true), set_config('enable_seqscan', 'off', true)")
         .bind(generations::schema(generation))
         .execute(&mut *tx)
@@ -324,8 +324,8 @@ impl EventRows {
     }
 
     /// The arrays are unnested side by side in the select list (they are of one length), which
-    /// streams the rows into the insert; `FROM UNNEST(...)` of several arrays materialises them
-    /// first, a tenth more of the statement's time.
+    /// streams the rows into the insert; `FROM UNNEST(...)` is a function scan, which
+    /// materialises every row first: a tenth more of the statement's time.
     async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO submission_events (seq, event_id, submission_id, event_type, schema_version,
