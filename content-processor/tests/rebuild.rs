@@ -88,6 +88,8 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
         })
     };
 
+    let pool = system.db.pool().await;
+    let live_indexes = indexes_of(&pool, 1).await;
     let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.headers()["location"], "/admin/rebuild");
@@ -129,9 +131,9 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
     let reset = tokio::time::timeout(DEADLINE, sse).await.expect("the live client is told").unwrap();
     assert_eq!(reset.data["generation"], 2);
 
-    let pool = system.db.pool().await;
     let live: i32 = sqlx::query_scalar("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
     assert_eq!(live, 2);
+    assert_eq!(indexes_of(&pool, 2).await, live_indexes, "the new generation went live with every index of the old one");
     let old_schema: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'read_model_1'").fetch_one(&pool).await.unwrap();
     assert_eq!(old_schema, 0, "the old generation was dropped");
@@ -192,6 +194,45 @@ async fn a_rebuild_whose_source_was_replaced_learns_it_can_never_switch() {
     assert_eq!(switch(&pool, source, other, "t", SwitchWhen::Unconditionally).await.unwrap(), Switched::Yes);
     // ...so the rebuild's switch is refused for good, not "not yet": it abandons instead of waiting.
     assert_eq!(switch(&pool, source, rebuilding, "t", SwitchWhen::CaughtUpWithLive).await.unwrap(), Switched::FromNotLive);
+    pool.close().await;
+    db.drop_database().await;
+}
+
+/// The indexes of a generation's tables: their definitions, without the schema's name.
+async fn indexes_of(pool: &sqlx::PgPool, generation: i32) -> Vec<String> {
+    sqlx::query_scalar("SELECT replace(indexdef, schemaname || '.', '') FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname")
+        .bind(format!("read_model_{generation}"))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// While a generation is built, nobody reads it: its rows go only into the indexes its writer
+/// finds them by, and the readers' indexes are built once at the end, each in one sort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_being_built_goes_without_the_readers_indexes_until_they_are_built_at_its_end() {
+    use projector::generations::{create, defer_reader_indexes, prepare};
+    let db = support::TestDb::create().await;
+    let pool = db.pool().await;
+    let live = prepare(&pool).await.unwrap();
+    let building = create(&pool).await.unwrap();
+    let complete = indexes_of(&pool, building).await;
+    assert_eq!(complete, indexes_of(&pool, live).await);
+
+    let deferred = defer_reader_indexes(&pool, building).await.unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'submissions' ORDER BY 1")
+            .bind(format!("read_model_{building}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    // The key every batch loads and upserts by, and the owner an erasure scrubs by.
+    assert_eq!(names, ["submissions_owner_newest", "submissions_pkey"]);
+    let events_indexes = |indexes: &[String]| indexes.iter().filter(|i| i.contains(" ON submission_events ")).cloned().collect::<Vec<_>>();
+    assert_eq!(events_indexes(&indexes_of(&pool, building).await), events_indexes(&complete), "the events keep their keys");
+
+    deferred.build(&pool).await.unwrap();
+    assert_eq!(indexes_of(&pool, building).await, complete);
     pool.close().await;
     db.drop_database().await;
 }

@@ -122,6 +122,52 @@ async fn migrate(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Erro
     service_kit::postgres::migrate_in_schema(pool, &schema(generation), &GENERATION).await
 }
 
+/// Indexes only readers use: no statement of the projector's batches finds rows through them
+/// (those go by primary key, by `(submission_id, step)` and, for an erasure, by owner). A
+/// generation being built has no readers, so a rebuild drops them at its start and builds each
+/// once, sorted, when it has caught up ([`defer_reader_indexes`]), instead of inserting every row
+/// version into them one by one.
+const READER_INDEXES: &[&str] =
+    &["submissions_newest", "submissions_status_newest", "submissions_batch_items", "submissions_batches_newest", "submissions_replaced_by"];
+
+/// A generation's reader indexes, dropped until [`DeferredIndexes::build`] makes them again.
+#[must_use = "a generation made live without its reader indexes scans for every read"]
+pub struct DeferredIndexes {
+    /// `CREATE INDEX` statements as PostgreSQL gives them back (`pg_indexes`), schema included.
+    definitions: Vec<String>,
+}
+
+/// Drops `generation`'s [`READER_INDEXES`], keeping their definitions. Only for a generation
+/// nobody reads: one being built. Should the rebuild not finish, its generation is abandoned,
+/// so the definitions need not outlive the process.
+pub async fn defer_reader_indexes(pool: &PgPool, generation: Generation) -> Result<DeferredIndexes, sqlx::Error> {
+    let schema = schema(generation);
+    let mut tx = pool.begin().await?;
+    let indexes: Vec<(String, String)> =
+        sqlx::query_as("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = ANY($2) ORDER BY indexname")
+            .bind(&schema)
+            .bind(READER_INDEXES)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (name, _) in &indexes {
+        sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(DeferredIndexes { definitions: indexes.into_iter().map(|(_, definition)| definition).collect() })
+}
+
+impl DeferredIndexes {
+    /// Builds the indexes again. The rebuild is its generation's only writer and runs this
+    /// between two of its batches, so nothing waits on it but an erasure scrubbing every
+    /// generation.
+    pub async fn build(self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        for definition in &self.definitions {
+            sqlx::raw_sql(definition).execute(pool).await?;
+        }
+        Ok(())
+    }
+}
+
 /// When a switch may happen.
 pub enum SwitchWhen {
     /// The new generation has read at least as far as `from` on every partition.

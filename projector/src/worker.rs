@@ -171,10 +171,12 @@ impl Projector {
         }
     }
 
-    /// Builds the target generation until it has caught up with `live` and replaced it.
+    /// Builds the target generation until it has caught up with `live` and replaced it: without
+    /// its reader indexes until it first reaches the end of the topic, then with them.
     /// Returns false if `shutdown` came first.
     pub(crate) async fn rebuild(mut self, live: Generation, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<bool> {
         let topic = self.kafka.topic.clone();
+        let mut deferred = Some(generations::defer_reader_indexes(&self.pool, self.generation).await?);
         loop {
             let batch = self.next_batch(&shutdown, Some(REBUILD_IDLE)).await?;
             let drained = match batch {
@@ -197,6 +199,10 @@ impl Projector {
                 let read = progress.snapshot().positions;
                 let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
                 if at_end {
+                    if let Some(indexes) = deferred.take() {
+                        tracing::info!(generation = self.generation, "caught up with the topic; building the reader indexes");
+                        indexes.build(&self.pool).await?;
+                    }
                     match generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
                         Switched::Yes => return Ok(true),
                         Switched::NotYet => {}
