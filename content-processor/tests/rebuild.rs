@@ -90,6 +90,7 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
 
     let pool = system.db.pool().await;
     let live_indexes = indexes_of(&pool, 1).await;
+    assert!(!readers_index_built_after_the_migrations(&pool, 1).await, "the live generation has its indexes from its migrations");
     let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.headers()["location"], "/admin/rebuild");
@@ -134,6 +135,7 @@ async fn a_rebuild_switches_with_zero_downtime_while_reads_and_writes_go_on() {
     let live: i32 = sqlx::query_scalar("SELECT generation FROM read_models WHERE state = 'live'").fetch_one(&pool).await.unwrap();
     assert_eq!(live, 2);
     assert_eq!(indexes_of(&pool, 2).await, live_indexes, "the new generation went live with every index of the old one");
+    assert!(readers_index_built_after_the_migrations(&pool, 2).await, "the rebuild wrote its rows without the readers' indexes");
     let old_schema: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'read_model_1'").fetch_one(&pool).await.unwrap();
     assert_eq!(old_schema, 0, "the old generation was dropped");
@@ -207,6 +209,16 @@ async fn indexes_of(pool: &sqlx::PgPool, generation: i32) -> Vec<String> {
         .unwrap()
 }
 
+/// Whether a reader index of `generation` was made after its migrations had run: it is then
+/// newer than the last table they made.
+async fn readers_index_built_after_the_migrations(pool: &sqlx::PgPool, generation: i32) -> bool {
+    let schema = format!("read_model_{generation}");
+    sqlx::query_scalar(&format!("SELECT '{schema}.submissions_newest'::regclass::oid > '{schema}.erased_accounts'::regclass::oid"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// While a generation is built, nobody reads it: its rows go only into the indexes its writer
 /// finds them by, and the readers' indexes are built once at the end, each in one sort.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +243,33 @@ async fn a_generation_being_built_goes_without_the_readers_indexes_until_they_ar
     let events_indexes = |indexes: &[String]| indexes.iter().filter(|i| i.contains(" ON submission_events ")).cloned().collect::<Vec<_>>();
     assert_eq!(events_indexes(&indexes_of(&pool, building).await), events_indexes(&complete), "the events keep their keys");
 
+    // An earlier attempt failed half way: one index built, one left invalid, as a failed
+    // concurrent build leaves it. Building again completes the set.
+    let schema = format!("read_model_{building}");
+    let partial =
+        complete.iter().find(|i| i.contains(" submissions_newest ")).unwrap().replace(" ON submissions ", &format!(" ON {schema}.submissions "));
+    sqlx::query(&partial).execute(&pool).await.unwrap();
+    let broken = complete
+        .iter()
+        .find(|i| i.contains(" submissions_status_newest "))
+        .unwrap()
+        .replace(" ON submissions ", &format!(" ON {schema}.submissions "));
+    sqlx::query(&broken).execute(&pool).await.unwrap();
+    sqlx::query(&format!("UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{schema}.submissions_status_newest'::regclass"))
+        .execute(&pool)
+        .await
+        .unwrap();
     deferred.build(&pool).await.unwrap();
     assert_eq!(indexes_of(&pool, building).await, complete);
+    let invalid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND NOT i.indisvalid",
+    )
+    .bind(&schema)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(invalid, 0, "every index is usable");
     pool.close().await;
     db.drop_database().await;
 }

@@ -133,8 +133,10 @@ const READER_INDEXES: &[&str] =
 /// A generation's reader indexes, dropped until [`DeferredIndexes::build`] makes them again.
 #[must_use = "a generation made live without its reader indexes scans for every read"]
 pub struct DeferredIndexes {
-    /// `CREATE INDEX` statements as PostgreSQL gives them back (`pg_indexes`), schema included.
-    definitions: Vec<String>,
+    schema: String,
+    /// Each index's name and its `CREATE INDEX` statement as PostgreSQL gives it back
+    /// (`pg_indexes`), schema included.
+    indexes: Vec<(String, String)>,
 }
 
 /// Drops `generation`'s [`READER_INDEXES`], keeping their definitions. Only for a generation
@@ -153,16 +155,34 @@ pub async fn defer_reader_indexes(pool: &PgPool, generation: Generation) -> Resu
         sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(DeferredIndexes { definitions: indexes.into_iter().map(|(_, definition)| definition).collect() })
+    Ok(DeferredIndexes { schema, indexes })
 }
 
 impl DeferredIndexes {
-    /// Builds the indexes again. The rebuild is its generation's only writer and runs this
-    /// between two of its batches, so nothing waits on it but an erasure scrubbing every
-    /// generation.
-    pub async fn build(self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        for definition in &self.definitions {
-            sqlx::raw_sql(definition).execute(pool).await?;
+    /// Builds the indexes again; what an earlier attempt left is kept if it is whole, dropped
+    /// and built again if not, so a failed build can simply be tried again.
+    ///
+    /// `CONCURRENTLY`, because an erasure scrubs every generation, this one too: waiting
+    /// behind a build that locks the table against writes, it would hold the erased owner's
+    /// key and live rows, and the live projector, reaching either, would wait with it.
+    pub async fn build(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let schema = &self.schema;
+        for (name, definition) in &self.indexes {
+            let valid: Option<bool> = sqlx::query_scalar(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            )
+            .bind(schema)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            match valid {
+                Some(true) => continue,
+                // A concurrent build that failed leaves its index behind, marked invalid.
+                Some(false) => _ = sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(pool).await?,
+                None => {}
+            }
+            sqlx::raw_sql(&definition.replacen("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)).execute(pool).await?;
         }
         Ok(())
     }

@@ -32,6 +32,8 @@ use reader::{Batch, Read, Reader, StreamConsumer};
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a rebuild waits for records before checking whether it has caught up.
 const REBUILD_IDLE: Duration = Duration::from_millis(200);
+/// How long a rebuild waits before building its reader indexes again after a failure.
+const INDEX_BUILD_RETRY: Duration = Duration::from_secs(1);
 
 /// Counters a running projector exposes (logs, tests, the rebuild progress).
 #[derive(Debug, Default)]
@@ -199,9 +201,21 @@ impl Projector {
                 let read = progress.snapshot().positions;
                 let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
                 if at_end {
-                    if let Some(indexes) = deferred.take() {
+                    if let Some(indexes) = &deferred {
                         tracing::info!(generation = self.generation, "caught up with the topic; building the reader indexes");
-                        indexes.build(&self.pool).await?;
+                        if let Err(error) = indexes.build(&self.pool).await {
+                            // Hours of replay are not thrown away for a moment without the database.
+                            tracing::warn!(%error, retry_in = ?INDEX_BUILD_RETRY, "the reader indexes were not built; trying again");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return Ok(false),
+                                _ = tokio::time::sleep(INDEX_BUILD_RETRY) => continue,
+                            }
+                        }
+                        deferred = None;
+                        // A build is not stopped half way: a shutdown that came meanwhile is heard now.
+                        if shutdown.is_cancelled() {
+                            return Ok(false);
+                        }
                     }
                     match generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
                         Switched::Yes => return Ok(true),
