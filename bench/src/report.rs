@@ -1,7 +1,7 @@
 //! Tables for people; the JSON is written by the suite.
 
 use crate::broker::BrokerKind;
-use crate::cpu::{Cost, LOADGEN};
+use crate::cpu::{counts_in_total, Cost, JIT, LOADGEN};
 use crate::load::LoadReport;
 
 pub fn print_load(r: &LoadReport) {
@@ -31,8 +31,14 @@ pub fn print_cost(what: &str, cost: &Cost) {
         0 => (cost.cores_total, &cost.cores, "cores"),
         _ => (cost.ms_per_unit_total, &cost.ms_per_unit, "ms"),
     };
-    let parts: Vec<String> = each.iter().filter(|(name, _)| name.as_str() != LOADGEN).map(|(name, value)| format!("{name} {value:.3}")).collect();
-    println!("  {what:<20} {total:.3} {unit} in all: {} (the load generator: {:.3})", parts.join(", "), each.get(LOADGEN).copied().unwrap_or(0.0));
+    let parts: Vec<String> = each.iter().filter(|(name, _)| counts_in_total(name)).map(|(name, value)| format!("{name} {value:.3}")).collect();
+    let compiling: String =
+        each.iter().filter_map(|(name, value)| Some(format!("; {}'s JIT compiler, part of its time: {value:.3}", name.strip_suffix(JIT)?))).collect();
+    println!(
+        "  {what:<20} {total:.3} {unit} in all: {} (the load generator: {:.3}{compiling})",
+        parts.join(", "),
+        each.get(LOADGEN).copied().unwrap_or(0.0)
+    );
 }
 
 /// One line of the summary: a metric's median over the runs, with the spread.
