@@ -232,14 +232,17 @@ async fn a_generation_being_built_goes_without_the_readers_indexes_until_they_ar
     assert_eq!(complete, indexes_of(&pool, live).await);
 
     let deferred = defer_reader_indexes(&pool, building).await.unwrap();
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'submissions' ORDER BY 1")
-            .bind(format!("read_model_{building}"))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    // The key every batch loads and upserts by, and the owner an erasure scrubs by.
-    assert_eq!(names, ["submissions_owner_newest", "submissions_pkey"]);
+    let whole_table: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'submissions' AND indexdef NOT LIKE '% WHERE %'
+         ORDER BY 1",
+    )
+    .bind(format!("read_model_{building}"))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    // Of the indexes every row goes into: the key every batch loads and upserts by, and the
+    // owner an erasure scrubs by.
+    assert_eq!(whole_table, ["submissions_owner_newest", "submissions_pkey"]);
     let events_indexes = |indexes: &[String]| indexes.iter().filter(|i| i.contains(" ON submission_events ")).cloned().collect::<Vec<_>>();
     assert_eq!(events_indexes(&indexes_of(&pool, building).await), events_indexes(&complete), "the events keep their keys");
 

@@ -126,9 +126,9 @@ async fn migrate(pool: &PgPool, generation: Generation) -> Result<(), sqlx::Erro
 /// (those go by primary key, by `(submission_id, step)` and, for an erasure, by owner). A
 /// generation being built has no readers, so a rebuild drops them at its start and builds each
 /// once, sorted, when it has caught up ([`defer_reader_indexes`]), instead of inserting every row
-/// version into them one by one.
-const READER_INDEXES: &[&str] =
-    &["submissions_newest", "submissions_status_newest", "submissions_batch_items", "submissions_batches_newest", "submissions_replaced_by"];
+/// version into them one by one. The partial indexes stay: they take only batch items and
+/// resubmissions, and building one concurrently reads the whole table twice.
+const READER_INDEXES: &[&str] = &["submissions_newest", "submissions_status_newest"];
 
 /// A generation's reader indexes, dropped until [`DeferredIndexes::build`] makes them again.
 #[must_use = "a generation made live without its reader indexes scans for every read"]
