@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 
 pub type Generation = i32;
 
@@ -182,7 +182,14 @@ impl DeferredIndexes {
                 Some(false) => _ = sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(pool).await?,
                 None => {}
             }
-            sqlx::raw_sql(&definition.replacen("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)).execute(pool).await?;
+            let started = std::time::Instant::now();
+            // On a connection of its own that does not log slow statements: a build takes
+            // seconds on a large table by design, and is logged once, here, with its time.
+            let mut connection = pool.connect_options().as_ref().clone().disable_statement_logging().connect().await?;
+            let statement = definition.replacen("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1);
+            sqlx::query(&statement).execute(&mut connection).await?;
+            connection.close().await?;
+            tracing::info!(schema, index = name, seconds = started.elapsed().as_secs_f64(), "built a reader index");
         }
         Ok(())
     }
