@@ -19,6 +19,14 @@ pub const POSTGRES: &str = "postgres";
 /// after it: part of the process's time, so never added to the total again.
 pub const JIT: &str = "-jit";
 
+/// How reports name a process, or a part of one (a JVM's JIT compiler).
+pub fn part_name(name: &str) -> String {
+    match name.strip_suffix(JIT) {
+        Some(jvm) => format!("{jvm}'s JIT compiler (part of {jvm})"),
+        None => name.to_owned(),
+    }
+}
+
 /// Whether `name` is a process of the system, whose time counts in the total.
 pub fn counts_in_total(name: &str) -> bool {
     name != LOADGEN && !name.ends_with(JIT)
@@ -75,8 +83,8 @@ impl Reading {
             // A thread started within the window counts from 0; one that ended in it is lost
             // with what it did there, so this is at most what compiling took.
             let earlier = before.compilers.get(name);
-            let compiling = threads.iter().map(|(tid, &now)| now - earlier.and_then(|t| t.get(tid)).copied().unwrap_or(0.0)).sum::<f64>();
-            used.insert(format!("{name}{JIT}"), compiling.max(0.0));
+            let compiling = threads.iter().map(|(tid, &now)| (now - earlier.and_then(|t| t.get(tid)).copied().unwrap_or(0.0)).max(0.0)).sum();
+            used.insert(format!("{name}{JIT}"), compiling);
         }
         let system: f64 = used.iter().filter(|(name, _)| counts_in_total(name)).map(|(_, &ms)| ms).sum();
         let per_unit = |ms: f64| if units == 0 { 0.0 } else { ms / units as f64 };

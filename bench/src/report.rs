@@ -1,7 +1,7 @@
 //! Tables for people; the JSON is written by the suite.
 
 use crate::broker::BrokerKind;
-use crate::cpu::{counts_in_total, Cost, JIT, LOADGEN};
+use crate::cpu::{counts_in_total, part_name, Cost, JIT, LOADGEN};
 use crate::load::LoadReport;
 
 pub fn print_load(r: &LoadReport) {
@@ -33,7 +33,7 @@ pub fn print_cost(what: &str, cost: &Cost) {
     };
     let parts: Vec<String> = each.iter().filter(|(name, _)| counts_in_total(name)).map(|(name, value)| format!("{name} {value:.3}")).collect();
     let compiling: String =
-        each.iter().filter_map(|(name, value)| Some(format!("; {}'s JIT compiler, part of its time: {value:.3}", name.strip_suffix(JIT)?))).collect();
+        each.iter().filter(|(name, _)| name.ends_with(JIT)).map(|(name, value)| format!("; {}: {value:.3}", part_name(name))).collect();
     println!(
         "  {what:<20} {total:.3} {unit} in all: {} (the load generator: {:.3}{compiling})",
         parts.join(", "),

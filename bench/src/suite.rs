@@ -14,7 +14,7 @@ use sqlx::migrate::MigrateDatabase;
 use tokio::process::{Child, Command};
 
 use crate::broker::{BenchBroker, BrokerKind, Launcher};
-use crate::cpu::{Cost, Processes, JIT};
+use crate::cpu::{part_name, Cost, Processes, JIT};
 use crate::load::{self, LoadArgs, LoadReport, Mode};
 use crate::replay::{self, ReplayArgs, ReplayReport};
 use crate::report::{print_cost, print_load, print_summary, SummaryRow};
@@ -92,14 +92,6 @@ struct Run {
     /// the target rate (empty without `pg_stat_statements`).
     statements_idle: Vec<Statement>,
     statements_open_loop: Vec<Statement>,
-}
-
-/// How the summary names a process, or a part of one (a JVM's JIT compiler).
-fn part_name(process: &str) -> String {
-    match process.strip_suffix(JIT) {
-        Some(jvm) => format!("{jvm}'s JIT compiler (part of {jvm})"),
-        None => process.to_owned(),
-    }
 }
 
 /// The statements of the window `counting` started, printed per unit of work.
@@ -307,8 +299,8 @@ fn summarise(runs: &[Run], args: &SuiteArgs) -> Vec<SummaryRow> {
             Some("<= 0.03".into()),
             idle_of(&|r| cores(&r.idle, None) - cores(&r.broker_alone, Some("broker"))),
         );
-        // A broker 30 s after it started still compiles its hot code: time no client causes,
-        // and no long-running broker pays.
+        // A broker 30 s after it started still compiles the code its first load made hot: time
+        // a broker that has run for a while no longer pays.
         let broker_jit = format!("broker{JIT}");
         row(
             "idle: above the broker alone, the broker's JIT compiler apart".into(),

@@ -134,29 +134,39 @@ const READER_INDEXES: &[&str] = &["submissions_newest", "submissions_status_newe
 #[must_use = "a generation made live without its reader indexes scans for every read"]
 pub struct DeferredIndexes {
     schema: String,
-    /// Each index's name and its `CREATE INDEX` statement as PostgreSQL gives it back
-    /// (`pg_indexes`), schema included.
+    /// Each index's name and the statement that builds it concurrently (from its definition
+    /// in `pg_indexes`, which names its table with the schema).
     indexes: Vec<(String, String)>,
 }
 
 /// Drops `generation`'s [`READER_INDEXES`], keeping their definitions. Only for a generation
 /// nobody reads: one being built. Should the rebuild not finish, its generation is abandoned,
-/// so the definitions need not outlive the process.
+/// so the definitions need not outlive the process. Only a plain `CREATE INDEX` is deferred:
+/// it is what can be built again without locking the table against writes.
 pub async fn defer_reader_indexes(pool: &PgPool, generation: Generation) -> Result<DeferredIndexes, sqlx::Error> {
     let schema = schema(generation);
     let mut tx = pool.begin().await?;
-    let indexes: Vec<(String, String)> =
+    let definitions: Vec<(String, String)> =
         sqlx::query_as("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = ANY($2) ORDER BY indexname")
             .bind(&schema)
             .bind(READER_INDEXES)
             .fetch_all(&mut *tx)
             .await?;
-    for (name, _) in &indexes {
+    let mut indexes = Vec::new();
+    for (name, definition) in definitions {
+        let Some(rest) = definition.strip_prefix("CREATE INDEX ") else { continue };
         sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(&mut *tx).await?;
+        indexes.push((name, format!("CREATE INDEX CONCURRENTLY {rest}")));
     }
     tx.commit().await?;
     Ok(DeferredIndexes { schema, indexes })
 }
+
+/// Settings of the connection that builds the indexes: a build may take minutes on a large
+/// table, so no timeout an operator set for ordinary statements may cancel it (it would start
+/// over, for ever), and the server stops it within a second of losing this client (a process
+/// stopped or killed during a build), instead of building for nobody.
+const BUILD_SETTINGS: &[&str] = &["SET statement_timeout = 0", "SET lock_timeout = 0", "SET client_connection_check_interval = '1s'"];
 
 impl DeferredIndexes {
     /// Builds the indexes again; what an earlier attempt left is kept if it is whole, dropped
@@ -166,32 +176,33 @@ impl DeferredIndexes {
     /// behind a build that locks the table against writes, it would hold the erased owner's
     /// key and live rows, and the live projector, reaching either, would wait with it.
     pub async fn build(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        // A connection of its own that does not log slow statements: a build takes seconds on
+        // a large table by design, and is logged once, here, with its time.
+        let mut connection = pool.connect_options().as_ref().clone().disable_statement_logging().connect().await?;
+        for setting in BUILD_SETTINGS {
+            sqlx::query(setting).execute(&mut connection).await?;
+        }
         let schema = &self.schema;
-        for (name, definition) in &self.indexes {
+        for (name, statement) in &self.indexes {
             let valid: Option<bool> = sqlx::query_scalar(
                 "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
             )
             .bind(schema)
             .bind(name)
-            .fetch_optional(pool)
+            .fetch_optional(&mut connection)
             .await?;
             match valid {
                 Some(true) => continue,
                 // A concurrent build that failed leaves its index behind, marked invalid.
-                Some(false) => _ = sqlx::query(&format!("DROP INDEX {schema}.{name}")).execute(pool).await?,
+                Some(false) => _ = sqlx::query(&format!("DROP INDEX CONCURRENTLY {schema}.{name}")).execute(&mut connection).await?,
                 None => {}
             }
             let started = std::time::Instant::now();
-            // On a connection of its own that does not log slow statements: a build takes
-            // seconds on a large table by design, and is logged once, here, with its time.
-            let mut connection = pool.connect_options().as_ref().clone().disable_statement_logging().connect().await?;
-            let statement = definition.replacen("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1);
-            sqlx::query(&statement).execute(&mut connection).await?;
-            connection.close().await?;
+            sqlx::query(statement).execute(&mut connection).await?;
             tracing::info!(schema, index = name, seconds = started.elapsed().as_secs_f64(), "built a reader index");
         }
-        Ok(())
+        connection.close().await
     }
 }
 

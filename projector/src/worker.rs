@@ -32,8 +32,10 @@ use reader::{Batch, Read, Reader, StreamConsumer};
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a rebuild waits for records before checking whether it has caught up.
 const REBUILD_IDLE: Duration = Duration::from_millis(200);
-/// How long a rebuild waits before building its reader indexes again after a failure.
+/// How long a rebuild waits before building its reader indexes again after a first failure;
+/// the wait doubles with each failure up to the second.
 const INDEX_BUILD_RETRY: Duration = Duration::from_secs(1);
+const INDEX_BUILD_MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// Counters a running projector exposes (logs, tests, the rebuild progress).
 #[derive(Debug, Default)]
@@ -179,6 +181,7 @@ impl Projector {
     pub(crate) async fn rebuild(mut self, live: Generation, progress: &Progress, shutdown: CancellationToken) -> anyhow::Result<bool> {
         let topic = self.kafka.topic.clone();
         let mut deferred = Some(generations::defer_reader_indexes(&self.pool, self.generation).await?);
+        let mut build_retry = INDEX_BUILD_RETRY;
         loop {
             let batch = self.next_batch(&shutdown, Some(REBUILD_IDLE)).await?;
             let drained = match batch {
@@ -202,20 +205,27 @@ impl Projector {
                 let at_end = ends.iter().all(|(p, end)| read.get(p).copied().unwrap_or(0) >= *end);
                 if at_end {
                     if let Some(indexes) = &deferred {
-                        tracing::info!(generation = self.generation, "caught up with the topic; building the reader indexes");
-                        if let Err(error) = indexes.build(&self.pool).await {
+                        if build_retry == INDEX_BUILD_RETRY {
+                            tracing::info!(generation = self.generation, "caught up with the topic; building the reader indexes");
+                        }
+                        // Dropping the build on shutdown closes its connection, which stops it
+                        // on the server: the generation is abandoned anyway.
+                        let built = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return Ok(false),
+                            built = indexes.build(&self.pool) => built,
+                        };
+                        if let Err(error) = built {
                             // Hours of replay are not thrown away for a moment without the database.
-                            tracing::warn!(%error, retry_in = ?INDEX_BUILD_RETRY, "the reader indexes were not built; trying again");
+                            tracing::warn!(%error, retry_in = ?build_retry, "the reader indexes were not built; trying again");
                             tokio::select! {
                                 _ = shutdown.cancelled() => return Ok(false),
-                                _ = tokio::time::sleep(INDEX_BUILD_RETRY) => continue,
+                                _ = tokio::time::sleep(build_retry) => {}
                             }
+                            build_retry = (build_retry * 2).min(INDEX_BUILD_MAX_RETRY);
+                            continue;
                         }
                         deferred = None;
-                        // A build is not stopped half way: a shutdown that came meanwhile is heard now.
-                        if shutdown.is_cancelled() {
-                            return Ok(false);
-                        }
                     }
                     match generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
                         Switched::Yes => return Ok(true),
