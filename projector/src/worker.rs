@@ -33,8 +33,9 @@ const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a rebuild waits for records before checking whether it has caught up.
 const REBUILD_IDLE: Duration = Duration::from_millis(200);
 /// How long a rebuild waits before building its reader indexes again after a first failure;
-/// the wait doubles with each failure up to the second.
+/// the wait doubles with each further failure, up to [`INDEX_BUILD_MAX_RETRY`].
 const INDEX_BUILD_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts at building the reader indexes.
 const INDEX_BUILD_MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// Counters a running projector exposes (logs, tests, the rebuild progress).
