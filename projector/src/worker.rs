@@ -219,11 +219,9 @@ impl Projector {
                         if let Err(error) = built {
                             // Hours of replay are not thrown away for a moment without the database.
                             tracing::warn!(%error, retry_in = ?build_retry, "the reader indexes were not built; trying again");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return Ok(false),
-                                _ = tokio::time::sleep(build_retry) => {}
+                            if !wait_to_retry(&mut build_retry, INDEX_BUILD_MAX_RETRY, &shutdown).await {
+                                return Ok(false);
                             }
-                            build_retry = (build_retry * 2).min(INDEX_BUILD_MAX_RETRY);
                             continue;
                         }
                         deferred = None;
@@ -271,6 +269,17 @@ impl Projector {
             }
         }
     }
+}
+
+/// Waits `delay` before a failed step is tried again, then doubles it, up to `max`. False when
+/// `shutdown` came first.
+async fn wait_to_retry(delay: &mut Duration, max: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(max);
+    true
 }
 
 impl Drop for Projector {

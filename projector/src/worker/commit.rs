@@ -8,7 +8,7 @@ use kafka_kit::{DeadLetter, EventPublisher};
 use tokio_util::sync::CancellationToken;
 
 use super::reader::Batch;
-use super::{Projector, Stats, Target, DEAD_LETTER_TIMEOUT};
+use super::{wait_to_retry, Projector, Stats, Target, DEAD_LETTER_TIMEOUT};
 use crate::generations;
 use crate::store::{self, BatchOutcome};
 
@@ -54,11 +54,9 @@ impl Projector {
                 Ok(None) => return Committed::Retired,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "batch not committed; keeping it and retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Committed::Interrupted,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !wait_to_retry(&mut backoff, MAX_BACKOFF, shutdown).await {
+                        return Committed::Interrupted;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
