@@ -25,7 +25,7 @@ async fn append(system: &TestSystem, partition: i32, key: &str, value: &[u8]) ->
     let kafka = &system.running.kafka;
     let producer = kafka.producer(Duration::from_secs(10)).unwrap();
     let record = FutureRecord::to(&kafka.topic).partition(partition).key(key).payload(value);
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap().offset
+    producer.send(record).await.unwrap().offset
 }
 
 async fn readiness(system: &TestSystem) -> (StatusCode, Value) {

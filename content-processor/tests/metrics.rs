@@ -82,7 +82,7 @@ async fn the_metrics_families_exist_and_move_under_load() {
     // A record nobody can read goes to the dead-letter topic.
     let producer = system.running.kafka.producer(Duration::from_secs(10)).unwrap();
     let garbage = rdkafka::producer::FutureRecord::<(), [u8]>::to(&system.running.kafka.topic).payload(b"not an event");
-    producer.send(garbage, Duration::from_secs(10)).await.unwrap();
+    producer.send(garbage).await.unwrap();
     let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     support::eventually("the rebuild switches", || async {

@@ -105,10 +105,7 @@ async fn the_overview_shows_the_group_depth_and_tallies_and_the_log_reads_decode
     // A record that is not an event lands on the dead-letter topic, shown with why and what.
     let producer = kafka.producer(Duration::from_secs(5)).unwrap();
     let poison: &[u8] = b"garbage \xff not an event";
-    let delivered = producer
-        .send(FutureRecord::to(&kafka.topic).key("poison").payload(poison).partition(0), Duration::from_secs(5))
-        .await
-        .expect("written to the topic");
+    let delivered = producer.send(FutureRecord::to(&kafka.topic).key("poison").payload(poison).partition(0)).await.expect("written to the topic");
     let (poison_partition, poison_offset) = (delivered.partition, delivered.offset);
     eventually("the overview counts the dead letter", || async {
         let (_, overview) = system.get_json("/admin/overview").await;

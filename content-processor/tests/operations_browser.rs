@@ -103,7 +103,7 @@ async fn scenario(system: &TestSystem, driver: &Chromedriver, admin: &Client, us
     let kafka = &system.running.kafka;
     let producer = kafka.producer(Duration::from_secs(5)).unwrap();
     let delivered = producer
-        .send(FutureRecord::to(&kafka.topic).key("poison").payload("{ this is not an event").partition(1), Duration::from_secs(5))
+        .send(FutureRecord::to(&kafka.topic).key("poison").payload("{ this is not an event").partition(1))
         .await
         .expect("written to the topic");
     until(

@@ -37,8 +37,7 @@ async fn poison_records_are_dead_lettered_and_the_pipeline_carries_on() {
     let mut coordinates = Vec::new();
     for (key, value, _) in &poison {
         let key = key.to_string();
-        let delivered =
-            producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(value), Duration::from_secs(5)).await.expect("written to the topic");
+        let delivered = producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(value)).await.expect("written to the topic");
         coordinates.push((delivered.partition, delivered.offset));
     }
 

@@ -103,7 +103,7 @@ async fn a_log_mixing_schema_versions_replays_correctly() {
         for name in ["v1/submission_created", "v1/processing_started", verdict] {
             let key = submission.to_string();
             let value = fixture(name, submission);
-            producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(&value), Duration::from_secs(5)).await.unwrap();
+            producer.send(FutureRecord::to(&kafka.topic).key(&key).payload(&value)).await.unwrap();
         }
     }
 

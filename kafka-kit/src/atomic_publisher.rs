@@ -22,13 +22,14 @@ use std::time::Duration;
 
 use domain::Envelope;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::publisher::{enqueue, event_produced};
+use crate::async_producer::AsyncProducer;
+use crate::publisher::event_produced;
 use crate::topics::blocking;
 use crate::KafkaArgs;
 use domain::Position;
@@ -38,11 +39,10 @@ use domain::Position;
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a slot keeps its producer without a transaction (checked every half of it, so a
-/// producer goes after 30 to 45 s). Each producer is a client with threads of its own, and
-/// rust-rdkafka 0.39's polling thread spins through the last millisecond of every 100 ms poll
-/// (BENCHMARKS.md, "Fewer producers, larger fetches"): a command API that takes no batches
-/// should not pay for that. Making one again is a new client: a connection (with TLS and SASL
-/// where configured), metadata, the coordinator and a producer id, within the publish timeout.
+/// producer goes after 30 to 45 s). Each producer is a client with threads and a connection of
+/// its own, which a command API that takes no batches should not keep. Making one again is a new
+/// client: a connection (with TLS and SASL where configured), metadata, the coordinator and a
+/// producer id, within the publish timeout.
 const IDLE_PRODUCER: Duration = Duration::from_secs(30);
 
 /// What every `transactional.id` of the publishers of `topic` starts with (an ACL grants it).
@@ -53,7 +53,7 @@ pub fn transactional_id_prefix(topic: &str) -> String {
 /// A producer for one transaction at a time: made on first use, dropped after a fatal error
 /// or [`IDLE_PRODUCER`] without a transaction.
 struct Slot {
-    producer: Option<FutureProducer>,
+    producer: Option<AsyncProducer>,
     last_used: tokio::time::Instant,
 }
 
@@ -97,7 +97,7 @@ impl AtomicPublisher {
         let slot = self.slots[0].lock().await;
         if slot.producer.is_none() {
             match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
-                Ok(producer) => drop_producer(producer).await,
+                Ok(producer) => drop(producer),
                 Err(error) => tracing::warn!(%error, "could not register a transactional producer yet; the first batch tries again"),
             }
         }
@@ -121,9 +121,7 @@ impl AtomicPublisher {
                     // A slot in use is not idle.
                     let Ok(mut slot) = slot.try_lock() else { continue };
                     if slot.last_used.elapsed() >= idle {
-                        if let Some(producer) = slot.producer.take() {
-                            drop_producer(producer).await;
-                        }
+                        slot.producer = None;
                     }
                 }
             }
@@ -172,7 +170,6 @@ impl AtomicPublisher {
                 if !producer_usable {
                     // The next group gets a new producer.
                     slot.producer = None;
-                    drop_producer(producer).await;
                 }
                 Err(error)
             }
@@ -180,25 +177,20 @@ impl AtomicPublisher {
     }
 
     /// A producer for `slot`, registered with the coordinator within `init_timeout`.
-    async fn transactional_producer(&self, slot: usize, init_timeout: Duration) -> Result<FutureProducer, KafkaError> {
+    async fn transactional_producer(&self, slot: usize, init_timeout: Duration) -> Result<AsyncProducer, KafkaError> {
         let transaction_timeout = (self.timeout * 2).max(MIN_TRANSACTION_TIMEOUT);
-        let producer: FutureProducer = self
-            .kafka
-            .producer_config(self.timeout)
-            .set("transactional.id", format!("{}{}-{slot}", transactional_id_prefix(&self.kafka.topic), self.instance))
-            .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string())
-            .create()?;
+        let producer = AsyncProducer::create(
+            self.kafka
+                .producer_config(self.timeout)
+                .set("transactional.id", format!("{}{}-{slot}", transactional_id_prefix(&self.kafka.topic), self.instance))
+                .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string()),
+        )?;
         let init = producer.clone();
-        match blocking(move || init.init_transactions(init_timeout)).await {
-            Ok(()) => Ok(producer),
-            Err(error) => {
-                drop_producer(producer).await;
-                Err(error)
-            }
-        }
+        blocking(move || init.init_transactions(init_timeout)).await?;
+        Ok(producer)
     }
 
-    async fn transaction(&self, producer: &FutureProducer, events: &[Envelope]) -> Result<Vec<Position>, Failed> {
+    async fn transaction(&self, producer: &AsyncProducer, events: &[Envelope]) -> Result<Vec<Position>, Failed> {
         producer.begin_transaction().map_err(|error| Failed { error, producer_usable: false })?;
         match self.send_all(producer, events).await {
             Ok(positions) => {
@@ -217,26 +209,25 @@ impl AtomicPublisher {
     }
 
     /// Hands every record to the producer in order and waits for each acknowledgement.
-    async fn send_all(&self, producer: &FutureProducer, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
+    async fn send_all(&self, producer: &AsyncProducer, events: &[Envelope]) -> Result<Vec<Position>, KafkaError> {
         let mut deliveries = Vec::with_capacity(events.len());
         let span = tracing::Span::current();
         for envelope in events {
             let key = envelope.key();
             let payload = envelope.encode();
             let record = FutureRecord::to(&self.kafka.topic).key(&key).payload(&payload).headers(crate::trace_headers::record_headers(&span));
-            deliveries.push(enqueue(producer, record).await?);
+            deliveries.push(producer.enqueue(record).await?);
         }
         let mut positions = Vec::with_capacity(events.len());
         for delivery in deliveries {
-            let delivered = delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
-            positions.push(Position { partition: delivered.partition, offset: delivered.offset });
+            positions.push(delivery.acknowledged().await?);
         }
         Ok(positions)
     }
 
     /// Aborts the open transaction after `error`, unless the producer can no longer do even
     /// that (then the coordinator aborts it when it times out, and the producer is replaced).
-    async fn abort_after(&self, producer: &FutureProducer, error: KafkaError) -> Failed {
+    async fn abort_after(&self, producer: &AsyncProducer, error: KafkaError) -> Failed {
         if matches!(&error, KafkaError::Transaction(e) if e.is_fatal()) {
             return Failed { error, producer_usable: false };
         }
@@ -258,12 +249,6 @@ struct Failed {
     producer_usable: bool,
 }
 
-/// Drops a producer off the runtime's threads: dropping the last handle purges and flushes its
-/// queue (up to 500 ms), joins its polling thread (up to one 100 ms poll) and destroys the client.
-async fn drop_producer(producer: FutureProducer) {
-    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,8 +257,8 @@ mod tests {
         publisher.slots.iter().filter(|slot| slot.try_lock().map_or(true, |slot| slot.producer.is_some())).count()
     }
 
-    /// An API that takes no batches holds no transactional producer (each one's polling thread
-    /// costs CPU while idle); one that took a batch drops its producer once idle, and the next
+    /// An API that takes no batches holds no transactional producer (each one is a client with
+    /// threads and a connection); one that took a batch drops its producer once idle, and the next
     /// batch on that slot makes another under the same transactional id. The tidying ends with
     /// `finish`.
     #[tokio::test]

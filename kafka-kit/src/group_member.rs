@@ -134,7 +134,7 @@ mod tests {
     use std::time::Duration;
 
     use rdkafka::consumer::StreamConsumer;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
 
     use super::*;
 
@@ -164,8 +164,8 @@ mod tests {
     #[tokio::test]
     async fn progress_reaches_the_group_without_a_commit_per_batch() {
         let (_broker, kafka) = crate::embedded_broker::for_test(1);
-        let producer: FutureProducer = kafka.producer_config(Duration::from_secs(10)).create().unwrap();
-        producer.send(FutureRecord::<(), [u8]>::to(&kafka.topic).payload(b"first"), Duration::from_secs(10)).await.unwrap();
+        let producer = kafka.producer(Duration::from_secs(10)).unwrap();
+        producer.send(FutureRecord::<(), [u8]>::to(&kafka.topic).payload(b"first")).await.unwrap();
 
         let requests = Requests::default();
         let consumer: StreamConsumer<Requests> =

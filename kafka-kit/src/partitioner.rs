@@ -16,7 +16,6 @@ mod tests {
     use std::time::Duration;
 
     use rdkafka::producer::FutureRecord;
-    use rdkafka::util::Timeout;
 
     use super::*;
 
@@ -30,7 +29,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..60 {
             let key = format!("{:08x}-key-{i}", i * 7919);
-            let delivery = producer.send(FutureRecord::<String, [u8]>::to(&kafka.topic).key(&key).payload(&[]), Timeout::Never).await.unwrap();
+            let delivery = producer.send(FutureRecord::<String, [u8]>::to(&kafka.topic).key(&key).payload(&[])).await.unwrap();
             assert_eq!(delivery.partition, partition_of(key.as_bytes(), partitions), "key {key}");
             seen.insert(delivery.partition);
         }

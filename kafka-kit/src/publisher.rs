@@ -4,35 +4,17 @@
 use std::time::Duration;
 
 use domain::{Envelope, Position};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{FutureRecord, Producer};
 
+use crate::async_producer::AsyncProducer;
 use crate::topics::blocking;
 use crate::{topic_partition_count, KafkaArgs, KafkaSetupError};
-
-/// How long to wait for room when the producer's local queue is full.
-const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// Counts an event Kafka acknowledged, by type.
 pub(crate) fn event_produced(envelope: &Envelope) {
     metrics::counter!("content_processor_events_produced_total", "type" => envelope.event.type_name()).increment(1);
-}
-
-/// Hands one record to `producer`, waiting while its queue is full: unlike concurrent `send`s
-/// retrying on their own, records enqueued one after another keep their order.
-pub(crate) async fn enqueue(producer: &FutureProducer, mut record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                record = returned;
-                tokio::time::sleep(QUEUE_FULL_WAIT).await;
-            }
-            Err((error, _)) => return Err(error),
-        }
-    }
 }
 
 /// An event for [`EventPublisher::publish_all`]: where it goes, and the span whose trace it
@@ -53,7 +35,7 @@ impl<'a> From<&'a Envelope> for Outgoing<'a> {
 /// Appends events to the submission topic and waits for the broker's acknowledgement.
 #[derive(Clone)]
 pub struct EventPublisher {
-    producer: FutureProducer,
+    producer: AsyncProducer,
     topic: String,
 }
 
@@ -69,15 +51,11 @@ impl EventPublisher {
         let payload = envelope.encode();
         let record =
             FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(crate::trace_headers::record_headers(&tracing::Span::current()));
-        // Timeout::Never only concerns a full local queue; delivery itself is bounded by
+        // Waiting for room in the local queue is unbounded; delivery itself is bounded by
         // message.timeout.ms, after which the send resolves with an error.
-        match self.producer.send(record, Timeout::Never).await {
-            Ok(delivery) => {
-                event_produced(envelope);
-                Ok(Position { partition: delivery.partition, offset: delivery.offset })
-            }
-            Err((error, _)) => Err(error),
-        }
+        let position = self.producer.send(record).await?;
+        event_produced(envelope);
+        Ok(position)
     }
 
     /// Parks a record the projector cannot use on the dead-letter topic: its original key and
@@ -97,7 +75,7 @@ impl EventPublisher {
         if let Some(value) = &letter.value {
             record = record.payload(value.as_slice());
         }
-        self.producer.send(record, Timeout::Never).await.map_err(|(error, _)| error)?;
+        self.producer.send(record).await?;
         metrics::counter!("content_processor_dead_letters_total").increment(1);
         Ok(())
     }
@@ -118,17 +96,13 @@ impl EventPublisher {
             if let Some(partition) = partition {
                 record = record.partition(partition);
             }
-            deliveries.push(self.enqueue(record).await?);
+            deliveries.push(self.producer.enqueue(record).await?);
         }
         for (delivery, envelope) in deliveries.into_iter().zip(enqueued) {
-            delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
+            delivery.acknowledged().await?;
             event_produced(envelope);
         }
         Ok(())
-    }
-
-    async fn enqueue(&self, record: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture, KafkaError> {
-        enqueue(&self.producer, record).await
     }
 
     /// Whether the cluster answers a metadata request for the topic in time.
@@ -171,8 +145,8 @@ mod tests {
         use rdkafka::{Message, Offset, TopicPartitionList};
 
         let (_broker, kafka) = crate::embedded_broker::for_test(1);
-        let producer = kafka.producer_config(Duration::from_secs(10)).set("queue.buffering.max.messages", "1").create().unwrap();
-        let publisher = EventPublisher { producer, topic: kafka.topic.clone() };
+        let producer = AsyncProducer::create(kafka.producer_config(Duration::from_secs(10)).set("queue.buffering.max.messages", "1")).unwrap();
+        let publisher = EventPublisher { producer, topic: kafka.topic.as_str().into() };
 
         let events: Vec<Envelope> = (0..200)
             .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), uuid::Uuid::nil()))

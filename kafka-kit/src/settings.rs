@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 use service_kit::secret::Secret;
+
+use crate::async_producer::AsyncProducer;
 
 /// Where the event log lives. Every service takes these flags (or the environment variables).
 #[derive(clap::Args, Debug, Clone)]
@@ -182,8 +183,8 @@ impl KafkaArgs {
 
     /// An idempotent `acks=all` producer whose deliveries fail after `delivery_timeout`
     /// instead of waiting forever for an unreachable broker.
-    pub fn producer(&self, delivery_timeout: Duration) -> Result<FutureProducer, KafkaSetupError> {
-        self.producer_config(delivery_timeout).create().map_err(KafkaSetupError::Client)
+    pub fn producer(&self, delivery_timeout: Duration) -> Result<AsyncProducer, KafkaSetupError> {
+        AsyncProducer::create(&self.producer_config(delivery_timeout)).map_err(KafkaSetupError::Client)
     }
 
     /// Checks the settings a producer would be given, without making one: a component that makes
