@@ -36,6 +36,12 @@ pub struct KafkaArgs {
     /// Consumer group session timeout: how long a silent group member keeps its partitions.
     #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u32,
+    /// How long a validator's or projector's fetch waits for 16 KiB of records before it returns
+    /// with fewer: below about 1,000 submissions a second, how late each hop of a verdict may
+    /// be; while idle, how often each asks the broker. Shorter serves a lone user sooner and
+    /// costs an idle deployment more (BENCHMARKS.md, "Producers poll a second at a time").
+    #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=300_000))]
+    pub fetch_wait_ms: u32,
     /// `min.insync.replicas` of the topic when it is created here (the broker's default when
     /// unset): with `acks=all`, a write is acknowledged only once this many replicas have it, and
     /// refused while fewer are in sync.
@@ -150,6 +156,7 @@ impl KafkaArgs {
             replication_factor: 1,
             dead_letter_topic: None,
             session_timeout_ms: 10_000,
+            fetch_wait_ms: 100,
             min_insync_replicas: None,
             security: KafkaSecurity::default(),
         }
@@ -221,14 +228,15 @@ impl KafkaArgs {
             // batches depend on it).
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            // A fetch returns once 16 KiB are there, or after 25 ms. With the defaults (1 byte) a
-            // consumer that keeps up re-fetches for every record or two, and on Apache Kafka
-            // those requests, not the records, take most of the broker's CPU (BENCHMARKS.md,
+            // A fetch returns once 16 KiB are there, or after `fetch_wait_ms`. With the defaults
+            // (1 byte) a consumer that keeps up re-fetches for every record or two, and on Apache
+            // Kafka those requests, not the records, take most of the broker's CPU (BENCHMARKS.md,
             // "Made fast on Apache Kafka"); each fetch is also a batch the validator and the
             // projector pay for in statements and produce requests (4 KiB: 0.93 ms of CPU per
-            // submission at 1,000/s, 16 KiB: 0.71 ms; "Fewer producers, larger fetches"). It
-            // costs at most 25 ms per hop when the log is nearly idle.
-            .set("fetch.wait.max.ms", "25")
+            // submission at 1,000/s, 16 KiB: 0.71 ms; "Fewer producers, larger fetches").
+            // From about 1,000 submissions a second the 16 KiB come first; below that the wait
+            // decides how late a hop is, and while idle how often the broker is asked.
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .set("fetch.min.bytes", "16384")
             // Statistics every 5 s: the consumer lag the metrics report.
             .set("statistics.interval.ms", "5000");
@@ -248,6 +256,26 @@ mod tests {
             sasl_password: Some("s3cret".to_owned().into()),
             ssl_ca_location: Some("/etc/ca.pem".into()),
         }
+    }
+
+    /// The fetch wait trades a lone user's latency for an idle deployment's CPU: the operator's
+    /// choice reaches the consumers, and a wait of 0 (a consumer re-fetching without pause) is
+    /// refused with the reason.
+    #[test]
+    fn consumers_wait_for_records_as_long_as_the_flag_says() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        let wait = |args: &[&str]| {
+            let flags = <Flags as clap::Parser>::try_parse_from(std::iter::once("service").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+            Ok::<_, String>(flags.kafka.consumer_config("group").get("fetch.wait.max.ms").map(str::to_owned))
+        };
+        assert_eq!(wait(&[]), Ok(Some("100".to_owned())));
+        assert_eq!(wait(&["--kafka-fetch-wait-ms", "25"]), Ok(Some("25".to_owned())));
+        let refused = wait(&["--kafka-fetch-wait-ms", "0"]).unwrap_err();
+        assert!(refused.contains("--kafka-fetch-wait-ms") && refused.contains("0 is not in 1..=300000"), "{refused}");
     }
 
     #[test]
