@@ -3,7 +3,8 @@
 //! an ordinary user's token sends submissions open loop at a fixed rate, first under a limit
 //! it never reaches, then under a limit of one (so all but the first are refused). Measured:
 //! the CPU time of the command API, of every PostgreSQL process and of the broker over each
-//! window, per request, read from `/proc`.
+//! window, per request, read from `/proc`; and the same less what those processes take at rest
+//! (as long a window with no requests, just before), which is what the requests added.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,9 +46,28 @@ pub struct Window {
     pub requests: u64,
     /// Requests answered with the status the window is about (202, or 429).
     pub as_expected: u64,
-    pub command_api_cpu_ms_per_request: f64,
-    pub postgres_cpu_ms_per_request: f64,
-    pub broker_cpu_ms_per_request: f64,
+    /// The CPU of the window, per request.
+    pub cpu_ms_per_request: Costs,
+    /// The CPU of the window less what the same processes took at rest, per request.
+    pub added_cpu_ms_per_request: Costs,
+}
+
+/// CPU milliseconds per request, by process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Costs {
+    pub command_api: f64,
+    pub postgres: f64,
+    pub broker: f64,
+    pub total: f64,
+}
+
+impl Costs {
+    /// Per request of `requests`, from each process's share of a core over a `seconds` window.
+    fn from_cores(cores: impl Fn(&str) -> f64, seconds: f64, requests: u64) -> Costs {
+        let ms = |name: &str| cores(name) * seconds * 1000.0 / requests.max(1) as f64;
+        let (command_api, postgres, broker) = (ms("command-api"), ms(crate::cpu::POSTGRES), ms("broker"));
+        Costs { command_api, postgres, broker, total: command_api + postgres + broker }
+    }
 }
 
 pub async fn run(args: &RefusalArgs, launcher: &Launcher) -> anyhow::Result<RefusalReport> {
@@ -89,8 +109,8 @@ async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers:
     Ok(RefusalReport { rate: args.rate, seconds: args.seconds, accepted, refused })
 }
 
-/// Waits for the command API, warms it up, then sends `rate` submissions a second for
-/// `seconds` and reads what they cost.
+/// Waits for the command API, warms it up, measures it at rest for `seconds`, then sends `rate`
+/// submissions a second for `seconds` and reads what they cost.
 async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u32, broker_pid: Option<u32>) -> anyhow::Result<Window> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let submit = |http: reqwest::Client, n: u64| {
@@ -109,6 +129,10 @@ async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u3
     let mut processes = vec![("command-api".to_owned(), pid)];
     processes.extend(broker_pid.map(|pid| ("broker".to_owned(), pid)));
     let processes = crate::cpu::Processes(processes);
+    let (before, resting) = (processes.read(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let rest = processes.read().since(&before, resting.elapsed().as_secs_f64(), 0);
+
     let before = processes.read();
     let started = Instant::now();
     let as_expected = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -126,13 +150,13 @@ async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u3
         });
     }
     while sent.join_next().await.is_some() {}
-    let cost = processes.read().since(&before, started.elapsed().as_secs_f64(), total);
-    let per_request = |name: &str| cost.ms_per_unit.get(name).copied().unwrap_or(0.0);
+    let seconds = started.elapsed().as_secs_f64();
+    let cost = processes.read().since(&before, seconds, total);
+    let cores = |cost: &crate::cpu::Cost, name: &str| cost.cores.get(name).copied().unwrap_or(0.0);
     Ok(Window {
         requests: total,
         as_expected: as_expected.load(std::sync::atomic::Ordering::Relaxed),
-        command_api_cpu_ms_per_request: per_request("command-api"),
-        postgres_cpu_ms_per_request: per_request(crate::cpu::POSTGRES),
-        broker_cpu_ms_per_request: per_request("broker"),
+        cpu_ms_per_request: Costs::from_cores(|name| cores(&cost, name), seconds, total),
+        added_cpu_ms_per_request: Costs::from_cores(|name| cores(&cost, name) - cores(&rest, name), seconds, total),
     })
 }
