@@ -1,17 +1,23 @@
-//! A producer whose sends resolve once the broker acknowledged the record, served by a polling
-//! thread that sleeps while nothing happens.
+//! A producer whose sends resolve once the broker acknowledged the record, served by a thread
+//! that sleeps until librdkafka has something for it.
 //!
 //! Why not rust-rdkafka's `FutureProducer`: its polling thread asks for events 100 ms at a time,
 //! and `BaseProducer::poll` (0.39) rounds what is left of its deadline down to whole
 //! milliseconds, so every call ends by polling without waiting until the deadline has passed:
 //! about a millisecond of spinning per 100 ms, 1 % of a core per producer with nothing to do
-//! (BENCHMARKS.md, "Producers poll a second at a time"). Polling a second at a time spins for one
-//! millisecond a second. Acknowledgements are not later for it: a poll hands over each event as
-//! it comes.
+//! (BENCHMARKS.md, "Producers wait for librdkafka's signal"). Here librdkafka writes a byte to
+//! a socket whenever its event queue stops being empty (`rd_kafka_queue_io_event_enable`), and
+//! the thread blocks reading that socket, then serves what is queued without waiting. Nothing
+//! runs while nothing happens, and dropping the producer wakes the thread at once. rdkafka
+//! does not wrap that call; this module and `topic_identity` are the raw FFI.
 
+use std::io::{ErrorKind, Read, Write};
 use std::ops::Deref;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use domain::Position;
@@ -19,12 +25,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, ToBytes};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, FutureRecord, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, FutureRecord, Producer, ProducerContext};
+use rdkafka_sys as ffi;
 use tokio::sync::oneshot;
-
-/// How long one poll of the polling thread lasts: the spin at its end is 1/1000th of it, and a
-/// dropped producer is destroyed at most this late.
-const POLL_WINDOW: Duration = Duration::from_secs(1);
 
 /// How long to wait for room when the producer's local queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
@@ -61,40 +64,54 @@ impl Delivery {
     }
 }
 
-/// A producer and its polling thread. Cheap to clone; the transactional calls and `flush` are
-/// the [`BaseProducer`]'s. Dropping the last handle stops the polling thread, which then
-/// destroys the client (purging what is still queued) off the caller's thread.
+/// A producer and the thread that serves its events. Cheap to clone; the transactional calls
+/// and `flush` are the [`BaseProducer`]'s. Dropping the last handle blocks until the client is
+/// destroyed (what it still held purged and failed, for at most 500 ms), as rust-rdkafka's own
+/// producers do: drop it off the async workers.
 #[derive(Clone)]
 pub struct AsyncProducer {
-    polled: Arc<Polled>,
+    served: Arc<Served>,
 }
 
-/// The client, shared with its polling thread, which runs until this is dropped.
-struct Polled {
-    producer: Arc<BaseProducer<Acknowledgements>>,
+/// The client, shared with the thread that serves it until this is dropped.
+struct Served {
+    /// Taken first when dropped, so that the serving thread destroys the client.
+    producer: Option<Arc<BaseProducer<Acknowledgements>>>,
     stop: Arc<AtomicBool>,
+    /// The socket librdkafka signals on, to wake the serving thread.
+    wake: UnixStream,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl Drop for Polled {
+impl Drop for Served {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.producer.take());
+        self.stop.store(true, Ordering::Release);
+        // A full socket already holds a wake-up.
+        let _ = (&self.wake).write(&[1]);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl AsyncProducer {
     pub fn create(config: &ClientConfig) -> Result<Self, KafkaError> {
+        let setup = |error: std::io::Error| KafkaError::ClientCreation(format!("could not set up the producer's event thread: {error}"));
         let producer = Arc::new(BaseProducer::from_config_and_context(config, Acknowledgements)?);
+        let (woken, signalled) = UnixStream::pair().map_err(setup)?;
+        // librdkafka writes to it from its own threads, which must never block.
+        signalled.set_nonblocking(true).map_err(setup)?;
+        let queue = SignallingQueue::new(&producer, signalled.try_clone().map_err(setup)?)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (polled, stopped) = (Arc::clone(&producer), Arc::clone(&stop));
-        std::thread::Builder::new()
-            .name("producer-poll".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    polled.poll(POLL_WINDOW);
-                }
+        let thread = std::thread::Builder::new()
+            .name("producer-events".into())
+            .spawn({
+                let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
+                move || serve(producer, queue, woken, &stop)
             })
-            .map_err(|error| KafkaError::ClientCreation(format!("could not start the producer's polling thread: {error}")))?;
-        Ok(AsyncProducer { polled: Arc::new(Polled { producer, stop }) })
+            .map_err(setup)?;
+        Ok(AsyncProducer { served: Arc::new(Served { producer: Some(producer), stop, wake: signalled, thread: Some(thread) }) })
     }
 
     /// Hands `record` to the producer, waiting while its queue is full: records enqueued one
@@ -115,7 +132,7 @@ impl AsyncProducer {
             delivery_opaque: Box::new(waiting),
         };
         loop {
-            match self.polled.producer.send(record) {
+            match BaseProducer::send(self, record) {
                 Ok(()) => return Ok(Delivery(acknowledgement)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
@@ -140,7 +157,75 @@ impl Deref for AsyncProducer {
     type Target = BaseProducer<Acknowledgements>;
 
     fn deref(&self) -> &Self::Target {
-        &self.polled.producer
+        self.served.producer.as_deref().expect("the producer is taken only when dropped")
+    }
+}
+
+/// Serves the producer's events as they come, sleeping on `woken` in between, until `stop`;
+/// then destroys the client (the last reference is this thread's).
+fn serve(producer: Arc<BaseProducer<Acknowledgements>>, queue: SignallingQueue, mut woken: UnixStream, stop: &AtomicBool) {
+    let mut signals = [0u8; 64];
+    loop {
+        // Until empty: librdkafka signals only when an empty queue gets an event.
+        while queue.len() > 0 {
+            producer.poll(Duration::ZERO);
+        }
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        match woken.read(&mut signals) {
+            Ok(read) if read > 0 => {}
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            // Never seen (the socket's other end is open until this thread ends); polling on a
+            // timer still serves every event.
+            outcome => {
+                tracing::error!(?outcome, "a producer's event signal could not be read; polling instead");
+                producer.poll(Duration::from_millis(100));
+            }
+        }
+    }
+    drop(queue);
+    drop(producer);
+}
+
+/// The producer's event queue, with librdkafka writing a byte to a socket whenever the queue
+/// stops being empty; both are given up when this is dropped.
+struct SignallingQueue {
+    queue: *mut ffi::rd_kafka_queue_t,
+    /// Open as long as librdkafka may write to it.
+    _signalled: UnixStream,
+}
+
+// SAFETY: librdkafka's queue handles may be used from any thread.
+unsafe impl Send for SignallingQueue {}
+
+impl SignallingQueue {
+    fn new(producer: &BaseProducer<Acknowledgements>, signalled: UnixStream) -> Result<Self, KafkaError> {
+        // SAFETY: the client outlives this queue reference (dropped before the client, in
+        // `serve`), and librdkafka copies the one-byte payload.
+        unsafe {
+            let queue = ffi::rd_kafka_queue_get_main(producer.client().native_ptr());
+            if queue.is_null() {
+                return Err(KafkaError::ClientCreation("the producer has no event queue".into()));
+            }
+            ffi::rd_kafka_queue_io_event_enable(queue, signalled.as_raw_fd(), b"!".as_ptr().cast(), 1);
+            Ok(SignallingQueue { queue, _signalled: signalled })
+        }
+    }
+
+    fn len(&self) -> usize {
+        // SAFETY: the queue reference is alive until drop.
+        unsafe { ffi::rd_kafka_queue_length(self.queue) }
+    }
+}
+
+impl Drop for SignallingQueue {
+    fn drop(&mut self) {
+        // SAFETY: stops the writes before the socket closes, then gives up the reference once.
+        unsafe {
+            ffi::rd_kafka_queue_io_event_enable(self.queue, -1, std::ptr::null(), 0);
+            ffi::rd_kafka_queue_destroy(self.queue);
+        }
     }
 }
 
@@ -176,14 +261,17 @@ mod tests {
         assert_eq!(error, KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
     }
 
-    /// Dropping the last handle stops the polling thread, which destroys the client: what was
-    /// still queued resolves with an error instead of never.
+    /// Dropping the last handle wakes the serving thread, which destroys the client before the
+    /// drop returns: what it still held has failed by then. The transactional publisher relies on
+    /// it: a producer that failed to register is gone before another takes its transactional id.
     #[tokio::test]
-    async fn dropping_the_producer_resolves_what_it_still_held() {
+    async fn dropping_the_producer_fails_what_it_held_before_it_returns() {
+        use futures_util::FutureExt;
+
         let producer = unreachable(Duration::from_secs(300));
         let delivery = producer.enqueue(record("k")).await.unwrap();
         drop(producer);
-        let acknowledgement = tokio::time::timeout(Duration::from_secs(10), delivery.acknowledged()).await.expect("resolved within 10 s");
+        let acknowledgement = delivery.acknowledged().now_or_never().expect("resolved when the drop returned");
         assert!(acknowledgement.is_err(), "a record purged with its producer was acknowledged: {acknowledgement:?}");
     }
 }

@@ -97,7 +97,7 @@ impl AtomicPublisher {
         let slot = self.slots[0].lock().await;
         if slot.producer.is_none() {
             match self.transactional_producer(0, MIN_TRANSACTION_TIMEOUT.max(self.timeout)).await {
-                Ok(producer) => drop(producer),
+                Ok(producer) => drop_producer(producer).await,
                 Err(error) => tracing::warn!(%error, "could not register a transactional producer yet; the first batch tries again"),
             }
         }
@@ -121,7 +121,9 @@ impl AtomicPublisher {
                     // A slot in use is not idle.
                     let Ok(mut slot) = slot.try_lock() else { continue };
                     if slot.last_used.elapsed() >= idle {
-                        slot.producer = None;
+                        if let Some(producer) = slot.producer.take() {
+                            drop_producer(producer).await;
+                        }
                     }
                 }
             }
@@ -170,6 +172,7 @@ impl AtomicPublisher {
                 if !producer_usable {
                     // The next group gets a new producer.
                     slot.producer = None;
+                    drop_producer(producer).await;
                 }
                 Err(error)
             }
@@ -186,8 +189,15 @@ impl AtomicPublisher {
                 .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string()),
         )?;
         let init = producer.clone();
-        blocking(move || init.init_transactions(init_timeout)).await?;
-        Ok(producer)
+        match blocking(move || init.init_transactions(init_timeout)).await {
+            Ok(()) => Ok(producer),
+            Err(error) => {
+                // Gone before the slot is free: alive, it would go on registering the id and
+                // could fence the slot's next producer.
+                drop_producer(producer).await;
+                Err(error)
+            }
+        }
     }
 
     async fn transaction(&self, producer: &AsyncProducer, events: &[Envelope]) -> Result<Vec<Position>, Failed> {
@@ -247,6 +257,12 @@ impl AtomicPublisher {
 struct Failed {
     error: KafkaError,
     producer_usable: bool,
+}
+
+/// Drops a producer off the runtime's threads: dropping the last handle wakes and joins its
+/// event thread, which purges and flushes its queue (up to 500 ms) and destroys the client.
+async fn drop_producer(producer: AsyncProducer) {
+    let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
 }
 
 #[cfg(test)]

@@ -67,10 +67,9 @@ pub struct Projector {
     keyring: keyring::Keyring,
     kafka: KafkaArgs,
     dead_letter_topic: String,
-    /// Made on the first dead letter, not at start: a producer is a client with threads of its
-    /// own, and rust-rdkafka 0.39's polling thread spins through the last millisecond of every
-    /// 100 ms poll (BENCHMARKS.md, "Idle"), a cost an idle projector should not pay for records
-    /// it almost never parks.
+    /// Made on the first dead letter, not at start: a producer is a client with threads and a
+    /// connection of its own, which a projector should not keep for records it almost never
+    /// parks.
     dead_letter_publisher: tokio::sync::OnceCell<EventPublisher>,
     batch_size: usize,
     /// How long a batch waits for more records after its first.
