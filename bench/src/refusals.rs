@@ -21,7 +21,8 @@ pub struct RefusalArgs {
     /// Submissions sent per second in each window.
     #[arg(long, default_value_t = 1000)]
     pub rate: u32,
-    /// How long each window lasts, in seconds (after a warm-up of as many requests as a second's).
+    /// How long each window lasts, in seconds (after a warm-up of as many requests as a second's);
+    /// each is preceded by as long a window at rest.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// A PostgreSQL server where a scratch database can be created and dropped.

@@ -39,8 +39,9 @@ pub struct KafkaArgs {
     /// How long a validator's or projector's fetch waits for 16 KiB of records before it returns
     /// with fewer: below about 1,000 submissions a second, how late each hop of a verdict may
     /// be; while idle, how often each asks the broker. Shorter serves a lone user sooner and
-    /// costs an idle deployment more (BENCHMARKS.md, "Producers poll a second at a time").
-    #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=300_000))]
+    /// costs an idle deployment more (BENCHMARKS.md, "Producers wait for librdkafka's signal").
+    /// At most 9 s: a fetch must be answered well within the clients' 10 s socket timeout.
+    #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=9_000))]
     pub fetch_wait_ms: u32,
     /// `min.insync.replicas` of the topic when it is created here (the broker's default when
     /// unset): with `acks=all`, a write is acknowledged only once this many replicas have it, and
@@ -275,7 +276,7 @@ mod tests {
         assert_eq!(wait(&[]), Ok(Some("100".to_owned())));
         assert_eq!(wait(&["--kafka-fetch-wait-ms", "25"]), Ok(Some("25".to_owned())));
         let refused = wait(&["--kafka-fetch-wait-ms", "0"]).unwrap_err();
-        assert!(refused.contains("--kafka-fetch-wait-ms") && refused.contains("0 is not in 1..=300000"), "{refused}");
+        assert!(refused.contains("--kafka-fetch-wait-ms") && refused.contains("0 is not in 1..=9000"), "{refused}");
     }
 
     #[test]
