@@ -6,10 +6,11 @@
 //! milliseconds, so every call ends by polling without waiting until the deadline has passed:
 //! about a millisecond of spinning per 100 ms, 1 % of a core per producer with nothing to do
 //! (BENCHMARKS.md, "Producers wait for librdkafka's signal"). Here librdkafka writes a byte to
-//! a socket whenever its event queue stops being empty (`rd_kafka_queue_io_event_enable`), and
-//! the thread blocks reading that socket, then serves what is queued without waiting. Nothing
-//! runs while nothing happens, and dropping the producer wakes the thread at once. rdkafka
-//! does not wrap that call; this module and `topic_identity` are the raw FFI.
+//! a socket when its event queue stops being empty (`rd_kafka_queue_io_event_enable`; once,
+//! until the queue is next polled), and the thread blocks reading that socket, then serves what
+//! is queued without waiting. Nothing runs while nothing happens, and dropping the producer
+//! wakes the thread at once. rdkafka does not wrap that call; this module and `topic_identity`
+//! are the raw FFI.
 
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Deref;
@@ -87,8 +88,14 @@ impl Drop for Served {
     fn drop(&mut self) {
         drop(self.producer.take());
         self.stop.store(true, Ordering::Release);
-        // A full socket already holds a wake-up.
-        let _ = (&self.wake).write(&[1]);
+        // A byte written after the store, so the thread reads it after the store too.
+        loop {
+            match (&self.wake).write(&[1]) {
+                Err(error) if error.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -166,7 +173,9 @@ impl Deref for AsyncProducer {
 fn serve(producer: Arc<BaseProducer<Acknowledgements>>, queue: SignallingQueue, mut woken: UnixStream, stop: &AtomicBool) {
     let mut signals = [0u8; 64];
     loop {
-        // Until empty: librdkafka signals only when an empty queue gets an event.
+        // One poll even when the queue looks empty: a poll is what tells librdkafka to signal
+        // its next event. Then until empty: it signals only when an empty queue gets an event.
+        producer.poll(Duration::ZERO);
         while queue.len() > 0 {
             producer.poll(Duration::ZERO);
         }
