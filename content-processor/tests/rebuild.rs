@@ -308,6 +308,50 @@ async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
     db.drop_database().await;
 }
 
+/// A rebuild that caught up with the topic but cannot build its readers' indexes tries again,
+/// and meanwhile its status says why it does not switch, instead of only "running"; once the
+/// build succeeds the problem clears and it switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_whose_indexes_fail_to_build_says_why_and_switches_once_they_build() {
+    let system = TestSystem::start().await;
+    let (_, accepted) = system.submit("judged before the rebuild 1").await;
+    system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
+    let pool = system.db.pool().await;
+    // Only the concurrent builds are refused: the new generation's migrations build theirs plainly.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_concurrent_index() RETURNS event_trigger LANGUAGE plpgsql AS
+             $$ BEGIN
+                 IF current_query() ILIKE 'CREATE INDEX CONCURRENTLY%' THEN
+                     RAISE EXCEPTION 'this database refuses concurrent index builds';
+                 END IF;
+             END $$;
+         CREATE EVENT TRIGGER refuse_concurrent_index ON ddl_command_start
+             WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION refuse_concurrent_index();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    support::eventually("the running rebuild says why it does not switch", || async {
+        let (_, status) = system.get_json("/admin/rebuild").await;
+        let problem = status["error"].as_str().unwrap_or_default();
+        (status["state"] == "running" && problem.contains("refuses concurrent index builds")).then_some(())
+    })
+    .await;
+
+    sqlx::raw_sql("DROP EVENT TRIGGER refuse_concurrent_index").execute(&pool).await.unwrap();
+    let status = support::eventually("the rebuild ends", || async {
+        let (_, status) = system.get_json("/admin/rebuild").await;
+        (status["state"] != "running").then_some(status)
+    })
+    .await;
+    assert_eq!((&status["state"], &status["error"]), (&serde_json::json!("switched"), &serde_json::Value::Null), "{status}");
+    pool.close().await;
+    system.stop().await;
+}
+
 /// Dropping the retired generation is housekeeping after the switch: when it fails, the rebuild
 /// still reports that it switched (the new read model is live), and the old schema stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

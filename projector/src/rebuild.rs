@@ -43,6 +43,8 @@ pub struct RebuildStatus {
     pub topic_ends: BTreeMap<i32, i64>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why the rebuild failed; while it runs, what holds it back (its readers' indexes failing
+    /// to build, tried again).
     pub error: Option<String>,
 }
 
@@ -92,6 +94,11 @@ impl Progress {
         let mut status = self.lock();
         status.from_generation = Some(from);
         status.to_generation = Some(to);
+    }
+
+    /// What holds a running rebuild back, shown with its progress until it clears (`None`).
+    pub(crate) fn set_problem(&self, problem: Option<String>) {
+        self.lock().error = problem;
     }
 
     fn finish(&self, state: RebuildState, error: Option<String>) {

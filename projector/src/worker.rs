@@ -218,11 +218,15 @@ impl Projector {
                         if let Err(error) = built {
                             // Hours of replay are not thrown away for a moment without the database.
                             tracing::warn!(%error, retry_in = ?build_retry, "the reader indexes were not built; trying again");
+                            // Shown with the progress: a rebuild at the end of the topic that
+                            // does not switch says why.
+                            progress.set_problem(Some(format!("the readers' indexes were not built, trying again in {build_retry:?}: {error}")));
                             if !wait_to_retry(&mut build_retry, INDEX_BUILD_MAX_RETRY, &shutdown).await {
                                 return Ok(false);
                             }
                             continue;
                         }
+                        progress.set_problem(None);
                         deferred = None;
                     }
                     match generations::switch(&self.pool, live, self.generation, &topic, SwitchWhen::CaughtUpWithLive).await? {
