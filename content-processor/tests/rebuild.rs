@@ -308,6 +308,35 @@ async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
     db.drop_database().await;
 }
 
+/// Makes the database refuse the statements tagged `tag` whose text is like `statement` (an
+/// event trigger named `refuse`), as a database that will not let a rebuild finish a step.
+async fn refuse(pool: &sqlx::PgPool, tag: &str, statement: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse() RETURNS event_trigger LANGUAGE plpgsql AS
+             $$ BEGIN
+                 IF current_query() ILIKE '{statement}' THEN RAISE EXCEPTION 'this database refuses {tag}'; END IF;
+             END $$;
+         CREATE EVENT TRIGGER refuse ON ddl_command_start WHEN TAG IN ('{tag}') EXECUTE FUNCTION refuse();"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn start_a_rebuild(system: &TestSystem) {
+    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+/// The rebuild's status once it is no longer running.
+async fn until_the_rebuild_ends(system: &TestSystem) -> serde_json::Value {
+    support::eventually("the rebuild ends", || async {
+        let (_, status) = system.get_json("/admin/rebuild").await;
+        (status["state"] != "running").then_some(status)
+    })
+    .await
+}
+
 /// A rebuild that caught up with the topic but cannot build its readers' indexes tries again,
 /// and meanwhile its status says why it does not switch, instead of only "running"; once the
 /// build succeeds the problem clears and it switches.
@@ -317,36 +346,19 @@ async fn a_rebuild_whose_indexes_fail_to_build_says_why_and_switches_once_they_b
     let (_, accepted) = system.submit("judged before the rebuild 1").await;
     system.wait_for_verdict(accepted["id"].as_str().unwrap()).await;
     let pool = system.db.pool().await;
-    // Only the concurrent builds are refused: the new generation's migrations build theirs plainly.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_concurrent_index() RETURNS event_trigger LANGUAGE plpgsql AS
-             $$ BEGIN
-                 IF current_query() ILIKE 'CREATE INDEX CONCURRENTLY%' THEN
-                     RAISE EXCEPTION 'this database refuses concurrent index builds';
-                 END IF;
-             END $$;
-         CREATE EVENT TRIGGER refuse_concurrent_index ON ddl_command_start
-             WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION refuse_concurrent_index();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    // Only the concurrent builds: the new generation's migrations build their indexes plainly.
+    refuse(&pool, "CREATE INDEX", "CREATE INDEX CONCURRENTLY%").await;
 
-    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    start_a_rebuild(&system).await;
     support::eventually("the running rebuild says why it does not switch", || async {
         let (_, status) = system.get_json("/admin/rebuild").await;
         let problem = status["error"].as_str().unwrap_or_default();
-        (status["state"] == "running" && problem.contains("refuses concurrent index builds")).then_some(())
+        (status["state"] == "running" && problem.contains("this database refuses CREATE INDEX")).then_some(())
     })
     .await;
 
-    sqlx::raw_sql("DROP EVENT TRIGGER refuse_concurrent_index").execute(&pool).await.unwrap();
-    let status = support::eventually("the rebuild ends", || async {
-        let (_, status) = system.get_json("/admin/rebuild").await;
-        (status["state"] != "running").then_some(status)
-    })
-    .await;
+    sqlx::raw_sql("DROP EVENT TRIGGER refuse").execute(&pool).await.unwrap();
+    let status = until_the_rebuild_ends(&system).await;
     assert_eq!((&status["state"], &status["error"]), (&serde_json::json!("switched"), &serde_json::Value::Null), "{status}");
     pool.close().await;
     system.stop().await;
@@ -361,23 +373,10 @@ async fn a_rebuild_that_switched_but_could_not_drop_the_old_generation_reports_s
     let id = accepted["id"].as_str().unwrap();
     system.wait_for_verdict(id).await;
     let pool = system.db.pool().await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_drop_schema() RETURNS event_trigger LANGUAGE plpgsql AS
-             $$ BEGIN RAISE EXCEPTION 'this database refuses DROP SCHEMA'; END $$;
-         CREATE EVENT TRIGGER refuse_drop_schema ON ddl_command_start
-             WHEN TAG IN ('DROP SCHEMA') EXECUTE FUNCTION refuse_drop_schema();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    refuse(&pool, "DROP SCHEMA", "%").await;
 
-    let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let status = support::eventually("the rebuild ends", || async {
-        let (_, status) = system.get_json("/admin/rebuild").await;
-        (status["state"] != "running").then_some(status)
-    })
-    .await;
+    start_a_rebuild(&system).await;
+    let status = until_the_rebuild_ends(&system).await;
     assert_eq!(status["state"], "switched", "{status}");
     let states: Vec<(i32, String)> = sqlx::query_as("SELECT generation, state FROM read_models ORDER BY generation").fetch_all(&pool).await.unwrap();
     assert_eq!(states, [(1, "retired".to_owned()), (2, "live".to_owned())]);
