@@ -146,7 +146,7 @@ mod tests {
 
         let (_broker, kafka) = crate::embedded_broker::for_test(1);
         let producer = AsyncProducer::create(kafka.producer_config(Duration::from_secs(10)).set("queue.buffering.max.messages", "1")).unwrap();
-        let publisher = EventPublisher { producer, topic: kafka.topic.as_str().into() };
+        let publisher = EventPublisher { producer, topic: kafka.topic.clone() };
 
         let events: Vec<Envelope> = (0..200)
             .map(|i| Envelope::new(domain::SubmissionId::from_u128(i), domain::Event::ProcessingStarted {}, chrono::Utc::now(), uuid::Uuid::nil()))
