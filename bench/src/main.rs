@@ -48,6 +48,15 @@ enum Command {
     Signups(signups::SignupArgs),
     /// Refusal cost: CPU per submission answered 429 against one answered 202.
     Refusals(refusals::RefusalArgs),
+    /// The refusal benchmark's bare server: answers every request 429, and nothing else.
+    #[command(hide = true)]
+    BareRefuser {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Wraps it in the layers every service has.
+        #[arg(long)]
+        with_common_layers: bool,
+    },
     /// The whole benchmark: several runs of every scenario, with per-component memory.
     Suite(suite::SuiteArgs),
 }
@@ -89,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             let report = refusals::run(&args, &launcher).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
+        Command::BareRefuser { listen, with_common_layers } => refusals::serve_bare_refusals(listen, with_common_layers).await?,
         Command::Suite(args) => suite::run(&args).await?,
     }
     Ok(())

@@ -5,6 +5,13 @@
 //! the CPU time of the command API, of every PostgreSQL process and of the broker over each
 //! window, per request, read from `/proc`; and the same less what those processes take at rest
 //! (as long a window with no requests, just before), which is what the requests added.
+//!
+//! Two more windows send the same requests to a bare server (`loadgen bare-refuser`: axum on a
+//! tokio runtime like the command API's, answering every request 429 with a small JSON body):
+//! alone, the floor the kernel, hyper and the runtime set under any refusal, which no change to
+//! the command API can go below; then with the layers every service has
+//! (`service_kit::http_server::with_common_layers`: request id, trace span, metrics, headers),
+//! which tells their cost apart from the command API's own (its token, limiter and answer).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +46,10 @@ pub struct RefusalReport {
     pub seconds: u64,
     pub accepted: Window,
     pub refused: Window,
+    /// The same requests answered 429 by the bare server: what any HTTP refusal costs here.
+    pub floor: Window,
+    /// The same, the bare server wrapped in the layers every service has.
+    pub floor_with_layers: Window,
 }
 
 /// One window's requests, their answers, and the CPU they cost per request.
@@ -56,7 +67,8 @@ pub struct Window {
 /// CPU milliseconds per request, by process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Costs {
-    pub command_api: f64,
+    /// The server answering the requests: the command API, or the bare refuser of the floor window.
+    pub server: f64,
     pub postgres: f64,
     pub broker: f64,
     pub total: f64,
@@ -66,8 +78,8 @@ impl Costs {
     /// Per request of `requests`, from each process's share of a core over a `seconds` window.
     fn from_cores(cores: impl Fn(&str) -> f64, seconds: f64, requests: u64) -> Costs {
         let ms = |name: &str| cores(name) * seconds * 1000.0 / requests.max(1) as f64;
-        let (command_api, postgres, broker) = (ms("command-api"), ms(crate::cpu::POSTGRES), ms("broker"));
-        Costs { command_api, postgres, broker, total: command_api + postgres + broker }
+        let (server, postgres, broker) = (ms("server"), ms(crate::cpu::POSTGRES), ms("broker"));
+        Costs { server, postgres, broker, total: server + postgres + broker }
     }
 }
 
@@ -91,7 +103,7 @@ async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers:
 
     let mut windows = Vec::new();
     for (limit, expected) in [(u32::MAX / 2, 202), (1, 429)] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let flags = [
             ("--listen", format!("127.0.0.1:{port}")),
             ("--database-url", database_url.to_owned()),
@@ -99,18 +111,60 @@ async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers:
             ("--submission-rate-limit", limit.to_string()),
         ];
         let flags: Vec<String> = flags.into_iter().flat_map(|(name, value)| [name.to_owned(), value]).collect();
-        let mut command_api = crate::suite::spawn(binary, "command-api", &flags)?;
-        let pid = command_api.id().context("the command API has a pid")?;
-        let window = send(args, &format!("http://127.0.0.1:{port}/api/submissions"), &token, expected, pid, broker_pid).await;
-        let _ = command_api.kill().await;
-        windows.push(window?);
+        let command_api = crate::suite::spawn(binary, "command-api", &flags)?;
+        windows.push(measure_server(args, command_api, port, &token, expected, broker_pid).await?);
     }
-    let refused = windows.pop().context("two windows")?;
-    let accepted = windows.pop().context("two windows")?;
-    Ok(RefusalReport { rate: args.rate, seconds: args.seconds, accepted, refused })
+    for layers in [false, true] {
+        let port = free_port()?;
+        let mut flags = vec!["--listen".to_owned(), format!("127.0.0.1:{port}")];
+        flags.extend(layers.then(|| "--with-common-layers".to_owned()));
+        let bare = crate::suite::spawn(&std::env::current_exe()?, "bare-refuser", &flags)?;
+        windows.push(measure_server(args, bare, port, &token, 429, broker_pid).await?);
+    }
+    let [accepted, refused, floor, floor_with_layers] = <[Window; 4]>::try_from(windows).map_err(|_| anyhow::anyhow!("four windows"))?;
+    Ok(RefusalReport { rate: args.rate, seconds: args.seconds, accepted, refused, floor, floor_with_layers })
 }
 
-/// Waits for the command API, warms it up, measures it at rest for `seconds`, then sends `rate`
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One window of requests to `server` (listening on `port`), which is stopped after it.
+async fn measure_server(
+    args: &RefusalArgs,
+    mut server: tokio::process::Child,
+    port: u16,
+    token: &str,
+    expected: u16,
+    broker_pid: Option<u32>,
+) -> anyhow::Result<Window> {
+    let pid = server.id().context("the server has a pid")?;
+    let window = send(args, &format!("http://127.0.0.1:{port}/api/submissions"), token, expected, pid, broker_pid).await;
+    let _ = server.kill().await;
+    window
+}
+
+/// `loadgen bare-refuser`: answers every request 429 with a JSON body like the command API's
+/// refusal, on a runtime like its own (`#[tokio::main]`, a worker per core), with no state and
+/// nothing logged; with no layers either unless `with_common_layers`. What it costs per request
+/// is the floor of any refusal over HTTP (with the layers: of any answer a service gives).
+pub async fn serve_bare_refusals(listen: std::net::SocketAddr, with_common_layers: bool) -> anyhow::Result<()> {
+    use axum::response::IntoResponse;
+    async fn refuse() -> axum::response::Response {
+        let body = serde_json::json!({"error": "rate_limited", "message": "the rate limit of 1 submission per 60 s is spent"});
+        let mut response = (axum::http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+        response
+    }
+    let mut router = axum::Router::new().fallback(refuse);
+    if with_common_layers {
+        router = service_kit::http_server::with_common_layers(router, None);
+    }
+    axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+    Ok(())
+}
+
+/// Waits for the server, warms it up, measures it at rest for `seconds`, then sends `rate`
 /// submissions a second for `seconds` and reads what they cost.
 async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u32, broker_pid: Option<u32>) -> anyhow::Result<Window> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
@@ -120,14 +174,14 @@ async fn send(args: &RefusalArgs, url: &str, token: &str, expected: u16, pid: u3
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while submit(http.clone(), 0).await == 0 {
-        anyhow::ensure!(Instant::now() < deadline, "the command API did not start");
+        anyhow::ensure!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for n in 0..u64::from(args.rate) {
         submit(http.clone(), n).await;
     }
 
-    let mut processes = vec![("command-api".to_owned(), pid)];
+    let mut processes = vec![("server".to_owned(), pid)];
     processes.extend(broker_pid.map(|pid| ("broker".to_owned(), pid)));
     let processes = crate::cpu::Processes(processes);
     let (before, resting) = (processes.read(), Instant::now());
