@@ -2,8 +2,8 @@
 //! one accepted with 202. One command API on Apache Kafka (one node) and a scratch database;
 //! an ordinary user's token sends submissions open loop at a fixed rate, first under a limit
 //! it never reaches, then under a limit of one (so all but the first are refused). Measured:
-//! the CPU time of the command API, of every PostgreSQL process and of the broker over each
-//! window, per request, read from `/proc`; and the same less what those processes take at rest
+//! the CPU time of the server answering, of every PostgreSQL process and of the broker over
+//! each window, per request, read from `/proc`; and the same less what those processes take at rest
 //! (as long a window with no requests, just before), which is what the requests added.
 //!
 //! Two more windows send the same requests to a bare server (`loadgen bare-refuser`: axum on a
@@ -67,7 +67,7 @@ pub struct Window {
 /// CPU milliseconds per request, by process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Costs {
-    /// The server answering the requests: the command API, or the bare refuser of the floor window.
+    /// The server answering the requests: the command API, or the bare refuser of the floor windows.
     pub server: f64,
     pub postgres: f64,
     pub broker: f64,
@@ -103,7 +103,7 @@ async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers:
 
     let mut windows = Vec::new();
     for (limit, expected) in [(u32::MAX / 2, 202), (1, 429)] {
-        let port = free_port()?;
+        let port = crate::suite::free_port()?;
         let flags = [
             ("--listen", format!("127.0.0.1:{port}")),
             ("--database-url", database_url.to_owned()),
@@ -115,18 +115,15 @@ async fn measure(args: &RefusalArgs, binary: &Path, database_url: &str, brokers:
         windows.push(measure_server(args, command_api, port, &token, expected, broker_pid).await?);
     }
     for layers in [false, true] {
-        let port = free_port()?;
+        let port = crate::suite::free_port()?;
         let mut flags = vec!["--listen".to_owned(), format!("127.0.0.1:{port}")];
         flags.extend(layers.then(|| "--with-common-layers".to_owned()));
-        let bare = crate::suite::spawn(&std::env::current_exe()?, "bare-refuser", &flags)?;
+        let loadgen = std::env::current_exe().context("finding loadgen's own binary, to start the bare server")?;
+        let bare = crate::suite::spawn(&loadgen, "bare-refuser", &flags)?;
         windows.push(measure_server(args, bare, port, &token, 429, broker_pid).await?);
     }
     let [accepted, refused, floor, floor_with_layers] = <[Window; 4]>::try_from(windows).map_err(|_| anyhow::anyhow!("four windows"))?;
     Ok(RefusalReport { rate: args.rate, seconds: args.seconds, accepted, refused, floor, floor_with_layers })
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One window of requests to `server` (listening on `port`), which is stopped after it.
@@ -147,7 +144,8 @@ async fn measure_server(
 /// `loadgen bare-refuser`: answers every request 429 with a JSON body like the command API's
 /// refusal, on a runtime like its own (`#[tokio::main]`, a worker per core), with no state and
 /// nothing logged; with no layers either unless `with_common_layers`. What it costs per request
-/// is the floor of any refusal over HTTP (with the layers: of any answer a service gives).
+/// is the floor of any refusal over HTTP (with the layers: of any answer a service gives). It
+/// leaves the small body to hyper, which discards it; with the layers, they read it first.
 pub async fn serve_bare_refusals(listen: std::net::SocketAddr, with_common_layers: bool) -> anyhow::Result<()> {
     use axum::response::IntoResponse;
     async fn refuse() -> axum::response::Response {
