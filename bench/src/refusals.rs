@@ -3,8 +3,8 @@
 //! an ordinary user's token sends submissions open loop at a fixed rate, first under a limit
 //! it never reaches, then under a limit of one (so all but the first are refused). Measured:
 //! the CPU time of the server answering, of every PostgreSQL process and of the broker over
-//! each window, per request, read from `/proc`; and the same less what those processes take at rest
-//! (as long a window with no requests, just before), which is what the requests added.
+//! each window, per request, read from `/proc`; and the same less what those processes take
+//! at rest (as long a window with no requests, just before), which is what the requests added.
 //!
 //! Two more windows send the same requests to a bare server (`loadgen bare-refuser`: axum on a
 //! tokio runtime like the command API's, answering every request 429 with a small JSON body):
