@@ -321,3 +321,32 @@ async fn a_writer_whose_lock_session_ends_mid_batch_commits_nothing_after_the_ne
     db.drop_database().await;
     broker.stop().await;
 }
+
+/// The check each batch makes, alone: a batch begins only while the writer's session holds the
+/// leader lock. Not once that session has ended, even with the lock now held by another
+/// session; and the new holder's batches begin. (The takeover tests above cannot tell it apart
+/// from the lock's watchdog, which stops an old writer as soon as it runs again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_begins_only_while_its_writers_session_holds_the_leader_lock() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    let generation = projector::generations::prepare(&pool).await.unwrap();
+    let begins = |session: i32| {
+        let pool = pool.clone();
+        async move { matches!(projector::begin_batch(&pool, generation, true, Some(session)).await.unwrap(), projector::Begun::Batch(_)) }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let first = projector::leader::LeaderLock::acquire(&db.url, &shutdown).await.unwrap();
+    let ended = first.session();
+    assert!(begins(ended).await, "the holder's batch begins");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(ended).fetch_one(&pool).await.unwrap();
+    assert!(terminated);
+    let second = projector::leader::LeaderLock::acquire(&db.url, &shutdown).await.unwrap();
+    assert_ne!(second.session(), ended);
+    let refused = projector::begin_batch(&pool, generation, true, Some(ended)).await.unwrap();
+    assert!(matches!(refused, projector::Begun::NotLeader), "a batch of the ended session is refused");
+    assert!(begins(second.session()).await, "the new holder's batch begins");
+    drop((first, second));
+    pool.close().await;
+    db.drop_database().await;
+}

@@ -9,7 +9,7 @@
 //!
 //! The lock decides who works; it is not what keeps the read model right. Each batch checks,
 //! inside its own transaction, that the writer's session still holds the lock (see
-//! [`crate::store::BatchTransaction::leader_lock_held`]), and batches of any two writers are
+//! [`crate::store::begin_batch`]), and batches of any two writers are
 //! serialized by the per-generation transaction lock and applied idempotently.
 
 use std::time::Duration;

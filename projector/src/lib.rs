@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, TopicResetPolicy};
-pub use store::connect;
+pub use store::{begin_batch, connect, Begun};
 pub use worker::{Projector, Stats, Target};
 
 /// The group id of the projector's consumer. It assigns partitions itself and keeps its

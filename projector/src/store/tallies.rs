@@ -31,25 +31,24 @@ impl Tallies {
     }
 
     pub(super) async fn write(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO status_counts (status, submissions)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[])
-             ON CONFLICT (status) DO UPDATE SET submissions = status_counts.submissions + EXCLUDED.submissions",
-        )
-        .bind(self.submissions_by_status.keys().copied().collect::<Vec<_>>())
-        .bind(self.submissions_by_status.values().copied().collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
         let per_status = |index: usize| self.events_by_minute.values().map(|counts| counts[index]).collect::<Vec<_>>();
+        // One statement for both tables: a round trip costs more than their few rows.
         sqlx::query(
-            "INSERT INTO activity_per_minute (minute, accepted, started, passed, failed)
-             SELECT * FROM UNNEST($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+            "WITH by_status AS (
+                 INSERT INTO status_counts (status, submissions)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[])
+                 ON CONFLICT (status) DO UPDATE SET submissions = status_counts.submissions + EXCLUDED.submissions
+             )
+             INSERT INTO activity_per_minute (minute, accepted, started, passed, failed)
+             SELECT * FROM UNNEST($3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
              ON CONFLICT (minute) DO UPDATE SET
                  accepted = activity_per_minute.accepted + EXCLUDED.accepted,
                  started = activity_per_minute.started + EXCLUDED.started,
                  passed = activity_per_minute.passed + EXCLUDED.passed,
                  failed = activity_per_minute.failed + EXCLUDED.failed",
         )
+        .bind(self.submissions_by_status.keys().copied().collect::<Vec<_>>())
+        .bind(self.submissions_by_status.values().copied().collect::<Vec<_>>())
         .bind(self.events_by_minute.keys().copied().collect::<Vec<_>>())
         .bind(per_status(0))
         .bind(per_status(1))
@@ -61,7 +60,6 @@ impl Tallies {
     }
 }
 
-/// The column of `activity_per_minute` an event moving a submission to `status` counts in.
 fn column(status: Status) -> usize {
     match status {
         Status::Pending => 0,

@@ -68,14 +68,11 @@ impl Projector {
     async fn try_commit(&self, batch: &Batch) -> Result<Option<(BatchOutcome, usize)>, CommitError> {
         let started = std::time::Instant::now();
         let durable = self.target == Target::Live;
-        let Some(mut tx) = store::begin_batch(&self.pool, self.generation, durable).await? else {
-            return Ok(None);
+        let mut tx = match store::begin_batch(&self.pool, self.generation, durable, self.leader_session).await? {
+            store::Begun::Batch(tx) => tx,
+            store::Begun::Retired => return Ok(None),
+            store::Begun::NotLeader => return Err(CommitError::NotLeader),
         };
-        if let Some(session) = self.leader_session {
-            if !tx.leader_lock_held(session).await? {
-                return Err(CommitError::NotLeader);
-            }
-        }
         let outcome = tx.apply(&batch.records, &self.keyring).await?;
         let refused = outcome.refused.iter().map(|(index, refusal)| {
             let record = &batch.records[*index];
