@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JvmProfile {
     /// Fully optimising JIT, parallel GC. For runs that last and for measurements. Kafka's own
-    /// start script picks G1, whose concurrent work cost the broker more CPU on a machine of a
-    /// few cores, while a young collection of this small heap stays a few milliseconds
-    /// (BENCHMARKS.md, "The broker sized to the machine").
+    /// start script picks G1, whose concurrent work cost the broker more CPU on this machine of
+    /// two cores, and the requests' p99 did not move without it (BENCHMARKS.md, "The broker
+    /// sized to the machine").
     Server,
     /// Starts in about half the time (C1 JIT only, serial GC), runs slower. For tests, which
     /// start a broker each and move little data.

@@ -22,7 +22,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, TopicResetPolicy};
-pub use store::{begin_batch, connect, Begun};
+pub use store::connect;
+// Public for the test of the leader check alone (`tests/projector_replicas.rs`); only the
+// worker begins batches.
+#[doc(hidden)]
+pub use store::{begin_batch, Begun};
 pub use worker::{Projector, Stats, Target};
 
 /// The group id of the projector's consumer. It assigns partitions itself and keeps its

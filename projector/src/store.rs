@@ -8,7 +8,6 @@ use domain::fold::apply;
 use domain::{AccountId, Applied, BatchItem, Content, Envelope, Event, FailureReason, Status, Submission, SubmissionId, TransitionError};
 use kafka_kit::topic_identity::TopicIdentity;
 use keyring::Keyring;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::generations::{self, Generation};
@@ -19,8 +18,10 @@ mod tallies;
 /// read model, so `seq` is assigned in commit order even if two projectors run by mistake.
 const WRITER_LOCK_BASE: i64 = 0x636f_6e74_656e_7500;
 
+/// The projector's pool: the services' settings (no ping when a connection is taken, which was
+/// a round trip more for every batch), waiting up to 5 s for a connection.
 pub async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(5)).connect(database_url).await
+    service_kit::postgres::pool_options(4).acquire_timeout(Duration::from_secs(5)).connect(database_url).await
 }
 
 /// Next offset to read per partition of `generation`, as committed with the rows they produced.
@@ -97,28 +98,28 @@ pub enum Begun {
 /// a `leader_session`, also checks, from inside the transaction, that this session still holds
 /// the replicas' leader lock (a writer whose session ended must not commit).
 ///
-/// Four round trips in all, where there were seven: a batch at 1,000 submissions a second
-/// carries a few dozen, and each statement costs both processes more than its rows do.
+/// Four round trips with `BEGIN`, where there were up to seven: a batch at 1,000 submissions a
+/// second carries a few dozen, and each statement costs both processes more than its rows do.
 ///
 /// A batch that is not `durable` commits without waiting for the WAL flush. That is only for a
 /// generation being built: nobody reads it yet, its rows and positions still commit together,
 /// and the switch that makes it live is a synchronous commit, which flushes all before it.
 pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool, leader_session: Option<i32>) -> Result<Begun, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if !durable {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    }
     // Every statement of a batch finds its rows by key: the batch's submissions, their owners'
     // keys, an erased account's rows. The planner priced a rebuild batch's thousands of index
     // probes above reading the whole submissions table, and chose the scan until the table
     // held a few hundred thousand rows: each batch cost as much as the table was large.
-    // The settings go with the generation's row, which is locked FOR SHARE.
+    // The transaction's settings ride on the statement that reads (and locks) the generation's
+    // row; a durable batch keeps the server's `synchronous_commit`.
     let state: Option<String> = sqlx::query_scalar(
-        "SELECT state, set_config('search_path', $2, true), set_config('enable_seqscan', 'off', true)
+        "SELECT state, set_config('search_path', $2, true), set_config('enable_seqscan', 'off', true),
+             set_config('synchronous_commit', CASE WHEN $3 THEN current_setting('synchronous_commit') ELSE 'off' END, true)
          FROM public.read_models WHERE generation = $1 FOR SHARE",
     )
     .bind(generation)
     .bind(generations::schema(generation))
+    .bind(durable)
     .fetch_optional(&mut *tx)
     .await?;
     if !matches!(state.as_deref(), Some("live" | "building")) {

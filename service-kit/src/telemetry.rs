@@ -78,9 +78,9 @@ where
 /// would have none, and records published inside it would lose the trace).
 ///
 /// A span carries its own fields only. The layer's extras (source file and line, thread, busy and
-/// idle time, level, target) and its activating an OpenTelemetry context on every entry took
-/// 30 % of a span's cost, on every request and record, and tell a trace nothing its fields do
-/// not: nothing here reads the ambient context ([`crate::trace_context`] asks the span itself).
+/// idle time, target) and its activating an OpenTelemetry context on every entry took 30 % of a
+/// span's cost, on every request and record, and tell a trace nothing its fields do not:
+/// nothing here reads the ambient context ([`crate::trace_context`] asks the span itself).
 fn trace_layer_for<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
@@ -90,7 +90,6 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
-        .with_level(false)
         .with_target(false)
         .with_context_activation(false)
 }

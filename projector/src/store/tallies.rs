@@ -60,6 +60,7 @@ impl Tallies {
     }
 }
 
+/// The column of `activity_per_minute` an event moving a submission to `status` counts in.
 fn column(status: Status) -> usize {
     match status {
         Status::Pending => 0,
