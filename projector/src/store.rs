@@ -125,8 +125,8 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool, l
     if !matches!(state.as_deref(), Some("live" | "building")) {
         return Ok(Begun::Retired);
     }
-    // After the row lock, as a switch takes them; and alone: the next statement's snapshot
-    // must be taken once the previous writer committed, for `seq` to stand where it ended.
+    // A statement of its own: the next statement's snapshot must be taken once the previous
+    // writer committed, for `seq` to stand where it ended.
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK_BASE + i64::from(generation)).execute(&mut *tx).await?;
     // A bigint advisory key shows in pg_locks as classid (high half), objid (low half), objsubid 1.
     let (last_seq, leader): (i64, bool) = sqlx::query_as(
