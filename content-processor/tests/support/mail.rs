@@ -18,6 +18,13 @@ pub struct Mail {
     pub body: String,
 }
 
+impl Drop for SmtpServer {
+    /// The Maildir goes with the server (its process is killed when the handle drops).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
+
 impl SmtpServer {
     pub async fn start() -> SmtpServer {
         let python = std::env::var("CONTENT_PROCESSOR_PYTHON").unwrap_or_else(|_| "python3".into());
