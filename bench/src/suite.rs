@@ -354,7 +354,9 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts `content-processor <role>`; its warnings and errors go to `<temp>/content-processor-bench/<role>.log`.
+/// Starts `content-processor <role>`; its log goes to `<temp>/content-processor-bench/<role>.log`.
+/// It logs as deployed, at its default level (or `RUST_LOG`'s, when set): what it costs to log
+/// is part of what is measured.
 pub fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child> {
     let logs = std::env::temp_dir().join("content-processor-bench");
     std::fs::create_dir_all(&logs)?;
@@ -362,7 +364,6 @@ pub fn spawn(binary: &Path, role: &str, args: &[String]) -> anyhow::Result<Child
     Command::new(binary)
         .arg(role)
         .args(args)
-        .env("RUST_LOG", "warn")
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)

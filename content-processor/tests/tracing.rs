@@ -71,7 +71,7 @@ async fn one_trace_id_follows_a_submission_through_every_component() {
         Component::new(role, args(extra), &logs)
             .with_env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
             .with_env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .with_env("RUST_LOG", "info,validator=debug,projector=debug,rdkafka=warn,sqlx=warn")
+            .with_env("RUST_LOG", "info,command_api=debug,validator=debug,projector=debug,notifier=debug,rdkafka=warn,sqlx=warn")
     };
     let command_listen = format!("127.0.0.1:{command_port}");
     let notifier_listen = format!("127.0.0.1:{notifier_port}");

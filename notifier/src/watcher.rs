@@ -310,7 +310,7 @@ impl Watcher {
                 let Some((passed, failed)) = store::count_batch_verdict(tx, batch, submission_id, passed).await? else {
                     return Ok(());
                 };
-                tracing::info!(batch_id = %batch.batch_id, passed, failed, "batch complete");
+                tracing::debug!(batch_id = %batch.batch_id, passed, failed, "batch complete");
                 Notification {
                     id: store::notification_id(batch.batch_id, "batch.completed"),
                     account_id: awaited.owner_id,
@@ -324,7 +324,7 @@ impl Watcher {
                     Event::SubmissionFailed { reasons, .. } => ("FAILED", reasons.iter().map(|r| r.as_str()).collect()),
                     _ => ("PASSED", Vec::new()),
                 };
-                tracing::info!(status, "verdict to notify");
+                tracing::debug!(status, "verdict to notify");
                 Notification {
                     id: store::notification_id(submission_id, "submission.judged"),
                     account_id: awaited.owner_id,

@@ -137,7 +137,7 @@ async fn create(
         }
         let positions = state.batches.publish_atomically(envelopes).await.map_err(ApiError::BrokerUnavailable)?;
         let first = positions[0];
-        tracing::info!(position = %first, account_id = %owner, "accepted batch");
+        tracing::debug!(position = %first, account_id = %owner, "accepted batch");
         admitted.acknowledged(&state, owner, first).await;
         Ok::<_, ApiError>(first)
     }

@@ -123,7 +123,7 @@ async fn create(
             return Ok(position);
         }
         let position = state.publisher.publish(&envelope).await.map_err(ApiError::BrokerUnavailable)?;
-        tracing::info!(%position, account_id = %owner, replaces = ?replaces, "accepted");
+        tracing::debug!(%position, account_id = %owner, replaces = ?replaces, "accepted");
         admitted.acknowledged(&state, owner, position).await;
         Ok::<_, ApiError>(position)
     }
