@@ -8,7 +8,7 @@ use std::time::Duration;
 pub struct SmtpServer {
     pub port: u16,
     maildir: PathBuf,
-    _process: tokio::process::Child,
+    process: tokio::process::Child,
 }
 
 /// One received message: its headers (names lower-cased) and body.
@@ -19,9 +19,13 @@ pub struct Mail {
 }
 
 impl Drop for SmtpServer {
-    /// The Maildir goes with the server (its process is killed when the handle drops).
+    /// The server stops and its Maildir goes, unless the test failed: then the mail stays for
+    /// whoever looks into it.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.maildir);
+        let _ = self.process.start_kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.maildir);
+        }
     }
 }
 
@@ -37,7 +41,7 @@ impl SmtpServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {python} -m aiosmtpd ({e}); scripts/test installs it"));
         super::eventually("the SMTP server listens", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
-        SmtpServer { port, maildir, _process: process }
+        SmtpServer { port, maildir, process }
     }
 
     pub fn url(&self) -> String {
