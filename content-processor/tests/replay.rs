@@ -1,6 +1,7 @@
 //! Kafka is the source of truth: a projector on an empty database rebuilds the exact same read
 //! model; a log mixing event schema versions replays correctly; a topic that no longer holds
-//! what the read model was built from is noticed, never silently served.
+//! what the read model was built from is noticed, never silently served. Whatever the tables
+//! held when a statement was planned, the rows are found by key.
 
 mod support;
 
@@ -239,4 +240,43 @@ async fn a_projector_reads_the_submissions_of_a_batch_by_key_never_by_scanning_t
     pool.close().await;
     db.drop_database().await;
     broker.stop().await;
+}
+
+/// The connections that run the same few statements all day (the query API's hub, the
+/// validator's key reads) plan each once. Left to itself, PostgreSQL planned a read by
+/// `= ANY($1)` anew for every call, at several times the cost of running it. The plan kept was
+/// made when the table held a few rows, analyzed (where reading it whole is cheapest), and
+/// still probes the index once the table holds thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_on_a_connection_planned_once_keeps_one_plan_that_probes_the_index() {
+    let db = TestDb::create().await;
+    let options = service_kit::postgres::planned_once(db.url.parse().unwrap());
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    sqlx::query("CREATE TABLE keys (account_id uuid PRIMARY KEY, wrapped bytea)").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO keys SELECT gen_random_uuid(), NULL FROM generate_series(1, 5)").execute(&pool).await.unwrap();
+    sqlx::query("ANALYZE keys").execute(&pool).await.unwrap();
+    let read = "SELECT account_id, wrapped FROM keys WHERE account_id = ANY($1)";
+    let read_one = || async { sqlx::query(read).bind(vec![Uuid::new_v4()]).fetch_all(&pool).await.unwrap() };
+    for _ in 0..10 {
+        read_one().await;
+    }
+    sqlx::query("INSERT INTO keys SELECT gen_random_uuid(), NULL FROM generate_series(1, 20000)").execute(&pool).await.unwrap();
+    for _ in 0..10 {
+        read_one().await;
+    }
+
+    let mut connection = pool.acquire().await.unwrap();
+    let (name, generic, custom): (String, i64, i64) =
+        sqlx::query_as("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1")
+            .bind(read)
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+    assert_eq!((generic, custom), (20, 0), "plans used for the 20 reads: (generic, custom)");
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}('{{{}}}')", Uuid::new_v4())).fetch_all(&mut *connection).await.unwrap();
+    assert!(plan.iter().any(|line| line.contains("Index")) && !plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+    drop(connection);
+    pool.close().await;
+    db.drop_database().await;
 }

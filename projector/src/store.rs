@@ -110,10 +110,14 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool, l
     // keys, an erased account's rows. The planner priced a rebuild batch's thousands of index
     // probes above reading the whole submissions table, and chose the scan until the table
     // held a few hundred thousand rows: each batch cost as much as the table was large.
+    // With the scan ruled out, the plan a statement gets on its first use is the plan for any
+    // batch, so each is planned once per connection: PostgreSQL had kept planning the reads
+    // by `= ANY($1)` anew for every batch, at several times the cost of running them.
     // The transaction's settings ride on the statement that reads (and locks) the generation's
     // row; a durable batch keeps the server's `synchronous_commit`.
     let state: Option<String> = sqlx::query_scalar(
         "SELECT state, set_config('search_path', $2, true), set_config('enable_seqscan', 'off', true),
+             set_config('plan_cache_mode', 'force_generic_plan', true),
              set_config('synchronous_commit', CASE WHEN $3 THEN current_setting('synchronous_commit') ELSE 'off' END, true)
          FROM public.read_models WHERE generation = $1 FOR SHARE",
     )
@@ -286,9 +290,6 @@ async fn load_states(tx: &mut Transaction<'_, Postgres>, records: &[Record]) -> 
              processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
-    // Planned for each batch: a plan cached while the table was small scans it whole, and
-    // keeps doing so as it grows until the next ANALYZE invalidates it.
-    .persistent(false)
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;

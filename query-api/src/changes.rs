@@ -143,34 +143,42 @@ pub struct Page {
     pub horizon: i64,
 }
 
+/// What a page reads of each change, from the events `e` and their submissions `s`.
+const CHANGE_COLUMNS: &str = "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
+        CASE WHEN e.event_type = 'SubmissionCreated' THEN s.content END AS content,
+        ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
+    FROM ";
+
+/// Every change after `after`, oldest first, up to `limit`: the page the hub reads. The page is
+/// picked by seq before its submissions are looked up one by one (`OFFSET 0` keeps the lookup a
+/// subquery the planner cannot turn into a join): a page is a few rows, but planned as a full one
+/// against tables not analyzed yet it became a hash join reading every submission.
+fn every_change_after(after: i64, limit: i64) -> QueryBuilder<'static, Postgres> {
+    let mut query = QueryBuilder::new(CHANGE_COLUMNS);
+    query.push("(SELECT * FROM submission_events WHERE seq > ").push_bind(after);
+    query.push(format_args!(" ORDER BY seq LIMIT {limit}) e"));
+    query.push(" CROSS JOIN LATERAL (SELECT owner_id, batch_id, content FROM submissions WHERE id = e.submission_id OFFSET 0) s ORDER BY e.seq");
+    query
+}
+
 pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) -> Result<Page, sqlx::Error> {
     // With an owner filter, the horizon is read first (changes past it may commit while the
     // page is read). Without one, every change is in the page, so the page is its own horizon:
-    // the hub and admins' streams spare the extra query.
+    // admins' streams spare the extra query.
     let horizon: Option<i64> = match scope.owner {
         Some(_) => Some(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM submission_events").fetch_one(pool).await?),
         None => None,
     };
-    // Only the filters the scope has, and for the hub (no filter) the page picked by seq
-    // before the join: a catch-all `$n IS NULL OR …` statement gets one generic plan, which
-    // can drive the join from `submissions` and probe the events once per submission
-    // (BENCHMARKS.md, "the live-update query"). The limit is written out, not bound (it is the
-    // caller's page size, never client input), so that even a generic plan expects a page.
-    // The hub's page then looks its submissions up one by one (`OFFSET 0` keeps the lookup a
-    // subquery the planner cannot turn into a join): a page is a few rows, but planned as a
-    // full one against tables not analyzed yet it became a hash join reading every submission.
-    let mut query = QueryBuilder::<Postgres>::new(
-        "SELECT e.generation, e.seq, e.submission_id, s.owner_id, s.batch_id, e.event_type, e.status, e.occurred_at,
-                CASE WHEN e.event_type = 'SubmissionCreated' THEN s.content END AS content,
-                ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
-         FROM ",
-    );
+    // Only the filters the scope has, and with none [`every_change_after`]: a catch-all
+    // `$n IS NULL OR …` statement gets one generic plan, which can drive the join from
+    // `submissions` and probe the events once per submission (BENCHMARKS.md, "the live-update
+    // query"). The limit is written out, not bound (it is the caller's page size, never client
+    // input), so that even a generic plan expects a page.
     let unfiltered = scope.submission.is_none() && scope.owner.is_none() && scope.batch.is_none();
-    if unfiltered && horizon.is_none() {
-        query.push("(SELECT * FROM submission_events WHERE seq > ").push_bind(after);
-        query.push(format_args!(" ORDER BY seq LIMIT {limit}) e"));
-        query.push(" CROSS JOIN LATERAL (SELECT owner_id, batch_id, content FROM submissions WHERE id = e.submission_id OFFSET 0) s ORDER BY e.seq");
+    let mut query = if unfiltered && horizon.is_none() {
+        every_change_after(after, limit)
     } else {
+        let mut query = QueryBuilder::<Postgres>::new(CHANGE_COLUMNS);
         query.push("submission_events e JOIN submissions s ON s.id = e.submission_id WHERE e.seq > ").push_bind(after);
         if let Some(horizon) = horizon {
             query.push(" AND e.seq <= ").push_bind(horizon);
@@ -185,12 +193,14 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
             query.push(" AND s.batch_id = ").push_bind(batch);
         }
         query.push(format_args!(" ORDER BY e.seq LIMIT {limit}"));
-    }
+        query
+    };
     // Every page is planned for its own values each time (an unnamed statement). For a scoped
     // page, whether to walk the events by `seq` or the owner's submissions depends on how much
-    // of the range is the owner's, which a cached generic plan cannot know. For the hub's, a
+    // of the range is the owner's, which a cached generic plan cannot know. For everyone's, a
     // plan cached while the tables were small (a new database or generation) reads the events
-    // whole and sorts them, and keeps doing so as they grow until an ANALYZE invalidates it.
+    // whole and sorts them, and keeps doing so as they grow until an ANALYZE invalidates it
+    // (the hub reads that page on a connection where no plan scans a table: [`hub_reader`]).
     let changes: Vec<StatusChange> = query.build_query_as().persistent(false).fetch_all(pool).await?;
     let horizon = horizon.unwrap_or_else(|| changes.last().map_or(after, |last| last.seq));
     Ok(Page { changes, horizon })
@@ -200,6 +210,14 @@ impl StatusChange {
     pub fn position(&self) -> Position {
         Position { generation: self.generation, seq: self.seq }
     }
+}
+
+/// The hub's own connection. The hub runs the same two statements for as long as the process
+/// lives, after every commit of the projector: on this connection each is planned once, when
+/// first used, where the page planned for every call took as long to plan as to run. A plan
+/// kept that long must not be a table scan chosen while the tables were small, and here none is.
+fn hub_reader(pool: &PgPool) -> PgPool {
+    service_kit::postgres::pool_options(1).connect_lazy_with(service_kit::postgres::planned_once((*pool.connect_options()).clone()))
 }
 
 /// A subscription to the hub.
@@ -282,15 +300,17 @@ impl ChangeHub {
         *self.position.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
     }
 
-    /// Reads and broadcasts changes until `shutdown`.
+    /// Reads and broadcasts changes until `shutdown`: LISTENs on a connection of `pool`'s, and
+    /// reads on [`hub_reader`]'s.
     pub async fn listen(self, pool: PgPool, shutdown: CancellationToken) {
+        let reader = hub_reader(&pool);
         let mut listener: Option<PgListener> = None;
         let mut tick = tokio::time::interval(SAFETY_TICK);
         loop {
             if listener.is_none() {
                 listener = self.connect_listener(&pool).await;
             }
-            self.catch_up(&pool).await;
+            self.catch_up(&reader).await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => self.prune_owners(),
@@ -319,8 +339,8 @@ impl ChangeHub {
         }
     }
 
-    async fn catch_up(&self, pool: &PgPool) {
-        let live = match live_position(pool).await {
+    async fn catch_up(&self, reader: &PgPool) {
+        let live = match live_position(reader).await {
             Ok(live) => live,
             Err(error) => {
                 tracing::debug!(%error, "cannot read the live position; will retry");
@@ -341,8 +361,8 @@ impl ChangeHub {
             return;
         }
         loop {
-            let page = match fetch_changes(pool, at.seq, Scope::default(), PAGE).await {
-                Ok(page) => page.changes,
+            let page: Vec<StatusChange> = match every_change_after(at.seq, PAGE).build_query_as().fetch_all(reader).await {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::debug!(%error, "cannot read changes; will retry");
                     return;

@@ -17,6 +17,18 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(3)).test_before_acquire(false)
 }
 
+/// `options` for connections that run a few statements again and again, each finding its rows
+/// by key: every statement is planned once, on first use, and that plan is kept.
+///
+/// Left to itself, PostgreSQL plans a statement anew at every call when the plan for its values
+/// looks cheaper than the generic one, as for `= ANY($1)` with one element; the planning then cost
+/// several times the running (BENCHMARKS.md). With table scans ruled out, the plan kept probes
+/// the indexes however small the tables were when it was made: a plan cached while a table was
+/// small had scanned it whole as it grew, until an ANALYZE replaced it.
+pub fn planned_once(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
+}
+
 /// A pool of at most `max_connections` to `database_url`, failing at once, with the address,
 /// when PostgreSQL cannot be reached: what a service that needs the database from its start does.
 pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {

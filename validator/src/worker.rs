@@ -67,7 +67,8 @@ impl Validator {
             consumer,
             publisher,
             // Lazily: a log of plain text (or one broker outage at start) needs no key store yet.
-            pool: service_kit::postgres::pool_options(2).connect_lazy(&config.database_url)?,
+            // Its only statement reads keys by account.
+            pool: service_kit::postgres::pool_options(2).connect_lazy_with(service_kit::postgres::planned_once(config.database_url.parse()?)),
             keyring: Keyring::from_args(&config.keyring)?,
             topic: config.kafka.topic.clone(),
             batch_size: config.batch_size.max(1),
