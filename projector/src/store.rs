@@ -111,8 +111,9 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool, l
     // probes above reading the whole submissions table, and chose the scan until the table
     // held a few hundred thousand rows: each batch cost as much as the table was large.
     // With the scan ruled out, the plan a statement gets on its first use is the plan for any
-    // batch, so each is planned once per connection: PostgreSQL had kept planning the reads
-    // by `= ANY($1)` anew for every batch, at several times the cost of running them.
+    // batch, so each is planned once per connection and generation, as on a connection of
+    // `service_kit::postgres::planned_once` (why: there). Set per transaction, not on the pool,
+    // which also runs the switches, the positions and the index builds.
     // The transaction's settings ride on the statement that reads (and locks) the generation's
     // row; a durable batch keeps the server's `synchronous_commit`.
     let state: Option<String> = sqlx::query_scalar(

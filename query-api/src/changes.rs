@@ -112,11 +112,11 @@ pub struct StatusChange {
 }
 
 /// Which changes a reader gets.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Scope {
     /// One submission's, or every submission's.
     pub submission: Option<Uuid>,
-    /// One owner's, or everyone's (an admin, and the hub).
+    /// One owner's, or everyone's (an admin).
     pub owner: Option<Uuid>,
     /// One batch's items, or any submission's.
     pub batch: Option<Uuid>,
@@ -149,10 +149,11 @@ const CHANGE_COLUMNS: &str = "SELECT e.generation, e.seq, e.submission_id, s.own
         ARRAY(SELECT jsonb_array_elements_text(COALESCE(e.payload->'reasons', '[]'::jsonb))) AS reasons
     FROM ";
 
-/// Every change after `after`, oldest first, up to `limit`: the page the hub reads. The page is
-/// picked by seq before its submissions are looked up one by one (`OFFSET 0` keeps the lookup a
-/// subquery the planner cannot turn into a join): a page is a few rows, but planned as a full one
-/// against tables not analyzed yet it became a hash join reading every submission.
+/// Every change after `after`, oldest first, up to `limit`: the page the hub and admins' streams
+/// read. The page is picked by seq before its submissions are looked up one by one (`OFFSET 0`
+/// keeps the lookup a subquery the planner cannot turn into a join): a page is a few rows, but
+/// planned as a full one against tables not analyzed yet it became a hash join reading every
+/// submission.
 fn every_change_after(after: i64, limit: i64) -> QueryBuilder<'static, Postgres> {
     let mut query = QueryBuilder::new(CHANGE_COLUMNS);
     query.push("(SELECT * FROM submission_events WHERE seq > ").push_bind(after);
@@ -175,7 +176,7 @@ pub async fn fetch_changes(pool: &PgPool, after: i64, scope: Scope, limit: i64) 
     // query"). The limit is written out, not bound (it is the caller's page size, never client
     // input), so that even a generic plan expects a page.
     let unfiltered = scope.submission.is_none() && scope.owner.is_none() && scope.batch.is_none();
-    let mut query = if unfiltered && horizon.is_none() {
+    let mut query = if unfiltered {
         every_change_after(after, limit)
     } else {
         let mut query = QueryBuilder::<Postgres>::new(CHANGE_COLUMNS);
@@ -212,10 +213,9 @@ impl StatusChange {
     }
 }
 
-/// The hub's own connection. The hub runs the same two statements for as long as the process
-/// lives, after every commit of the projector: on this connection each is planned once, when
-/// first used, where the page planned for every call took as long to plan as to run. A plan
-/// kept that long must not be a table scan chosen while the tables were small, and here none is.
+/// The hub's own connection, `planned_once`: the hub runs the same two statements after every
+/// commit of the projector for as long as the process lives, and its page planned for every
+/// call took as long to plan as to run.
 fn hub_reader(pool: &PgPool) -> PgPool {
     service_kit::postgres::pool_options(1).connect_lazy_with(service_kit::postgres::planned_once((*pool.connect_options()).clone()))
 }
@@ -312,7 +312,11 @@ impl ChangeHub {
             }
             self.catch_up(&reader).await;
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // Ends the reader's session with PostgreSQL rather than dropping it.
+                    reader.close().await;
+                    return;
+                }
                 _ = tick.tick() => self.prune_owners(),
                 received = async { listener.as_mut()?.try_recv().await.ok() }, if listener.is_some() => {
                     // Ok(Some) is a notification, Ok(None) a reconnect; either way catch up.

@@ -22,9 +22,13 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 ///
 /// Left to itself, PostgreSQL plans a statement anew at every call when the plan for its values
 /// looks cheaper than the generic one, as for `= ANY($1)` with one element; the planning then cost
-/// several times the running (BENCHMARKS.md). With table scans ruled out, the plan kept probes
-/// the indexes however small the tables were when it was made: a plan cached while a table was
-/// small had scanned it whole as it grew, until an ANALYZE replaced it.
+/// several times the running (BENCHMARKS.md). With table scans ruled out wherever an index
+/// serves, the plan kept probes the indexes however small the tables were when it was made: a
+/// plan cached while a table was small had scanned it whole as it grew, until an ANALYZE
+/// replaced it.
+///
+/// Unnamed statements (`.persistent(false)`) get the generic plan here too: only statements
+/// whose best plan is the same for every value belong on such connections.
 pub fn planned_once(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
 }
