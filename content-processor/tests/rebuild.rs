@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use domain::Status;
 use reqwest::StatusCode;
+use support::user::{User, PASSWORD};
 use support::{SseConnection, TestSystem, DEADLINE};
 
 const SEEDED: usize = 300;
@@ -335,6 +336,64 @@ async fn until_the_rebuild_ends(system: &TestSystem) -> serde_json::Value {
         (status["state"] != "running").then_some(status)
     })
     .await
+}
+
+/// A rebuild in batches smaller than a submission's history folds each batch onto the states
+/// the batch before it left, while that one is still being written: it ends as the fold of the
+/// whole log, with nothing refused, and an account erased midway (its batch, and the one after
+/// it, folded in their transactions) keeps none of its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_in_batches_smaller_than_a_history_ends_as_the_fold_of_the_log() {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    // A submission's three events fall in two or three batches.
+    config.rebuild_batch_size = Some(3);
+    let system = TestSystem::start_with(db, config).await;
+    let api = &system.api;
+    let leaving = User::sign_up(api, "leaving@example.com").await;
+    let staying = User::sign_up(api, "staying@example.com").await;
+    let (gone, kept) = (format!("gone-{}", uuid::Uuid::new_v4()), format!("kept-{}", uuid::Uuid::new_v4()));
+    let mut submitted = Vec::new();
+    for i in 0..15 {
+        for (user, marker) in [(&leaving, &gone), (&staying, &kept)] {
+            let content = if i % 4 == 0 { format!("{marker} {i}") } else { format!("{marker} {i} 42") };
+            submitted.push(user.submit(api, &content).await["id"].as_str().unwrap().to_owned());
+        }
+    }
+    for id in &submitted {
+        api.wait_for_verdict(id).await;
+    }
+    let deleted = leaving.http.delete(api.url("/api/account")).json(&serde_json::json!({ "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let kafka = &system.running.kafka;
+    support::eventually("the erasure is on the log", || async {
+        let records = support::read_topic(kafka, &kafka.topic);
+        records
+            .iter()
+            .filter_map(|record| domain::Envelope::decode(record.value.as_deref()?).ok())
+            .any(|envelope| matches!(envelope.event, domain::Event::AccountErased { .. }))
+            .then_some(())
+    })
+    .await;
+    for i in 15..25 {
+        let id = staying.submit(api, &format!("{kept} after the erasure {i} 42")).await["id"].as_str().unwrap().to_owned();
+        api.wait_for_verdict(&id).await;
+    }
+
+    start_a_rebuild(&system).await;
+    let status = until_the_rebuild_ends(&system).await;
+    assert_eq!(status["state"], "switched", "{status}");
+    assert!(status["events_applied"].as_u64().unwrap() >= 3 * 40, "{status}");
+    let pool = system.db.pool().await;
+    support::assert_read_model_equals_fold_of_topic(&pool, kafka).await;
+    let dead_letters = support::records_in_topic(&kafka_kit::KafkaArgs { topic: kafka.dead_letter_topic(), ..kafka.clone() }).await;
+    assert_eq!(dead_letters, 0, "nothing refused by the fold");
+    let with_text = |marker: String| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM submissions WHERE content LIKE $1").bind(format!("{marker}%")).fetch_one(&pool)
+    };
+    assert_eq!((with_text(gone).await.unwrap(), with_text(kept).await.unwrap()), (0, 25));
+    pool.close().await;
+    system.stop().await;
 }
 
 /// A rebuild that caught up with the topic but cannot build its readers' indexes tries again,

@@ -1,5 +1,6 @@
 //! The read model in PostgreSQL: loading state and positions, and writing one batch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ pub struct Record {
 }
 
 /// What a committed batch did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BatchOutcome {
     pub applied: usize,
     pub duplicates: usize,
@@ -152,7 +153,6 @@ pub async fn begin_batch(pool: &PgPool, generation: Generation, durable: bool, l
 impl BatchTransaction {
     /// Folds `records` into the read model (not yet committed).
     pub async fn apply(&mut self, records: &[Record], keyring: &Keyring) -> Result<BatchOutcome, sqlx::Error> {
-        let mut outcome = BatchOutcome::default();
         // First, so that no text of theirs is written by this batch either.
         let erased: Vec<(AccountId, DateTime<Utc>)> = records
             .iter()
@@ -164,43 +164,25 @@ impl BatchTransaction {
         if !erased.is_empty() {
             erase_accounts(&mut self.tx, &erased).await?;
         }
-        let mut states = load_states(&mut self.tx, records).await?;
-        let mut events = EventRows::default();
-        let mut changed: Vec<SubmissionId> = Vec::new();
-        let mut created: Vec<SubmissionId> = Vec::new();
-        let mut tallies = tallies::Tallies::default();
+        let states = load_states(&mut self.tx, &submission_ids(records)).await?;
+        let folded = fold(records, states);
+        self.write(&folded, keyring).await?;
+        Ok(folded.outcome)
+    }
+
+    /// Writes what [`fold_ahead`] made of a batch (not yet committed). Called again after a
+    /// failed attempt, it writes the same rows: the fold read nothing the failed attempt wrote.
+    pub async fn write(&mut self, folded: &Folded, keyring: &Keyring) -> Result<(), sqlx::Error> {
+        if folded.events.is_empty() {
+            return Ok(());
+        }
         let first_seq = self.last_seq + self.written + 1;
-        for (index, record) in records.iter().enumerate() {
-            let envelope = &record.envelope;
-            if let Event::AccountErased { .. } = envelope.event {
-                continue;
-            }
-            let state = states.entry(envelope.submission_id).or_default();
-            let before = state.as_ref().map(|s| s.status);
-            match apply(state, envelope) {
-                Ok(Applied::Changed) => {
-                    if before.is_none() {
-                        created.push(envelope.submission_id);
-                    }
-                    let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
-                    tallies.moved(before, status, envelope.occurred_at);
-                    events.push(first_seq + events.len() as i64, record, status);
-                    changed.push(envelope.submission_id);
-                    outcome.applied += 1;
-                }
-                Ok(Applied::AlreadyApplied) => outcome.duplicates += 1,
-                Err(refusal) => outcome.refused.push((index, refusal)),
-            }
-        }
-        if !events.is_empty() {
-            let texts = texts_of_created(&mut self.tx, keyring, &states, &created).await?;
-            events.drop_erased_text(&texts);
-            events.insert(&mut self.tx).await?;
-            upsert_submissions(&mut self.tx, &states, &changed, &events, &texts).await?;
-            tallies.write(&mut self.tx).await?;
-            self.written += events.len() as i64;
-        }
-        Ok(outcome)
+        let texts = texts_of_created(&mut self.tx, keyring, &folded.states, &folded.created).await?;
+        folded.events.insert(&mut self.tx, first_seq, &texts).await?;
+        upsert_submissions(&mut self.tx, &folded.states, &folded.changed, first_seq, &folded.events, &texts).await?;
+        folded.tallies.write(&mut self.tx).await?;
+        self.written += folded.events.len() as i64;
+        Ok(())
     }
 
     /// Moves the positions to `next_offsets`, announces the new rows and commits.
@@ -228,6 +210,104 @@ impl BatchTransaction {
         .await?;
         self.tx.commit().await
     }
+}
+
+/// A batch folded onto the states of the submissions it touches, before it is written.
+pub struct Folded {
+    outcome: BatchOutcome,
+    /// Every submission the batch touches, as the fold left it (`None`: none exists).
+    states: HashMap<SubmissionId, Option<Submission>>,
+    events: EventRows,
+    changed: Vec<SubmissionId>,
+    created: Vec<SubmissionId>,
+    tallies: tallies::Tallies,
+}
+
+/// Folds `records` onto `states`, which holds every submission they touch. Erasures among them
+/// are skipped: [`BatchTransaction::apply`] runs them first.
+fn fold(records: &[Record], mut states: HashMap<SubmissionId, Option<Submission>>) -> Folded {
+    let mut outcome = BatchOutcome::default();
+    let mut events = EventRows::default();
+    let mut changed: Vec<SubmissionId> = Vec::new();
+    let mut created: Vec<SubmissionId> = Vec::new();
+    let mut tallies = tallies::Tallies::default();
+    for (index, record) in records.iter().enumerate() {
+        let envelope = &record.envelope;
+        if let Event::AccountErased { .. } = envelope.event {
+            continue;
+        }
+        let state = states.entry(envelope.submission_id).or_default();
+        let before = state.as_ref().map(|s| s.status);
+        match apply(state, envelope) {
+            Ok(Applied::Changed) => {
+                if before.is_none() {
+                    created.push(envelope.submission_id);
+                }
+                let status = state.as_ref().map(|s| s.status).unwrap_or(Status::Pending);
+                tallies.moved(before, status, envelope.occurred_at);
+                events.push(record, status);
+                changed.push(envelope.submission_id);
+                outcome.applied += 1;
+            }
+            Ok(Applied::AlreadyApplied) => outcome.duplicates += 1,
+            Err(refusal) => outcome.refused.push((index, refusal)),
+        }
+    }
+    Folded { outcome, states, events, changed, created, tallies }
+}
+
+impl Folded {
+    pub fn outcome(&self) -> &BatchOutcome {
+        &self.outcome
+    }
+
+    /// The states this fold left of the submissions `records` touch too: the fold of the batch
+    /// after this one starts from them while this one's rows are not committed yet.
+    pub fn carried_into(&self, records: &[Record]) -> HashMap<SubmissionId, Option<Submission>> {
+        submission_ids(records).into_iter().filter_map(|id| Some((id, self.states.get(&id)?.clone()))).collect()
+    }
+}
+
+/// Folds `records` of `generation` before their transaction, so that a rebuild folds the next
+/// batch while the one before it is written. The submissions that batch touched are in
+/// `carried` ([`Folded::carried_into`]), as its fold left them; the others are read from the
+/// generation, which the batch being written does not change.
+///
+/// `None` for a batch that erases accounts: it is folded in its transaction, after the
+/// erasure, and the batch after it only once it committed, since the erasure scrubs rows the
+/// fold of either would read.
+pub async fn fold_ahead(
+    pool: &PgPool,
+    generation: Generation,
+    records: &[Record],
+    mut carried: HashMap<SubmissionId, Option<Submission>>,
+) -> Result<Option<Folded>, sqlx::Error> {
+    if records.iter().any(|record| matches!(record.envelope.event, Event::AccountErased { .. })) {
+        return Ok(None);
+    }
+    let unread: Vec<SubmissionId> = submission_ids(records).into_iter().filter(|id| !carried.contains_key(id)).collect();
+    if !unread.is_empty() {
+        let mut tx = pool.begin().await?;
+        // The batch transaction's settings (why: `begin_batch`), for the same statement.
+        sqlx::query(
+            "SELECT set_config('search_path', $1, true), set_config('enable_seqscan', 'off', true),
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
+        )
+        .bind(generations::schema(generation))
+        .execute(&mut *tx)
+        .await?;
+        carried.extend(load_states(&mut tx, &unread).await?);
+        tx.commit().await?;
+    }
+    Ok(Some(fold(records, carried)))
+}
+
+/// The submissions `records` are about, each once, in order.
+fn submission_ids(records: &[Record]) -> Vec<SubmissionId> {
+    let mut ids: Vec<SubmissionId> = records.iter().map(|r| r.envelope.submission_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 #[derive(sqlx::FromRow)]
@@ -281,26 +361,23 @@ impl SubmissionRow {
     }
 }
 
-/// Current state of every submission the batch touches (absent ones map to `None` later).
-async fn load_states(tx: &mut Transaction<'_, Postgres>, records: &[Record]) -> Result<HashMap<SubmissionId, Option<Submission>>, sqlx::Error> {
-    let mut ids: Vec<SubmissionId> = records.iter().map(|r| r.envelope.submission_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
+/// Current state of the submissions `ids` (absent ones map to `None` later).
+async fn load_states(tx: &mut Transaction<'_, Postgres>, ids: &[SubmissionId]) -> Result<HashMap<SubmissionId, Option<Submission>>, sqlx::Error> {
     let rows: Vec<SubmissionRow> = sqlx::query_as(
         "SELECT id, sealed_content, content, owner_id, batch_id, batch_index, batch_size, replaces, status, reasons, created_at,
              processing_started_at, processed_at
          FROM submissions WHERE id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(&mut **tx)
     .await?;
     rows.into_iter().map(|row| Ok((row.id, Some(row.into_submission()?)))).collect()
 }
 
-/// The batch's new event rows, column by column, for one multi-row insert.
+/// The batch's new event rows, column by column, for one multi-row insert. Their `seq` is
+/// known only in the transaction: the first is the one after the generation's last.
 #[derive(Default)]
 struct EventRows {
-    seq: Vec<i64>,
     event_id: Vec<uuid::Uuid>,
     submission_id: Vec<SubmissionId>,
     event_type: Vec<&'static str>,
@@ -312,22 +389,22 @@ struct EventRows {
     payload: Vec<String>,
     partition: Vec<i32>,
     offset: Vec<i64>,
-    /// Highest seq per submission in this batch.
-    last_seq_of: HashMap<SubmissionId, i64>,
+    /// Each submission's last event in this batch, by index.
+    last_of: HashMap<SubmissionId, usize>,
 }
 
 impl EventRows {
     fn len(&self) -> usize {
-        self.seq.len()
+        self.event_id.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.seq.is_empty()
+        self.event_id.is_empty()
     }
 
-    fn push(&mut self, seq: i64, record: &Record, status: Status) {
+    fn push(&mut self, record: &Record, status: Status) {
         let envelope = &record.envelope;
-        self.seq.push(seq);
+        self.last_of.insert(envelope.submission_id, self.len());
         self.event_id.push(envelope.event_id);
         self.submission_id.push(envelope.submission_id);
         self.event_type.push(envelope.event.type_name());
@@ -339,26 +416,42 @@ impl EventRows {
         self.payload.push(payload_json(envelope));
         self.partition.push(record.partition);
         self.offset.push(record.offset);
-        self.last_seq_of.insert(envelope.submission_id, seq);
     }
 
-    /// Takes the text out of the stored payload of every creation whose owner was erased:
-    /// events from before content was sealed carry it in the clear.
-    fn drop_erased_text(&mut self, texts: &HashMap<SubmissionId, Option<String>>) {
-        for (index, submission) in self.submission_id.iter().enumerate() {
-            if self.event_type[index] == "SubmissionCreated" && matches!(texts.get(submission), Some(None)) {
-                if let Ok(serde_json::Value::Object(mut payload)) = serde_json::from_str(&self.payload[index]) {
-                    payload.remove("content");
-                    self.payload[index] = serde_json::Value::Object(payload).to_string();
-                }
+    /// The `seq` of each row, the first being `first_seq`.
+    fn seqs(&self, first_seq: i64) -> Vec<i64> {
+        (first_seq..).take(self.len()).collect()
+    }
+
+    /// The stored payloads, without the text of any creation whose owner was erased: events
+    /// from before content was sealed carry it in the clear.
+    fn payloads_without_erased_text(&self, texts: &HashMap<SubmissionId, Option<String>>) -> Cow<'_, [String]> {
+        let erased = |index: usize| self.event_type[index] == "SubmissionCreated" && matches!(texts.get(&self.submission_id[index]), Some(None));
+        if !(0..self.len()).any(erased) {
+            return Cow::Borrowed(&self.payload);
+        }
+        let mut payloads = self.payload.clone();
+        for (index, stored) in payloads.iter_mut().enumerate() {
+            if !erased(index) {
+                continue;
+            }
+            if let Ok(serde_json::Value::Object(mut payload)) = serde_json::from_str(stored) {
+                payload.remove("content");
+                *stored = serde_json::Value::Object(payload).to_string();
             }
         }
+        Cow::Owned(payloads)
     }
 
     /// The arrays are unnested side by side in the select list (they are of one length), which
     /// streams the rows into the insert; `FROM UNNEST(...)` is a function scan, which
     /// materialises every row first: a tenth more of the statement's time.
-    async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        first_seq: i64,
+        texts: &HashMap<SubmissionId, Option<String>>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO submission_events (seq, event_id, submission_id, event_type, schema_version,
                  status, occurred_at, correlation_id, payload, kafka_partition, kafka_offset, step)
@@ -366,7 +459,7 @@ impl EventRows {
                  unnest($6::text[]), unnest($7::timestamptz[]), unnest($8::uuid[]), unnest($9::text[])::jsonb,
                  unnest($10::int[]), unnest($11::bigint[]), unnest($12::smallint[])",
         )
-        .bind(&self.seq)
+        .bind(self.seqs(first_seq))
         .bind(&self.event_id)
         .bind(&self.submission_id)
         .bind(&self.event_type)
@@ -374,7 +467,7 @@ impl EventRows {
         .bind(&self.status)
         .bind(&self.occurred_at)
         .bind(&self.correlation_id)
-        .bind(&self.payload)
+        .bind(self.payloads_without_erased_text(texts).as_ref())
         .bind(&self.partition)
         .bind(&self.offset)
         .bind(&self.step)
@@ -468,6 +561,7 @@ async fn upsert_submissions(
     tx: &mut Transaction<'_, Postgres>,
     states: &HashMap<SubmissionId, Option<Submission>>,
     changed: &[SubmissionId],
+    first_seq: i64,
     events: &EventRows,
     texts: &HashMap<SubmissionId, Option<String>>,
 ) -> Result<(), sqlx::Error> {
@@ -505,7 +599,7 @@ async fn upsert_submissions(
     .bind(rows.iter().map(|s| s.created_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.processing_started_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.processed_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|s| events.last_seq_of[&s.id]).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| first_seq + events.last_of[&s.id] as i64).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.owner_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.batch.map(|b| b.batch_id)).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.batch.map(|b| i32::try_from(b.index).unwrap_or(i32::MAX))).collect::<Vec<_>>())

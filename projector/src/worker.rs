@@ -7,12 +7,14 @@ mod attach;
 mod commit;
 mod reader;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use domain::{Submission, SubmissionId};
+use futures_util::FutureExt as _;
 use kafka_kit::held_partitions::HeldPartitions;
 use kafka_kit::topic_identity::TopicIdentity;
 use kafka_kit::{EventPublisher, KafkaArgs};
@@ -24,6 +26,7 @@ use crate::config::TopicResetPolicy;
 use crate::generations::{self, Generation, SwitchWhen, Switched};
 use crate::leader::LeaderLock;
 use crate::rebuild::Progress;
+use crate::store::{self, Folded};
 use crate::Config;
 use commit::Committed;
 use reader::{Batch, Read, Reader, StreamConsumer};
@@ -62,6 +65,9 @@ pub struct Projector {
     consumer: Arc<StreamConsumer>,
     /// Fetches and decodes the next batch while the current one commits.
     reader: Option<Reader>,
+    /// What was taken from the reader before its turn: a rebuild folds the next batch while
+    /// the one before it is written. With that fold, once made.
+    ahead: Option<(Read, Option<Folded>)>,
     pool: PgPool,
     /// Opens the sealed content of new submissions for the read model.
     keyring: keyring::Keyring,
@@ -106,6 +112,7 @@ impl Projector {
         let mut projector = Projector {
             consumer: reader::new_consumer(&config.kafka, target)?,
             reader: None,
+            ahead: None,
             pool,
             keyring: keyring::Keyring::from_args(&config.keyring)?,
             kafka: config.kafka.clone(),
@@ -157,8 +164,8 @@ impl Projector {
     /// Projects into the live generation until `shutdown`. The batch in hand is committed (or,
     /// if the database is down, left for the next start to read again) before returning.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while let Some(batch) = self.next_batch(&shutdown, None).await? {
-            match self.commit(&batch, &shutdown).await {
+        while let Some((batch, _)) = self.next_batch(&shutdown, None).await? {
+            match self.commit(&batch, None, &shutdown).await {
                 Committed::Yes(_) => {}
                 Committed::Retired => self.attach().await?,
                 Committed::Interrupted => break,
@@ -170,6 +177,7 @@ impl Projector {
     }
 
     fn stop_reader(&mut self) {
+        self.ahead = None;
         if let Some(reader) = self.reader.take() {
             reader.task.abort();
         }
@@ -187,14 +195,30 @@ impl Projector {
             let drained = match batch {
                 None if shutdown.is_cancelled() => return Ok(false),
                 None => true,
-                Some(batch) => match self.commit(&batch, &shutdown).await {
-                    Committed::Yes(outcome) => {
-                        progress.record(outcome.applied, &batch.next_offsets);
-                        batch.len() < self.batch_size
+                Some((batch, folded)) => {
+                    let folded = match folded {
+                        Some(folded) => Some(folded),
+                        None => fold_ahead(&self.pool, self.generation, &batch, HashMap::new()).await,
+                    };
+                    // The database writes this batch while the next one, if the reader has it, is
+                    // folded on another thread: each would otherwise wait for the other.
+                    let next = match &folded {
+                        Some(in_flight) => self.fold_ready_batch(in_flight),
+                        None => None,
+                    };
+                    match self.commit(&batch, folded.as_ref(), &shutdown).await {
+                        Committed::Yes(outcome) => {
+                            if let Some(next) = next {
+                                let (next, folded) = next.await.context("folding the next batch ahead")?;
+                                self.ahead = Some((Read::Batch(next), folded));
+                            }
+                            progress.record(outcome.applied, &batch.next_offsets);
+                            batch.len() < self.batch_size
+                        }
+                        Committed::Retired => anyhow::bail!("generation {} was retired during its rebuild", self.generation),
+                        Committed::Interrupted => return Ok(false),
                     }
-                    Committed::Retired => anyhow::bail!("generation {} was retired during its rebuild", self.generation),
-                    Committed::Interrupted => return Ok(false),
-                },
+                }
             };
             if drained {
                 // Caught up with the end of the topic as it was a moment ago; the switch itself
@@ -244,34 +268,73 @@ impl Projector {
         }
     }
 
-    /// The next batch from the reader: waits at most `idle` when given. `None` on shutdown or
-    /// when `idle` passed without a record.
-    async fn next_batch(&mut self, shutdown: &CancellationToken, idle: Option<Duration>) -> anyhow::Result<Option<Batch>> {
+    /// The next batch, with its fold if it was folded ahead: waits at most `idle` when given.
+    /// `None` on shutdown or when `idle` passed without a record.
+    async fn next_batch(&mut self, shutdown: &CancellationToken, idle: Option<Duration>) -> anyhow::Result<Option<(Batch, Option<Folded>)>> {
         loop {
-            let reader = self.reader.as_mut().context("the projector is not attached")?;
-            let wait = async {
-                match idle {
-                    Some(idle) => tokio::time::timeout(idle, reader.batches.recv()).await.ok(),
-                    None => Some(reader.batches.recv().await),
+            // The topic is checked when its time comes, even while every batch was ready before its turn.
+            if self.ahead.is_some() && self.topic_check.tick().now_or_never().is_some() {
+                self.check_topic().await?;
+            }
+            let (read, folded) = match self.ahead.take() {
+                Some((read, folded)) => (Some(Some(read)), folded),
+                None => {
+                    let reader = self.reader.as_mut().context("the projector is not attached")?;
+                    let wait = async {
+                        match idle {
+                            Some(idle) => tokio::time::timeout(idle, reader.batches.recv()).await.ok(),
+                            None => Some(reader.batches.recv().await),
+                        }
+                    };
+                    let read = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = self.topic_check.tick() => {
+                            self.check_topic().await?;
+                            continue;
+                        }
+                        read = wait => read,
+                    };
+                    (read, None)
                 }
-            };
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(None),
-                _ = self.topic_check.tick() => {
-                    self.check_topic().await?;
-                    continue;
-                }
-                read = wait => read,
             };
             match read {
                 None => return Ok(None),
-                Some(Some(Read::Batch(batch))) => return Ok(Some(batch)),
+                Some(Some(Read::Batch(batch))) => return Ok(Some((batch, folded))),
                 // The topic no longer holds our position: decide as at start.
                 Some(Some(Read::OffsetOutOfRange)) => self.attach().await?,
                 Some(None) => anyhow::bail!("the projector's reader stopped"),
             }
         }
     }
+
+    /// Folds the reader's next batch, if it is ready, on another task, onto the states the
+    /// batch being written (`in_flight`) left; never waits for one. The batch comes back with
+    /// its fold, to be put [`Projector::ahead`] once `in_flight` committed.
+    fn fold_ready_batch(&mut self, in_flight: &Folded) -> Option<tokio::task::JoinHandle<(Batch, Option<Folded>)>> {
+        let Ok(read) = self.reader.as_mut()?.batches.try_recv() else { return None };
+        let next = match read {
+            Read::Batch(next) => next,
+            reset => {
+                self.ahead = Some((reset, None));
+                return None;
+            }
+        };
+        let carried = in_flight.carried_into(&next.records);
+        let (pool, generation) = (self.pool.clone(), self.generation);
+        Some(tokio::spawn(async move {
+            let folded = fold_ahead(&pool, generation, &next, carried).await;
+            (next, folded)
+        }))
+    }
+}
+
+/// [`store::fold_ahead`]; `None` when the batch is to be folded in its transaction instead (it
+/// erases accounts, or its submissions could not be read now: its transaction reads them again).
+async fn fold_ahead(pool: &PgPool, generation: Generation, batch: &Batch, carried: HashMap<SubmissionId, Option<Submission>>) -> Option<Folded> {
+    store::fold_ahead(pool, generation, &batch.records, carried).await.unwrap_or_else(|error| {
+        tracing::debug!(%error, "a batch not folded ahead; its transaction folds it");
+        None
+    })
 }
 
 /// Waits `delay` before a failed step is tried again, then doubles it, up to `max`. False when

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::reader::Batch;
 use super::{wait_to_retry, Projector, Stats, Target, DEAD_LETTER_TIMEOUT};
 use crate::generations;
-use crate::store::{self, BatchOutcome};
+use crate::store::{self, BatchOutcome, Folded};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -36,11 +36,13 @@ pub(super) enum Committed {
 }
 
 impl Projector {
-    /// Commits the batch, retrying while the database or the dead-letter topic is unavailable.
-    pub(super) async fn commit(&self, batch: &Batch, shutdown: &CancellationToken) -> Committed {
+    /// Commits the batch, retrying while the database or the dead-letter topic is unavailable:
+    /// as `folded` when it was folded ahead ([`store::fold_ahead`]), else folded in its
+    /// transaction.
+    pub(super) async fn commit(&self, batch: &Batch, folded: Option<&Folded>, shutdown: &CancellationToken) -> Committed {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.try_commit(batch).await {
+            match self.try_commit(batch, folded).await {
                 Ok(Some((outcome, parked))) => {
                     let Stats { applied, duplicates, dead_lettered } = &*self.stats;
                     applied.fetch_add(outcome.applied as u64, Ordering::Relaxed);
@@ -65,7 +67,7 @@ impl Projector {
     /// One attempt: fold the batch, park what cannot be used on the dead-letter topic (and wait
     /// for Kafka to hold it), then commit rows and positions together. Returns what it did and
     /// how many records it parked; `None` if the generation was retired.
-    async fn try_commit(&self, batch: &Batch) -> Result<Option<(BatchOutcome, usize)>, CommitError> {
+    async fn try_commit(&self, batch: &Batch, folded: Option<&Folded>) -> Result<Option<(BatchOutcome, usize)>, CommitError> {
         let started = std::time::Instant::now();
         let durable = self.target == Target::Live;
         let mut tx = match store::begin_batch(&self.pool, self.generation, durable, self.leader_session).await? {
@@ -73,7 +75,13 @@ impl Projector {
             store::Begun::Retired => return Ok(None),
             store::Begun::NotLeader => return Err(CommitError::NotLeader),
         };
-        let outcome = tx.apply(&batch.records, &self.keyring).await?;
+        let outcome = match folded {
+            Some(folded) => {
+                tx.write(folded, &self.keyring).await?;
+                folded.outcome().clone()
+            }
+            None => tx.apply(&batch.records, &self.keyring).await?,
+        };
         let refused = outcome.refused.iter().map(|(index, refusal)| {
             let record = &batch.records[*index];
             tracing::error!(
