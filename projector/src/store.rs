@@ -170,8 +170,7 @@ impl BatchTransaction {
         Ok(folded.outcome)
     }
 
-    /// Writes what [`fold_ahead`] made of a batch (not yet committed). Called again after a
-    /// failed attempt, it writes the same rows: the fold read nothing the failed attempt wrote.
+    /// Writes what [`fold`] or [`fold_ahead`] made of a batch (not yet committed).
     pub async fn write(&mut self, folded: &Folded, keyring: &Keyring) -> Result<(), sqlx::Error> {
         if folded.events.is_empty() {
             return Ok(());
@@ -274,8 +273,8 @@ impl Folded {
 /// generation, which the batch being written does not change.
 ///
 /// `None` for a batch that erases accounts: it is folded in its transaction, after the
-/// erasure, and the batch after it only once it committed, since the erasure scrubs rows the
-/// fold of either would read.
+/// erasure. The batch after it is folded only once it committed (nothing is carried from it),
+/// since the erasure scrubs rows that fold would read.
 pub async fn fold_ahead(
     pool: &PgPool,
     generation: Generation,
@@ -616,4 +615,56 @@ async fn upsert_submissions(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three submissions in an order a partition may hold them, a duplicate, and an event about a
+    /// submission nobody created.
+    fn history() -> Vec<Record> {
+        let at = Utc::now();
+        let created = |n: u128, text: &str| {
+            let event = Event::SubmissionCreated { content: Content::Plain(text.into()), owner_id: None, batch: None, replaces: None };
+            Envelope::new(uuid::Uuid::from_u128(n), event, at, uuid::Uuid::nil())
+        };
+        let (a, b, c) = (created(1, "first text 1"), created(2, "second"), created(3, "third text 3"));
+        let failed = Event::SubmissionFailed { reasons: vec![FailureReason::TooShort, FailureReason::NoDigit], char_count: Some(6) };
+        let envelopes = [
+            a.clone(),
+            b.clone(),
+            a.follow_up(Event::ProcessingStarted {}, at),
+            c.clone(),
+            b.follow_up(Event::ProcessingStarted {}, at),
+            a.follow_up(Event::SubmissionPassed {}, at),
+            a.follow_up(Event::SubmissionPassed {}, at),
+            b.follow_up(failed, at),
+            Envelope::new(uuid::Uuid::from_u128(4), Event::ProcessingStarted {}, at, uuid::Uuid::nil()),
+            c.follow_up(Event::ProcessingStarted {}, at),
+        ];
+        envelopes.into_iter().zip(0..).map(|(envelope, offset)| Record { partition: 0, offset, envelope }).collect()
+    }
+
+    #[test]
+    fn a_history_folded_in_two_batches_the_first_carried_into_the_second_is_folded_as_in_one() {
+        let records = history();
+        let whole = fold(&records, HashMap::new());
+        assert_eq!((whole.outcome.applied, whole.outcome.duplicates, whole.outcome.refused.len()), (8, 1, 1));
+        for split in 0..=records.len() {
+            let (before, after) = records.split_at(split);
+            let first = fold(before, HashMap::new());
+            let then = fold(after, first.carried_into(after));
+            let mut states = first.states.clone();
+            states.extend(then.states.clone());
+            assert_eq!(states, whole.states, "split at {split}");
+            let rows = |folded: &[&Folded]| -> Vec<(uuid::Uuid, &str)> {
+                folded.iter().flat_map(|f| f.events.event_id.iter().copied().zip(f.events.status.iter().copied())).collect()
+            };
+            assert_eq!(rows(&[&first, &then]), rows(&[&whole]), "split at {split}");
+            let counts = |f: &Folded| (f.outcome.applied, f.outcome.duplicates, f.outcome.refused.len());
+            let (one, two) = (counts(&first), counts(&then));
+            assert_eq!((one.0 + two.0, one.1 + two.1, one.2 + two.2), counts(&whole), "split at {split}");
+        }
+    }
 }

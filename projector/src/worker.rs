@@ -1,7 +1,7 @@
 //! The consume -> fold -> commit loop, for the live generation or for one being rebuilt:
 //! [`attach`] picks the generation and the positions (and decides what a reset topic means),
-//! [`reader`] fetches and decodes batches ahead of the commits, [`commit`] folds a batch and
-//! commits it with its positions.
+//! [`reader`] fetches and decodes batches ahead of the commits, [`commit`] writes a batch (folded
+//! in its transaction, or ahead of it by a rebuild) and commits it with its positions.
 
 mod attach;
 mod commit;
@@ -21,6 +21,7 @@ use kafka_kit::{EventPublisher, KafkaArgs};
 use service_kit::health::ReadinessCheck;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::TopicResetPolicy;
 use crate::generations::{self, Generation, SwitchWhen, Switched};
@@ -40,6 +41,14 @@ const REBUILD_IDLE: Duration = Duration::from_millis(200);
 const INDEX_BUILD_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts at building the reader indexes.
 const INDEX_BUILD_MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// A read taken from the reader before its turn.
+enum Ahead {
+    /// The next batch, with its fold once made (boxed: a fold is much larger than a reset).
+    Batch(Batch, Option<Box<Folded>>),
+    /// The topic no longer holds a position read from.
+    Reset,
+}
 
 /// Counters a running projector exposes (logs, tests, the rebuild progress).
 #[derive(Debug, Default)]
@@ -66,8 +75,8 @@ pub struct Projector {
     /// Fetches and decodes the next batch while the current one commits.
     reader: Option<Reader>,
     /// What was taken from the reader before its turn: a rebuild folds the next batch while
-    /// the one before it is written. With that fold, once made.
-    ahead: Option<(Read, Option<Folded>)>,
+    /// the one before it is written.
+    ahead: Option<Ahead>,
     pool: PgPool,
     /// Opens the sealed content of new submissions for the read model.
     keyring: keyring::Keyring,
@@ -196,12 +205,15 @@ impl Projector {
                 None if shutdown.is_cancelled() => return Ok(false),
                 None => true,
                 Some((batch, folded)) => {
+                    // A batch not folded ahead (the first, one after an erasure, one the reader
+                    // did not have in time) is folded now, before its transaction, so that the
+                    // next one can be folded while it is written.
                     let folded = match folded {
                         Some(folded) => Some(folded),
-                        None => fold_ahead(&self.pool, self.generation, &batch, HashMap::new()).await,
+                        None => fold_before_writing(&self.pool, self.generation, &batch, HashMap::new()).await,
                     };
                     // The database writes this batch while the next one, if the reader has it, is
-                    // folded on another thread: each would otherwise wait for the other.
+                    // folded on another task: each would otherwise wait for the other.
                     let next = match &folded {
                         Some(in_flight) => self.fold_ready_batch(in_flight),
                         None => None,
@@ -210,7 +222,7 @@ impl Projector {
                         Committed::Yes(outcome) => {
                             if let Some(next) = next {
                                 let (next, folded) = next.await.context("folding the next batch ahead")?;
-                                self.ahead = Some((Read::Batch(next), folded));
+                                self.ahead = Some(Ahead::Batch(next, folded.map(Box::new)));
                             }
                             progress.record(outcome.applied, &batch.next_offsets);
                             batch.len() < self.batch_size
@@ -272,12 +284,17 @@ impl Projector {
     /// `None` on shutdown or when `idle` passed without a record.
     async fn next_batch(&mut self, shutdown: &CancellationToken, idle: Option<Duration>) -> anyhow::Result<Option<(Batch, Option<Folded>)>> {
         loop {
-            // The topic is checked when its time comes, even while every batch was ready before its turn.
+            // A rebuild may find every batch ready before its turn: shutdown is looked at here too.
+            if shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            // So is the topic, when its time comes.
             if self.ahead.is_some() && self.topic_check.tick().now_or_never().is_some() {
                 self.check_topic().await?;
             }
-            let (read, folded) = match self.ahead.take() {
-                Some((read, folded)) => (Some(Some(read)), folded),
+            let read = match self.ahead.take() {
+                Some(Ahead::Batch(batch, folded)) => return Ok(Some((batch, folded.map(|folded| *folded)))),
+                Some(Ahead::Reset) => Some(Some(Read::OffsetOutOfRange)),
                 None => {
                     let reader = self.reader.as_mut().context("the projector is not attached")?;
                     let wait = async {
@@ -286,20 +303,19 @@ impl Projector {
                             None => Some(reader.batches.recv().await),
                         }
                     };
-                    let read = tokio::select! {
+                    tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),
                         _ = self.topic_check.tick() => {
                             self.check_topic().await?;
                             continue;
                         }
                         read = wait => read,
-                    };
-                    (read, None)
+                    }
                 }
             };
             match read {
                 None => return Ok(None),
-                Some(Some(Read::Batch(batch))) => return Ok(Some((batch, folded))),
+                Some(Some(Read::Batch(batch))) => return Ok(Some((batch, None))),
                 // The topic no longer holds our position: decide as at start.
                 Some(Some(Read::OffsetOutOfRange)) => self.attach().await?,
                 Some(None) => anyhow::bail!("the projector's reader stopped"),
@@ -309,28 +325,33 @@ impl Projector {
 
     /// Folds the reader's next batch, if it is ready, on another task, onto the states the
     /// batch being written (`in_flight`) left; never waits for one. The batch comes back with
-    /// its fold, to be put [`Projector::ahead`] once `in_flight` committed.
-    fn fold_ready_batch(&mut self, in_flight: &Folded) -> Option<tokio::task::JoinHandle<(Batch, Option<Folded>)>> {
-        let Ok(read) = self.reader.as_mut()?.batches.try_recv() else { return None };
-        let next = match read {
+    /// its fold, to be put [`Projector::ahead`] once `in_flight` committed; dropping the handle
+    /// (the rebuild ends first) stops the task.
+    fn fold_ready_batch(&mut self, in_flight: &Folded) -> Option<AbortOnDropHandle<(Batch, Option<Folded>)>> {
+        let next = match self.reader.as_mut()?.batches.try_recv().ok()? {
             Read::Batch(next) => next,
-            reset => {
-                self.ahead = Some((reset, None));
+            Read::OffsetOutOfRange => {
+                self.ahead = Some(Ahead::Reset);
                 return None;
             }
         };
         let carried = in_flight.carried_into(&next.records);
         let (pool, generation) = (self.pool.clone(), self.generation);
-        Some(tokio::spawn(async move {
-            let folded = fold_ahead(&pool, generation, &next, carried).await;
+        Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            let folded = fold_before_writing(&pool, generation, &next, carried).await;
             (next, folded)
-        }))
+        })))
     }
 }
 
-/// [`store::fold_ahead`]; `None` when the batch is to be folded in its transaction instead (it
-/// erases accounts, or its submissions could not be read now: its transaction reads them again).
-async fn fold_ahead(pool: &PgPool, generation: Generation, batch: &Batch, carried: HashMap<SubmissionId, Option<Submission>>) -> Option<Folded> {
+/// [`store::fold_ahead`]; `None` when the batch is to be folded in its transaction instead: it
+/// erases accounts, or its submissions could not be read now (its transaction reads them).
+async fn fold_before_writing(
+    pool: &PgPool,
+    generation: Generation,
+    batch: &Batch,
+    carried: HashMap<SubmissionId, Option<Submission>>,
+) -> Option<Folded> {
     store::fold_ahead(pool, generation, &batch.records, carried).await.unwrap_or_else(|error| {
         tracing::debug!(%error, "a batch not folded ahead; its transaction folds it");
         None

@@ -1,5 +1,6 @@
-//! Committing a batch: fold it in a transaction, park what cannot be used on the dead-letter
-//! topic and wait for Kafka to hold it, then commit the rows with their positions.
+//! Committing a batch: write it (folded in its transaction, or ahead of it), park what cannot be
+//! used on the dead-letter topic and wait for Kafka to hold it, then commit the rows with their
+//! positions.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -38,11 +39,14 @@ pub(super) enum Committed {
 impl Projector {
     /// Commits the batch, retrying while the database or the dead-letter topic is unavailable:
     /// as `folded` when it was folded ahead ([`store::fold_ahead`]), else folded in its
-    /// transaction.
+    /// transaction. A retry always folds in its transaction: an attempt whose `COMMIT` failed on
+    /// the way back may have committed, and only a fold of what the database holds then says
+    /// which of the batch's events are already there.
     pub(super) async fn commit(&self, batch: &Batch, folded: Option<&Folded>, shutdown: &CancellationToken) -> Committed {
         let mut backoff = Duration::from_millis(100);
+        let mut folded = folded;
         loop {
-            match self.try_commit(batch, folded).await {
+            match self.try_commit(batch, folded.take()).await {
                 Ok(Some((outcome, parked))) => {
                     let Stats { applied, duplicates, dead_lettered } = &*self.stats;
                     applied.fetch_add(outcome.applied as u64, Ordering::Relaxed);
@@ -64,7 +68,7 @@ impl Projector {
         }
     }
 
-    /// One attempt: fold the batch, park what cannot be used on the dead-letter topic (and wait
+    /// One attempt: write the batch (folded ahead, or folded now), park what cannot be used on the dead-letter topic (and wait
     /// for Kafka to hold it), then commit rows and positions together. Returns what it did and
     /// how many records it parked; `None` if the generation was retired.
     async fn try_commit(&self, batch: &Batch, folded: Option<&Folded>) -> Result<Option<(BatchOutcome, usize)>, CommitError> {
