@@ -289,11 +289,8 @@ async fn a_generation_being_built_goes_without_the_readers_indexes_until_they_ar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_during_a_rebuild_abandons_it_before_the_process_ends() {
-    let db = support::TestDb::create().await;
-    let mut config = support::test_config(&db);
     // A batch per record: a backlog of thousands of batches, each ready before its turn.
-    config.rebuild_batch_size = Some(1);
-    let system = TestSystem::start_with(db, config).await;
+    let system = rebuilding_in_batches_of(1).await;
     let created: Vec<domain::Envelope> = (0..BACKLOG)
         .map(|i| {
             let event = domain::Event::SubmissionCreated {
@@ -349,6 +346,14 @@ async fn refuse(pool: &sqlx::PgPool, tag: &str, statement: &str) {
     .unwrap();
 }
 
+/// The system with its rebuilds in batches of `records`.
+async fn rebuilding_in_batches_of(records: usize) -> TestSystem {
+    let db = support::TestDb::create().await;
+    let mut config = support::test_config(&db);
+    config.rebuild_batch_size = Some(records);
+    TestSystem::start_with(db, config).await
+}
+
 async fn start_a_rebuild(system: &TestSystem) {
     let response = system.http.post(system.url("/admin/rebuild")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -369,11 +374,8 @@ async fn until_the_rebuild_ends(system: &TestSystem) -> serde_json::Value {
 /// it, folded once it committed) keeps none of its text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_in_batches_smaller_than_a_history_ends_as_the_fold_of_the_log() {
-    let db = support::TestDb::create().await;
-    let mut config = support::test_config(&db);
     // A submission's three events fall in two or three batches.
-    config.rebuild_batch_size = Some(3);
-    let system = TestSystem::start_with(db, config).await;
+    let system = rebuilding_in_batches_of(3).await;
     let api = &system.api;
     let leaving = User::sign_up(api, "leaving@example.com").await;
     let staying = User::sign_up(api, "staying@example.com").await;
