@@ -206,11 +206,14 @@ impl Projector {
                 None => true,
                 Some((batch, folded)) => {
                     // A batch not folded ahead (the first, one after an erasure, one the reader
-                    // did not have in time) is folded now, before its transaction, so that the
-                    // next one can be folded while it is written.
+                    // did not have in time) is folded now, before its transaction, when the next
+                    // one is there to fold while it is written; else its transaction folds it.
                     let folded = match folded {
                         Some(folded) => Some(folded),
-                        None => fold_before_writing(&self.pool, self.generation, &batch, HashMap::new()).await,
+                        None if self.reader.as_ref().is_some_and(|reader| !reader.batches.is_empty()) => {
+                            fold_before_writing(&self.pool, self.generation, &batch, HashMap::new()).await
+                        }
+                        None => None,
                     };
                     // The database writes this batch while the next one, if the reader has it, is
                     // folded on another task: each would otherwise wait for the other.
